@@ -1,0 +1,54 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "Basin",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "basin", targets: ["basin"]),
+        .library(name: "BasinFusion", targets: ["BasinFusion"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // The only C: OpenBLAS (cblas + LAPACK) and ncursesw, each behind one shim header.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CNcurses", path: "Sources/CNcurses"),
+
+        // Engine.
+        .target(name: "BasinTensor", dependencies: ["CBLAS"]),
+        .target(name: "BasinIO", dependencies: [
+            "BasinTensor",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(name: "BasinNet", dependencies: ["BasinTensor", "BasinIO"]),
+        .target(name: "BasinFusion", dependencies: [
+            "BasinTensor", "BasinIO", "BasinNet",
+            .product(name: "Yams", package: "Yams"),
+        ]),
+
+        // Terminal UI: a pure cell-buffer core, the ncurses backend, and the explorer built on both.
+        .target(name: "BasinUI"),
+        .target(name: "BasinCurses", dependencies: ["BasinUI", "CNcurses"]),
+        .target(name: "BasinExplorer", dependencies: ["BasinUI", "BasinFusion", "BasinNet", "BasinIO", "BasinTensor"]),
+
+        .executableTarget(name: "basin", dependencies: [
+            "BasinExplorer", "BasinCurses", "BasinFusion", "BasinNet", "BasinIO", "BasinTensor",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Locates Tests/Fixtures (copied from ../shared) from the source tree, so tests need nothing beside the clone.
+        .target(name: "BasinTestSupport", dependencies: ["BasinIO", "BasinTensor"], path: "Tests/BasinTestSupport"),
+        .testTarget(name: "BasinTensorTests", dependencies: ["BasinTestSupport", "BasinTensor"]),
+        .testTarget(name: "BasinIOTests", dependencies: ["BasinTestSupport", "BasinIO", "BasinTensor"]),
+        .testTarget(name: "BasinNetTests", dependencies: ["BasinTestSupport", "BasinNet", "BasinIO", "BasinTensor"]),
+        .testTarget(name: "BasinFusionTests", dependencies: ["BasinTestSupport", "BasinFusion", "BasinNet", "BasinIO", "BasinTensor"]),
+        .testTarget(name: "BasinUITests", dependencies: ["BasinTestSupport", "BasinUI"]),
+        .testTarget(name: "BasinExplorerTests", dependencies: ["BasinTestSupport", "BasinExplorer", "BasinUI", "BasinFusion"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["BasinTestSupport", "basin"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
