@@ -116,6 +116,9 @@ static inline void basin_install_signal_handlers(void) {
     sigaction(SIGABRT, &sa, NULL);
     sigaction(SIGILL, &sa, NULL);
     sigaction(SIGFPE, &sa, NULL);
+#ifdef SIGTRAP
+    sigaction(SIGTRAP, &sa, NULL);
+#endif
 }
 static inline void basin_mark_curses_inactive(void) { basin_curses_active = 0; }
 #endif
