@@ -205,13 +205,11 @@ public struct BraillePlot: Widget {
         let axisStyle = Style(fg: .role(.border))
         let labelStyle = Style(fg: .role(.muted))
         let labelW = g.axisX - area.x
-        let mid = plot.height / 2
+        // Middle tick: the round midpoint value, at the row containing it.
         var labelled: [Int: Double] = [0: yr.upperBound, plot.height - 1: yr.lowerBound]
-        if plot.height >= 5 {
-            // Value at the centre of the middle row.
-            let dotCenter = Double(mid * 4) + 1.5
-            labelled[mid] = yr.upperBound - dotCenter / Double(dotsH - 1) * (yr.upperBound - yr.lowerBound)
-        }
+        let midY = (yr.upperBound + yr.lowerBound) / 2
+        let midRow = dy(midY) / 4
+        if plot.height >= 5, midRow > 0, midRow < plot.height - 1 { labelled[midRow] = midY }
         for row in 0..<plot.height {
             let y = plot.y + row
             if let v = labelled[row] {
@@ -228,20 +226,23 @@ public struct BraillePlot: Widget {
             for col in 0..<plot.width {
                 buffer.set(plot.x + col, g.axisRow, Cell(glyphs.horizontal, style: axisStyle))
             }
-            let ticks = [0, plot.width / 2, plot.width - 1]
+            let midX = (xr.lowerBound + xr.upperBound) / 2
+            let ticks = [0, dx(midX) / 2, plot.width - 1]
             for t in ticks { buffer.set(plot.x + t, g.axisRow, Cell(glyphs.teeDown, style: axisStyle)) }
             if let c = cursorCol { buffer.set(plot.x + c, g.axisRow, Cell(glyphs.teeDown, style: Style(fg: .role(.cursor)))) }
         }
         if g.labelRow < area.maxY {
             let row = Rect(x: area.x, y: g.labelRow, width: area.width, height: 1)
             let lo = formatNumber(xr.lowerBound), hi = formatNumber(xr.upperBound)
-            let midV = formatNumber(xr.lowerBound + (xr.upperBound - xr.lowerBound) * Double(plot.width / 2 * 2) / Double(max(1, dotsW - 1)))
-            buffer.write(lo, x: plot.x, y: row.y, style: labelStyle, clip: row)
+            let midV = formatNumber((xr.lowerBound + xr.upperBound) / 2)
+            var end = buffer.write(lo, x: plot.x, y: row.y, style: labelStyle, clip: row)
             let mw = TextWidth.of(midV)
-            let mx = plot.x + plot.width / 2 - mw / 2
-            if mx > plot.x + TextWidth.of(lo) { buffer.write(midV, x: mx, y: row.y, style: labelStyle, clip: row) }
+            let mx = plot.x + dx((xr.lowerBound + xr.upperBound) / 2) / 2 - mw / 2
+            if mx > end, mx + mw < plot.maxX - TextWidth.of(hi) {
+                end = buffer.write(midV, x: mx, y: row.y, style: labelStyle, clip: row)
+            }
             let hx = plot.maxX - TextWidth.of(hi)
-            if hx > mx + mw { buffer.write(hi, x: hx, y: row.y, style: labelStyle, clip: row) }
+            if hx > end { buffer.write(hi, x: hx, y: row.y, style: labelStyle, clip: row) }
         }
 
         // Legend.

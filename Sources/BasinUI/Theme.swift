@@ -201,8 +201,10 @@ public struct Theme: Hashable, Sendable {
                 // #rrggbb followed by end/space is a colour, not a comment.
                 let hex = chars[(i + 1)...].prefix { $0.isHexDigit }
                 let after = i + 1 + hex.count
-                let isColor = hex.count == 6 && (after == chars.count || chars[after] == " " || chars[after] == "\t")
-                    && line[..<line.index(line.startIndex, offsetBy: i)].contains("=")
+                let before = String(chars[..<i]).trimmingCharacters(in: .whitespaces)
+                // First word of a value: a colour attempt (valid or not, the parser reports it).
+                let isColor = before.hasSuffix("=")
+                    || (hex.count == 6 && (after == chars.count || chars[after] == " " || chars[after] == "\t") && before.contains("="))
                 if !isColor { return String(chars[..<i]) }
             }
             i += 1

@@ -581,7 +581,7 @@ public struct Popup: Widget {
         let maxW = max(10, min(area.width - 2, 60))
         let inner = maxW - 4
         let body = Paragraph(message).wrappedLines(width: inner)
-        let h = min(area.height, body.count + 4)
+        let h = min(area.height, body.count + 3)
         let contentW = max(body.map { TextWidth.of($0) }.max() ?? 0, TextWidth.of(footer), TextWidth.of(title) + 2)
         let box = area.centered(width: min(maxW, contentW + 4), height: h)
         let accent: Role = kind == .error ? .bad : .accent
