@@ -64,6 +64,18 @@ public enum ThemeLoader {
         return try load(named: pick, directories: searchDirectories(environment: environment, extra: extraDirectories))
     }
 
+    /// The usual search: BASIN_THEMES_DIR, then the Themes/ found by walking up from the
+    /// executable (e.g. `.build/debug/basin` → the package's `Themes/`), then `./Themes`.
+    public static func resolve(choice: String?, executablePath: String,
+                               environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Theme {
+        var extra: [String] = []
+        let exeDir = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().deletingLastPathComponent().path
+        if let d = findThemesDirectory(from: exeDir) { extra.append(d) }
+        let cwd = FileManager.default.currentDirectoryPath + "/Themes"
+        if !extra.contains(cwd) { extra.append(cwd) }
+        return try resolve(choice: choice, environment: environment, extraDirectories: extra)
+    }
+
     public static func availableThemes(in directories: [String]) -> [String] {
         var names = Set<String>()
         for d in directories {

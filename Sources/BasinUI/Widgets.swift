@@ -240,6 +240,13 @@ public struct ListView: Widget {
         return s
     }
 
+    /// The item index shown at screen row `y` of `area` (for mouse clicks), if any.
+    public func index(atRow y: Int, area: Rect) -> Int? {
+        guard y >= area.minY, y < area.maxY else { return nil }
+        let i = visibleState(height: area.height).offset + (y - area.minY)
+        return i < items.count ? i : nil
+    }
+
     public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         guard !area.isEmpty else { return }
         let s = visibleState(height: area.height)

@@ -25,7 +25,7 @@ func assertSnapshot(text actual: String, _ expected: String, name: String = "",
     if ProcessInfo.processInfo.environment["BASIN_RECORD_SNAPSHOTS"] == "1" {
         let dir = URL(fileURLWithPath: "\(file)").deletingLastPathComponent().appendingPathComponent("__Snapshots__")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let fn = testName.replacingOccurrences(of: "()", with: "") + (name.isEmpty ? "" : ".\(name)") + ".txt"
+        let fn = testName.replacingOccurrences(of: "()", with: "") + (name.isEmpty ? ".L\(line)" : ".\(name)") + ".txt"
         try? (actual + "\n").write(to: dir.appendingPathComponent(fn), atomically: true, encoding: .utf8)
     }
     guard a != e else { return }

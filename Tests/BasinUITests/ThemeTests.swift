@@ -120,6 +120,9 @@ final class ThemeTests: XCTestCase {
         XCTAssertEqual(ThemeLoader.findThemesDirectory(from: Fixtures.repositoryRoot.appendingPathComponent("Sources/BasinUI").path),
                        URL(fileURLWithPath: themesDir).standardizedFileURL.path)
 
+        let exe = Fixtures.repositoryRoot.appendingPathComponent(".build/debug/basin").path
+        XCTAssertEqual(try ThemeLoader.resolve(choice: "high-contrast", executablePath: exe, environment: [:]).name, "high-contrast")
+
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("bad.theme").path

@@ -37,6 +37,8 @@ final class WidgetTests: XCTestCase {
             ▶ item 7   ▼
             """)
         XCTAssertEqual(list.visibleState(height: 4).offset, 3)
+        XCTAssertEqual(list.index(atRow: 2, area: Rect(x: 0, y: 0, width: 12, height: 4)), 5)
+        XCTAssertNil(list.index(atRow: 4, area: Rect(x: 0, y: 0, width: 12, height: 4)))
         state.move(100, count: items.count)
         XCTAssertEqual(state.selected, 9)
         assertSnapshot(render(ListView(items, state: state), width: 12, height: 3, context: ascii), """
