@@ -11,6 +11,8 @@ struct Basin: ParsableCommand {
         abstract: "Explore how trained networks connect in weight space: paths, barriers, alignment, soups and merges.",
         subcommands: [
             EvalCommand.self, InspectCommand.self, TrainCommand.self, SplitCommand.self, BenchCommand.self,
-        ]
+            ExploreCommand.self,
+        ],
+        defaultSubcommand: ExploreCommand.self
     )
 }

@@ -1,0 +1,102 @@
+import ArgumentParser
+import BasinCurses
+import BasinExplorer
+import BasinIO
+import BasinNet
+import BasinUI
+import Foundation
+
+/// `basin explore` (the default command): the terminal explorer.
+struct ExploreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "explore",
+        abstract: "Open the terminal explorer on two or more models (no models: the sample session).",
+        discussion: """
+            With no arguments opens the sample session: SampleModels/seeds/mlp-seed0 and mlp-seed1 with the digits \
+            train and test splits (SampleModels is found next to the executable, or set BASIN_SAMPLES_DIR). \
+            Press ? inside for the keys.
+            """)
+
+    @Argument(help: "Model files (safetensors), two or more, all of one architecture.")
+    var models: [String] = []
+
+    @Option(name: .customLong("data"), help: "A data set (safetensors with x and y); give it twice: train then test.")
+    var data: [String] = []
+
+    @Option(help: "Base model for task arithmetic, TIES and DARE in the soup view.")
+    var base: String?
+
+    @OptionGroup var architecture: ArchitectureOptions
+
+    @Option(help: "Theme name or .theme file (default: BASIN_THEME, then dark).")
+    var theme: String?
+
+    @Option(help: "Epochs of a curve fit started with f.")
+    var fitEpochs: Int = 10
+
+    @Option(help: "Points evaluated along each path.")
+    var points: Int = 21
+
+    @Option(help: "Landscape grid points per side.")
+    var landscape: Int = 21
+
+    mutating func validate() throws {
+        if models.count == 1 { throw ValidationError("give two or more models (or none for the sample session)") }
+        if points < 3 { throw ValidationError("--points must be at least 3") }
+        if fitEpochs < 1 { throw ValidationError("--fit-epochs must be at least 1") }
+        if landscape < 3 { throw ValidationError("--landscape must be at least 3") }
+    }
+
+    func run() throws {
+        var modelPaths = models
+        var dataPaths = data
+        if modelPaths.isEmpty {
+            let samples = try SampleSession.locate()
+            modelPaths = ["seeds/mlp-seed0.safetensors", "seeds/mlp-seed1.safetensors"].map { samples.appendingPathComponent($0).path }
+            if dataPaths.isEmpty {
+                dataPaths = ["data/digits-train.safetensors", "data/digits-test.safetensors"].map { samples.appendingPathComponent($0).path }
+            }
+        }
+        if dataPaths.isEmpty { throw ValidationError("give a data set with --data (train, then test)") }
+        let engine = try ExplorerEngine.load(models: modelPaths, data: dataPaths, base: base, architecture: architecture.choice)
+        let themeValue = try ThemeLoader.resolve(choice: theme, executablePath: SampleSession.executablePath)
+        var options = ExplorerOptions()
+        options.fitEpochs = fitEpochs
+        options.pathPoints = points
+        options.landscapeResolution = landscape
+        let terminal = try CursesTerminal(theme: themeValue)
+        defer { terminal.shutdown() }
+        let app = ExplorerApp(engine: engine, options: options, size: terminal.size)
+        let loop = RunLoop(app: app, pollTimeoutMs: 30)
+        try loop.run(on: terminal)
+    }
+}
+
+/// Finds SampleModels: BASIN_SAMPLES_DIR, then walking up from the executable, then ./SampleModels.
+enum SampleSession {
+    static var executablePath: String { Bundle.main.executablePath ?? CommandLine.arguments[0] }
+
+    static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> URL {
+        let fm = FileManager.default
+        func ok(_ u: URL) -> Bool { fm.fileExists(atPath: u.appendingPathComponent("seeds/mlp-seed0.safetensors").path) }
+        if let d = environment["BASIN_SAMPLES_DIR"], !d.isEmpty {
+            let u = URL(fileURLWithPath: d)
+            if ok(u) { return u }
+            throw ValidationError("BASIN_SAMPLES_DIR=\(d) has no seeds/mlp-seed0.safetensors")
+        }
+        var dir = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<8 {
+            let c = dir.appendingPathComponent("SampleModels")
+            if ok(c) { return c }
+            let parent = dir.deletingLastPathComponent()
+            if parent.path == dir.path { break }
+            dir = parent
+        }
+        let cwd = URL(fileURLWithPath: fm.currentDirectoryPath).appendingPathComponent("SampleModels")
+        if ok(cwd) { return cwd }
+        throw ValidationError("""
+            no models given and the sample models were not found (looked for SampleModels/ above \(executablePath) \
+            and in the current directory; set BASIN_SAMPLES_DIR). Usage: basin explore MODEL MODEL --data TRAIN --data TEST
+            """)
+    }
+}
