@@ -99,6 +99,21 @@ public enum ExplorerRenderer {
         if let popup = state.popup {
             popup.widget.render(into: &buffer, area: body, context: context)
         }
+        if !context.glyphs.unicode { asciify(&buffer) }
+    }
+
+    /// Without a UTF-8 locale: replaces the few non-ASCII characters the explorer's own text uses.
+    static func asciify(_ buffer: inout CellBuffer) {
+        let table: [String: String] = ["→": ">", "←": "<", "·": ".", "…": "~", "–": "-", "θ": "t", "λ": "L", "π": "p",
+                                       "•": ".", "×": "x", "↑": "^", "↓": "v"]
+        for y in 0..<buffer.height {
+            for x in 0..<buffer.width {
+                var c = buffer[x, y]
+                guard !c.symbol.isEmpty, !c.symbol.unicodeScalars.allSatisfy(\.isASCII) else { continue }
+                c.symbol = table[c.symbol] ?? "?"
+                buffer.set(x, y, c)
+            }
+        }
     }
 
     static func shortLabel(_ s: String) -> String {
