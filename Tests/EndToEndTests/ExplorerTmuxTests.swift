@@ -1,0 +1,131 @@
+import BasinIO
+import BasinTestSupport
+import Foundation
+import XCTest
+
+/// Drives the real `basin` binary in tmux as a user would: open the sample session, scrub, switch the path
+/// type, run a short fit, match, export a file, quit; checks the screen and the exported file.
+final class ExplorerTmuxTests: XCTestCase {
+    var tmux: URL!
+    var socket = "basin-e2e-\(UUID().uuidString.prefix(8))"
+    var session = "explore"
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        guard let t = ["/usr/bin/tmux", "/usr/local/bin/tmux", "/opt/homebrew/bin/tmux"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw XCTSkip("tmux is not installed (.ci/run installs it)")
+        }
+        guard BasinBinary.url != nil else { throw XCTSkip("basin executable not built") }
+        tmux = URL(fileURLWithPath: t)
+        dir = try Fixtures.temporaryDirectory()
+    }
+
+    override func tearDownWithError() throws {
+        if tmux != nil { _ = try? run(["kill-server"]) }
+        if let dir { try? FileManager.default.removeItem(at: dir) }
+    }
+
+    @discardableResult
+    func run(_ args: [String]) throws -> BasinBinary.Result {
+        try BasinBinary.runProcess(tmux, ["-L", socket] + args)
+    }
+
+    /// Starts the tmux server with the session. Its output goes to /dev/null: the server daemon inherits
+    /// the client's descriptors, so a pipe would never reach end-of-file.
+    func start(width: Int, height: Int, _ command: String) throws {
+        let p = Process()
+        p.executableURL = tmux
+        p.arguments = ["-L", socket, "new-session", "-d", "-x", "\(width)", "-y", "\(height)", "-s", session, command]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "tmux new-session failed")
+    }
+
+    func screen() throws -> String { try run(["capture-pane", "-p", "-t", session]).stdout }
+
+    func keys(_ k: String...) throws { try run(["send-keys", "-t", session] + k) }
+
+    /// Polls the screen until `text` appears (or fails after `timeout` seconds, printing the screen).
+    @discardableResult
+    func waitFor(_ text: String, timeout: Double = 30, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = ""
+        while Date() < deadline {
+            last = (try? screen()) ?? ""
+            if last.contains(text) { return last }
+            usleep(100_000)
+        }
+        XCTFail("'\(text)' did not appear within \(timeout)s; screen:\n\(last)", file: file, line: line)
+        throw XCTSkip("stopping after a failed wait")
+    }
+
+    func testExploreScrubFitMatchExportQuit() throws {
+        let basin = BasinBinary.url!.path
+        let command = "cd '\(dir.path)' && LANG=C.UTF-8 LC_ALL=C.UTF-8 '\(basin)' --fit-epochs 2 2>'\(dir.path)/stderr.txt'; echo exited $? >'\(dir.path)/status.txt'"
+        try start(width: 120, height: 40, command)
+
+        // 1. Opens the sample session on the path view.
+        var s = try waitFor("linear train")
+        XCTAssertTrue(s.contains("mlp-seed0 → mlp-seed1"), s)
+        try waitFor("endpoints")
+
+        // 2. Scrub right twice: t moves by 0.05 per key.
+        try keys("l", "l")
+        try waitFor("t = 0.600")
+        try keys("Left")
+        try waitFor("t = 0.550")
+
+        // 3. Switch to the Bezier path.
+        try keys("3")
+        try waitFor("Bezier (unfitted)")
+
+        // 4. A short fit in the background, then its curve is overlaid.
+        try keys("f")
+        s = try waitFor("Bezier fit", timeout: 120)
+        XCTAssertTrue(s.contains("fit Bezier done") || s.contains("Bezier fit"), s)
+
+        // 5. Weight matching: the aligned line joins the plot, the permutation view fills.
+        try keys("m")
+        try waitFor("aligned test", timeout: 60)
+        try keys("v")
+        s = try waitFor("units moved")
+        XCTAssertTrue(s.contains("matches"), s)
+
+        // 6. Export the model at the cursor from the path view.
+        try keys("V")
+        try waitFor("model at t")
+        try keys("e")
+        try waitFor("Export to:")
+        for _ in 0..<40 { try keys("BSpace") }
+        try keys("-l", "fused.safetensors")
+        try keys("Enter")
+        try waitFor("Exported")
+        try keys("Enter")
+
+        // 7. Quit: the process exits cleanly and the terminal is restored.
+        try keys("q")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("status.txt").path) { usleep(100_000) }
+        let status = try String(contentsOf: dir.appendingPathComponent("status.txt"), encoding: .utf8)
+        XCTAssertEqual(status.trimmingCharacters(in: .whitespacesAndNewlines), "exited 0",
+                       (try? String(contentsOf: dir.appendingPathComponent("stderr.txt"), encoding: .utf8)) ?? "")
+
+        let out = dir.appendingPathComponent("fused.safetensors")
+        let file = try ModelFile.open(out.path)
+        XCTAssertEqual(Set(file.names), ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "layers.2.weight", "layers.2.bias"])
+        let recipe = try String(contentsOf: dir.appendingPathComponent("fused.recipe.yaml"), encoding: .utf8)
+        XCTAssertTrue(recipe.contains("path: bezier") && recipe.contains("t: 0.55") && recipe.contains("bends: fitted"), recipe)
+    }
+
+    func testTooSmallTerminalShowsAMessageAndQuits() throws {
+        let basin = BasinBinary.url!.path
+        try start(width: 60, height: 15, "'\(basin)'; sleep 5")
+        try waitFor("Terminal too small")
+        try run(["resize-window", "-t", session, "-x", "100", "-y", "30"])
+        try waitFor("loss along the path")
+        try keys("q")
+    }
+}
