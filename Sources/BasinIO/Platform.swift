@@ -1,0 +1,144 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// Every libc call BasinIO makes lives here (as swift-argument-parser keeps its libc in one `Platform` file).
+enum Platform {
+    struct Failure: Error {
+        let call: String
+        let code: Int32
+        var message: String { "\(call): \(String(cString: strerror(code)))" }
+    }
+
+    /// A read-only private memory map of a whole file.
+    final class Mapping: @unchecked Sendable {
+        let base: UnsafeRawPointer?
+        let size: Int
+
+        init(path: String) throws {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw Failure(call: "open", code: errno) }
+            defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw Failure(call: "fstat", code: errno) }
+            guard (st.st_mode & S_IFMT) == S_IFREG else { throw Failure(call: "open", code: EISDIR) }
+            size = Int(st.st_size)
+            if size == 0 {
+                base = nil
+                return
+            }
+            let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+            guard let p, p != MAP_FAILED else { throw Failure(call: "mmap", code: errno) }
+            base = UnsafeRawPointer(p)
+        }
+
+        var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+        /// Tells the kernel the pages of [offset, offset+count) will not be needed soon, so a streaming reader
+        /// keeps its resident set at about one tensor.
+        func release(offset: Int, count: Int) {
+            guard let base, count > 0 else { return }
+            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+            let start = (offset / page) * page
+            let end = min(size, offset + count)
+            guard end > start else { return }
+            _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+        }
+
+        deinit {
+            if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+        }
+    }
+
+    /// Identity of a file on disk (device, inode), to tell whether two paths are the same file.
+    static func fileIdentity(_ path: String) -> (UInt64, UInt64)? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (UInt64(st.st_dev), UInt64(st.st_ino))
+    }
+
+    static func resolvedPath(_ path: String) -> String {
+        guard let r = realpath(path, nil) else { return (path as NSString).standardizingPath }
+        defer { free(r) }
+        return String(cString: r)
+    }
+
+    /// An open file descriptor for writing a temporary file.
+    final class WriteFile {
+        let fd: Int32
+        let path: String
+
+        init(creatingExclusive path: String) throws {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw Failure(call: "open", code: errno) }
+            self.fd = fd
+            self.path = path
+        }
+
+        func write(_ bytes: UnsafeRawBufferPointer) throws {
+            var offset = 0
+            while offset < bytes.count {
+                let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw Failure(call: "write", code: errno)
+                }
+                offset += n
+            }
+        }
+
+        func sync() throws {
+            guard fsync(fd) == 0 else { throw Failure(call: "fsync", code: errno) }
+        }
+
+        func close() {
+            _ = Glibc.close(fd)
+        }
+    }
+
+    static func rename(_ from: String, _ to: String) throws {
+        guard Glibc.rename(from, to) == 0 else { throw Failure(call: "rename", code: errno) }
+    }
+
+    static func unlink(_ path: String) {
+        _ = Glibc.unlink(path)
+    }
+
+    /// fsync of a directory, so a rename inside it is durable.
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        _ = Glibc.close(fd)
+    }
+
+    /// Peak resident set size of this process in bytes (from /proc/self/status VmHWM).
+    static func peakResidentBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let digits = line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+            return digits.map { $0 * 1024 }
+        }
+        return nil
+    }
+
+    static func currentResidentBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let digits = line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+            return digits.map { $0 * 1024 }
+        }
+        return nil
+    }
+}
+
+/// Process memory figures for benchmarks.
+public enum ProcessMemory {
+    public static var peakResidentBytes: Int? { Platform.peakResidentBytes() }
+    public static var currentResidentBytes: Int? { Platform.currentResidentBytes() }
+}

@@ -1,0 +1,217 @@
+import BasinTensor
+import Crypto
+import Foundation
+
+/// One tensor a writer will receive: its name, the dtype it is stored in, and its shape.
+public struct TensorPlan: Sendable, Equatable {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+
+    public init(name: String, dtype: DType, shape: [Int]) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+    }
+
+    public var byteCount: Int { Tensor.elementCount(shape) * dtype.byteSize }
+}
+
+/// Refuses an output path that is one of the running command's inputs.
+public enum OutputGuard {
+    public static func check(output: URL, inputs: [URL]) throws {
+        let out = Platform.resolvedPath(output.path)
+        let outID = Platform.fileIdentity(output.path)
+        for input in inputs {
+            let sameIdentity = outID != nil && Platform.fileIdentity(input.path).map { $0 == outID! } == true
+            if sameIdentity || Platform.resolvedPath(input.path) == out {
+                throw BasinIOError(.wouldOverwriteInput, file: output.path,
+                                   "refusing to write here: it is an input of this command (\(input.path))")
+            }
+        }
+    }
+}
+
+/// Writes a safetensors file tensor by tensor, atomically: the data goes to a temporary file in the same
+/// folder, which is flushed and renamed over the destination only by `finish()`. A writer dropped
+/// before `finish()` (an error, a cancelled export) removes its temporary file and leaves the
+/// destination untouched.
+public final class SafeTensorsWriter {
+    public let url: URL
+    public let plan: [TensorPlan]
+    private let file: Platform.WriteFile
+    private var next = 0
+    private var finished = false
+    private var scratch: [UInt8] = []
+
+    public init(url: URL, plan: [TensorPlan], metadata: [String: String] = [:], protecting inputs: [URL] = []) throws {
+        self.url = url
+        self.plan = plan
+        try OutputGuard.check(output: url, inputs: inputs)
+        var seen = Set<String>()
+        for p in plan where !seen.insert(p.name).inserted {
+            throw BasinIOError(.duplicateTensor, file: url.path, tensor: p.name, "is planned twice for this file")
+        }
+        let folder = url.deletingLastPathComponent().path
+        let temp = folder + "/." + url.lastPathComponent + ".basin-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
+        do {
+            file = try Platform.WriteFile(creatingExclusive: temp)
+        } catch let failure as Platform.Failure {
+            throw BasinIOError(.writeFailed, file: url.path, "cannot create a temporary file in \(folder) (\(failure.message))")
+        }
+        do {
+            let header = try SafeTensorsWriter.header(plan: plan, metadata: metadata)
+            var length = UInt64(header.count).littleEndian
+            try withUnsafeBytes(of: &length) { try file.write($0) }
+            try header.withUnsafeBytes { try file.write($0) }
+        } catch {
+            file.close()
+            Platform.unlink(file.path)
+            throw wrap(error)
+        }
+    }
+
+    deinit {
+        if !finished {
+            file.close()
+            Platform.unlink(file.path)
+        }
+    }
+
+    /// The header JSON, padded with spaces to a multiple of 8 bytes as the reference writer does.
+    public static func header(plan: [TensorPlan], metadata: [String: String]) throws -> [UInt8] {
+        var entries: [String: HeaderValue] = [:]
+        var offset = 0
+        for p in plan {
+            entries[p.name] = .tensor(dtype: p.dtype.rawValue, shape: p.shape, offsets: [offset, offset + p.byteCount])
+            offset += p.byteCount
+        }
+        if !metadata.isEmpty { entries["__metadata__"] = .metadata(metadata) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var bytes = [UInt8](try encoder.encode(entries))
+        while bytes.count % 8 != 0 { bytes.append(0x20) }
+        return bytes
+    }
+
+    private enum HeaderValue: Encodable {
+        case tensor(dtype: String, shape: [Int], offsets: [Int])
+        case metadata([String: String])
+
+        enum Keys: String, CodingKey { case dtype, shape, data_offsets }
+
+        func encode(to encoder: Encoder) throws {
+            switch self {
+            case let .tensor(dtype, shape, offsets):
+                var c = encoder.container(keyedBy: Keys.self)
+                try c.encode(dtype, forKey: .dtype)
+                try c.encode(shape, forKey: .shape)
+                try c.encode(offsets, forKey: .data_offsets)
+            case let .metadata(m):
+                var c = encoder.singleValueContainer()
+                try c.encode(m)
+            }
+        }
+    }
+
+    private func wrap(_ error: Error) -> Error {
+        if error is BasinIOError { return error }
+        if let f = error as? Platform.Failure { return BasinIOError(.writeFailed, file: url.path, f.message) }
+        return BasinIOError(.writeFailed, file: url.path, "\(error)")
+    }
+
+    private func expect(_ name: String) throws -> TensorPlan {
+        guard next < plan.count else {
+            throw BasinIOError(.writeFailed, file: url.path, tensor: name, "is one more tensor than the \(plan.count) planned")
+        }
+        let p = plan[next]
+        guard p.name == name else {
+            throw BasinIOError(.writeFailed, file: url.path, tensor: name, "arrived where '\(p.name)' was planned (tensors must come in plan order)")
+        }
+        return p
+    }
+
+    /// Writes the next planned tensor, encoding it to the planned dtype.
+    public func write(_ name: String, _ tensor: Tensor) throws {
+        let p = try expect(name)
+        guard tensor.shape == p.shape else {
+            throw BasinIOError(.writeFailed, file: url.path, tensor: name, "has shape \(tensor.shape) where \(p.shape) was planned")
+        }
+        let n = p.byteCount
+        if scratch.count < n { scratch = [UInt8](repeating: 0, count: n) }
+        tensor.withUnsafeBufferPointer { src in
+            scratch.withUnsafeMutableBytes { dst in
+                if tensor.count > 0 { DTypeConversion.encode(src.baseAddress!, count: tensor.count, as: p.dtype, into: dst.baseAddress!) }
+            }
+        }
+        do { try scratch.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } } catch { throw wrap(error) }
+        next += 1
+    }
+
+    /// Writes the next planned tensor from bytes already encoded in its planned dtype.
+    public func write(_ name: String, rawBytes: UnsafeRawBufferPointer) throws {
+        let p = try expect(name)
+        guard rawBytes.count == p.byteCount else {
+            throw BasinIOError(.writeFailed, file: url.path, tensor: name, "has \(rawBytes.count) bytes where \(p.byteCount) were planned")
+        }
+        do { try file.write(rawBytes) } catch { throw wrap(error) }
+        next += 1
+    }
+
+    /// Flushes the file and renames it into place.
+    public func finish() throws {
+        guard next == plan.count else {
+            throw BasinIOError(.writeFailed, file: url.path, "only \(next) of \(plan.count) planned tensors were written")
+        }
+        do {
+            try file.sync()
+            file.close()
+            try Platform.rename(file.path, url.path)
+            finished = true
+            Platform.syncDirectory(url.deletingLastPathComponent().path)
+        } catch {
+            throw wrap(error)
+        }
+    }
+
+    /// Writes the tensors in order, each in `dtype(name)` (F32 by default), atomically.
+    public static func write(_ tensors: [(String, Tensor)], to url: URL, dtype: (String) -> DType = { _ in .f32 },
+                             metadata: [String: String] = [:], protecting inputs: [URL] = []) throws {
+        let plan = tensors.map { TensorPlan(name: $0.0, dtype: dtype($0.0), shape: $0.1.shape) }
+        let writer = try SafeTensorsWriter(url: url, plan: plan, metadata: metadata, protecting: inputs)
+        for (name, t) in tensors { try writer.write(name, t) }
+        try writer.finish()
+    }
+}
+
+/// SHA-256 digests of input files, recorded in exported metadata.
+public enum FileDigest {
+    /// Lower-case hex SHA-256 of a file's bytes (memory-mapped, hashed in 1 MiB steps).
+    public static func sha256(_ url: URL) throws -> String {
+        let mapping: Platform.Mapping
+        do { mapping = try Platform.Mapping(path: url.path) } catch let f as Platform.Failure {
+            throw BasinIOError(.unreadable, file: url.path, "cannot be read (\(f.message))")
+        }
+        var hasher = SHA256()
+        let bytes = mapping.bytes
+        var offset = 0
+        let step = 1 << 20
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + step)
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+            mapping.release(offset: offset, count: end - offset)
+            offset = end
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// SHA-256 of a tensor source: the file's digest, or for a sharded checkpoint the digest of its shards'
+    /// digests in order.
+    public static func sha256(of source: any TensorSource) throws -> String {
+        let files = source.files.filter { $0.pathExtension == "safetensors" }
+        if files.count == 1 { return try sha256(files[0]) }
+        var hasher = SHA256()
+        for f in files { hasher.update(data: Data(try sha256(f).utf8)) }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,127 @@
+import BasinTensor
+import Foundation
+
+/// A checkpoint split over several safetensors files, read through its `*.safetensors.index.json`
+/// (`{"metadata": {...}, "weight_map": {"tensor name": "shard file name", ...}}`) as one model.
+public final class ShardedCheckpoint: TensorSource, @unchecked Sendable {
+    public let indexURL: URL
+    public let names: [String]
+    public let metadata: [String: String]
+    public let shards: [SafeTensorsFile]
+    private let shardOf: [String: Int]
+
+    public var displayPath: String { indexURL.path }
+    public var files: [URL] { [indexURL] + shards.map(\.url) }
+
+    public init(indexURL: URL) throws {
+        self.indexURL = indexURL
+        let file = indexURL.path
+        let data: Data
+        do { data = try Data(contentsOf: indexURL) } catch {
+            throw BasinIOError(.unreadable, file: file, "cannot be read (\(error.localizedDescription))")
+        }
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw BasinIOError(.badIndex, file: file, "is not a JSON object (expected {\"metadata\": ..., \"weight_map\": ...})")
+        }
+        guard let weightMap = object["weight_map"] as? [String: Any] else {
+            throw BasinIOError(.badIndex, file: file, "has no \"weight_map\" object mapping tensor names to shard files")
+        }
+        var meta: [String: String] = [:]
+        if let m = object["metadata"] as? [String: Any] {
+            for (k, v) in m { meta[k] = (v as? String) ?? "\(v)" }
+        }
+        let folder = indexURL.deletingLastPathComponent()
+        var shardFiles: [String] = []
+        var shardIndexByFile: [String: Int] = [:]
+        var assigned: [String: String] = [:]
+        for (name, value) in weightMap {
+            guard let shard = value as? String else {
+                throw BasinIOError(.badIndex, file: file, tensor: name, "weight_map entry is not a file name")
+            }
+            guard !shard.contains("/") || !shard.hasPrefix("/") else {
+                throw BasinIOError(.badIndex, file: file, tensor: name, "shard \"\(shard)\" must be a path relative to the index")
+            }
+            assigned[name] = shard
+            if shardIndexByFile[shard] == nil {
+                shardIndexByFile[shard] = shardFiles.count
+                shardFiles.append(shard)
+            }
+        }
+        shardFiles.sort()
+        var opened: [SafeTensorsFile] = []
+        for shard in shardFiles {
+            let url = folder.appendingPathComponent(shard)
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                let example = assigned.first { $0.value == shard }?.key
+                throw BasinIOError(.missingShard, file: file, tensor: example,
+                                   "shard \"\(shard)\" named in weight_map does not exist at \(url.path)")
+            }
+            opened.append(try SafeTensorsFile(url: url))
+        }
+        shards = opened
+        var shardOf: [String: Int] = [:]
+        for (i, shard) in opened.enumerated() {
+            for name in shard.names {
+                if let other = shardOf[name] {
+                    throw BasinIOError(.duplicateTensor, file: file, tensor: name,
+                                       "is stored in both \(opened[other].url.lastPathComponent) and \(shard.url.lastPathComponent)")
+                }
+                shardOf[name] = i
+            }
+        }
+        for (name, shard) in assigned.sorted(by: { $0.key < $1.key }) {
+            guard let i = shardOf[name], opened[i].url.lastPathComponent == (shard as NSString).lastPathComponent else {
+                throw BasinIOError(.shardMissingTensor, file: file, tensor: name,
+                                   "weight_map puts it in \"\(shard)\", which does not hold it")
+            }
+        }
+        self.shardOf = shardOf
+        // Storage order: shard by shard, each in its own storage order.
+        names = opened.flatMap(\.names)
+        metadata = meta
+    }
+
+    public func info(_ name: String) -> TensorInfo? {
+        shardOf[name].flatMap { shards[$0].info(name) }
+    }
+
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let i = shardOf[name] else { throw missing(name) }
+        return try shards[i].tensor(name)
+    }
+
+    public func withRawBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        guard let i = shardOf[name] else { throw missing(name) }
+        return try shards[i].withRawBytes(name, body)
+    }
+
+    public func release(_ name: String) {
+        if let i = shardOf[name] { shards[i].release(name) }
+    }
+}
+
+/// Opens a model file: a `.safetensors` file, a `*.safetensors.index.json`, or a folder holding exactly
+/// one index (or exactly one safetensors file).
+public enum ModelFile {
+    public static func open(_ path: String) throws -> any TensorSource {
+        try open(URL(fileURLWithPath: path))
+    }
+
+    public static func open(_ url: URL) throws -> any TensorSource {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw BasinIOError(.unreadable, file: url.path, "does not exist")
+        }
+        if isDirectory.boolValue {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
+            let indexes = entries.filter { $0.hasSuffix(".index.json") }
+            if indexes.count == 1 { return try ShardedCheckpoint(indexURL: url.appendingPathComponent(indexes[0])) }
+            let files = entries.filter { $0.hasSuffix(".safetensors") }
+            if indexes.isEmpty, files.count == 1 { return try SafeTensorsFile(url: url.appendingPathComponent(files[0])) }
+            throw BasinIOError(.unreadable, file: url.path,
+                               "is a folder with \(indexes.count) index files and \(files.count) safetensors files; name the file to open")
+        }
+        if url.lastPathComponent.hasSuffix(".json") { return try ShardedCheckpoint(indexURL: url) }
+        return try SafeTensorsFile(url: url)
+    }
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+import BasinIO
+import BasinNet
+import BasinTensor
+import Foundation
+
+@main
+struct Basin: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "basin",
+        abstract: "Explore how trained networks connect in weight space: paths, barriers, alignment, soups and merges.",
+        subcommands: [
+            EvalCommand.self, InspectCommand.self, TrainCommand.self, BenchCommand.self,
+        ]
+    )
+}

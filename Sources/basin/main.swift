@@ -1,1 +1,0 @@
-// placeholder entry, replaced by the CLI
