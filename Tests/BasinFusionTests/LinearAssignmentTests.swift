@@ -1,5 +1,8 @@
 import XCTest
 @testable import BasinFusion
+import BasinIO
+import BasinTestSupport
+import BasinTensor
 
 final class LinearAssignmentTests: XCTestCase {
     /// The best total over every injective map of rows into columns (rows <= columns), by enumeration.
@@ -46,9 +49,9 @@ final class LinearAssignmentTests: XCTestCase {
             let kind = trial % 4
             let cost: [Double] = (0..<(rows * columns)).map { _ in
                 switch kind {
-                case 0: return generator.nextUnitDouble()
+                case 0: return generator.nextUnit()
                 case 1: return Double(Int.random(in: 0...3, using: &generator))         // many ties
-                case 2: return (generator.nextUnitDouble() - 0.5) * 200                   // negative
+                case 2: return (generator.nextUnit() - 0.5) * 200                   // negative
                 default: return Double(Int.random(in: -2...2, using: &generator)) * 0.25 // ties and negative
                 }
             }
@@ -66,7 +69,7 @@ final class LinearAssignmentTests: XCTestCase {
         var generator = SeededGenerator(seed: 7)
         for (rows, columns) in [(7, 7), (5, 8), (3, 9), (1, 6), (2, 2)] {
             for _ in 0..<5 {
-                let cost = (0..<(rows * columns)).map { _ in generator.nextUnitDouble() * 10 - 3 }
+                let cost = (0..<(rows * columns)).map { _ in generator.nextUnit() * 10 - 3 }
                 for maximize in [false, true] {
                     let a = try LinearAssignment.solve(cost: cost, rows: rows, columns: columns, maximize: maximize)
                     checkValid(a, cost, rows: rows, columns: columns)
@@ -81,7 +84,7 @@ final class LinearAssignmentTests: XCTestCase {
         var generator = SeededGenerator(seed: 3)
         for _ in 0..<50 {
             let (rows, columns) = (Int.random(in: 3...6, using: &generator), Int.random(in: 1...2, using: &generator))
-            let cost = (0..<(rows * columns)).map { _ in generator.nextUnitDouble() }
+            let cost = (0..<(rows * columns)).map { _ in generator.nextUnit() }
             var transposed = [Double](repeating: 0, count: cost.count)
             for i in 0..<rows { for j in 0..<columns { transposed[j * rows + i] = cost[i * columns + j] } }
             let a = try LinearAssignment.solve(cost: cost, rows: rows, columns: columns)
@@ -113,7 +116,7 @@ final class LinearAssignmentTests: XCTestCase {
             let rows = Int.random(in: 1...5, using: &generator)
             let columns = rows + Int.random(in: 0...2, using: &generator)
             let cost = (0..<(rows * columns)).map { _ in
-                generator.nextUnitDouble() < 0.35 ? inf : generator.nextUnitDouble()
+                generator.nextUnit() < 0.35 ? inf : generator.nextUnit()
             }
             if let expected = bruteForce(cost, rows: rows, columns: columns, maximize: false) {
                 let a = try LinearAssignment.solve(cost: cost, rows: rows, columns: columns)
@@ -171,7 +174,7 @@ final class LinearAssignmentTests: XCTestCase {
         var generator = SeededGenerator(seed: 5)
         for n in [10, 50, 120] {
             for ties in [false, true] {
-                let cost = (0..<(n * n)).map { _ in ties ? Double(Int.random(in: 0..<4, using: &generator)) : generator.nextUnitDouble() }
+                let cost = (0..<(n * n)).map { _ in ties ? Double(Int.random(in: 0..<4, using: &generator)) : generator.nextUnit() }
                 var padded = [Double]()
                 for i in 0..<n { padded += cost[(i * n)..<(i * n + n)]; padded.append(1e9) }
                 let a = try LinearAssignment.solve(cost: cost, rows: n, columns: n)
@@ -188,5 +191,23 @@ final class LinearAssignmentTests: XCTestCase {
         XCTAssertEqual(results.map(\.n), [8, 32])
         XCTAssertTrue(results.allSatisfy { $0.seconds >= 0 && $0.total > 0 })
         XCTAssertEqual(results, results.map { r in LAPBenchResult(n: r.n, seconds: r.seconds, total: r.total) })
+    }
+
+    func testFixturesMatchSciPy() throws {
+        let expected = try XCTUnwrap(Fixtures.json("lap/expected.json") as? [[String: Any]])
+        XCTAssertEqual(expected.count, 6)
+        for entry in expected {
+            let name = try XCTUnwrap(entry["file"] as? String)
+            let file = try SafeTensorsFile(url: Fixtures.url("lap/" + name))
+            let shape = try XCTUnwrap(file.info("cost")?.shape)
+            XCTAssertEqual(shape.count, 2)
+            let cost = try file.doubles("cost")
+            for maximize in [false, true] {
+                let want = try XCTUnwrap(entry[maximize ? "maximize_total" : "minimize_total"] as? Double)
+                let a = try LinearAssignment.solve(cost: cost, rows: shape[0], columns: shape[1], maximize: maximize)
+                checkValid(a, cost, rows: shape[0], columns: shape[1])
+                XCTAssertEqual(a.total, want, accuracy: 1e-9 * max(abs(want), 1e-300), "\(name) maximize \(maximize)")
+            }
+        }
     }
 }

@@ -1,3 +1,4 @@
+import BasinTensor
 import Foundation
 
 /// One size of the linear assignment benchmark.
@@ -24,7 +25,7 @@ extension LinearAssignment {
         var results: [LAPBenchResult] = []
         for n in sizes {
             var cost = [Double](repeating: 0, count: n * n)
-            for k in 0..<cost.count { cost[k] = generator.nextUnitDouble() }
+            for k in 0..<cost.count { cost[k] = generator.nextUnit() }
             let start = DispatchTime.now().uptimeNanoseconds
             // Uniform finite costs are always feasible and valid.
             let assignment = try! solve(cost: cost, rows: n, columns: n)
