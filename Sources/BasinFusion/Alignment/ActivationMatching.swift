@@ -84,8 +84,11 @@ public enum ActivationMatching {
                 }
             }
             let solution = try LinearAssignment.solve(cost: corr, rows: n, columns: n, maximize: true)
-            perms.append(solution.columnForRow)
-            let layer = MatchReport.Layer(name: g.name, similarity: corr, size: n, permutation: solution.columnForRow)
+            // Keep the identity unless the assignment is strictly better (ties, e.g. dead units, stay put).
+            let identityTotal = (0..<n).reduce(0.0) { $0 + corr[$1 * n + $1] }
+            let perm = solution.total > identityTotal + 1e-12 * max(1, abs(identityTotal)) ? solution.columnForRow : Array(0..<n)
+            perms.append(perm)
+            let layer = MatchReport.Layer(name: g.name, similarity: corr, size: n, permutation: perm)
             layers.append(layer)
             before += layer.meanSimilarityBefore * Double(n)
             steps.append(.init(step: gi + 1, sweep: 1, permutation: g.name, objective: 0,
