@@ -188,4 +188,37 @@ final class AlignmentTests: XCTestCase {
         // The target (under a second) is for release builds; debug builds get slack.
         XCTAssertLessThan(result.report.seconds, 10)
     }
+
+    /// A residual stream: one permutation shared by every layer writing to or reading from it.
+    func testDeclaredResidualStreamKeepsTheFunctionAndIsRecovered() throws {
+        let (d, h, c) = (12, 16, 5)
+        var g = SeededGenerator(seed: 21)
+        func random(_ shape: [Int]) -> Tensor {
+            Tensor(shape: shape, storage: (0..<Tensor.elementCount(shape)).map { _ in Float(g.normal()) * 0.5 })
+        }
+        let params = ParameterSet([("w1", random([h, d])), ("b1", random([h])), ("w2", random([h, h])), ("b2", random([h])),
+                                   ("w3", random([c, h])), ("b3", random([c]))])
+        let arch = Architecture(nodes: [
+            Node(name: "fc1", op: .linear(weight: "w1", bias: "b1"), inputs: [-1]),
+            Node(name: "act1", op: .activation(.relu), inputs: [0]),
+            Node(name: "fc2", op: .linear(weight: "w2", bias: "b2"), inputs: [1]),
+            Node(name: "skip", op: .add, inputs: [2, 1]),
+            Node(name: "act2", op: .activation(.relu), inputs: [3]),
+            Node(name: "fc3", op: .linear(weight: "w3", bias: "b3"), inputs: [4]),
+        ], permutations: [PermutationDeclaration(name: "stream", axes: [
+            .init(param: "w1", axis: 0), .init(param: "b1", axis: 0), .init(param: "w2", axis: 0), .init(param: "w2", axis: 1),
+            .init(param: "b2", axis: 0), .init(param: "w3", axis: 1),
+        ])])
+        XCTAssertThrowsError(try PermutationSpec.inferMLP(arch, params: params))
+        let spec = try PermutationSpec.make(for: arch, params: params)
+        XCTAssertEqual(spec.groups.map(\.node), ["act1"])
+        let perm = g.permutation(h)
+        let b = spec.apply([perm], to: params)
+        let network = Network(arch)
+        let x = random([40, d])
+        XCTAssertLessThanOrEqual(network.logits(x, params).maxAbsDifference(network.logits(x, b)), 1e-5)
+        let result = try WeightMatching.match(reference: params, model: b, spec: spec, seed: 0)
+        XCTAssertEqual(result.permutations, [PermutationSpec.inverse(perm)])
+        XCTAssertEqual(result.aligned, params)
+    }
 }
