@@ -34,10 +34,12 @@ public enum WeightMatching {
         }
 
         /// S[i, j] = similarity of unit i of A and unit j of B given the other permutations.
-        func similarity(_ gi: Int, _ perms: [[Int]]) -> [Double] {
+        /// Terms of parameters with no other permuted axis never change, so they are computed once.
+        func similarity(_ gi: Int, _ perms: [[Int]], constant: Bool? = nil) -> Tensor {
             let n = spec.groups[gi].size
             var s = Tensor.zeros([n, n])
             for (param, axis, ua) in unfoldedA[gi] {
+                if let constant, constant != (byParam[param]!.count == 1) { continue }
                 let pb = spec.applied(perms, to: b[param]!, name: param, skipAxis: axis, byParam: byParam)
                 if pb.rank == 2 && axis == 1 {
                     s.addScaled(ua.matmul(pb, transposeSelf: true), 1)
@@ -45,10 +47,20 @@ public enum WeightMatching {
                     s.addScaled(ua.matmul(PermutationSpec.unfold(pb, axis: axis), transposeOther: true), 1)
                 }
             }
+            return s
+        }
+        let constantTerms = spec.groups.indices.map { similarity($0, perms, constant: true) }
+        func currentSimilarity(_ gi: Int, _ perms: [[Int]]) -> [Double] {
+            var s = similarity(gi, perms, constant: false)
+            s.addScaled(constantTerms[gi], 1)
             return s.storage.map(Double.init)
         }
 
         let before = objective(perms)
+        // A step changes only the terms of its own group, by (new - old) assignment totals, unless a parameter
+        // has two axes in the group (a residual stream's square weight); then the objective is recomputed.
+        let quadratic = spec.groups.map { g in Set(g.axes.map(\.param)).count < g.axes.count }
+        var current = before
         var steps: [MatchReport.Step] = []
         var generator = SeededGenerator(seed: seed)
         var sweeps = 0
@@ -57,7 +69,7 @@ public enum WeightMatching {
             var improvedAny = false
             for gi in generator.permutation(spec.groups.count) {
                 let n = spec.groups[gi].size
-                let s = similarity(gi, perms)
+                let s = currentSimilarity(gi, perms)
                 var old = 0.0
                 for i in 0..<n { old += s[i * n + perms[gi][i]] }
                 let solution = try LinearAssignment.solve(cost: s, rows: n, columns: n, maximize: true)
@@ -65,15 +77,16 @@ public enum WeightMatching {
                 if improved {
                     perms[gi] = solution.columnForRow
                     improvedAny = true
+                    current = quadratic[gi] ? objective(perms) : current + (solution.total - old)
                 }
                 steps.append(.init(step: steps.count + 1, sweep: sweeps, permutation: spec.groups[gi].name,
-                                   objective: objective(perms), improved: improved))
+                                   objective: current, improved: improved))
             }
             if !improvedAny { break }
         }
 
         let layers = spec.groups.indices.map { gi in
-            MatchReport.Layer(name: spec.groups[gi].name, similarity: similarity(gi, perms), size: spec.groups[gi].size,
+            MatchReport.Layer(name: spec.groups[gi].name, similarity: currentSimilarity(gi, perms), size: spec.groups[gi].size,
                               permutation: perms[gi])
         }
         let report = MatchReport(method: .weight, seed: seed, layers: layers, objectiveBefore: before, steps: steps,
