@@ -49,6 +49,21 @@ public struct ArchitectureFile: Codable, Sendable {
         public var bias: String?
         public var input: String?
         public var inputs: [String]?
+
+        public init(name: String? = nil, op: String, weight: String? = nil, bias: String? = nil, input: String? = nil, inputs: [String]? = nil) {
+            self.name = name
+            self.op = op
+            self.weight = weight
+            self.bias = bias
+            self.input = input
+            self.inputs = inputs
+        }
+    }
+
+    public init(nodes: [NodeEntry], output: String? = nil, permutations: [PermutationDeclaration]? = nil) {
+        self.nodes = nodes
+        self.output = output
+        self.permutations = permutations
     }
 
     public var nodes: [NodeEntry]

@@ -71,6 +71,8 @@ public enum Benchmarks {
         public var seconds: Double
         public var samplesPerSecond: Double
         public var gflops: Double
+        /// Time of the same matrix products alone (sgemm calls on the same shapes), the bound evaluation can reach.
+        public var sgemmOnlySeconds: Double
     }
 
     /// Evaluation throughput (forward + loss + accuracy) of an MLP on synthetic data.
@@ -79,7 +81,29 @@ public enum Benchmarks {
         let (net, params, data) = syntheticMLP(sizes: sizes, samples: samples)
         let t = bestTime(repeats: repeats) { _ = net.evaluate(params, on: data, batchSize: batchSize) }
         let flops = mlpFlopsPerSample(sizes) * Double(samples)
+        let rows = min(batchSize, samples)
+        var buffers = sizes.map { Tensor.zeros([rows, $0]) }
+        let weights = zip(sizes, sizes.dropFirst()).map { Tensor(shape: [$0.1, $0.0], repeating: 0.01) }
+        let gemmOnly = bestTime(repeats: repeats) {
+            var done = 0
+            while done < samples {
+                let m = min(rows, samples - done)
+                for l in 0..<weights.count {
+                    let (k, n) = (sizes[l], sizes[l + 1])
+                    let input = buffers[l]
+                    input.withUnsafeBufferPointer { a in
+                        weights[l].withUnsafeBufferPointer { w in
+                            buffers[l + 1].withUnsafeMutableBufferPointer { c in
+                                BLAS.sgemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a.baseAddress!, lda: k,
+                                           b: w.baseAddress!, ldb: k, beta: 1, c: c.baseAddress!, ldc: n)
+                            }
+                        }
+                    }
+                }
+                done += m
+            }
+        }
         return EvalFigure(sizes: sizes, samples: samples, batchSize: batchSize, seconds: t,
-                          samplesPerSecond: Double(samples) / t, gflops: flops / t / 1e9)
+                          samplesPerSecond: Double(samples) / t, gflops: flops / t / 1e9, sgemmOnlySeconds: gemmOnly)
     }
 }

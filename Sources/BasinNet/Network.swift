@@ -45,6 +45,12 @@ public struct Network: Sendable {
         for (i, node) in architecture.nodes.enumerated() {
             if let o = overrides[i] {
                 outputs[i] = o
+            } else if !keepAll, case let .activation(a) = node.op, let j = node.inputs.first, j >= 0, lastUse[j] == i {
+                // The input dies here: take it out of the trace so the activation runs in place without a copy.
+                var y = outputs[j]!
+                outputs[j] = nil
+                Network.activate(a, &y)
+                outputs[i] = y
             } else {
                 outputs[i] = apply(node, inputs: node.inputs.map { $0 < 0 ? x : outputs[$0]! }, params: params)
             }
@@ -106,7 +112,7 @@ public struct Network: Sendable {
         y.withUnsafeMutableBufferPointer { v in
             switch a {
             case .relu:
-                for i in 0..<v.count where !(v[i] > 0) { v[i] = 0 }
+                for i in 0..<v.count { v[i] = v[i] > 0 ? v[i] : 0 }
             case .tanh:
                 for i in 0..<v.count { v[i] = Foundation.tanh(v[i]) }
             case .gelu:

@@ -10,7 +10,7 @@ struct Basin: ParsableCommand {
         commandName: "basin",
         abstract: "Explore how trained networks connect in weight space: paths, barriers, alignment, soups and merges.",
         subcommands: [
-            EvalCommand.self, InspectCommand.self, TrainCommand.self, BenchCommand.self, MatchCommand.self,
+            EvalCommand.self, InspectCommand.self, TrainCommand.self, SplitCommand.self, BenchCommand.self, MatchCommand.self,
         ]
     )
 }

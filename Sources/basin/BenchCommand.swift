@@ -51,6 +51,8 @@ struct EvalBench: ParsableCommand {
         print(String(format: "sgemm %dx%d: %.1f GFLOP/s (%.2f ms)", s.n, s.n, s.gflops, s.seconds * 1e3))
         print(String(format: "eval MLP %@ on %d samples (batch %d): %.0f samples/s, %.1f GFLOP/s, %.1f ms",
                      e.sizes.map(String.init).joined(separator: "-"), e.samples, e.batchSize, e.samplesPerSecond, e.gflops, e.seconds * 1e3))
+        print(String(format: "  the same sgemm calls alone: %.1f ms (%.1f GFLOP/s)", e.sgemmOnlySeconds * 1e3,
+                     Benchmarks.mlpFlopsPerSample(e.sizes) * Double(e.samples) / e.sgemmOnlySeconds / 1e9))
         print(String(format: "eval rate / sgemm rate: %.1f%% (target >= 85%%)", report.evalFractionOfSgemm * 100))
     }
 }

@@ -51,8 +51,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Also write a checkpoint every N epochs into --checkpoint-dir.")
     var checkpointEvery: Int?
 
-    @Option(help: "Folder for checkpoints (named <out stem>-epochNNN.safetensors).")
+    @Option(help: "Folder for checkpoints.")
     var checkpointDir: String?
+
+    @Option(help: "Checkpoints are named <name>-epochNNN.safetensors (default: the --out file's stem).")
+    var checkpointName: String?
 
     @Option(help: "Evaluate on this data set after training.")
     var test: String?
@@ -113,7 +116,7 @@ struct TrainCommand: ParsableCommand {
             if !quiet { printError(String(format: "epoch %3d  loss %.5f  accuracy %.4f", r.epoch, r.meanLoss, r.accuracy)) }
         }, checkpoint: { epoch, p in
             guard let every = checkpointEvery, let dir = checkpointDir, epoch % every == 0 else { return }
-            let stem = outURL.deletingPathExtension().lastPathComponent
+            let stem = checkpointName ?? outURL.deletingPathExtension().lastPathComponent
             let url = URL(fileURLWithPath: dir).appendingPathComponent(String(format: "%@-epoch%03d.safetensors", stem, epoch))
             try p.write(to: url, metadata: metadata.merging(["basin.epoch": String(epoch)]) { a, _ in a })
         })

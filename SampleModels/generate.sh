@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Regenerates every model in SampleModels/ with `basin train`, bit for bit.
+# Usage: SampleModels/generate.sh [OUTPUT_DIR]   (default: SampleModels itself)
+# BASIN may name the binary to use; by default the release build is made and used.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+out="${1:-$here}"
+if [ -z "${BASIN:-}" ]; then
+  (cd "$root" && swift build -c release --product basin >/dev/null)
+  BASIN="$root/.build/release/basin"
+fi
+# One BLAS thread: the same sums in the same order on every machine.
+export OPENBLAS_NUM_THREADS=1
+data="$here/data"
+mkdir -p "$out/seeds" "$out/finetune" "$out/trajectory" "$out/data"
+train() { "$BASIN" train --quiet "$@"; }
+
+# Held-out split for soups: the first 1000 training rows to fit on, the last 300 to choose ingredients by.
+"$BASIN" split "$data/digits-train.safetensors" --at 1000 "$out/data/digits-fit.safetensors" "$out/data/digits-val.safetensors"
+
+# (i) Independently trained MLPs 64-128-128-10 (ReLU), one per seed, on the full training split.
+for seed in 0 1 2 3; do
+  train --data "$data/digits-train.safetensors" --sizes 64,128,128,10 --optimizer adam --lr 1e-3 \
+        --epochs 60 --batch 64 --seed "$seed" --out "$out/seeds/mlp-seed$seed.safetensors"
+done
+
+# (ii) A "pre-trained" base (digits 0-6 only) and fine-tunes of it on all ten digits with different settings.
+train --data "$out/data/digits-fit.safetensors" --classes 0,1,2,3,4,5,6 --sizes 64,128,128,10 --optimizer adam \
+      --lr 1e-3 --epochs 20 --batch 64 --seed 100 --out "$out/finetune/base.safetensors"
+train --data "$out/data/digits-fit.safetensors" --init-from "$out/finetune/base.safetensors" --optimizer adam --lr 1e-3 \
+      --epochs 15 --batch 64 --seed 1 --out "$out/finetune/ft-adam-lr1e-3.safetensors"
+train --data "$out/data/digits-fit.safetensors" --init-from "$out/finetune/base.safetensors" --optimizer adam --lr 3e-4 \
+      --epochs 30 --batch 32 --seed 2 --out "$out/finetune/ft-adam-lr3e-4.safetensors"
+train --data "$out/data/digits-fit.safetensors" --init-from "$out/finetune/base.safetensors" --optimizer sgd --lr 0.05 \
+      --momentum 0.9 --epochs 15 --batch 64 --seed 3 --out "$out/finetune/ft-sgd-lr5e-2.safetensors"
+train --data "$out/data/digits-fit.safetensors" --init-from "$out/finetune/base.safetensors" --optimizer adam --lr 1e-3 \
+      --weight-decay 1e-3 --epochs 15 --batch 128 --seed 4 --out "$out/finetune/ft-adam-wd1e-3.safetensors"
+
+# (iii) Checkpoints along one training run (seed 10), every 10 epochs.
+train --data "$data/digits-train.safetensors" --sizes 64,128,128,10 --optimizer adam --lr 1e-3 --epochs 60 --batch 64 \
+      --seed 10 --checkpoint-every 10 --checkpoint-dir "$out/trajectory" --checkpoint-name mlp-seed10 \
+      --out "$out/trajectory/mlp-seed10-epoch060.safetensors"
+echo "SampleModels written to $out"

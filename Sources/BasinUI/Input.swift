@@ -1,0 +1,184 @@
+/// A mouse event in cell coordinates.
+public struct MouseEvent: Hashable, Sendable {
+    public enum Kind: Hashable, Sendable { case press, release, wheelUp, wheelDown }
+    public var kind: Kind
+    public var x: Int
+    public var y: Int
+    public init(_ kind: Kind, x: Int, y: Int) { self.kind = kind; self.x = x; self.y = y }
+}
+
+/// A key press (or resize / mouse event) as the UI sees it.
+public enum Key: Hashable, Sendable, CustomStringConvertible {
+    case char(Character)
+    case ctrl(Character)          // lower-case letter: .ctrl("c")
+    case up, down, left, right
+    case shiftLeft, shiftRight
+    case enter, esc, tab, backtab, backspace, delete
+    case home, end, pageUp, pageDown
+    case function(Int)
+    case resize
+    case mouse(MouseEvent)
+
+    /// Human-readable name, as shown in help and status hints.
+    public var description: String {
+        switch self {
+        case .char(" "): return "Space"
+        case .char(let c): return String(c)
+        case .ctrl(let c): return "C-\(c)"
+        case .up: return "↑"
+        case .down: return "↓"
+        case .left: return "←"
+        case .right: return "→"
+        case .shiftLeft: return "S-←"
+        case .shiftRight: return "S-→"
+        case .enter: return "Enter"
+        case .esc: return "Esc"
+        case .tab: return "Tab"
+        case .backtab: return "S-Tab"
+        case .backspace: return "Bksp"
+        case .delete: return "Del"
+        case .home: return "Home"
+        case .end: return "End"
+        case .pageUp: return "PgUp"
+        case .pageDown: return "PgDn"
+        case .function(let n): return "F\(n)"
+        case .resize: return "<resize>"
+        case .mouse(let m): return "<mouse \(m.kind) \(m.x),\(m.y)>"
+        }
+    }
+
+    /// ASCII-only name (for non-UTF-8 terminals).
+    public var asciiDescription: String {
+        switch self {
+        case .up: return "Up"
+        case .down: return "Down"
+        case .left: return "Left"
+        case .right: return "Right"
+        case .shiftLeft: return "S-Left"
+        case .shiftRight: return "S-Right"
+        default: return description
+        }
+    }
+
+    /// Decodes a raw byte/code point as read from a terminal in raw mode (control codes).
+    public static func fromControl(_ code: UInt32) -> Key? {
+        switch code {
+        case 9: return .tab
+        case 10, 13: return .enter
+        case 27: return .esc
+        case 8, 127: return .backspace
+        case 1...26: return .ctrl(Character(Unicode.Scalar(code + 96)!))
+        default: return nil
+        }
+    }
+}
+
+/// One binding: keys → an action id, with a description, in a context ("global" or a view name).
+public struct KeyBinding: Hashable, Sendable {
+    public var keys: [Key]
+    public var action: String
+    public var description: String
+    public var context: String
+    public init(_ keys: [Key], action: String, description: String, context: String = Keymap.global) {
+        self.keys = keys
+        self.action = action
+        self.description = description
+        self.context = context
+    }
+}
+
+/// Key bindings per context. Lookups try the context first, then `global`. The help overlay is
+/// generated from here, so it is always true to what the keys do.
+public struct Keymap: Sendable {
+    public static let global = "global"
+    public private(set) var bindings: [KeyBinding] = []
+
+    public init(_ bindings: [KeyBinding] = []) { self.bindings = bindings }
+
+    public mutating func bind(_ keys: [Key], _ action: String, _ description: String, context: String = Keymap.global) {
+        bindings.append(KeyBinding(keys, action: action, description: description, context: context))
+    }
+    public mutating func bind(_ key: Key, _ action: String, _ description: String, context: String = Keymap.global) {
+        bind([key], action, description, context: context)
+    }
+
+    /// The action for a key in a context (context bindings shadow global ones).
+    public func action(for key: Key, context: String = Keymap.global) -> String? {
+        if context != Keymap.global,
+           let b = bindings.first(where: { $0.context == context && $0.keys.contains(key) }) {
+            return b.action
+        }
+        return bindings.first(where: { $0.context == Keymap.global && $0.keys.contains(key) })?.action
+    }
+
+    /// Bindings that conflict: the same key bound twice in the same context.
+    public func conflicts() -> [(Key, String)] {
+        var seen = Set<String>()
+        var out: [(Key, String)] = []
+        for b in bindings {
+            for k in b.keys {
+                let id = "\(b.context)\u{0}\(k)"
+                if !seen.insert(id).inserted { out.append((k, b.context)) }
+            }
+        }
+        return out
+    }
+
+    public struct HelpEntry: Hashable, Sendable {
+        public var keys: String
+        public var description: String
+        public var context: String
+    }
+
+    /// Help entries for a context: its own bindings, then the global ones not shadowed.
+    public func help(context: String? = nil, ascii: Bool = false) -> [HelpEntry] {
+        func entry(_ b: KeyBinding) -> HelpEntry {
+            HelpEntry(keys: b.keys.map { ascii ? $0.asciiDescription : $0.description }.joined(separator: "/"),
+                      description: b.description, context: b.context)
+        }
+        guard let context, context != Keymap.global else {
+            return bindings.map(entry)
+        }
+        let own = bindings.filter { $0.context == context }
+        let ownKeys = Set(own.flatMap(\.keys))
+        let globals = bindings.filter { $0.context == Keymap.global }.compactMap { b -> KeyBinding? in
+            let keys = b.keys.filter { !ownKeys.contains($0) }
+            if keys.isEmpty { return nil }
+            var c = b
+            c.keys = keys
+            return c
+        }
+        return (own + globals).map(entry)
+    }
+
+    /// Short "key action" hints for a status bar (first key of each binding with `hint` set).
+    public func hints(context: String? = nil, actions: [String], ascii: Bool = false) -> [(key: String, label: String)] {
+        actions.compactMap { a in
+            let b = bindings.first { $0.action == a && ($0.context == context || $0.context == Keymap.global) }
+            guard let b, let k = b.keys.first else { return nil }
+            return (ascii ? k.asciiDescription : k.description, b.description)
+        }
+    }
+
+    /// Vim keys and arrows for movement; q/C-c quit, ? help. A starting point for the explorer.
+    public static var standard: Keymap {
+        var m = Keymap()
+        m.bind([.char("q"), .ctrl("c")], "quit", "quit")
+        m.bind([.char("?"), .function(1)], "help", "toggle help")
+        m.bind([.tab], "nextTab", "next tab")
+        m.bind([.backtab], "prevTab", "previous tab")
+        m.bind([.up, .char("k")], "up", "move up")
+        m.bind([.down, .char("j")], "down", "move down")
+        m.bind([.left, .char("h")], "left", "move left / decrease")
+        m.bind([.right, .char("l")], "right", "move right / increase")
+        m.bind([.shiftLeft, .char("H")], "leftFast", "decrease ×10")
+        m.bind([.shiftRight, .char("L")], "rightFast", "increase ×10")
+        m.bind([.pageUp, .ctrl("b")], "pageUp", "page up")
+        m.bind([.pageDown, .ctrl("f")], "pageDown", "page down")
+        m.bind([.home, .char("g")], "top", "go to start")
+        m.bind([.end, .char("G")], "bottom", "go to end")
+        m.bind([.enter], "select", "select / run")
+        m.bind([.esc], "cancel", "cancel / close")
+        return m
+    }
+}

@@ -1,0 +1,89 @@
+/// What widgets need to know besides the area: the theme, colour capability and glyph set.
+public struct RenderContext: Sendable {
+    public var theme: Theme
+    public var capability: ColorCapability
+    public var glyphs: Glyphs
+    public init(theme: Theme = .dark, capability: ColorCapability = .c256, glyphs: Glyphs = .current) {
+        self.theme = theme
+        self.capability = capability
+        self.glyphs = glyphs
+    }
+}
+
+/// A terminal the run loop can drive: the real ncurses one (BasinCurses) or `TestTerminal`.
+/// All calls happen on one thread (the loop's).
+public protocol Terminal: AnyObject {
+    var size: Size { get }
+    var context: RenderContext { get }
+    /// Shows `buffer` (backends diff against the previous frame).
+    func draw(_ buffer: CellBuffer) throws
+    /// Waits up to `timeoutMs` for a key; nil on timeout.
+    func readKey(timeoutMs: Int) throws -> Key?
+    /// Shows the text cursor at a position, or hides it (nil).
+    func setCursor(_ position: Point?)
+}
+
+/// An in-memory terminal: captures every drawn frame and replays a scripted list of input steps.
+public final class TestTerminal: Terminal {
+    public enum Step: Sendable {
+        case key(Key)
+        /// `readKey` times out once (lets background messages arrive).
+        case idle
+        /// The terminal changes size; `readKey` reports `.resize`.
+        case resize(Size)
+        /// Waits (really sleeps) for the given milliseconds then times out: for inbox tests.
+        case sleep(Int)
+    }
+    public struct ScriptExhausted: Error, CustomStringConvertible {
+        public var description: String { "TestTerminal: input script exhausted (did the app not quit?)" }
+    }
+
+    public private(set) var size: Size
+    public var context: RenderContext
+    public private(set) var frames: [CellBuffer] = []
+    public private(set) var cursor: Point?
+    public private(set) var script: [Step]
+    /// Number of readKey calls that returned nil.
+    public private(set) var timeouts = 0
+
+    public init(width: Int, height: Int, context: RenderContext = RenderContext(glyphs: .unicodeSet), script: [Step] = []) {
+        self.size = Size(width: width, height: height)
+        self.context = context
+        self.script = script
+    }
+
+    public convenience init(width: Int, height: Int, context: RenderContext = RenderContext(glyphs: .unicodeSet), keys: [Key]) {
+        self.init(width: width, height: height, context: context, script: keys.map { .key($0) })
+    }
+
+    /// Adds characters of `s` as key steps.
+    public func type(_ s: String) { script += s.map { .key(.char($0)) } }
+    public func enqueue(_ steps: Step...) { script += steps }
+
+    public var lastFrame: CellBuffer? { frames.last }
+
+    public func draw(_ buffer: CellBuffer) { frames.append(buffer) }
+
+    public func readKey(timeoutMs: Int) throws -> Key? {
+        guard !script.isEmpty else { throw ScriptExhausted() }
+        switch script.removeFirst() {
+        case .key(let k): return k
+        case .idle: timeouts += 1; return nil
+        case .resize(let s): size = s; return .resize
+        case .sleep(let ms):
+            var remaining = ms
+            while remaining > 0 { usleepShim(1000); remaining -= 1 }
+            timeouts += 1
+            return nil
+        }
+    }
+
+    public func setCursor(_ position: Point?) { cursor = position }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+@inline(__always) func usleepShim(_ us: UInt32) { _ = usleep(us) }

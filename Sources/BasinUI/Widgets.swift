@@ -1,0 +1,629 @@
+import Foundation
+
+/// Anything that renders into a rectangle of a buffer.
+public protocol Widget {
+    func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext)
+}
+
+extension CellBuffer {
+    public mutating func render(_ w: some Widget, in area: Rect, context: RenderContext) {
+        w.render(into: &self, area: area, context: context)
+    }
+}
+
+// MARK: Block
+
+/// A bordered box with an optional title; `inner(_:)` gives the area inside.
+public struct Block: Widget {
+    public var title: String?
+    public var borders: Bool
+    public var style: Style
+    public var borderStyle: Style
+    public var titleStyle: Style
+    /// Clear the area (with `style`) before drawing.
+    public var fill: Bool
+
+    public init(title: String? = nil, borders: Bool = true, style: Style = .plain,
+                borderStyle: Style = Style(fg: .role(.border)), titleStyle: Style = Style(fg: .role(.title)),
+                fill: Bool = true) {
+        self.title = title
+        self.borders = borders
+        self.style = style
+        self.borderStyle = borderStyle
+        self.titleStyle = titleStyle
+        self.fill = fill
+    }
+
+    public func inner(_ area: Rect) -> Rect {
+        if borders { return area.inset(by: 1) }
+        return title == nil ? area : area.inset(top: 1)
+    }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        guard !area.isEmpty else { return }
+        let g = context.glyphs
+        if fill { buffer.fill(area, with: Cell(" ", style: style)) }
+        if borders && area.width >= 2 && area.height >= 2 {
+            let bs = style.patched(borderStyle)
+            for x in area.minX + 1..<area.maxX - 1 {
+                buffer.set(x, area.minY, Cell(g.horizontal, style: bs))
+                buffer.set(x, area.maxY - 1, Cell(g.horizontal, style: bs))
+            }
+            for y in area.minY + 1..<area.maxY - 1 {
+                buffer.set(area.minX, y, Cell(g.vertical, style: bs))
+                buffer.set(area.maxX - 1, y, Cell(g.vertical, style: bs))
+            }
+            buffer.set(area.minX, area.minY, Cell(g.topLeft, style: bs))
+            buffer.set(area.maxX - 1, area.minY, Cell(g.topRight, style: bs))
+            buffer.set(area.minX, area.maxY - 1, Cell(g.bottomLeft, style: bs))
+            buffer.set(area.maxX - 1, area.maxY - 1, Cell(g.bottomRight, style: bs))
+        }
+        if let title, !title.isEmpty {
+            let titleArea = borders ? Rect(x: area.x + 2, y: area.y, width: area.width - 4, height: 1) : area.row(0)
+            let t = TextWidth.fit(borders ? " \(title) " : title, to: titleArea.width, ellipsis: g.ellipsis)
+            buffer.write(t, in: titleArea, style: style.patched(titleStyle))
+        }
+    }
+}
+
+// MARK: Paragraph
+
+/// Lines of text, optionally word-wrapped, clipped to the area.
+public struct Paragraph: Widget {
+    public var lines: [String]
+    public var style: Style
+    public var alignment: Alignment
+    public var wrap: Bool
+    public var scroll: Int
+
+    public init(_ text: String, style: Style = .plain, alignment: Alignment = .left, wrap: Bool = true, scroll: Int = 0) {
+        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        self.style = style
+        self.alignment = alignment
+        self.wrap = wrap
+        self.scroll = scroll
+    }
+
+    /// Greedy word wrap to `width` columns (words longer than a line are broken).
+    public static func wrap(_ line: String, width: Int) -> [String] {
+        guard width > 0 else { return [] }
+        if TextWidth.of(line) <= width { return [line] }
+        var out: [String] = []
+        var cur = ""
+        for word in line.split(separator: " ", omittingEmptySubsequences: false).map(String.init) {
+            var w = word
+            let sep = cur.isEmpty ? "" : " "
+            if TextWidth.of(cur) + TextWidth.of(sep) + TextWidth.of(w) <= width {
+                cur += sep + w
+                continue
+            }
+            if !cur.isEmpty { out.append(cur); cur = "" }
+            while TextWidth.of(w) > width {
+                let head = TextWidth.truncate(w, to: width)
+                out.append(head)
+                w = String(w.dropFirst(head.count))
+            }
+            cur = w
+        }
+        if !cur.isEmpty { out.append(cur) }
+        return out
+    }
+
+    public func wrappedLines(width: Int) -> [String] {
+        wrap ? lines.flatMap { $0.isEmpty ? [""] : Paragraph.wrap($0, width: width) } : lines
+    }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        let all = wrappedLines(width: area.width)
+        for (i, l) in all.dropFirst(scroll).prefix(area.height).enumerated() {
+            buffer.write(l, in: area.row(i), style: style, alignment: alignment)
+        }
+    }
+}
+
+// MARK: Status bar
+
+/// One line: key hints on the left, a job status (e.g. "aligning 40%") on the right.
+public struct StatusBar: Widget {
+    public var hints: [(key: String, label: String)]
+    public var status: String
+    public var statusStyle: Style
+
+    public init(hints: [(key: String, label: String)], status: String = "", statusStyle: Style = .plain) {
+        self.hints = hints
+        self.status = status
+        self.statusStyle = statusStyle
+    }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        guard !area.isEmpty else { return }
+        let base = Style(fg: .role(.statusFg), bg: .role(.statusBg))
+        let row = area.row(0)
+        buffer.fill(row, with: Cell(" ", style: base))
+        let statusText = TextWidth.fit(status, to: max(0, row.width / 2), ellipsis: context.glyphs.ellipsis)
+        let sw = TextWidth.of(statusText)
+        let hintsArea = Rect(x: row.x, y: row.y, width: row.width - sw - (sw > 0 ? 1 : 0), height: 1)
+        var x = row.x + 1
+        for h in hints {
+            let need = TextWidth.of(h.key) + 1 + TextWidth.of(h.label)
+            if x + need > hintsArea.maxX { break }
+            x = buffer.write(h.key, x: x, y: row.y, style: base.patched(Style(fg: .role(.accent), attributes: .bold)), clip: hintsArea)
+            x = buffer.write(" " + h.label, x: x, y: row.y, style: base, clip: hintsArea)
+            x += 2
+        }
+        if sw > 0 {
+            buffer.write(statusText, x: row.maxX - sw - 1, y: row.y, style: base.patched(statusStyle), clip: row)
+        }
+    }
+}
+
+// MARK: Tab bar
+
+public struct TabBar: Widget {
+    public var titles: [String]
+    public var selected: Int
+
+    public init(_ titles: [String], selected: Int) {
+        self.titles = titles
+        self.selected = selected
+    }
+
+    /// The column range each tab occupies starting at `x` (for mouse clicks).
+    public func tabRanges(startX: Int) -> [Range<Int>] {
+        var x = startX
+        return titles.map { t in
+            let w = TextWidth.of(t) + 2
+            defer { x += w + 1 }
+            return x..<(x + w)
+        }
+    }
+
+    public func tab(atColumn col: Int, area: Rect) -> Int? {
+        tabRanges(startX: area.x).firstIndex { $0.contains(col) }
+    }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        guard !area.isEmpty else { return }
+        let ranges = tabRanges(startX: area.x)
+        for (i, t) in titles.enumerated() {
+            let style = i == selected
+                ? Style(fg: .role(.foreground), bg: .role(.selection), attributes: .bold)
+                : Style(fg: .role(.muted))
+            buffer.write(" \(t) ", x: ranges[i].lowerBound, y: area.y, style: style, clip: area.row(0))
+            if i < titles.count - 1 {
+                buffer.write(context.glyphs.vertical, x: ranges[i].upperBound, y: area.y, style: Style(fg: .role(.border)), clip: area.row(0))
+            }
+        }
+    }
+}
+
+// MARK: List
+
+/// Selection and scroll offset of a list; keeps the selection visible.
+public struct ListState: Hashable, Sendable {
+    public var selected: Int
+    public var offset: Int
+    public init(selected: Int = 0, offset: Int = 0) {
+        self.selected = selected
+        self.offset = offset
+    }
+
+    public mutating func select(_ i: Int, count: Int) {
+        selected = count == 0 ? 0 : max(0, min(count - 1, i))
+    }
+    public mutating func move(_ delta: Int, count: Int) { select(selected + delta, count: count) }
+
+    /// Adjusts `offset` so the selection is inside a window of `height` rows.
+    public mutating func scrollToSelection(height: Int, count: Int) {
+        guard height > 0 else { return }
+        if selected < offset { offset = selected }
+        if selected >= offset + height { offset = selected - height + 1 }
+        offset = max(0, min(offset, max(0, count - height)))
+    }
+}
+
+public struct ListView: Widget {
+    public var items: [String]
+    public var state: ListState
+    public var highlight: Style
+
+    public init(_ items: [String], state: ListState, highlight: Style = Style(bg: .role(.selection), attributes: .bold)) {
+        self.items = items
+        self.state = state
+        self.highlight = highlight
+    }
+
+    /// The state after scrolling the selection into view for `area`: call and store before render.
+    public func visibleState(height: Int) -> ListState {
+        var s = state
+        s.scrollToSelection(height: height, count: items.count)
+        return s
+    }
+
+    /// The item index shown at screen row `y` of `area` (for mouse clicks), if any.
+    public func index(atRow y: Int, area: Rect) -> Int? {
+        guard y >= area.minY, y < area.maxY else { return nil }
+        let i = visibleState(height: area.height).offset + (y - area.minY)
+        return i < items.count ? i : nil
+    }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        guard !area.isEmpty else { return }
+        let s = visibleState(height: area.height)
+        let g = context.glyphs
+        let pw = TextWidth.of(g.selectionPointer) + 1
+        let needsBar = items.count > area.height
+        let textArea = area.inset(right: needsBar ? 1 : 0)
+        for row in 0..<area.height {
+            let i = s.offset + row
+            guard i < items.count else { break }
+            let r = textArea.row(row)
+            let sel = i == s.selected
+            if sel { buffer.fill(r, with: Cell(" ", style: highlight)) }
+            let prefix = sel ? g.selectionPointer + " " : String(repeating: " ", count: pw)
+            let text = TextWidth.fit(prefix + items[i], to: r.width, ellipsis: g.ellipsis)
+            buffer.write(text, in: r, style: sel ? highlight : .plain)
+        }
+        if needsBar {
+            let x = area.maxX - 1
+            if s.offset > 0 { buffer.set(x, area.minY, Cell(g.scrollUp, style: Style(fg: .role(.muted)))) }
+            if s.offset + area.height < items.count {
+                buffer.set(x, area.maxY - 1, Cell(g.scrollDown, style: Style(fg: .role(.muted))))
+            }
+        }
+    }
+}
+
+// MARK: Slider
+
+/// `label [────●──────] value`, focused sliders highlighted.
+public struct Slider: Widget {
+    public var label: String
+    public var value: Double
+    public var range: ClosedRange<Double>
+    public var focused: Bool
+    public var format: @Sendable (Double) -> String
+
+    public init(label: String, value: Double, range: ClosedRange<Double> = 0...1, focused: Bool = false,
+                format: @escaping @Sendable (Double) -> String = { formatNumber($0) }) {
+        self.label = label
+        self.value = value
+        self.range = range
+        self.focused = focused
+        self.format = format
+    }
+
+    public var fraction: Double {
+        let span = range.upperBound - range.lowerBound
+        guard span > 0, value.isFinite else { return 0 }
+        return max(0, min(1, (value - range.lowerBound) / span))
+    }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        guard !area.isEmpty else { return }
+        let g = context.glyphs
+        let row = area.row(0)
+        let labelStyle = focused ? Style(fg: .role(.accent), attributes: .bold) : Style(fg: .role(.foreground))
+        let valueText = format(value)
+        var x = buffer.write(label + " ", x: row.x, y: row.y, style: labelStyle, clip: row)
+        let trackWidth = row.maxX - x - 2 - 1 - TextWidth.of(valueText)
+        guard trackWidth >= 3 else {
+            buffer.write(valueText, x: x, y: row.y, style: labelStyle, clip: row)
+            return
+        }
+        let knob = Int((fraction * Double(trackWidth - 1)).rounded())
+        let edge = focused ? Style(fg: .role(.accent)) : Style(fg: .role(.border))
+        x = buffer.write("[", x: x, y: row.y, style: edge, clip: row)
+        for i in 0..<trackWidth {
+            let isKnob = i == knob
+            let style = isKnob ? (focused ? Style(fg: .role(.accent), attributes: .bold) : Style(fg: .role(.foreground)))
+                : (i < knob ? Style(fg: .role(.accent)) : Style(fg: .role(.muted)))
+            buffer.set(x + i, row.y, Cell(isKnob ? g.sliderKnob : g.sliderTrack, style: style))
+        }
+        x += trackWidth
+        x = buffer.write("] ", x: x, y: row.y, style: edge, clip: row)
+        buffer.write(valueText, x: x, y: row.y, style: labelStyle, clip: row)
+    }
+}
+
+/// Compact number formatting used by sliders, axes and legends: up to 3 significant digits.
+public func formatNumber(_ v: Double, digits: Int = 3) -> String {
+    if v.isNaN { return "nan" }
+    if v.isInfinite { return v > 0 ? "inf" : "-inf" }
+    if v == 0 { return "0" }
+    let a = abs(v)
+    if a >= 1e5 || a < 1e-3 {
+        var s = String(format: "%.\(max(0, digits - 1))e", v)
+        // 1.00e+05 → 1e+05
+        if let e = s.firstIndex(of: "e"), s[..<e].contains(".") {
+            var mant = String(s[..<e])
+            while mant.last == "0" { mant.removeLast() }
+            if mant.last == "." { mant.removeLast() }
+            s = mant + s[e...]
+        }
+        return s
+    }
+    let intDigits = a >= 1 ? Int(log10(a)) + 1 : 0
+    let decimals = max(0, digits - intDigits)
+    var s = String(format: "%.\(decimals)f", v)
+    if s.contains(".") {
+        while s.last == "0" { s.removeLast() }
+        if s.last == "." { s.removeLast() }
+    }
+    if s == "-0" { s = "0" }
+    return s
+}
+
+// MARK: Progress bar
+
+/// `label ███████░░░░░ 42%`
+public struct ProgressBar: Widget {
+    public var fraction: Double
+    public var label: String
+    public var style: Style
+
+    public init(fraction: Double, label: String = "", style: Style = Style(fg: .role(.accent))) {
+        self.fraction = fraction.isFinite ? max(0, min(1, fraction)) : 0
+        self.label = label
+        self.style = style
+    }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        guard !area.isEmpty else { return }
+        let g = context.glyphs
+        let row = area.row(0)
+        let pct = "\(Int((fraction * 100).rounded(.down)))%"
+        let labelText = label.isEmpty ? "" : label + " "
+        let barWidth = max(0, min(row.width - TextWidth.of(labelText) - TextWidth.of(pct) - 1, row.width))
+        var x = row.x
+        if barWidth < 4 {
+            buffer.write(TextWidth.fit(labelText + pct, to: row.width, ellipsis: g.ellipsis), in: row)
+            return
+        }
+        x = buffer.write(labelText, x: x, y: row.y, style: Style(fg: .role(.foreground)), clip: row)
+        let filled = Int((fraction * Double(barWidth)).rounded(.down))
+        for i in 0..<barWidth {
+            buffer.set(x + i, row.y, i < filled ? Cell(g.progressFull, style: style) : Cell(g.progressEmpty, style: Style(fg: .role(.muted))))
+        }
+        buffer.write(" " + pct, x: x + barWidth, y: row.y, style: Style(fg: .role(.foreground)), clip: row)
+    }
+}
+
+// MARK: Table
+
+public struct Table: Widget {
+    public var header: [String]
+    public var rows: [[String]]
+    public var widths: [Constraint]
+    public var alignments: [Alignment]
+    public var selected: Int?
+    public var offset: Int
+
+    public init(header: [String], rows: [[String]], widths: [Constraint]? = nil, alignments: [Alignment]? = nil,
+                selected: Int? = nil, offset: Int = 0) {
+        self.header = header
+        self.rows = rows
+        self.widths = widths ?? header.map { _ in .fill(1) }
+        self.alignments = alignments ?? header.map { _ in .left }
+        self.selected = selected
+        self.offset = offset
+    }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        guard !area.isEmpty else { return }
+        let cols = area.row(0).split(.horizontal, widths, spacing: 1)
+        let head = Style(fg: .role(.title), attributes: [.bold, .underline])
+        for (c, r) in cols.enumerated() where c < header.count {
+            buffer.write(TextWidth.fit(header[c], to: r.width, ellipsis: context.glyphs.ellipsis), in: r, style: head,
+                         alignment: c < alignments.count ? alignments[c] : .left)
+        }
+        let visible = area.height - 1
+        guard visible > 0 else { return }
+        var off = offset
+        if let s = selected {
+            if s < off { off = s }
+            if s >= off + visible { off = s - visible + 1 }
+        }
+        for (k, row) in rows.dropFirst(off).prefix(visible).enumerated() {
+            let y = area.y + 1 + k
+            let isSel = selected == off + k
+            let style: Style = isSel ? Style(bg: .role(.selection), attributes: .bold) : .plain
+            if isSel { buffer.fill(Rect(x: area.x, y: y, width: area.width, height: 1), with: Cell(" ", style: style)) }
+            for (c, r) in cols.enumerated() where c < row.count {
+                let rr = Rect(x: r.x, y: y, width: r.width, height: 1)
+                buffer.write(TextWidth.fit(row[c], to: r.width, ellipsis: context.glyphs.ellipsis), in: rr, style: style,
+                             alignment: c < alignments.count ? alignments[c] : .left)
+            }
+        }
+    }
+}
+
+// MARK: Help overlay
+
+/// A centred box listing the keymap's bindings for a context (generated, so always accurate).
+public struct HelpOverlay: Widget {
+    public var keymap: Keymap
+    public var context: String?
+    public var title: String
+
+    public init(keymap: Keymap, context: String? = nil, title: String = "Keys") {
+        self.keymap = keymap
+        self.context = context
+        self.title = title
+    }
+
+    public func lines(ascii: Bool) -> [String] {
+        let entries = keymap.help(context: context, ascii: ascii)
+        let kw = entries.map { TextWidth.of($0.keys) }.max() ?? 0
+        return entries.map { TextWidth.padRight($0.keys, to: kw) + "  " + $0.description }
+    }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context ctx: RenderContext) {
+        let ls = lines(ascii: !ctx.glyphs.unicode)
+        let w = min(area.width, (ls.map { TextWidth.of($0) }.max() ?? 0) + 4)
+        let h = min(area.height, ls.count + 2)
+        let box = area.centered(width: max(w, TextWidth.of(title) + 6), height: h)
+        let block = Block(title: title, style: Style(bg: .role(.popupBg)))
+        block.render(into: &buffer, area: box, context: ctx)
+        let inner = block.inner(box).inset(left: 1, right: 1)
+        for (i, l) in ls.prefix(inner.height).enumerated() {
+            let r = inner.row(i)
+            let parts = l.split(separator: "  ", maxSplits: 1, omittingEmptySubsequences: false)
+            let end = buffer.write(String(parts[0]), x: r.x, y: r.y, style: Style(fg: .role(.accent), attributes: .bold), clip: r)
+            if parts.count > 1 {
+                buffer.write("  " + parts[1], x: end, y: r.y, style: Style(fg: .role(.foreground)), clip: r)
+            }
+        }
+        if ls.count > inner.height, inner.height > 0 {
+            buffer.write(ctx.glyphs.ellipsis, x: inner.maxX - 1, y: inner.maxY - 1, style: Style(fg: .role(.muted)))
+        }
+    }
+}
+
+// MARK: Text input
+
+/// A one-line editor: insert, backspace, delete, left/right, home/end; scrolls horizontally.
+public struct TextInput: Hashable, Sendable {
+    public var text: String { String(chars) }
+    public private(set) var chars: [Character]
+    public private(set) var cursor: Int
+
+    public init(_ text: String = "") {
+        chars = Array(text)
+        cursor = chars.count
+    }
+
+    public enum Outcome: Equatable, Sendable { case edited, submitted(String), cancelled, ignored }
+
+    /// Applies an editing key. Enter submits, Esc cancels.
+    @discardableResult
+    public mutating func handle(_ key: Key) -> Outcome {
+        switch key {
+        case .char(let c): chars.insert(c, at: cursor); cursor += 1
+        case .backspace:
+            guard cursor > 0 else { return .edited }
+            chars.remove(at: cursor - 1); cursor -= 1
+        case .delete, .ctrl("d"):
+            guard cursor < chars.count else { return .edited }
+            chars.remove(at: cursor)
+        case .left, .ctrl("b"): cursor = max(0, cursor - 1)
+        case .right, .ctrl("f"): cursor = min(chars.count, cursor + 1)
+        case .home, .ctrl("a"): cursor = 0
+        case .end, .ctrl("e"): cursor = chars.count
+        case .ctrl("u"): chars.removeFirst(cursor); cursor = 0
+        case .ctrl("k"): chars.removeLast(chars.count - cursor)
+        case .enter: return .submitted(text)
+        case .esc: return .cancelled
+        default: return .ignored
+        }
+        return .edited
+    }
+}
+
+/// Renders a `TextInput` as `prompt text` and reports where the terminal cursor belongs.
+public struct Prompt: Widget {
+    public var prompt: String
+    public var input: TextInput
+
+    public init(prompt: String, input: TextInput) {
+        self.prompt = prompt
+        self.input = input
+    }
+
+    /// Where the text cursor should be shown for this area.
+    public func cursorPosition(in area: Rect) -> Point {
+        let (start, _) = window(width: area.width - TextWidth.of(prompt))
+        let before = input.chars[start..<input.cursor].reduce(0) { $0 + TextWidth.of($1) }
+        return Point(x: area.x + TextWidth.of(prompt) + before, y: area.y)
+    }
+
+    /// First visible character index so the cursor stays in view.
+    func window(width: Int) -> (Int, Int) {
+        guard width > 1 else { return (input.cursor, input.cursor) }
+        var start = 0
+        var used = input.chars[0..<input.cursor].reduce(0) { $0 + TextWidth.of($1) }
+        while used > width - 1 && start < input.cursor {
+            used -= TextWidth.of(input.chars[start])
+            start += 1
+        }
+        return (start, width)
+    }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        guard !area.isEmpty else { return }
+        let row = area.row(0)
+        let x = buffer.write(prompt, x: row.x, y: row.y, style: Style(fg: .role(.accent), attributes: .bold), clip: row)
+        let (start, _) = window(width: row.maxX - x)
+        let visible = String(input.chars[start...])
+        buffer.write(visible, x: x, y: row.y, style: Style(fg: .role(.foreground)), clip: row)
+        // A visible block cursor in the buffer too (the hardware cursor may be hidden).
+        let c = cursorPosition(in: row)
+        if c.x < row.maxX {
+            var cell = buffer[c.x, c.y]
+            if cell.isContinuation { cell.symbol = " " }
+            cell.style = cell.style.patched(Style(attributes: .reverse))
+            buffer.set(c.x, c.y, cell)
+        }
+    }
+}
+
+// MARK: Popups
+
+/// A centred message box; `.error` popups use the `bad` role for the title and border.
+public struct Popup: Widget {
+    public enum Kind: Sendable { case info, error }
+    public var title: String
+    public var message: String
+    public var kind: Kind
+    public var footer: String
+
+    public init(title: String, message: String, kind: Kind = .info, footer: String = "Enter/Esc to close") {
+        self.title = title
+        self.message = message
+        self.kind = kind
+        self.footer = footer
+    }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        let maxW = max(10, min(area.width - 2, 60))
+        let inner = maxW - 4
+        let body = Paragraph(message).wrappedLines(width: inner)
+        let h = min(area.height, body.count + 3)
+        let contentW = max(body.map { TextWidth.of($0) }.max() ?? 0, TextWidth.of(footer), TextWidth.of(title) + 2)
+        let box = area.centered(width: min(maxW, contentW + 4), height: h)
+        let accent: Role = kind == .error ? .bad : .accent
+        let block = Block(title: title, style: Style(bg: .role(.popupBg)),
+                          borderStyle: Style(fg: .role(accent)), titleStyle: Style(fg: .role(accent), attributes: .bold))
+        block.render(into: &buffer, area: box, context: context)
+        let ib = block.inner(box).inset(left: 1, right: 1)
+        for (i, l) in body.prefix(max(0, ib.height - 1)).enumerated() {
+            buffer.write(l, in: ib.row(i))
+        }
+        if ib.height > 0 {
+            buffer.write(footer, in: ib.row(ib.height - 1), style: Style(fg: .role(.muted)), alignment: .right)
+        }
+    }
+}
+
+/// Shown instead of the UI when the terminal is smaller than the app needs.
+public struct TooSmall: Widget {
+    public var minimum: Size
+    public init(minimum: Size) { self.minimum = minimum }
+
+    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        buffer.fill(area)
+        let lines = ["Terminal too small",
+                     "\(area.width)x\(area.height), need \(minimum.width)x\(minimum.height)",
+                     "enlarge the window or press q"]
+        let top = area.y + max(0, (area.height - lines.count) / 2)
+        for (i, l) in lines.enumerated() where top + i < area.maxY {
+            buffer.write(TextWidth.truncate(l, to: area.width),
+                         in: Rect(x: area.x, y: top + i, width: area.width, height: 1),
+                         style: i == 0 ? Style(fg: .role(.warning), attributes: .bold) : .plain, alignment: .center)
+        }
+    }
+
+    public static func check(_ size: Size, minimum: Size) -> Bool {
+        size.width < minimum.width || size.height < minimum.height
+    }
+}

@@ -1,0 +1,124 @@
+// ncursesw behind one header. SwiftPM drops pkg-config -D flags, so the wide-char
+// API is switched on here. Everything Swift can't see (macros, globals behind
+// macros) gets a static inline wrapper prefixed `basin_`.
+#ifndef BASIN_CNCURSES_SHIM_H
+#define BASIN_CNCURSES_SHIM_H
+#ifndef NCURSES_WIDECHAR
+#define NCURSES_WIDECHAR 1
+#endif
+#ifndef _XOPEN_SOURCE_EXTENDED
+#define _XOPEN_SOURCE_EXTENDED 1
+#endif
+#include <locale.h>
+#include <langinfo.h>
+#include <signal.h>
+#include <unistd.h>
+#include <string.h>
+#include <wchar.h>
+#include <ncursesw/ncurses.h>
+
+static inline WINDOW *basin_stdscr(void) { return stdscr; }
+static inline int basin_lines(void) { return LINES; }
+static inline int basin_cols(void) { return COLS; }
+static inline int basin_colors(void) { return COLORS; }
+static inline int basin_color_pairs(void) { return COLOR_PAIRS; }
+static inline int basin_err(void) { return ERR; }
+static inline int basin_ok(void) { return OK; }
+
+static inline attr_t basin_a_normal(void) { return A_NORMAL; }
+static inline attr_t basin_a_bold(void) { return A_BOLD; }
+static inline attr_t basin_a_dim(void) { return A_DIM; }
+static inline attr_t basin_a_reverse(void) { return A_REVERSE; }
+static inline attr_t basin_a_underline(void) { return A_UNDERLINE; }
+static inline attr_t basin_color_pair(int n) { return COLOR_PAIR(n); }
+
+// Key codes.
+static inline int basin_key_up(void) { return KEY_UP; }
+static inline int basin_key_down(void) { return KEY_DOWN; }
+static inline int basin_key_left(void) { return KEY_LEFT; }
+static inline int basin_key_right(void) { return KEY_RIGHT; }
+static inline int basin_key_sleft(void) { return KEY_SLEFT; }
+static inline int basin_key_sright(void) { return KEY_SRIGHT; }
+static inline int basin_key_home(void) { return KEY_HOME; }
+static inline int basin_key_end(void) { return KEY_END; }
+static inline int basin_key_ppage(void) { return KEY_PPAGE; }
+static inline int basin_key_npage(void) { return KEY_NPAGE; }
+static inline int basin_key_backspace(void) { return KEY_BACKSPACE; }
+static inline int basin_key_dc(void) { return KEY_DC; }
+static inline int basin_key_enter(void) { return KEY_ENTER; }
+static inline int basin_key_btab(void) { return KEY_BTAB; }
+static inline int basin_key_resize(void) { return KEY_RESIZE; }
+static inline int basin_key_mouse(void) { return KEY_MOUSE; }
+static inline int basin_key_f(int n) { return KEY_F(n); }
+static inline int basin_key_code_yes(void) { return KEY_CODE_YES; }
+
+// Mouse.
+static inline mmask_t basin_button1_pressed(void) { return BUTTON1_PRESSED; }
+static inline mmask_t basin_button1_clicked(void) { return BUTTON1_CLICKED; }
+static inline mmask_t basin_button1_released(void) { return BUTTON1_RELEASED; }
+static inline mmask_t basin_button4_pressed(void) { return BUTTON4_PRESSED; }
+static inline mmask_t basin_button5_pressed(void) {
+#ifdef BUTTON5_PRESSED
+    return BUTTON5_PRESSED;
+#else
+    return 0;
+#endif
+}
+static inline mmask_t basin_report_mouse_position(void) { return REPORT_MOUSE_POSITION; }
+static inline mmask_t basin_all_mouse_events(void) { return ALL_MOUSE_EVENTS; }
+/// Reads the pending mouse event: returns OK and fills x, y, bstate, or ERR.
+static inline int basin_getmouse(int *x, int *y, mmask_t *bstate) {
+    MEVENT ev;
+    memset(&ev, 0, sizeof ev);
+    int rc = getmouse(&ev);
+    if (rc == OK) { *x = ev.x; *y = ev.y; *bstate = ev.bstate; }
+    return rc;
+}
+
+/// Writes one wide character with attributes and colour pair at (y, x).
+static inline int basin_put_wch(int y, int x, const wchar_t *wcs, attr_t attrs, short pair) {
+    cchar_t cc;
+    memset(&cc, 0, sizeof cc);
+    if (setcchar(&cc, wcs, attrs, pair, NULL) != OK) return ERR;
+    return mvadd_wch(y, x, &cc);
+}
+
+static inline int basin_get_wch(wint_t *ch) { return get_wch(ch); }
+
+/// True when the current locale's codeset is UTF-8 (call after setlocale).
+static inline int basin_locale_is_utf8(void) {
+    const char *cs = nl_langinfo(CODESET);
+    if (!cs) return 0;
+    return strcmp(cs, "UTF-8") == 0 || strcmp(cs, "utf8") == 0 || strcmp(cs, "UTF8") == 0;
+}
+
+/// Async-signal-tolerant restore for fatal/termination signals: endwin() is not
+/// strictly async-signal-safe, but it is what ncurses itself does in its own
+/// handlers; we then write a newline-free reset and _exit.
+static volatile sig_atomic_t basin_curses_active = 0;
+static inline void basin_signal_restore(int sig) {
+    if (basin_curses_active) { basin_curses_active = 0; endwin(); }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+static inline void basin_install_signal_handlers(void) {
+    basin_curses_active = 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = basin_signal_restore;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+    sigaction(SIGABRT, &sa, NULL);
+    sigaction(SIGILL, &sa, NULL);
+    sigaction(SIGFPE, &sa, NULL);
+#ifdef SIGTRAP
+    sigaction(SIGTRAP, &sa, NULL);
+#endif
+}
+static inline void basin_mark_curses_inactive(void) { basin_curses_active = 0; }
+#endif
