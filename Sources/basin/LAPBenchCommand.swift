@@ -29,3 +29,31 @@ struct LAPBench: ParsableCommand {
         }
     }
 }
+
+struct MatchBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "match",
+        abstract: "Time weight matching of two randomly initialised MLPs (target: under a second for 784-512-512-10).")
+
+    @OptionGroup var options: BenchOptions
+
+    @Option(parsing: .upToNextOption, help: "Layer sizes of the MLPs.")
+    var sizes: [Int] = [784, 512, 512, 10]
+
+    @Option(help: "Seed of the weights and of the sweep order.")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        if sizes.count < 3 || sizes.contains(where: { $0 < 1 }) {
+            throw ValidationError("--sizes needs at least three positive layer sizes (one hidden layer)")
+        }
+    }
+
+    func run() throws {
+        options.apply()
+        let r = try WeightMatching.benchmark(sizes: sizes, seed: seed)
+        if options.json { return try printJSON(r) }
+        print(String(format: "weight matching MLP %@: %.3f s, %d sweeps (%d exact assignments), objective %.6g -> %.6g",
+                     sizes.map(String.init).joined(separator: "-"), r.seconds, r.sweeps, r.steps, r.objectiveBefore, r.objectiveAfter))
+    }
+}

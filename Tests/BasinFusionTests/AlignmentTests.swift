@@ -179,14 +179,11 @@ final class AlignmentTests: XCTestCase {
         }
     }
 
-    func testWeightMatchingTimeForA784x512x512x10MLP() throws {
-        let (network, p, _) = Benchmarks.syntheticMLP(sizes: [784, 512, 512, 10], samples: 1, seed: 1)
-        let (_, q, _) = Benchmarks.syntheticMLP(sizes: [784, 512, 512, 10], samples: 1, seed: 2)
-        let spec = try PermutationSpec.make(for: network.architecture, params: p)
-        let result = try WeightMatching.match(reference: p, model: q, spec: spec, seed: 0)
-        print("weight matching 784-512-512-10: \(result.report.seconds) s, \(result.report.sweeps) sweeps")
-        // The target (under a second) is for release builds; debug builds get slack.
-        XCTAssertLessThan(result.report.seconds, 10)
+    func testWeightMatchingBenchmarkRuns() throws {
+        // Timing targets are checked by `basin bench match`, not here.
+        let r = try WeightMatching.benchmark(sizes: [20, 16, 12, 4], seed: 1)
+        XCTAssertEqual(r.steps, r.sweeps * 2)
+        XCTAssertGreaterThan(r.objectiveAfter, r.objectiveBefore)
     }
 
     /// A residual stream: one permutation shared by every layer writing to or reading from it.

@@ -94,3 +94,27 @@ public enum WeightMatching {
         return AlignmentResult(permutations: perms, aligned: spec.apply(perms, to: b), report: report, spec: spec)
     }
 }
+
+/// The time of weight matching two randomly initialised MLPs, for `basin bench match`.
+public struct WeightMatchingBenchResult: Sendable, Codable, Equatable {
+    public var sizes: [Int]
+    public var seconds: Double
+    public var sweeps: Int
+    public var steps: Int
+    public var objectiveBefore: Double
+    public var objectiveAfter: Double
+}
+
+extension WeightMatching {
+    /// Weight-matches two independently initialised MLPs of the given sizes (seeds `seed + 1` and `seed + 2`).
+    /// Target for 784-512-512-10: under a second (release build).
+    public static func benchmark(sizes: [Int] = [784, 512, 512, 10], seed: UInt64 = 0) throws -> WeightMatchingBenchResult {
+        let (network, a, _) = Benchmarks.syntheticMLP(sizes: sizes, samples: 1, seed: seed &+ 1)
+        let (_, b, _) = Benchmarks.syntheticMLP(sizes: sizes, samples: 1, seed: seed &+ 2)
+        let spec = try PermutationSpec.make(for: network.architecture, params: a)
+        let result = try match(reference: a, model: b, spec: spec, seed: seed)
+        let r = result.report
+        return WeightMatchingBenchResult(sizes: sizes, seconds: r.seconds, sweeps: r.sweeps, steps: r.steps.count,
+                                         objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter)
+    }
+}
