@@ -95,6 +95,13 @@ final class AlignmentTests: XCTestCase {
         XCTAssertEqual(unaligned, try XCTUnwrap(expected["linear_test_barrier"] as? Double), accuracy: 2e-3)
         XCTAssertLessThanOrEqual(aligned, 0.06, "weight-matched barrier \(aligned) (unaligned \(unaligned))")
         print("weight matching: barrier unaligned \(unaligned), aligned \(aligned), sweeps \(report.sweeps), \(report.seconds) s")
+        // Other sweep orders land in equally good basins.
+        for seed in [1, 2] as [UInt64] {
+            let other = try WeightMatching.match(reference: a.params, model: b.params, spec: spec, seed: seed)
+            let barrierOther = barrier(a.network, a.params, other.aligned, on: test)
+            XCTAssertLessThanOrEqual(barrierOther, 0.06, "seed \(seed)")
+            print("weight matching seed \(seed): barrier \(barrierOther), sweeps \(other.report.sweeps)")
+        }
     }
 
     func testActivationMatchingOnTheMLPPair() throws {
