@@ -140,7 +140,7 @@ public enum LinearAssignment {
 
         var freeCount: Int
         if n == m && n > 1 && allFinite {
-            freeCount = initialise(c, n: n, x: x, y: y, v: v, free: free, scratch: d, scratchIndex: pred)
+            freeCount = initialise(c, n: n, x: x, y: y, v: v, free: free, scratchIndex: pred)
         } else {
             for i in 0..<n { free[i] = i }
             freeCount = n
@@ -236,8 +236,7 @@ public enum LinearAssignment {
     /// and returns how many there are.
     static func initialise(_ c: UnsafePointer<Double>, n: Int, x: UnsafeMutablePointer<Int>,
                            y: UnsafeMutablePointer<Int>, v: UnsafeMutablePointer<Double>,
-                           free: UnsafeMutablePointer<Int>, scratch: UnsafeMutablePointer<Double>,
-                           scratchIndex: UnsafeMutablePointer<Int>) -> Int {
+                           free: UnsafeMutablePointer<Int>, scratchIndex: UnsafeMutablePointer<Int>) -> Int {
         // Column reduction: v[j] = min_i c[i][j], computed row by row to stream the matrix.
         let argmin = scratchIndex
         for j in 0..<n { v[j] = c[j]; argmin[j] = 0 }
