@@ -10,7 +10,7 @@ struct Basin: ParsableCommand {
         commandName: "basin",
         abstract: "Explore how trained networks connect in weight space: paths, barriers, alignment, soups and merges.",
         subcommands: [
-            EvalCommand.self, InspectCommand.self, TrainCommand.self, BenchCommand.self,
+            EvalCommand.self, InspectCommand.self, TrainCommand.self, BenchCommand.self, MergeCommand.self, SoupCommand.self,
         ]
     )
 }
