@@ -123,6 +123,12 @@ final class MergeExportTests: XCTestCase {
             XCTAssertEqual(a.info(n)!.dtype, .f16)
             XCTAssertEqual(try a.tensor(n), try b.tensor(n))
         }
+        // A sharded input is read through its index: merging it with its single-file twin gives the same tensors.
+        let twin = MergeRecipe(method: .linear, models: [.init(model: outDir.path), .init(model: single.path)])
+        let twinOut = dir.appendingPathComponent("twin.safetensors")
+        _ = try MergeExecutor.run(try MergePlan(recipe: twin), out: twinOut)
+        let t = try ModelFile.open(twinOut)
+        for n in t.names { XCTAssertEqual(try t.tensor(n), try b.tensor(n)) }
         // A large file output is split beside it with an index.
         let big = dir.appendingPathComponent("big.safetensors")
         let r2 = try MergeExecutor.run(try MergePlan(recipe: recipe), out: big, shardSize: 20_000)
