@@ -159,3 +159,58 @@ final class MergeExportTests: XCTestCase {
         XCTAssertEqual(entries, ["a.safetensors", "other.safetensors"])
     }
 }
+
+/// A source that fails when asked for one tensor, to check a merge failing midway leaves nothing behind.
+private final class FailingSource: TensorSource, @unchecked Sendable {
+    let inner: any TensorSource
+    let failing: String
+    init(_ inner: any TensorSource, failing: String) {
+        self.inner = inner
+        self.failing = failing
+    }
+    var displayPath: String { inner.displayPath }
+    var names: [String] { inner.names }
+    var metadata: [String: String] { inner.metadata }
+    var files: [URL] { inner.files }
+    func info(_ name: String) -> TensorInfo? { inner.info(name) }
+    func tensor(_ name: String) throws -> Tensor {
+        if name == failing { throw BasinIOError(.unreadable, file: displayPath, tensor: name, "simulated read failure") }
+        return try inner.tensor(name)
+    }
+    func withRawBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        if name == failing { throw BasinIOError(.unreadable, file: displayPath, tensor: name, "simulated read failure") }
+        return try inner.withRawBytes(name, body)
+    }
+    func release(_ name: String) { inner.release(name) }
+}
+
+final class MergeFailureTests: XCTestCase {
+    func testFailureMidwayLeavesNoFiles() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = try ModelFile.open(Fixtures.mlpSeed0)
+        let b = FailingSource(try ModelFile.open(Fixtures.mlpSeed1), failing: a.names.last!)
+        let recipe = MergeRecipe(method: .linear, models: [.init(model: "a"), .init(model: "b")])
+        let plan = try MergePlan(recipe: recipe, models: [a, b], base: nil)
+        XCTAssertThrowsError(try MergeExecutor.run(plan, out: dir.appendingPathComponent("out"), shardSize: 20_000, hashInputs: false))
+        XCTAssertThrowsError(try MergeExecutor.run(plan, out: dir.appendingPathComponent("one.safetensors"), hashInputs: false))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [])
+    }
+
+    func testIntegerTensorsAreCopied() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let x = dir.appendingPathComponent("x.safetensors"), y = dir.appendingPathComponent("y.safetensors")
+        try SafeTensorsWriter.write([("w", Tensor(shape: [2], storage: [1, 3])), ("step", Tensor(shape: [1], storage: [7]))], to: x,
+                                    dtype: { $0 == "step" ? .i64 : .bf16 })
+        try SafeTensorsWriter.write([("w", Tensor(shape: [2], storage: [3, 5])), ("step", Tensor(shape: [1], storage: [9]))], to: y,
+                                    dtype: { $0 == "step" ? .i64 : .bf16 })
+        let out = dir.appendingPathComponent("m.safetensors")
+        _ = try MergeExecutor.run(try MergePlan(recipe: MergeRecipe(method: .linear, models: [.init(model: x.path), .init(model: y.path)])), out: out)
+        let m = try ModelFile.open(out)
+        XCTAssertEqual(m.info("step")?.dtype, .i64)
+        XCTAssertEqual(m.info("w")?.dtype, .bf16)
+        XCTAssertEqual(try m.tensor("step").storage, [7])
+        XCTAssertEqual(try m.tensor("w").storage, [2, 4])
+    }
+}

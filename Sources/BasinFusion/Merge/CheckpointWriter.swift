@@ -28,6 +28,8 @@ public final class CheckpointWriter {
     private var current = 0
     private var inShard = 0
     private var scratch: [UInt8] = []
+    private var createdFolder: URL?
+    private var finished = false
 
     public init(out: URL, plan: [TensorPlan], metadata: [String: String], shardSize: Int = CheckpointWriter.defaultShardSize,
                 protecting inputs: [URL]) throws {
@@ -66,6 +68,7 @@ public final class CheckpointWriter {
             } else {
                 folder = out
                 stem = "model"
+                if !FileManager.default.fileExists(atPath: folder.path) { createdFolder = folder }
                 do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
                     throw BasinIOError(.writeFailed, file: folder.path, "cannot create the output folder (\(error.localizedDescription))")
                 }
@@ -78,6 +81,14 @@ public final class CheckpointWriter {
         outputFiles = shardURLs + (indexURL.map { [$0] } ?? [])
         for url in shardURLs { try OutputGuard.check(output: url, inputs: inputs) }
         writers = Array(repeating: nil, count: shards.count)
+    }
+
+    deinit {
+        // Unfinished: the shard writers remove their temporary files as they go; remove the folder we made.
+        if !finished, let createdFolder {
+            writers = []
+            try? FileManager.default.removeItem(at: createdFolder)
+        }
     }
 
     private func writer() throws -> SafeTensorsWriter {
@@ -143,6 +154,7 @@ public final class CheckpointWriter {
             throw error
         }
         writers = []
+        finished = true
     }
 }
 

@@ -99,6 +99,9 @@ public enum MergeExecutor {
     public static func run(_ plan: MergePlan, out: URL, shardSize: Int = CheckpointWriter.defaultShardSize,
                            hashInputs: Bool = true, extraMetadata: [String: String] = [:],
                            progress: ((Int, Int) -> Void)? = nil) throws -> MergeReport {
+        guard !plan.recipe.method.needsData else {
+            throw MergeError("\(plan.recipe.method.rawValue) needs data and a network: it runs in memory (MergeExport.dataAwareMerge), not streamed")
+        }
         let hashStart = Date()
         var meta = try plan.metadata(hashInputs: hashInputs)
         meta.merge(extraMetadata) { _, new in new }
