@@ -85,7 +85,7 @@ final class MergeMethodTests: XCTestCase {
               density: 0.7
           - model: b.safetensors
             parameters: {weight: 1}
-        parameters: {lambda: 1.5, normalize: false, density: 0.4}
+        parameters: {lambda: 1.5, normalize: false, density: 0.4, t: 1e-1}
         dtype: bfloat16
         seed: 7
         """, directory: URL(fileURLWithPath: "/models"))
@@ -99,6 +99,7 @@ final class MergeMethodTests: XCTestCase {
         XCTAssertEqual(p0.lambda, 1.5)
         XCTAssertFalse(p0.normalize)
         XCTAssertEqual(p0.seed, 7)
+        XCTAssertEqual(p0.t, 0.1)
         XCTAssertEqual(recipe.tensorParameters(for: "layers.2.bias").weights, [0.6, 1])
         XCTAssertEqual(recipe.tensorParameters(for: "head.bias").weights, [0.9, 1])
         // Round trip through YAML.

@@ -131,6 +131,8 @@ public struct MergeRecipe: Sendable {
         if let b = any as? Bool { return b ? 1 : 0 }
         if let i = any as? Int { return Double(i) }
         if let d = any as? Double { return d }
+        // Some YAML resolvers leave exponent forms without a dot ("1e-3") as strings.
+        if let s = any as? String, let d = Double(s.trimmingCharacters(in: .whitespaces)) { return d }
         return nil
     }
 
