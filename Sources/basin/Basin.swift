@@ -11,6 +11,7 @@ struct Basin: ParsableCommand {
         abstract: "Explore how trained networks connect in weight space: paths, barriers, alignment, soups and merges.",
         subcommands: [
             EvalCommand.self, InspectCommand.self, TrainCommand.self, BenchCommand.self,
+            PathCommand.self, FitCommand.self,
         ]
     )
 }
