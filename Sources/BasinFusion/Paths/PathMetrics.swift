@@ -46,6 +46,11 @@ public struct PathBarrier: Sendable, Codable, Equatable {
     public var error: Double
     /// t where the loss barrier is reached.
     public var lossAt: Double
+
+    enum CodingKeys: String, CodingKey {
+        case loss, accuracy, error
+        case lossAt = "loss_at"
+    }
 }
 
 /// Barriers against the endpoints' mean, as Git Re-Basin reports them: max_t L(t) - (L(0) + L(1)) / 2
