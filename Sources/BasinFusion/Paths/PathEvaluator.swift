@@ -22,8 +22,13 @@ public struct PathEvaluator: Sendable {
     public let shortcutNode: Int?
     private let shortcutWeight: String?
     private let shortcutBias: String?
-    /// products[dataset][batch][controlPoint] = X_batch W_i^T + b_i.
-    private let products: [[[Tensor]]]
+    /// Width of the shortcut layer's output.
+    private let shortcutWidth: Int
+    /// products[dataset][batch] = [rows, controlPoints x width]: column block i holds X_batch W_i^T + b_i
+    /// (one sgemm per batch against every control point's weight stacked).
+    private let products: [[Tensor]]
+    /// For each node, the last node reading its output (to free it, or to update it in place).
+    private let lastUse: [Int]
 
     public var usesFirstLayerShortcut: Bool { shortcutNode != nil }
 
@@ -34,28 +39,40 @@ public struct PathEvaluator: Sendable {
         self.network = network
         self.datasets = datasets
         self.batchSize = max(1, batchSize)
-        let node = fast ? PathEvaluator.firstLinearOnInput(network.architecture) : nil
-        guard let node, case let .linear(w, b) = network.architecture.nodes[node].op else {
+        let arch = network.architecture
+        var last = Array(repeating: -1, count: arch.nodes.count)
+        for (i, node) in arch.nodes.enumerated() {
+            for j in node.inputs where j >= 0 { last[j] = max(last[j], i) }
+        }
+        last[arch.output] = Int.max
+        lastUse = last
+        let node = fast ? PathEvaluator.firstLinearOnInput(arch) : nil
+        guard let node, case let .linear(w, b) = arch.nodes[node].op else {
             shortcutNode = nil
             shortcutWeight = nil
             shortcutBias = nil
+            shortcutWidth = 0
             products = []
             return
         }
         shortcutNode = node
         shortcutWeight = w
         shortcutBias = b
-        var all: [[[Tensor]]] = []
+        let width = path.start[w]!.shape[0]
+        shortcutWidth = width
+        // Every control point's weight and bias stacked: [P x width, in] and [P x width].
+        let stackedWeight = Tensor(shape: [path.controlPoints.count * width, path.start[w]!.shape[1]],
+                                   storage: path.controlPoints.flatMap { $0[w]!.storage })
+        let stackedBias = b.map { name in Tensor(shape: [path.controlPoints.count * width], storage: path.controlPoints.flatMap { $0[name]!.storage }) }
+        var all: [[Tensor]] = []
         for data in datasets {
             let x = data.x.reshaped([data.count, data.x.columns])
-            var perBatch: [[Tensor]] = []
+            var perBatch: [Tensor] = []
             var start = 0
             while start < data.count {
                 let end = min(data.count, start + self.batchSize)
                 let xb = start == 0 && end == data.count ? x : x.rows(start..<end)
-                perBatch.append(path.controlPoints.map { p in
-                    Network.linear(xb, weight: p[w]!, bias: b.flatMap { p[$0] })
-                })
+                perBatch.append(Network.linear(xb, weight: stackedWeight, bias: stackedBias))
                 start = end
             }
             all.append(perBatch)
@@ -91,13 +108,76 @@ public struct PathEvaluator: Sendable {
         var out: [Metrics] = []
         for (d, data) in datasets.enumerated() {
             let m = network.evaluate(on: data, batchSize: batchSize) { xb, range in
-                let z = products[d][range.lowerBound / batchSize]
-                let pre = PathEvaluator.combine(terms.map { (z[$0.0], $0.1) })
-                return network.logits(xb, params, overrides: [node: pre])
+                let pre = combine(products[d][range.lowerBound / batchSize], terms)
+                return forward(xb, params, shortcut: node, output: pre)
             }
             out.append(m)
         }
         return out
+    }
+
+    /// sum_i c_i (block i of the stacked products), one pass per term.
+    private func combine(_ z: Tensor, _ terms: [(Int, Float)]) -> Tensor {
+        let rows = z.rows, width = shortcutWidth, stride = z.columns
+        return Tensor(shape: [rows, width]) { out in
+            let o = out.baseAddress!
+            z.withUnsafeBufferPointer { zs in
+                let base = zs.baseAddress!
+                for r in 0..<rows {
+                    let orow = o + r * width
+                    let (i0, c0) = terms[0]
+                    let z0 = base + r * stride + i0 * width
+                    for j in 0..<width { orow[j] = c0 * z0[j] }
+                    for (i, c) in terms.dropFirst() {
+                        let zi = base + r * stride + i * width
+                        for j in 0..<width { orow[j] += c * zi[j] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The network's logits with node `shortcut`'s output given. Activations whose input is read by
+    /// nothing else run in place (no copies); every intermediate is freed after its last use.
+    private func forward(_ x: Tensor, _ params: ParameterSet, shortcut: Int, output: Tensor) -> Tensor {
+        let nodes = network.architecture.nodes
+        var outputs = [Tensor?](repeating: nil, count: nodes.count)
+        for (i, node) in nodes.enumerated() {
+            if i == shortcut {
+                outputs[i] = output
+                continue
+            }
+            func input(_ k: Int) -> Tensor { node.inputs[k] < 0 ? x : outputs[node.inputs[k]]! }
+            switch node.op {
+            case let .linear(w, b):
+                outputs[i] = Network.linear(input(0), weight: params[w]!, bias: b.flatMap { params[$0] })
+            case let .activation(a):
+                let j = node.inputs[0]
+                var y: Tensor
+                if j >= 0 && lastUse[j] == i {
+                    y = outputs[j]!
+                    outputs[j] = nil
+                } else {
+                    y = input(0)
+                }
+                if a == .relu {
+                    y.withUnsafeMutableBufferPointer { v in
+                        let p = v.baseAddress!
+                        for k in 0..<v.count { let e = p[k]; p[k] = e > 0 ? e : 0 }
+                    }
+                } else {
+                    Network.activate(a, &y)
+                }
+                outputs[i] = y
+            case .flatten:
+                let v = input(0)
+                outputs[i] = v.reshaped([v.rows, v.columns])
+            case .add:
+                outputs[i] = input(0) + input(1)
+            }
+            for j in node.inputs where j >= 0 && lastUse[j] == i { outputs[j] = nil }
+        }
+        return outputs[network.architecture.output]!
     }
 
     /// Evaluates at every t in `ts`, calling `onPoint(index, metrics)` after each and checking `isCancelled`
@@ -113,24 +193,5 @@ public struct PathEvaluator: Sendable {
             results.append(m)
         }
         return results
-    }
-
-    /// sum_i c_i Z_i, elementwise in one pass over the terms' storage.
-    static func combine(_ terms: [(Tensor, Float)]) -> Tensor {
-        let first = terms[0].0
-        if terms.count == 1 && terms[0].1 == 1 { return first }
-        let n = first.count
-        return Tensor(shape: first.shape) { out in
-            let o = out.baseAddress!
-            first.withUnsafeBufferPointer { a in
-                let c = terms[0].1
-                for k in 0..<n { o[k] = c * a[k] }
-            }
-            for (z, c) in terms.dropFirst() {
-                z.withUnsafeBufferPointer { a in
-                    for k in 0..<n { o[k] += c * a[k] }
-                }
-            }
-        }
     }
 }
