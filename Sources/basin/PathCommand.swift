@@ -27,8 +27,8 @@ struct PathCommand: ParsableCommand {
     @Option(help: "Number of equally spaced points in [0, 1] (>= 2).")
     var points: Int = 25
 
-    @Option(help: "Evaluation batch size.")
-    var batch: Int = 2048
+    @Option(help: "Evaluation batch size (rows per pass; small batches keep each point's activations in cache).")
+    var batch: Int = 512
 
     @OptionGroup var arch: ArchitectureOptions
 
@@ -151,8 +151,8 @@ struct PathBench: ParsableCommand {
     @Option(help: "Synthetic samples.")
     var samples: Int = 10_000
 
-    @Option(help: "Evaluation batch size.")
-    var batch: Int = 2048
+    @Option(help: "Evaluation batch size (rows per pass; small batches keep each point's activations in cache).")
+    var batch: Int = 512
 
     @Flag(help: "Also time the naive evaluation (weights built per point, whole network run).")
     var naive = false

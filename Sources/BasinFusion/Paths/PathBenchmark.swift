@@ -23,7 +23,7 @@ public enum PathBenchmark {
     /// Times a `points`-point linear path between two random MLPs of `sizes` on `samples` synthetic samples
     /// (best of `repeats`, setup included in each run).
     public static func run(sizes: [Int] = [784, 512, 512, 10], samples: Int = 10_000, points: Int = 21,
-                           batchSize: Int = 2048, fast: Bool = true, repeats: Int = 3) -> Figure {
+                           batchSize: Int = 512, fast: Bool = true, repeats: Int = 5) -> Figure {
         let (network, a, data) = Benchmarks.syntheticMLP(sizes: sizes, samples: samples, seed: 7)
         let (_, b, _) = Benchmarks.syntheticMLP(sizes: sizes, samples: 1, seed: 8)
         let path = try! ModelPath.linear(a, b)

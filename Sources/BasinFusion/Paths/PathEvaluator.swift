@@ -29,12 +29,14 @@ public struct PathEvaluator: Sendable {
     private let products: [[Tensor]]
     /// For each node, the last node reading its output (to free it, or to update it in place).
     private let lastUse: [Int]
+    /// A ReLU that is the shortcut's only reader: applied in the same pass as the combination.
+    private let fusedReLU: Int?
 
     public var usesFirstLayerShortcut: Bool { shortcutNode != nil }
 
     /// Prepares evaluation. With `fast` (the default) and a suitable architecture, computes the first-layer
     /// products now (memory: control points x samples x first-layer width floats per data set).
-    public init(path: ModelPath, network: Network, datasets: [Dataset], batchSize: Int = 2048, fast: Bool = true) {
+    public init(path: ModelPath, network: Network, datasets: [Dataset], batchSize: Int = 512, fast: Bool = true) {
         self.path = path
         self.network = network
         self.datasets = datasets
@@ -53,7 +55,14 @@ public struct PathEvaluator: Sendable {
             shortcutBias = nil
             shortcutWidth = 0
             products = []
+            fusedReLU = nil
             return
+        }
+        let readers = arch.nodes.indices.filter { arch.nodes[$0].inputs.contains(node) }
+        if readers.count == 1, arch.nodes[readers[0]].op == .activation(.relu), arch.output != node {
+            fusedReLU = readers[0]
+        } else {
+            fusedReLU = nil
         }
         shortcutNode = node
         shortcutWeight = w
@@ -108,7 +117,7 @@ public struct PathEvaluator: Sendable {
         var out: [Metrics] = []
         for (d, data) in datasets.enumerated() {
             let m = network.evaluate(on: data, batchSize: batchSize) { xb, range in
-                let pre = combine(products[d][range.lowerBound / batchSize], terms)
+                let pre = combine(products[d][range.lowerBound / batchSize], terms, relu: fusedReLU != nil)
                 return forward(xb, params, shortcut: node, output: pre)
             }
             out.append(m)
@@ -117,7 +126,7 @@ public struct PathEvaluator: Sendable {
     }
 
     /// sum_i c_i (block i of the stacked products), one pass per term.
-    private func combine(_ z: Tensor, _ terms: [(Int, Float)]) -> Tensor {
+    private func combine(_ z: Tensor, _ terms: [(Int, Float)], relu: Bool) -> Tensor {
         let rows = z.rows, width = shortcutWidth, stride = z.columns
         return Tensor(shape: [rows, width]) { out in
             let o = out.baseAddress!
@@ -132,6 +141,7 @@ public struct PathEvaluator: Sendable {
                         let zi = base + r * stride + i * width
                         for j in 0..<width { orow[j] += c * zi[j] }
                     }
+                    if relu { for j in 0..<width { let e = orow[j]; orow[j] = e > 0 ? e : 0 } }
                 }
             }
         }
@@ -145,6 +155,12 @@ public struct PathEvaluator: Sendable {
         for (i, node) in nodes.enumerated() {
             if i == shortcut {
                 outputs[i] = output
+                continue
+            }
+            if i == fusedReLU {
+                // Already applied by `combine`.
+                outputs[i] = outputs[shortcut]
+                outputs[shortcut] = nil
                 continue
             }
             func input(_ k: Int) -> Tensor { node.inputs[k] < 0 ? x : outputs[node.inputs[k]]! }
