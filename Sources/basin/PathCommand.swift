@@ -71,7 +71,6 @@ struct PathCommand: ParsableCommand {
         var type: PathType
         var models: [String]
         var length: Double
-        var points: Int
         var datasets: [Block]
     }
 
@@ -111,7 +110,7 @@ struct PathCommand: ParsableCommand {
         if json {
             let blocks = results.map { Block(models: models, metrics: $0) }
             if blocks.count == 1 { return try printJSON(blocks[0]) }
-            return try printJSON(Several(type: path.type, models: models, length: path.length(), points: points, datasets: blocks))
+            return try printJSON(Several(type: path.type, models: models, length: path.length(), datasets: blocks))
         }
         if csv {
             print("data,t,loss,accuracy")

@@ -127,3 +127,57 @@ final class PathEvaluationTests: XCTestCase {
         XCTAssertEqual(seen, 3)
     }
 }
+
+final class PathEvaluationGraphTests: XCTestCase {
+    func random(_ shape: [Int], _ g: inout SeededGenerator) -> Tensor {
+        Tensor(shape: shape, storage: (0..<shape.reduce(1, *)).map { _ in g.uniform(-0.5, 0.5) })
+    }
+
+    func params(_ seed: UInt64) -> ParameterSet {
+        var g = SeededGenerator(seed: seed)
+        return ParameterSet([("l0.weight", random([16, 8], &g)), ("l0.bias", random([16], &g)),
+                             ("l1.weight", random([16, 16], &g)), ("l1.bias", random([16], &g)),
+                             ("l2.weight", random([4, 16], &g)), ("l2.bias", random([4], &g))])
+    }
+
+    /// A residual block reads the first layer's activation twice; a single linear layer ends at the shortcut.
+    func testFastEqualsNaiveOnResidualAndSingleLayerGraphs() throws {
+        var g = SeededGenerator(seed: 9)
+        let data = Dataset(x: random([37, 8], &g), y: (0..<37).map { _ in Int32(g.next() % 4) }, name: "toy")
+        let residual = Architecture(nodes: [
+            Node(name: "l0", op: .linear(weight: "l0.weight", bias: "l0.bias"), inputs: [-1]),
+            Node(name: "r0", op: .activation(.relu), inputs: [0]),
+            Node(name: "l1", op: .linear(weight: "l1.weight", bias: "l1.bias"), inputs: [1]),
+            Node(name: "add", op: .add, inputs: [1, 2]),
+            Node(name: "g", op: .activation(.gelu), inputs: [3]),
+            Node(name: "l2", op: .linear(weight: "l2.weight", bias: "l2.bias"), inputs: [4]),
+        ])
+        var single = ParameterSet()
+        single["l0.weight"] = params(1)["l2.weight"]!.matmul(Tensor(shape: [16, 8], storage: params(1)["l0.weight"]!.storage))
+        single["l0.bias"] = params(1)["l2.bias"]!
+        let singleB = single.mapTensors { _, t in t.scaled(by: -0.7) }
+        let linearOnly = Architecture(nodes: [Node(name: "l0", op: .linear(weight: "l0.weight", bias: "l0.bias"), inputs: [-1])])
+        let cases: [(Architecture, ModelPath)] = [
+            (residual, try .withBends(.bezier, from: params(1), to: params(2), bends: [params(3)])),
+            (residual, try .chain([params(1), params(2), params(3)])),
+            (linearOnly, try .linear(single, singleB)),
+        ]
+        for (arch, path) in cases {
+            let net = Network(arch)
+            let fast = PathEvaluator(path: path, network: net, datasets: [data], batchSize: 10)
+            XCTAssertTrue(fast.usesFirstLayerShortcut)
+            let naive = PathEvaluator(path: path, network: net, datasets: [data], fast: false)
+            for t in [0, 0.3, 0.5, 0.8, 1] {
+                XCTAssertEqual(fast.evaluate(at: t)[0].loss, naive.evaluate(at: t)[0].loss, accuracy: 1e-5)
+                XCTAssertEqual(fast.evaluate(at: t)[0].accuracy, naive.evaluate(at: t)[0].accuracy)
+            }
+        }
+    }
+
+    func testBenchmarkRunsOnASmallMLP() {
+        let f = PathBenchmark.run(sizes: [20, 16, 3], samples: 50, points: 5, batchSize: 16, repeats: 1)
+        XCTAssertTrue(f.usesFirstLayerShortcut)
+        XCTAssertEqual(f.naiveFlops, 5 * 50 * 2 * (20 * 16 + 16 * 3))
+        XCTAssertGreaterThan(f.effectiveGflops, 0)
+    }
+}

@@ -124,3 +124,16 @@ extension PathEvaluator {
         }
     }
 }
+
+extension PathEvaluator {
+    /// `evaluatePoints(ts:isCancelled:onPoint:)` stopped by a flag another thread sets.
+    public func evaluatePoints(ts: [Double], cancel: CancellationFlag, onPoint: (Int, [Metrics]) -> Void = { _, _ in }) -> [[Metrics]]? {
+        evaluatePoints(ts: ts, isCancelled: { cancel.isCancelled }, onPoint: onPoint)
+    }
+
+    /// `metrics(points:...)` stopped by a flag another thread sets.
+    public func metrics(points n: Int = 25, length: Double? = nil, cancel: CancellationFlag,
+                        onPoint: (Int, [Metrics]) -> Void = { _, _ in }) -> [PathMetrics]? {
+        metrics(ts: ModelPath.grid(n), length: length, isCancelled: { cancel.isCancelled }, onPoint: onPoint)
+    }
+}
