@@ -31,6 +31,8 @@ public struct PathEvaluator: Sendable {
     private let lastUse: [Int]
     /// A ReLU that is the shortcut's only reader: applied in the same pass as the combination.
     private let fusedReLU: Int?
+    /// Whether a node other than the shortcut (and a flatten feeding it) reads the network input.
+    private let needsInput: Bool
 
     public var usesFirstLayerShortcut: Bool { shortcutNode != nil }
 
@@ -56,7 +58,12 @@ public struct PathEvaluator: Sendable {
             shortcutWidth = 0
             products = []
             fusedReLU = nil
+            needsInput = true
             return
+        }
+        let feeding = arch.nodes[node].inputs[0]
+        needsInput = arch.nodes.indices.contains { i in
+            i != node && i != feeding && arch.nodes[i].inputs.contains(Architecture.inputIndex)
         }
         let readers = arch.nodes.indices.filter { arch.nodes[$0].inputs.contains(node) }
         if readers.count == 1, arch.nodes[readers[0]].op == .activation(.relu), arch.output != node {
@@ -116,11 +123,19 @@ public struct PathEvaluator: Sendable {
         }
         var out: [Metrics] = []
         for (d, data) in datasets.enumerated() {
-            let m = network.evaluate(on: data, batchSize: batchSize) { xb, range in
-                let pre = combine(products[d][range.lowerBound / batchSize], terms, relu: fusedReLU != nil)
-                return forward(xb, params, shortcut: node, output: pre)
+            // The input batch is only sliced out when a node besides the shortcut reads it.
+            let x = needsInput ? data.x.reshaped([data.count, data.x.columns]) : Tensor.zeros([0])
+            var lossSum = 0.0, correct = 0
+            for (b, z) in products[d].enumerated() {
+                let range = (b * batchSize)..<min(data.count, (b + 1) * batchSize)
+                let xb = needsInput ? x.rows(range) : x
+                let logits = forward(xb, params, shortcut: node, output: combine(z, terms, relu: fusedReLU != nil))
+                let r = Network.crossEntropy(logits, labels: data.y[range])
+                lossSum += r.lossSum
+                correct += r.correct
             }
-            out.append(m)
+            let n = max(1, data.count)
+            out.append(Metrics(loss: lossSum / Double(n), accuracy: Double(correct) / Double(n), samples: data.count))
         }
         return out
     }
@@ -155,6 +170,10 @@ public struct PathEvaluator: Sendable {
         for (i, node) in nodes.enumerated() {
             if i == shortcut {
                 outputs[i] = output
+                continue
+            }
+            if !needsInput && node.inputs == [Architecture.inputIndex] {
+                // The flatten feeding the shortcut: its output is not needed.
                 continue
             }
             if i == fusedReLU {
