@@ -94,7 +94,10 @@ final class CurveFitTests: XCTestCase {
         config.l2 = 1e-4
         let fitter = try CurveFitter(network: pair.a.network, start: pair.a.params, end: pair.b.params, data: data, config: config)
         var reports: [CurveFitProgress] = []
-        let r1 = fitter.fit { reports.append($0) }
+        var snapshots: [(Int, ModelPath)] = []
+        let r1 = fitter.fit(progress: { reports.append($0) }, epochEnd: { snapshots.append(($0, $1)) })
+        XCTAssertEqual(snapshots.map(\.0), [1, 2])
+        XCTAssertEqual(snapshots.last!.1.bends, r1.path.bends)
         let r2 = fitter.fit()
         XCTAssertEqual(r1.path.bends, r2.path.bends)
         XCTAssertEqual(r1.epochLosses.count, 2)

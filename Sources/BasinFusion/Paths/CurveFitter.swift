@@ -113,8 +113,11 @@ public struct CurveFitter: Sendable {
         return (m.loss, grads)
     }
 
-    /// Runs the fit. `progress` is called on the calling thread; `cancel` is checked between minibatches.
-    public func fit(cancel: CancellationFlag? = nil, progress: (CurveFitProgress) -> Void = { _ in }) -> CurveFitResult {
+    /// Runs the fit. `progress` is called on the calling thread after every minibatch and epoch, `epochEnd`
+    /// with the epoch number and the path as it is then (to show the curve improving); `cancel` is checked
+    /// between minibatches.
+    public func fit(cancel: CancellationFlag? = nil, progress: (CurveFitProgress) -> Void = { _ in },
+                    epochEnd: (Int, ModelPath) -> Void = { _, _ in }) -> CurveFitResult {
         var generator = SeededGenerator(seed: config.seed)
         var optimizer = config.optimizer.make(learningRate: config.learningRate, momentum: config.momentum, weightDecay: config.l2)
         var path = self.path
@@ -149,6 +152,7 @@ public struct CurveFitter: Sendable {
             epochLosses.append(lossSum / Double(batches))
             progress(CurveFitProgress(epoch: epoch, epochs: config.epochs, batch: batches, batches: batches,
                                       meanLoss: lossSum / Double(batches), endOfEpoch: true))
+            epochEnd(epoch, path)
         }
         return CurveFitResult(path: path, epochLosses: epochLosses, cancelled: false)
     }
