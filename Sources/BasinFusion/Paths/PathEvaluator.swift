@@ -31,6 +31,8 @@ public struct PathEvaluator: Sendable {
     private let lastUse: [Int]
     /// A ReLU that is the shortcut's only reader: applied in the same pass as the combination.
     private let fusedReLU: Int?
+    /// For each linear node, the ReLU that is its only reader (applied in the same pass as the bias), if any.
+    private let reluAfter: [Int?]
     /// Whether a node other than the shortcut (and a flatten feeding it) reads the network input.
     private let needsInput: Bool
 
@@ -50,6 +52,12 @@ public struct PathEvaluator: Sendable {
         }
         last[arch.output] = Int.max
         lastUse = last
+        reluAfter = arch.nodes.indices.map { i in
+            guard case .linear = arch.nodes[i].op, arch.output != i else { return nil }
+            let readers = arch.nodes.indices.filter { arch.nodes[$0].inputs.contains(i) }
+            guard readers.count == 1, arch.nodes[readers[0]].op == .activation(.relu) else { return nil }
+            return readers[0]
+        }
         let node = fast ? PathEvaluator.firstLinearOnInput(arch) : nil
         guard let node, case let .linear(w, b) = arch.nodes[node].op else {
             shortcutNode = nil
@@ -65,12 +73,7 @@ public struct PathEvaluator: Sendable {
         needsInput = arch.nodes.indices.contains { i in
             i != node && i != feeding && arch.nodes[i].inputs.contains(Architecture.inputIndex)
         }
-        let readers = arch.nodes.indices.filter { arch.nodes[$0].inputs.contains(node) }
-        if readers.count == 1, arch.nodes[readers[0]].op == .activation(.relu), arch.output != node {
-            fusedReLU = readers[0]
-        } else {
-            fusedReLU = nil
-        }
+        fusedReLU = reluAfter[node]
         shortcutNode = node
         shortcutWeight = w
         shortcutBias = b
@@ -176,16 +179,16 @@ public struct PathEvaluator: Sendable {
                 // The flatten feeding the shortcut: its output is not needed.
                 continue
             }
-            if i == fusedReLU {
-                // Already applied by `combine`.
-                outputs[i] = outputs[shortcut]
-                outputs[shortcut] = nil
+            if let j = node.inputs.first, j >= 0, reluAfter[j] == i {
+                // Already applied with the bias (or by `combine` for the shortcut).
+                outputs[i] = outputs[j]
+                outputs[j] = nil
                 continue
             }
             func input(_ k: Int) -> Tensor { node.inputs[k] < 0 ? x : outputs[node.inputs[k]]! }
             switch node.op {
             case let .linear(w, b):
-                outputs[i] = Network.linear(input(0), weight: params[w]!, bias: b.flatMap { params[$0] })
+                outputs[i] = PathEvaluator.linear(input(0), weight: params[w]!, bias: b.flatMap { params[$0] }, relu: reluAfter[i] != nil)
             case let .activation(a):
                 let j = node.inputs[0]
                 var y: Tensor
@@ -213,6 +216,37 @@ public struct PathEvaluator: Sendable {
             for j in node.inputs where j >= 0 && lastUse[j] == i { outputs[j] = nil }
         }
         return outputs[network.architecture.output]!
+    }
+
+    /// x W^T (sgemm, beta 0) then the bias and optionally ReLU in one pass over the output.
+    static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, relu: Bool) -> Tensor {
+        let n = x.rows, inF = x.columns, outF = weight.shape[0]
+        precondition(weight.shape[1] == inF, "linear: input has \(inF) features, weight is \(weight.shape)")
+        if n == 0 || inF == 0 { return Network.linear(x, weight: weight, bias: bias) }
+        return Tensor(shape: [n, outF]) { out in
+            let o = out.baseAddress!
+            x.withUnsafeBufferPointer { xs in
+                weight.withUnsafeBufferPointer { ws in
+                    BLAS.sgemm(transA: false, transB: true, m: n, n: outF, k: inF, alpha: 1, a: xs.baseAddress!, lda: inF,
+                               b: ws.baseAddress!, ldb: inF, beta: 0, c: o, ldc: outF)
+                }
+            }
+            if let bias {
+                bias.withUnsafeBufferPointer { bs in
+                    let bp = bs.baseAddress!
+                    for r in 0..<n {
+                        let row = o + r * outF
+                        if relu {
+                            for j in 0..<outF { let e = row[j] + bp[j]; row[j] = e > 0 ? e : 0 }
+                        } else {
+                            for j in 0..<outF { row[j] += bp[j] }
+                        }
+                    }
+                }
+            } else if relu {
+                for k in 0..<(n * outF) { let e = o[k]; o[k] = e > 0 ? e : 0 }
+            }
+        }
     }
 
     /// Evaluates at every t in `ts`, calling `onPoint(index, metrics)` after each and checking `isCancelled`
