@@ -34,6 +34,9 @@ struct FitCommand: ParsableCommand {
     @Option(help: "Learning rate.")
     var lr: Float = 1e-2
 
+    @Option(help: "Learning-rate schedule: garipov (full rate for half the epochs, then down to 1%; steady with several bends) or constant.")
+    var schedule: LearningRateSchedule = .garipov
+
     @Option(help: "Minibatch size (a fresh t ~ U(0,1) for every minibatch).")
     var batch: Int = 64
 
@@ -81,6 +84,7 @@ struct FitCommand: ParsableCommand {
 
         var config = CurveFitConfig(type: type, bends: bends, epochs: epochs, learningRate: lr, batchSize: batch, seed: seed)
         config.optimizer = optimizer
+        config.schedule = schedule
         config.momentum = momentum
         config.l2 = l2
         let fitter: CurveFitter
@@ -115,7 +119,7 @@ struct FitCommand: ParsableCommand {
                 printError(String(format: "epoch %3d/%d  mean loss %.5f", p.epoch, p.epochs, p.meanLoss))
             }
         }
-        let metadata = [BendsFile.fitKey: "optimizer=\(optimizer.rawValue) lr=\(lr) epochs=\(epochs) batch=\(batch) seed=\(seed) l2=\(l2) data=\(URL(fileURLWithPath: data).lastPathComponent)"
+        let metadata = [BendsFile.fitKey: "optimizer=\(optimizer.rawValue) lr=\(lr) schedule=\(schedule.rawValue) epochs=\(epochs) batch=\(batch) seed=\(seed) l2=\(l2) data=\(URL(fileURLWithPath: data).lastPathComponent)"
                         + (initBends.map { " init=\(URL(fileURLWithPath: $0).lastPathComponent)" } ?? "")]
         try BendsFile.write(result.path, to: outURL, startSHA256: shaA, endSHA256: shaB, extraMetadata: metadata,
                             protecting: a.source.files + b.source.files)
@@ -130,3 +134,4 @@ struct FitCommand: ParsableCommand {
         }
     }
 }
+extension LearningRateSchedule: ExpressibleByArgument {}

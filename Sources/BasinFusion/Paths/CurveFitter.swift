@@ -23,12 +23,34 @@ public final class CancellationFlag: @unchecked Sendable {
     }
 }
 
+/// How the learning rate changes over a fit.
+public enum LearningRateSchedule: String, Sendable, Codable, CaseIterable {
+    /// The same rate throughout (the mlp-pair PyTorch reference's setting).
+    case constant
+    /// Garipov et al.'s: the full rate for the first half, falling linearly to 1% of it between 50% and 90%
+    /// of the epochs, then 1%. Steadier for chains and curves with several bends (the default).
+    case garipov
+
+    /// The factor on the base rate during `epoch` (1-based) of `epochs`.
+    public func factor(epoch: Int, of epochs: Int) -> Float {
+        switch self {
+        case .constant: return 1
+        case .garipov:
+            let alpha = Float(epoch - 1) / Float(max(1, epochs))
+            if alpha <= 0.5 { return 1 }
+            if alpha <= 0.9 { return 1 - (alpha - 0.5) / 0.4 * 0.99 }
+            return 0.01
+        }
+    }
+}
+
 /// Settings of a curve fit (Garipov et al. 2018).
 public struct CurveFitConfig: Sendable {
     public var type: PathType = .bezier
     public var bends: Int = 1
     public var optimizer: OptimizerKind = .adam
     public var learningRate: Float = 1e-2
+    public var schedule: LearningRateSchedule = .garipov
     public var momentum: Float = 0.9
     /// L2 penalty on the bends (added to their gradient as weight decay).
     public var l2: Float = 0
@@ -38,8 +60,10 @@ public struct CurveFitConfig: Sendable {
 
     public init() {}
 
-    public init(type: PathType, bends: Int = 1, epochs: Int = 30, learningRate: Float = 1e-2, batchSize: Int = 64, seed: UInt64 = 0) {
+    public init(type: PathType, bends: Int = 1, epochs: Int = 30, learningRate: Float = 1e-2, batchSize: Int = 64, seed: UInt64 = 0,
+                schedule: LearningRateSchedule = .garipov) {
         self.type = type
+        self.schedule = schedule
         self.bends = bends
         self.epochs = epochs
         self.learningRate = learningRate
@@ -119,7 +143,8 @@ public struct CurveFitter: Sendable {
     public func fit(cancel: CancellationFlag? = nil, progress: (CurveFitProgress) -> Void = { _ in },
                     epochEnd: (Int, ModelPath) -> Void = { _, _ in }) -> CurveFitResult {
         var generator = SeededGenerator(seed: config.seed)
-        var optimizer = config.optimizer.make(learningRate: config.learningRate, momentum: config.momentum, weightDecay: config.l2)
+        var adam = Adam(learningRate: config.learningRate, weightDecay: config.l2)
+        var sgd = SGD(learningRate: config.learningRate, momentum: config.momentum, weightDecay: config.l2)
         var path = self.path
         let names = path.start.names
         let bendRange = path.bendIndices
@@ -131,6 +156,9 @@ public struct CurveFitter: Sendable {
         var epochLosses: [Double] = []
         for epoch in 1...max(1, config.epochs) {
             let order = generator.permutation(data.count)
+            let rate = config.learningRate * config.schedule.factor(epoch: epoch, of: config.epochs)
+            adam.learningRate = rate
+            sgd.learningRate = rate
             var lossSum = 0.0
             for b in 0..<batches {
                 if cancel?.isCancelled == true {
@@ -142,7 +170,10 @@ public struct CurveFitter: Sendable {
                                                                     x: x.gatherRows(idx), y: idx.map { data.y[$0] }[...])
                 lossSum += loss
                 let flatGrads = grads.flatMap { g in names.map { g[$0]! } }
-                optimizer.step(&tensors, gradients: flatGrads)
+                switch config.optimizer {
+                case .adam: adam.step(&tensors, gradients: flatGrads)
+                case .sgd: sgd.step(&tensors, gradients: flatGrads)
+                }
                 path.setBends((0..<bendRange.count).map { jj in
                     ParameterSet(names.enumerated().map { ($0.element, tensors[jj * names.count + $0.offset]) })
                 })
