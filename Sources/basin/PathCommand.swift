@@ -153,6 +153,12 @@ struct PathBench: ParsableCommand {
     @Option(help: "Evaluation batch size (rows per pass; small batches keep each point's activations in cache).")
     var batch: Int = 512
 
+    @Option(help: "Path type: linear, polychain or bezier (random bends).")
+    var type: PathType = .linear
+
+    @Option(help: "Bends for polychain and bezier.")
+    var bends: Int = 1
+
     @Flag(help: "Also time the naive evaluation (weights built per point, whole network run).")
     var naive = false
 
@@ -169,8 +175,8 @@ struct PathBench: ParsableCommand {
         // The machine is shared and noisy: take the best sgemm rate from before and after the path runs,
         // so the ratio is never flattered by a busy moment during the sgemm measurement.
         let before = Benchmarks.sgemmRate()
-        let p = PathBenchmark.run(samples: samples, points: points, batchSize: batch)
-        let n = naive ? PathBenchmark.run(samples: samples, points: points, batchSize: batch, fast: false) : nil
+        let p = PathBenchmark.run(samples: samples, points: points, batchSize: batch, type: type, bends: bends)
+        let n = naive ? PathBenchmark.run(samples: samples, points: points, batchSize: batch, fast: false, type: type, bends: bends) : nil
         let after = Benchmarks.sgemmRate()
         let s = after.gflops > before.gflops ? after : before
         let report = Report(threads: BLAS.threads, sgemm: s, path: p, naive: n, effectiveOverSgemm: p.effectiveGflops / s.gflops)
@@ -178,8 +184,9 @@ struct PathBench: ParsableCommand {
         print("OpenBLAS threads: \(report.threads)")
         print(String(format: "sgemm %dx%d: %.1f GFLOP/s", s.n, s.n, s.gflops))
         func line(_ label: String, _ f: PathBenchmark.Figure) {
-            print(String(format: "%@ %d-point linear path, MLP %@ on %d samples (batch %d): %.1f ms (setup %.1f ms), effective %.1f GFLOP/s",
-                         label, f.points, f.sizes.map(String.init).joined(separator: "-"), f.samples, f.batchSize,
+            let kind = f.type == .linear ? "linear" : "\(f.type.rawValue) (\(f.bends) bend\(f.bends == 1 ? "" : "s"))"
+            print(String(format: "%@ %d-point %@ path, MLP %@ on %d samples (batch %d): %.1f ms (setup %.1f ms), effective %.1f GFLOP/s",
+                         label, f.points, kind, f.sizes.map(String.init).joined(separator: "-"), f.samples, f.batchSize,
                          f.seconds * 1e3, f.setupSeconds * 1e3, f.effectiveGflops))
         }
         line("fast ", p)

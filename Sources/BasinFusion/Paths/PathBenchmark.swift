@@ -6,6 +6,8 @@ import Foundation
 /// `basin bench path`: evaluating a linear path at many points over a synthetic MLP.
 public enum PathBenchmark {
     public struct Figure: Codable, Sendable {
+        public var type: PathType
+        public var bends: Int
         public var sizes: [Int]
         public var samples: Int
         public var points: Int
@@ -20,13 +22,17 @@ public enum PathBenchmark {
         public var usesFirstLayerShortcut: Bool
     }
 
-    /// Times a `points`-point linear path between two random MLPs of `sizes` on `samples` synthetic samples
-    /// (best of `repeats`, setup included in each run).
+    /// Times a `points`-point path between two random MLPs of `sizes` on `samples` synthetic samples
+    /// (best of `repeats`, setup included in each run). Polychain and Bezier paths get `bends` random bends.
     public static func run(sizes: [Int] = [784, 512, 512, 10], samples: Int = 10_000, points: Int = 21,
-                           batchSize: Int = 512, fast: Bool = true, repeats: Int = 5) -> Figure {
+                           batchSize: Int = 512, fast: Bool = true, repeats: Int = 5,
+                           type: PathType = .linear, bends: Int = 1) -> Figure {
         let (network, a, data) = Benchmarks.syntheticMLP(sizes: sizes, samples: samples, seed: 7)
         let (_, b, _) = Benchmarks.syntheticMLP(sizes: sizes, samples: 1, seed: 8)
-        let path = try! ModelPath.linear(a, b)
+        let path = type == .linear ? try! ModelPath.linear(a, b)
+            : try! ModelPath.withBends(type, from: a, to: b, bends: (0..<max(1, bends)).map { j in
+                Benchmarks.syntheticMLP(sizes: sizes, samples: 1, seed: 9 + UInt64(j)).1
+            })
         let ts = ModelPath.grid(points)
         var bestTotal = Double.infinity, bestSetup = 0.0
         var shortcut = false
@@ -43,7 +49,7 @@ public enum PathBenchmark {
             }
         }
         let flops = Double(points) * Double(samples) * Benchmarks.mlpFlopsPerSample(sizes)
-        return Figure(sizes: sizes, samples: samples, points: points, batchSize: batchSize, setupSeconds: bestSetup,
+        return Figure(type: type, bends: path.bends.count, sizes: sizes, samples: samples, points: points, batchSize: batchSize, setupSeconds: bestSetup,
                       seconds: bestTotal, naiveFlops: flops, effectiveGflops: flops / bestTotal / 1e9,
                       usesFirstLayerShortcut: shortcut)
     }
