@@ -7,7 +7,8 @@ import Foundation
 ///
 /// The fast mode exploits the path's structure. phi(t) = sum_i c_i(t) P_i, so the first layer's
 /// pre-activation X W(t)^T + b(t) = sum_i c_i(t) (X W_i^T + b_i): the products X W_i^T for every control
-/// point are computed once (one sgemm per control point and data batch, at construction), and each t costs
+/// point are computed once (at construction: one sgemm per data batch against every control point's first-layer
+/// weight stacked), and each t costs
 /// only an elementwise combination of them (two terms for linear/polychain, k + 2 for Bezier) before the rest
 /// of the network runs with phi(t)'s other tensors. Architectures whose input does not go straight into a
 /// linear layer (or through a flatten into one) fall back to the naive evaluation, which builds phi(t) and
@@ -20,8 +21,6 @@ public struct PathEvaluator: Sendable {
 
     /// The linear node whose output is precomputed (nil: naive evaluation).
     public let shortcutNode: Int?
-    private let shortcutWeight: String?
-    private let shortcutBias: String?
     /// Width of the shortcut layer's output.
     private let shortcutWidth: Int
     /// products[dataset][batch] = [rows, controlPoints x width]: column block i holds X_batch W_i^T + b_i
@@ -35,6 +34,8 @@ public struct PathEvaluator: Sendable {
     private let reluAfter: [Int?]
     /// Whether a node other than the shortcut (and a flatten feeding it) reads the network input.
     private let needsInput: Bool
+    /// Tensors phi(t) need not hold: the shortcut's weight and bias, unless another node shares them.
+    private let omitted: Set<String>
 
     public var usesFirstLayerShortcut: Bool { shortcutNode != nil }
 
@@ -61,12 +62,11 @@ public struct PathEvaluator: Sendable {
         let node = fast ? PathEvaluator.firstLinearOnInput(arch) : nil
         guard let node, case let .linear(w, b) = arch.nodes[node].op else {
             shortcutNode = nil
-            shortcutWeight = nil
-            shortcutBias = nil
             shortcutWidth = 0
             products = []
             fusedReLU = nil
             needsInput = true
+            omitted = []
             return
         }
         let feeding = arch.nodes[node].inputs[0]
@@ -74,9 +74,9 @@ public struct PathEvaluator: Sendable {
             i != node && i != feeding && arch.nodes[i].inputs.contains(Architecture.inputIndex)
         }
         fusedReLU = reluAfter[node]
+        let usedElsewhere = Set(arch.nodes.indices.filter { $0 != node }.flatMap { arch.nodes[$0].op.parameterNames })
+        omitted = Set([w] + (b.map { [$0] } ?? [])).subtracting(usedElsewhere)
         shortcutNode = node
-        shortcutWeight = w
-        shortcutBias = b
         let width = path.start[w]!.shape[0]
         shortcutWidth = width
         // Every control point's weight and bias stacked: [P x width, in] and [P x width].
@@ -99,8 +99,8 @@ public struct PathEvaluator: Sendable {
         products = all
     }
 
-    /// The linear node reading the network input directly (or through a flatten of it), if the input feeds
-    /// nothing else that would need the original node; nil when there is none.
+    /// The first linear node reading the network input directly (or through a flatten of it); nil when
+    /// there is none (then evaluation is naive).
     public static func firstLinearOnInput(_ arch: Architecture) -> Int? {
         for (i, node) in arch.nodes.enumerated() {
             guard case .linear = node.op, node.inputs.count == 1 else { continue }
@@ -121,7 +121,7 @@ public struct PathEvaluator: Sendable {
         }
         // phi(t) without the first layer's tensors (its output is supplied).
         var params = ParameterSet()
-        for name in path.start.names where name != shortcutWeight && name != shortcutBias {
+        for name in path.start.names where !omitted.contains(name) {
             params[name] = Tensor.combination(terms.map { (path.controlPoints[$0.0][name]!, $0.1) })
         }
         var out: [Metrics] = []
