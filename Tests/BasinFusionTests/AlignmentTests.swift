@@ -226,3 +226,31 @@ final class AlignmentTests: XCTestCase {
         XCTAssertEqual(result.aligned, params)
     }
 }
+
+/// The alignment criteria on Basin's own sample models: independently trained seeds, aligned by weight and by
+/// activation matching, lose their barrier on the test split.
+final class SampleModelsAlignmentTests: XCTestCase {
+    func testWeightAndActivationMatchingOnSampleSeeds() throws {
+        let root = Fixtures.repositoryRoot.appendingPathComponent("SampleModels")
+        let test = try Dataset(url: root.appendingPathComponent("data/digits-test.safetensors"))
+        let train = try Dataset(url: root.appendingPathComponent("data/digits-train.safetensors"))
+        for (i, j) in [(0, 1), (2, 3)] {
+            let a = try LoadedModel(path: root.appendingPathComponent("seeds/mlp-seed\(i).safetensors").path)
+            let b = try LoadedModel(path: root.appendingPathComponent("seeds/mlp-seed\(j).safetensors").path)
+            let spec = try PermutationSpec.make(for: a.architecture, params: a.params)
+            func barrier(_ aligned: ParameterSet) throws -> Double {
+                let path = try ModelPath.linear(a.params, aligned)
+                let m = try XCTUnwrap(PathEvaluator(path: path, network: a.network, datasets: [test]).metrics(points: 21))
+                return m[0].barrier.loss
+            }
+            let unaligned = try barrier(b.params)
+            let weight = try barrier(try WeightMatching.match(reference: a.params, model: b.params, spec: spec, seed: 0).aligned)
+            let activation = try barrier(try ActivationMatching.match(reference: a.params, model: b.params, network: a.network,
+                                                                      spec: spec, data: train).aligned)
+            XCTAssertGreaterThan(unaligned, 0.2, "seeds \(i),\(j)")
+            XCTAssertLessThanOrEqual(weight, 0.06, "seeds \(i),\(j): weight-matched barrier (unaligned \(unaligned))")
+            XCTAssertLessThanOrEqual(activation, 0.06, "seeds \(i),\(j): activation-matched barrier")
+            print("SampleModels seeds \(i),\(j): barrier \(unaligned) -> weight \(weight), activation \(activation)")
+        }
+    }
+}
