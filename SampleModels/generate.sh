@@ -25,17 +25,18 @@ for seed in 0 1 2 3; do
         --epochs 60 --batch 64 --seed "$seed" --out "$out/seeds/mlp-seed$seed.safetensors"
 done
 
-# (ii) A "pre-trained" base (digits 0-6 only) and fine-tunes of it on all ten digits with different settings.
-train --data "$out/data/digits-fit.safetensors" --classes 0,1,2,3,4,5,6 --sizes 64,128,128,10 --optimizer adam \
-      --lr 1e-3 --epochs 20 --batch 64 --seed 100 --out "$out/finetune/base.safetensors"
+# (ii) A "pre-trained" base (all ten digits, but only 300 rows) and fine-tunes of it on the 1000-row fit split
+#      with different hyper-parameters: the setting of model soups and task arithmetic.
+train --data "$out/data/digits-fit.safetensors" --limit 300 --sizes 64,128,128,10 --optimizer adam \
+      --lr 1e-3 --epochs 30 --batch 64 --seed 100 --out "$out/finetune/base.safetensors"
 train --data "$out/data/digits-fit.safetensors" --init-from "$out/finetune/base.safetensors" --optimizer adam --lr 1e-3 \
-      --epochs 15 --batch 64 --seed 1 --out "$out/finetune/ft-adam-lr1e-3.safetensors"
+      --epochs 10 --batch 64 --seed 1 --out "$out/finetune/ft-adam-lr1e-3.safetensors"
 train --data "$out/data/digits-fit.safetensors" --init-from "$out/finetune/base.safetensors" --optimizer adam --lr 3e-4 \
-      --epochs 30 --batch 32 --seed 2 --out "$out/finetune/ft-adam-lr3e-4.safetensors"
+      --epochs 20 --batch 32 --seed 2 --out "$out/finetune/ft-adam-lr3e-4.safetensors"
 train --data "$out/data/digits-fit.safetensors" --init-from "$out/finetune/base.safetensors" --optimizer sgd --lr 0.05 \
-      --momentum 0.9 --epochs 15 --batch 64 --seed 3 --out "$out/finetune/ft-sgd-lr5e-2.safetensors"
+      --momentum 0.9 --epochs 10 --batch 64 --seed 3 --out "$out/finetune/ft-sgd-lr5e-2.safetensors"
 train --data "$out/data/digits-fit.safetensors" --init-from "$out/finetune/base.safetensors" --optimizer adam --lr 1e-3 \
-      --weight-decay 1e-3 --epochs 15 --batch 128 --seed 4 --out "$out/finetune/ft-adam-wd1e-3.safetensors"
+      --weight-decay 1e-3 --epochs 10 --batch 128 --seed 4 --out "$out/finetune/ft-adam-wd1e-3.safetensors"
 
 # (iii) Checkpoints along one training run (seed 10), every 10 epochs.
 train --data "$data/digits-train.safetensors" --sizes 64,128,128,10 --optimizer adam --lr 1e-3 --epochs 60 --batch 64 \

@@ -31,44 +31,27 @@ public struct PathSpec: Sendable {
     public var points: [ParameterSet]
     public init(kind: PathKind, points: [ParameterSet]) { self.kind = kind; self.points = points }
 
-    /// Coefficients of the control points at t.
-    public func weights(at tRaw: Double) -> [Double] {
-        let t = min(1, max(0, tRaw))
-        let n = points.count
-        if n == 1 { return [1] }
+    var pathType: PathType {
         switch kind {
-        case .linear where n == 2:
-            return [1 - t, t]
-        case .linear, .polychain:
-            let seg = Double(n - 1) * t
-            let i = min(n - 2, Int(seg))
-            let u = seg - Double(i)
-            var w = [Double](repeating: 0, count: n)
-            w[i] = 1 - u
-            w[i + 1] += u
-            return w
-        case .bezier:
-            let d = n - 1
-            var w = [Double](repeating: 0, count: n)
-            for k in 0...d {
-                w[k] = Double(binomial(d, k)) * pow(t, Double(k)) * pow(1 - t, Double(d - k))
-            }
-            return w
+        case .linear: .linear
+        case .polychain: points.count > 2 ? .polychain : .linear
+        case .bezier: points.count > 2 ? .bezier : .linear
         }
     }
+
+    /// Coefficients of the control points at t (BasinFusion's path definitions).
+    public func weights(at t: Double) -> [Double] {
+        ModelPath.weights(type: pathType, count: points.count, at: t)
+    }
+
+    /// The engine's path value.
+    public func modelPath() throws -> ModelPath { try ModelPath(type: pathType, controlPoints: points) }
 
     public func parameters(at t: Double) -> ParameterSet {
         let w = weights(at: t)
         let terms = zip(points, w).filter { $0.1 != 0 }.map { ($0.0, Float($0.1)) }
         if terms.count == 1, terms[0].1 == 1 { return terms[0].0 }
         return ParameterSet.combination(terms)
-    }
-
-    private func binomial(_ n: Int, _ k: Int) -> Int {
-        var r = 1
-        if k == 0 || k == n { return 1 }
-        for i in 1...k { r = r * (n - k + i) / i }
-        return r
     }
 }
 
@@ -129,10 +112,15 @@ public final class ExplorerEngine: Sendable {
     /// Evaluates a path at `ts`, calling `onPoint` after each; stops early when cancelled.
     public func evaluatePath(_ spec: PathSpec, ts: [Double], cancel: CancelFlag,
                              onPoint: (Double, [Metrics]) -> Void) {
-        for t in ts {
-            if cancel.isCancelled { return }
-            onPoint(t, evaluate(spec.parameters(at: t)))
+        guard let path = try? spec.modelPath() else {
+            for t in ts {
+                if cancel.isCancelled { return }
+                onPoint(t, evaluate(spec.parameters(at: t)))
+            }
+            return
         }
+        let evaluator = PathEvaluator(path: path, network: network, datasets: datasets)
+        _ = evaluator.evaluatePoints(ts: ts, isCancelled: { cancel.isCancelled }) { i, m in onPoint(ts[i], m) }
     }
 
     // MARK: Fusion operations (the engine library does the work)
@@ -144,10 +132,23 @@ public final class ExplorerEngine: Sendable {
         public var loss: Double
     }
 
-    /// Fits the bend of a polychain / Bezier path between a and b on the first data set.
+    /// Fits the bend of a polychain / Bezier path between a and b on the first data set (Garipov et al.).
     public func fitBend(kind: PathKind, from a: ParameterSet, to b: ParameterSet, epochs: Int, cancel: CancelFlag,
                         progress: @escaping @Sendable (FitProgress) -> Void) throws -> ParameterSet {
-        throw ExplorerError("curve fitting needs BasinFusion.Paths (not in this build yet)")
+        guard kind != .linear else { throw ExplorerError("a linear path has no bend to fit") }
+        let config = CurveFitConfig(type: kind == .bezier ? .bezier : .polychain, bends: 1, epochs: epochs)
+        let fitter = try CurveFitter(network: network, start: a, end: b, data: datasets[0], config: config)
+        let flag = CancellationFlag()
+        var lastReport = Date.distantPast
+        let result = fitter.fit(cancel: flag) { p in
+            if cancel.isCancelled { flag.cancel() }
+            let now = Date()
+            if p.endOfEpoch || now.timeIntervalSince(lastReport) > 0.1 {
+                lastReport = now
+                progress(FitProgress(epoch: p.epoch, epochs: p.epochs, fraction: p.fraction, loss: p.meanLoss))
+            }
+        }
+        return result.path.bends[0]
     }
 
     public enum MatchKind: String, Sendable { case weight, activation }
@@ -177,9 +178,18 @@ public final class ExplorerEngine: Sendable {
         public var seconds: Double
     }
 
-    /// Aligns model b to model a.
+    /// Aligns model b to model a (Git Re-Basin weight matching or activation matching on the first data set).
     public func match(_ kind: MatchKind, a: Int, b: Int, cancel: CancelFlag) throws -> MatchOutcome {
-        throw ExplorerError("matching needs BasinFusion.Alignment (not in this build yet)")
+        let pa = params[a], pb = params[b]
+        let spec = try PermutationSpec.make(for: models[a].architecture, params: pa)
+        let r = try Alignment.align(reference: pa, model: pb, spec: spec, method: kind == .weight ? .weight : .activation,
+                                    network: network, data: datasets[0])
+        let layers = r.report.layers.map {
+            LayerMatch(name: $0.name, size: $0.size, similarity: $0.similarity, permutation: $0.permutation,
+                       pairScores: $0.pairScores, moved: $0.moved, meanBefore: $0.meanSimilarityBefore, meanAfter: $0.meanSimilarityAfter)
+        }
+        return MatchOutcome(kind: kind, a: a, b: b, aligned: r.aligned, layers: layers, objectiveBefore: r.report.objectiveBefore,
+                            objectives: r.report.steps.map(\.objective), seconds: r.report.seconds)
     }
 
     /// Merge methods of the soup view.
@@ -195,26 +205,71 @@ public final class ExplorerEngine: Sendable {
             }
         }
         public var needsBase: Bool { self == .taskArithmetic || self == .ties || self == .dare }
-    }
 
-    /// The merged model for coefficients (one per model; `lambda` scales task vectors).
-    public func merge(_ method: SoupMethod, coefficients: [Double], lambda: Double) throws -> ParameterSet {
-        switch method {
-        case .weighted:
-            let total = coefficients.reduce(0, +)
-            guard total > 0 else { throw ExplorerError("all coefficients are zero") }
-            return ParameterSet.combination(zip(params, coefficients).map { ($0.0, Float($0.1 / total)) })
-        default:
-            throw ExplorerError("\(method.label) needs BasinFusion.Merge (not in this build yet)")
+        var mergeMethod: MergeMethod {
+            switch self {
+            case .weighted: .linear
+            case .taskArithmetic: .taskArithmetic
+            case .ties: .ties
+            case .dare: .dareLinear
+            case .slerp: .slerp
+            }
         }
     }
 
-    /// Metrics of the ensemble of all models (averaged probabilities).
-    public func ensembleMetrics() -> [Metrics]? { nil }
+    /// Density (fraction of task-vector entries kept) used by TIES and DARE in the soup view.
+    public static let soupDensity = 0.5
 
-    /// Greedy soup: coefficients (uniform over the chosen models) picked on the last data set.
+    /// The soup as a mergekit-style recipe (what `basin merge` reads), with absolute model paths.
+    public func soupRecipe(_ method: SoupMethod, coefficients: [Double], lambda: Double) throws -> MergeRecipe {
+        if method.needsBase && base == nil {
+            throw ExplorerError("\(method.label) merges task vectors: start the explorer with --base BASE_MODEL")
+        }
+        var global: [String: ParameterValue] = [:]
+        var entries: [MergeRecipe.ModelEntry]
+        switch method {
+        case .slerp:
+            guard models.count == 2 else { throw ExplorerError("SLERP interpolates two models; \(models.count) are loaded") }
+            let total = coefficients[0] + coefficients[1]
+            guard total > 0 else { throw ExplorerError("all coefficients are zero") }
+            global["t"] = .scalar(coefficients[1] / total)
+            entries = models.map { MergeRecipe.ModelEntry(model: $0.url.path) }
+        default:
+            guard coefficients.contains(where: { $0 > 0 }) else { throw ExplorerError("all coefficients are zero") }
+            entries = zip(models, coefficients).map { m, c in
+                var p: [String: ParameterValue] = ["weight": .scalar(c)]
+                if method == .ties || method == .dare { p["density"] = .scalar(ExplorerEngine.soupDensity) }
+                return MergeRecipe.ModelEntry(model: m.url.path, parameters: p)
+            }
+            if method.needsBase { global["lambda"] = .scalar(lambda) }
+        }
+        return MergeRecipe(method: method.mergeMethod, models: entries,
+                           baseModel: method.needsBase ? base?.url.path : nil, parameters: global)
+    }
+
+    /// The merged model for coefficients (one per model; `lambda` scales task vectors), tensor by tensor
+    /// through BasinFusion's merge methods.
+    public func merge(_ method: SoupMethod, coefficients: [Double], lambda: Double) throws -> ParameterSet {
+        let recipe = try soupRecipe(method, coefficients: coefficients, lambda: lambda)
+        let p = params
+        var out = ParameterSet()
+        for name in p[0].names {
+            let basis = method.needsBase ? base?.params[name] : nil
+            out[name] = try TensorMerge.merge(recipe.method, name: name, inputs: p.map { $0[name]! }, base: basis,
+                                              parameters: recipe.tensorParameters(for: name))
+        }
+        return out
+    }
+
+    /// Metrics of the ensemble of all models (averaged probabilities) on every data set.
+    public func ensembleMetrics() -> [Metrics]? {
+        datasets.map { Soup.ensembleMetrics(network: network, models: params, on: $0) }
+    }
+
+    /// Greedy soup (Wortsman et al.) on the last data set: uniform weights over the chosen models.
     public func greedySoup() throws -> [Double] {
-        throw ExplorerError("greedy soup needs BasinFusion.Soup (not in this build yet)")
+        let r = try Soup.greedy(network: network, ingredients: params, heldOut: datasets[datasets.count - 1])
+        return models.indices.map { r.chosen.contains($0) ? 1 / Double(r.chosen.count) : 0 }
     }
 
     /// A recipe (YAML) describing how an exported model was made.

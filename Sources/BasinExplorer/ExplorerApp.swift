@@ -591,24 +591,23 @@ public struct ExplorerApp: App {
         }
         do {
             let params: ParameterSet
-            var recipe: [String: String] = ["models": "[" + engine.models.map(\.path).joined(separator: ", ") + "]",
-                                            "tool": "basin explore"]
+            let recipeText: String
             switch state.view {
             case .soup:
                 params = try mergedSoup()
-                recipe["kind"] = "soup"
-                recipe["method"] = state.soup.method.rawValue
-                recipe["coefficients"] = "[" + state.soup.coefficients.map { String(format: "%.4g", $0) }.joined(separator: ", ") + "]"
-                if state.soup.method.needsBase { recipe["lambda"] = String(format: "%.4g", state.soup.lambda) }
+                recipeText = try engine.soupRecipe(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda).yaml()
             default:
                 params = spec(.path(state.kind)).parameters(at: state.t)
+                var recipe: [String: String] = ["models": "[" + engine.models.map(\.path).joined(separator: ", ") + "]",
+                                                "tool": "basin explore"]
                 recipe["kind"] = "path"
                 recipe["path"] = state.kind.rawValue
                 recipe["t"] = String(format: "%.4g", state.t)
                 recipe["selection"] = "\"\(state.selectionLabel)\""
                 recipe["bends"] = state.fitted.contains(state.kind) ? "fitted" : (state.kind == .linear ? "none" : "midpoint")
+                recipeText = engine.recipe(recipe)
             }
-            let out = try engine.export(params, to: trimmed, recipe: engine.recipe(recipe))
+            let out = try engine.export(params, to: trimmed, recipe: recipeText)
             state.lastJobNote = "exported \(out.model.lastPathComponent)"
             state.popup = PopupState(title: "Exported", message: "Wrote \(out.model.path)\nand \(out.recipe.lastPathComponent)")
         } catch {

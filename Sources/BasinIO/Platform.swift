@@ -117,19 +117,16 @@ enum Platform {
         _ = Glibc.close(fd)
     }
 
-    /// Peak resident set size of this process in bytes (from /proc/self/status VmHWM).
-    static func peakResidentBytes() -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let digits = line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
-            return digits.map { $0 * 1024 }
-        }
-        return nil
-    }
+    /// Peak resident set size of this process in bytes (/proc/self/status VmHWM).
+    static func peakResidentBytes() -> Int? { statusField("VmHWM:") }
 
-    static func currentResidentBytes() -> Int? {
+    /// Current resident set size in bytes (/proc/self/status VmRSS).
+    static func currentResidentBytes() -> Int? { statusField("VmRSS:") }
+
+    /// A "Name:   N kB" line of /proc/self/status, in bytes.
+    private static func statusField(_ field: String) -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        for line in text.split(separator: "\n") where line.hasPrefix(field) {
             let digits = line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
             return digits.map { $0 * 1024 }
         }

@@ -37,24 +37,24 @@ public enum BLAS {
     /// `a` is n x n (symmetric, so row/column-major is the same), `b` is n x nrhs row-major and is
     /// overwritten with X. Returns LAPACK's `info` (0 on success, > 0 when A is not positive definite).
     public static func solveSPD(n: Int, nrhs: Int, a: inout [Float], b: inout [Float]) -> Int {
-        // LAPACK is column-major: a row-major n x nrhs B is its transpose. Solve A^T X^T... A is symmetric,
-        // so transpose B to column-major, solve, and transpose back.
-        var bc = [Float](repeating: 0, count: n * nrhs)
-        for i in 0..<n { for j in 0..<nrhs { bc[j * n + i] = b[i * nrhs + j] } }
-        var uplo = Int8(UInt8(ascii: "U"))
-        var nn = Int32(n), nr = Int32(nrhs), lda = Int32(Swift.max(1, n)), ldb = Int32(Swift.max(1, n)), info: Int32 = 0
-        sposv_(&uplo, &nn, &nr, &a, &lda, &bc, &ldb, &info)
-        for i in 0..<n { for j in 0..<nrhs { b[i * nrhs + j] = bc[j * n + i] } }
-        return Int(info)
+        solveSPD(n: n, nrhs: nrhs, a: &a, b: &b, lapack: sposv_)
     }
 
     /// Double-precision version of `solveSPD` (LAPACK dposv).
     public static func solveSPD(n: Int, nrhs: Int, a: inout [Double], b: inout [Double]) -> Int {
-        var bc = [Double](repeating: 0, count: n * nrhs)
+        solveSPD(n: n, nrhs: nrhs, a: &a, b: &b, lapack: dposv_)
+    }
+
+    private typealias POSV<T> = (UnsafePointer<CChar>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?, UnsafeMutablePointer<T>?,
+                                 UnsafePointer<Int32>?, UnsafeMutablePointer<T>?, UnsafePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> Void
+
+    private static func solveSPD<T: Numeric>(n: Int, nrhs: Int, a: inout [T], b: inout [T], lapack: POSV<T>) -> Int {
+        // LAPACK is column-major: transpose the row-major right-hand sides in and the solution out.
+        var bc = [T](repeating: 0, count: n * nrhs)
         for i in 0..<n { for j in 0..<nrhs { bc[j * n + i] = b[i * nrhs + j] } }
-        var uplo = Int8(UInt8(ascii: "U"))
+        var uplo = CChar(UInt8(ascii: "U"))
         var nn = Int32(n), nr = Int32(nrhs), lda = Int32(Swift.max(1, n)), ldb = Int32(Swift.max(1, n)), info: Int32 = 0
-        dposv_(&uplo, &nn, &nr, &a, &lda, &bc, &ldb, &info)
+        lapack(&uplo, &nn, &nr, &a, &lda, &bc, &ldb, &info)
         for i in 0..<n { for j in 0..<nrhs { b[i * nrhs + j] = bc[j * n + i] } }
         return Int(info)
     }

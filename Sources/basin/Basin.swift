@@ -10,7 +10,8 @@ struct Basin: ParsableCommand {
         commandName: "basin",
         abstract: "Explore how trained networks connect in weight space: paths, barriers, alignment, soups and merges.",
         subcommands: [
-            EvalCommand.self, InspectCommand.self, TrainCommand.self, SplitCommand.self, BenchCommand.self,
+            EvalCommand.self, InspectCommand.self, TrainCommand.self, SplitCommand.self,
+            PathCommand.self, FitCommand.self, MatchCommand.self, MergeCommand.self, SoupCommand.self, BenchCommand.self,
             ExploreCommand.self,
         ],
         defaultSubcommand: ExploreCommand.self

@@ -1,0 +1,137 @@
+import BasinIO
+import BasinNet
+import BasinTensor
+import Foundation
+
+/// Activation matching (Git Re-Basin, section 3.1; Li et al. 2016): run both models on data, correlate
+/// every hidden unit of A with every unit of B in the same layer (Pearson, over the samples), and assign
+/// each layer's units to maximise the total correlation. Each permutation group is matched on the output of
+/// its `node` (post-activation for inferred MLPs).
+public enum ActivationMatching {
+    public static func match(reference a: ParameterSet, model b: ParameterSet, network: Network, spec: PermutationSpec,
+                             data: Dataset, batchSize: Int = 1024) throws -> AlignmentResult {
+        let start = Benchmarks.now()
+        try a.checkCompatible(with: b, "activation matching")
+        try spec.validate(a)
+        guard data.count > 1 else { throw NetworkError("activation matching: the data set '\(data.name)' needs at least two samples") }
+        let nodes = network.architecture.nodes
+        let nodeIndex: [Int] = try spec.groups.map { g in
+            guard let name = g.node, let i = nodes.firstIndex(where: { $0.name == name }) else {
+                throw NetworkError("activation matching: no node carries the units of permutation '\(g.name)', so its activations cannot be read")
+            }
+            return i
+        }
+
+        // Running sums per group: sum and sum of squares per unit, and the cross products A^T B.
+        struct Accumulator {
+            var sumA: [Double], sumB: [Double], sqA: [Double], sqB: [Double], cross: [Double]
+            init(_ n: Int) {
+                sumA = .init(repeating: 0, count: n); sumB = sumA; sqA = sumA; sqB = sumA
+                cross = .init(repeating: 0, count: n * n)
+            }
+        }
+        var acc = spec.groups.map { Accumulator($0.size) }
+        let x = data.x.reshaped([data.count, data.x.columns])
+        var begin = 0
+        while begin < data.count {
+            let end = min(data.count, begin + batchSize)
+            let batch = x.rows(begin..<end)
+            let traceA = network.forwardTrace(batch, a, keepAll: true)
+            let traceB = network.forwardTrace(batch, b, keepAll: true)
+            for (gi, g) in spec.groups.enumerated() {
+                let n = g.size
+                let za = traceA[nodeIndex[gi]]!, zb = traceB[nodeIndex[gi]]!
+                guard za.columns == n, za.rows == end - begin else {
+                    throw NetworkError("activation matching: node '\(g.node!)' gives \(za.shape) activations per batch, not [samples, \(n)] for permutation '\(g.name)'")
+                }
+                let za2 = za.reshaped([za.rows, n]), zb2 = zb.reshaped([zb.rows, n])
+                let cross = za2.matmul(zb2, transposeSelf: true)
+                za2.withUnsafeBufferPointer { pa in
+                    zb2.withUnsafeBufferPointer { pb in
+                        for r in 0..<za2.rows {
+                            for k in 0..<n {
+                                let va = Double(pa[r * n + k]), vb = Double(pb[r * n + k])
+                                acc[gi].sumA[k] += va; acc[gi].sqA[k] += va * va
+                                acc[gi].sumB[k] += vb; acc[gi].sqB[k] += vb * vb
+                            }
+                        }
+                    }
+                }
+                cross.withUnsafeBufferPointer { c in
+                    for k in 0..<(n * n) { acc[gi].cross[k] += Double(c[k]) }
+                }
+            }
+            begin = end
+        }
+
+        let count = Double(data.count)
+        var perms: [[Int]] = []
+        var layers: [MatchReport.Layer] = []
+        var steps: [MatchReport.Step] = []
+        var before = 0.0
+        for (gi, g) in spec.groups.enumerated() {
+            let n = g.size
+            let s = acc[gi]
+            let meanA = s.sumA.map { $0 / count }, meanB = s.sumB.map { $0 / count }
+            let stdA = (0..<n).map { max(0, s.sqA[$0] / count - meanA[$0] * meanA[$0]).squareRoot() }
+            let stdB = (0..<n).map { max(0, s.sqB[$0] / count - meanB[$0] * meanB[$0]).squareRoot() }
+            var corr = [Double](repeating: 0, count: n * n)
+            for i in 0..<n {
+                for j in 0..<n {
+                    let cov = s.cross[i * n + j] / count - meanA[i] * meanB[j]
+                    // Dead units (no variance) correlate with nothing.
+                    corr[i * n + j] = stdA[i] > 0 && stdB[j] > 0 ? cov / (stdA[i] * stdB[j]) : 0
+                }
+            }
+            let solution = try LinearAssignment.solve(cost: corr, rows: n, columns: n, maximize: true)
+            // Keep the identity unless the assignment is strictly better (ties, e.g. dead units, stay put).
+            let identityTotal = (0..<n).reduce(0.0) { $0 + corr[$1 * n + $1] }
+            let perm = solution.total > identityTotal + 1e-12 * max(1, abs(identityTotal)) ? solution.columnForRow : Array(0..<n)
+            perms.append(perm)
+            let layer = MatchReport.Layer(name: g.name, similarity: corr, size: n, permutation: perm)
+            layers.append(layer)
+            before += layer.meanSimilarityBefore * Double(n)
+            steps.append(.init(step: gi + 1, sweep: 1, permutation: g.name, objective: 0,
+                               improved: layer.moved > 0))
+        }
+        // Objective after step k: matched correlation of the groups done so far plus identity for the rest.
+        var identityRest = layers.map { $0.meanSimilarityBefore * Double($0.size) }
+        var running = identityRest.reduce(0, +)
+        for (k, layer) in layers.enumerated() {
+            running += layer.meanSimilarityAfter * Double(layer.size) - identityRest[k]
+            identityRest[k] = 0
+            steps[k].objective = running
+        }
+        let report = MatchReport(method: .activation, data: data.name, layers: layers, objectiveBefore: before,
+                                 steps: steps, sweeps: 1, seconds: Benchmarks.now() - start)
+        return AlignmentResult(permutations: perms, aligned: spec.apply(perms, to: b), report: report, spec: spec)
+    }
+}
+
+/// Aligning several models to one reference (for soups of independently trained models).
+public enum Alignment {
+    /// Aligns each model to `reference` with the given method; activation matching needs `network` and `data`.
+    public static func alignAll(reference: ParameterSet, models: [ParameterSet], spec: PermutationSpec,
+                                method: MatchMethod, seed: UInt64 = 0, maxSweeps: Int = 100,
+                                network: Network? = nil, data: Dataset? = nil) throws -> [AlignmentResult] {
+        try models.map { model in
+            try align(reference: reference, model: model, spec: spec, method: method, seed: seed, maxSweeps: maxSweeps,
+                      network: network, data: data)
+        }
+    }
+
+    /// Aligns one model to `reference`.
+    public static func align(reference: ParameterSet, model: ParameterSet, spec: PermutationSpec, method: MatchMethod,
+                             seed: UInt64 = 0, maxSweeps: Int = 100, network: Network? = nil,
+                             data: Dataset? = nil) throws -> AlignmentResult {
+        switch method {
+        case .weight:
+            return try WeightMatching.match(reference: reference, model: model, spec: spec, seed: seed, maxSweeps: maxSweeps)
+        case .activation:
+            guard let network, let data else {
+                throw NetworkError("activation matching needs a data set (--data) to run both models on")
+            }
+            return try ActivationMatching.match(reference: reference, model: model, network: network, spec: spec, data: data)
+        }
+    }
+}

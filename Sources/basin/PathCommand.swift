@@ -1,0 +1,196 @@
+import ArgumentParser
+import BasinFusion
+import BasinIO
+import BasinNet
+import BasinTensor
+import Foundation
+
+extension PathType: ExpressibleByArgument {}
+
+struct PathCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "path",
+        abstract: "Loss and accuracy along a path between models: the segment, a chain through several models, or a fitted polychain/Bezier curve; barriers, summaries and the path's length.")
+
+    @Argument(help: "Two or more models (a chain A -> B -> C ... for a linear path; exactly two with --bends).")
+    var models: [String]
+
+    @Option(help: "Data set (safetensors with x and y); repeat for several (e.g. train and test).")
+    var data: [String] = []
+
+    @Option(help: "Path type: linear, polychain or bezier (default: the bends file's type, else linear).")
+    var type: PathType?
+
+    @Option(help: "Bends file written by `basin fit` (needed for polychain and bezier).")
+    var bends: String?
+
+    @Option(help: "Number of equally spaced points in [0, 1] (>= 2).")
+    var points: Int = 25
+
+    @Option(help: "Evaluation batch size (rows per pass; small batches keep each point's activations in cache).")
+    var batch: Int = 512
+
+    @OptionGroup var arch: ArchitectureOptions
+
+    @Flag(help: "Print JSON (see docs: keys per data set).")
+    var json = false
+
+    @Flag(help: "Print CSV: data,t,loss,accuracy.")
+    var csv = false
+
+    @Flag(help: "Evaluate naively (build every point's weights and run the whole network); for checking.")
+    var naive = false
+
+    func validate() throws {
+        guard models.count >= 2 else { throw ValidationError("give at least two models") }
+        guard !data.isEmpty else { throw ValidationError("give at least one --data set") }
+        guard points >= 2 else { throw ValidationError("--points must be at least 2 (got \(points))") }
+        guard batch >= 1 else { throw ValidationError("--batch must be positive") }
+        if json && csv { throw ValidationError("choose one of --json and --csv") }
+        if bends != nil && models.count != 2 { throw ValidationError("--bends needs exactly two models (the endpoints)") }
+        if let type, type != .linear, bends == nil {
+            throw ValidationError("a \(type.rawValue) path needs --bends FILE (fit one with `basin fit A B --data TRAIN --type \(type.rawValue) --out FILE`)")
+        }
+        if type == .linear, bends != nil { throw ValidationError("--bends goes with --type polychain or bezier, not linear") }
+    }
+
+    struct Block: Encodable {
+        var models: [String]
+        var metrics: PathMetrics
+
+        func encode(to encoder: Encoder) throws {
+            try metrics.encode(to: encoder)
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encode(models, forKey: .models)
+        }
+
+        enum Key: String, CodingKey { case models }
+    }
+
+    struct Several: Encodable {
+        var type: PathType
+        var models: [String]
+        var length: Double
+        var datasets: [Block]
+    }
+
+    func run() throws {
+        let loaded = try models.map { try arch.load($0) }
+        let first = loaded[0]
+        for (i, m) in loaded.enumerated().dropFirst() {
+            try first.params.checkCompatible(with: m.params, "\(first.path) and \(m.path)")
+            guard m.architecture == first.architecture else {
+                throw ValidationError("\(models[i]) has a different architecture from \(models[0])")
+            }
+        }
+        let datasets = try data.map { try Dataset(path: $0) }
+        for d in datasets { try LoadedModel.check(d, fits: first) }
+
+        let path: ModelPath
+        if let bends {
+            let url = URL(fileURLWithPath: bends)
+            let file = try BendsFile.read(url, like: first.params)
+            if let type, type != file.type {
+                throw ValidationError("\(bends) holds \(file.type.rawValue) bends, not \(type.rawValue)")
+            }
+            try BendsFile.checkEndpoints(file, file: url, startSHA256: try FileDigest.sha256(of: loaded[0].source),
+                                         endSHA256: try FileDigest.sha256(of: loaded[1].source))
+            path = try .withBends(file.type, from: loaded[0].params, to: loaded[1].params, bends: file.bends)
+        } else {
+            path = try .chain(loaded.map(\.params))
+        }
+
+        let evaluator = PathEvaluator(path: path, network: first.network, datasets: datasets, batchSize: batch, fast: !naive)
+        let showProgress = standardErrorIsTerminal && !json && !csv
+        let results = evaluator.metrics(points: points, length: path.length(), onPoint: { i, _ in
+            if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[Kpoint \(i + 1)/\(points)".utf8)) }
+        })!
+        if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+
+        if json {
+            let blocks = results.map { Block(models: models, metrics: $0) }
+            if blocks.count == 1 { return try printJSON(blocks[0]) }
+            return try printJSON(Several(type: path.type, models: models, length: path.length(), datasets: blocks))
+        }
+        if csv {
+            print("data,t,loss,accuracy")
+            for m in results {
+                for p in m.points { print("\(m.data),\(p.t),\(p.loss),\(p.accuracy)") }
+            }
+            return
+        }
+        print("\(path.type.rawValue) path: \(models.joined(separator: " -> "))"
+              + (bends.map { " (bends: \($0))" } ?? "") + String(format: ", length %.4f", path.length()))
+        for m in results {
+            print("")
+            print("\(m.data) (\(m.samples) samples)")
+            print("      t      loss  accuracy")
+            for p in m.points { print(String(format: "%7.4f  %8.5f  %8.4f", p.t, p.loss, p.accuracy)) }
+            print(String(format: "barrier: loss %.5f (at t=%.3f), accuracy %.4f (error barrier; max drop below the endpoints' interpolation)",
+                         m.barrier.loss, m.barrier.lossAt, m.barrier.accuracy))
+            print(String(format: "barrier vs endpoints' mean: loss %.5f, error %.4f", m.meanBarrier.loss, m.meanBarrier.error))
+            print(String(format: "loss: min %.5f max %.5f mean %.5f integral %.5f", m.lossSummary.min, m.lossSummary.max,
+                         m.lossSummary.mean, m.lossSummary.integral))
+            print(String(format: "accuracy: min %.4f max %.4f mean %.4f integral %.4f", m.accuracySummary.min, m.accuracySummary.max,
+                         m.accuracySummary.mean, m.accuracySummary.integral))
+        }
+    }
+}
+
+struct PathBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "path",
+        abstract: "Evaluation of a 21-point linear path over an MLP 784-512-512-10 on 10k synthetic samples: effective rate (naive FLOPs / time) against the large-sgemm rate.")
+
+    @OptionGroup var options: BenchOptions
+
+    @Option(help: "Points along the path.")
+    var points: Int = 21
+
+    @Option(help: "Synthetic samples.")
+    var samples: Int = 10_000
+
+    @Option(help: "Evaluation batch size (rows per pass; small batches keep each point's activations in cache).")
+    var batch: Int = 512
+
+    @Option(help: "Path type: linear, polychain or bezier (random bends).")
+    var type: PathType = .linear
+
+    @Option(help: "Bends for polychain and bezier.")
+    var bends: Int = 1
+
+    @Flag(help: "Also time the naive evaluation (weights built per point, whole network run).")
+    var naive = false
+
+    struct Report: Encodable {
+        var threads: Int
+        var sgemm: Benchmarks.SgemmFigure
+        var path: PathBenchmark.Figure
+        var naive: PathBenchmark.Figure?
+        var effectiveOverSgemm: Double
+    }
+
+    func run() throws {
+        options.apply()
+        // The machine is shared and noisy: take the best sgemm rate from before and after the path runs,
+        // so the ratio is never flattered by a busy moment during the sgemm measurement.
+        let before = Benchmarks.sgemmRate()
+        let p = PathBenchmark.run(samples: samples, points: points, batchSize: batch, type: type, bends: bends)
+        let n = naive ? PathBenchmark.run(samples: samples, points: points, batchSize: batch, fast: false, type: type, bends: bends) : nil
+        let after = Benchmarks.sgemmRate()
+        let s = after.gflops > before.gflops ? after : before
+        let report = Report(threads: BLAS.threads, sgemm: s, path: p, naive: n, effectiveOverSgemm: p.effectiveGflops / s.gflops)
+        if options.json { return try printJSON(report) }
+        print("OpenBLAS threads: \(report.threads)")
+        print(String(format: "sgemm %dx%d: %.1f GFLOP/s", s.n, s.n, s.gflops))
+        func line(_ label: String, _ f: PathBenchmark.Figure) {
+            let kind = f.type == .linear ? "linear" : "\(f.type.rawValue) (\(f.bends) bend\(f.bends == 1 ? "" : "s"))"
+            print(String(format: "%@ %d-point %@ path, MLP %@ on %d samples (batch %d): %.1f ms (setup %.1f ms), effective %.1f GFLOP/s",
+                         label, f.points, kind, f.sizes.map(String.init).joined(separator: "-"), f.samples, f.batchSize,
+                         f.seconds * 1e3, f.setupSeconds * 1e3, f.effectiveGflops))
+        }
+        line("fast ", p)
+        if let n { line("naive", n) }
+        print(String(format: "effective rate / sgemm rate: %.2fx (target >= 1.3x)", report.effectiveOverSgemm))
+    }
+}

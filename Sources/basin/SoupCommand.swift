@@ -1,0 +1,97 @@
+import ArgumentParser
+import BasinFusion
+import BasinIO
+import BasinNet
+import BasinTensor
+import Foundation
+
+struct SoupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "soup",
+        abstract: "Model soups of fine-tuned models: each ingredient, the output ensemble, the uniform soup, and the greedy or learned soup, measured on held-out data.",
+        discussion: """
+        Prints one row per model (ingredients, ensemble, uniform soup, greedy/learned soup) with held-out loss and accuracy,
+        and test columns when --test is given. --out writes the greedy soup with --greedy, else the learned soup with
+        --learned, else the uniform soup; its metadata records the equivalent linear recipe.
+        """)
+
+    @Argument(help: "Ingredient models (same architecture).")
+    var models: [String]
+
+    @Option(help: "Held-out data set used to rank ingredients and choose the soup.")
+    var data: String
+
+    @Option(help: "Optional test data set: adds test columns.")
+    var test: String?
+
+    @Flag(help: "Greedy soup (Wortsman et al. 2022).")
+    var greedy = false
+
+    @Flag(help: "Learned soup: optimise the mixing coefficients on the held-out data.")
+    var learned = false
+
+    @Flag(help: "With --learned: one set of coefficients per layer.")
+    var perLayer = false
+
+    @Option(help: "With --learned: Adam steps.")
+    var steps: Int = 100
+
+    @Option(help: "Write the soup here (.safetensors file or folder).")
+    var out: String?
+
+    @OptionGroup var architecture: ArchitectureOptions
+
+    @Flag(help: "Print metrics as JSON.")
+    var json = false
+
+    func run() throws {
+        guard models.count >= 1 else { throw ValidationError("give at least one model") }
+        let heldOut = try Dataset(path: data)
+        let testSet = try test.map { try Dataset(path: $0) }
+        let loaded = try models.map { try architecture.load($0) }
+        for m in loaded {
+            try LoadedModel.check(heldOut, fits: m)
+            try loaded[0].params.checkCompatible(with: m.params, "soup ingredients \(loaded[0].path) and \(m.path)")
+        }
+        let network = loaded[0].network
+        let params = loaded.map(\.params)
+        func row(_ name: String, _ kind: String, _ p: ParameterSet) -> MetricsRow {
+            let m = network.evaluate(p, on: heldOut)
+            return MetricsRow(name: name, kind: kind, loss: m.loss, accuracy: m.accuracy, samples: m.samples,
+                              test: testSet.map { network.evaluate(p, on: $0) })
+        }
+        var rows = zip(models, params).map { row($0, "ingredient", $1) }
+        let e = Soup.ensembleMetrics(network: network, models: params, on: heldOut)
+        rows.append(MetricsRow(name: "ensemble of \(params.count)", kind: "ensemble", loss: e.loss, accuracy: e.accuracy, samples: e.samples,
+                               test: testSet.map { Soup.ensembleMetrics(network: network, models: params, on: $0) }))
+        let uniform = try ParameterMerge.uniformSoup(params)
+        rows.append(row("uniform soup of \(params.count)", "uniform soup", uniform))
+        var chosen = uniform
+        var recipe = MergeRecipe(method: .linear, models: models.map { .init(model: $0, parameters: ["weight": .scalar(1)]) })
+        if learned {
+            let r = try Soup.learned(network: network, ingredients: params, heldOut: heldOut, perLayer: perLayer, steps: steps)
+            rows.append(row("learned soup" + (perLayer ? " (per layer)" : ""), "learned soup", r.soup))
+            chosen = r.soup
+            recipe.models = models.indices.map { i in
+                let value: ParameterValue = r.groups.count == 1 ? .scalar(Double(r.coefficients[0][i]))
+                    : .filtered(r.groups.indices.map { .init(filter: r.groups[$0] + ".", value: Double(r.coefficients[$0][i])) })
+                return .init(model: models[i], parameters: ["weight": value])
+            }
+            if !json { printError("learned coefficients: " + r.groups.indices.map { g in "\(r.groups[g]): " + r.coefficients[g].map { String(format: "%.3f", $0) }.joined(separator: " ") }.joined(separator: "; ")) }
+        }
+        if greedy {
+            let g = try Soup.greedy(network: network, ingredients: params, heldOut: heldOut)
+            rows.append(row("greedy soup (\(g.chosen.count) of \(params.count))", "greedy soup", g.soup))
+            chosen = g.soup
+            recipe.models = g.chosen.map { .init(model: models[$0], parameters: ["weight": .scalar(1)]) }
+            if !json { printError("greedy soup ingredients, in order added: " + g.chosen.map { models[$0] }.joined(separator: ", ")) }
+        }
+        try printMetricsTable(rows, json: json, dataName: heldOut.name, testName: testSet?.name)
+        if let out {
+            let dtypes = loaded[0].dtypes
+            let files = try MergeExport.write(chosen, to: URL(fileURLWithPath: out), dtype: { dtypes[$0] ?? .f32 }, recipe: recipe,
+                                              inputs: zip(models, loaded).map { ($0, $1.source) })
+            printError("wrote \(files.last!.path)")
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import BasinIO
+import BasinTestSupport
+import Foundation
+import XCTest
+
+/// `basin match` and `basin bench lap` as a script sees them.
+final class MatchCLITests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        guard BasinBinary.url != nil else { throw XCTSkip("basin executable not built") }
+        dir = try Fixtures.temporaryDirectory()
+    }
+
+    override func tearDownWithError() throws { if let dir { try? FileManager.default.removeItem(at: dir) } }
+
+    private func evalJSON(_ model: URL) throws -> [String: Any] {
+        let r = try BasinBinary.run(["eval", model.path, "--data", Fixtures.digitsTest.path, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+    }
+
+    func testWeightMatchWritesTheSameFunctionWithBsNamesAndDtypes() throws {
+        let out = dir.appendingPathComponent("b-aligned.safetensors"), report = dir.appendingPathComponent("report.json")
+        let b = Fixtures.url("mlp-pair/mlp-seed0-f16.safetensors")
+        let r = try BasinBinary.run(["match", Fixtures.mlpSeed1.path, b.path, "--seed", "3", "--out", out.path,
+                                     "--report", report.path, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let summary = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(summary["method"] as? String, "weight")
+        XCTAssertEqual((summary["layers"] as? [[String: Any]])?.count, 2)
+
+        let original = try SafeTensorsFile(url: b), aligned = try SafeTensorsFile(url: out)
+        XCTAssertEqual(aligned.names, original.names)
+        for n in original.names {
+            XCTAssertEqual(aligned.info(n)?.dtype, original.info(n)?.dtype)
+            XCTAssertEqual(aligned.info(n)?.shape, original.info(n)?.shape)
+        }
+        XCTAssertEqual(aligned.metadata["basin.alignment.method"], "weight")
+        XCTAssertEqual(aligned.metadata["basin.alignment.seed"], "3")
+        let perms = try JSONSerialization.jsonObject(with: Data(aligned.metadata["basin.alignment.permutations"]!.utf8)) as! [String: [Int]]
+        XCTAssertEqual(Set(perms.keys), ["P_layers.0", "P_layers.1"])
+
+        let e0 = try evalJSON(b), e1 = try evalJSON(out)
+        XCTAssertEqual(e0["loss"] as! Double, e1["loss"] as! Double, accuracy: 1e-5)
+        XCTAssertEqual(e0["accuracy"] as! Double, e1["accuracy"] as! Double, accuracy: 1e-9)
+
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as! [String: Any]
+        let layers = json["layers"] as! [[String: Any]]
+        XCTAssertEqual((layers[0]["similarity"] as? [Double])?.count, 128 * 128)
+        XCTAssertFalse((json["steps"] as! [Any]).isEmpty)
+    }
+
+    func testActivationMatchNeedsDataAndRefusesToOverwriteAnInput() throws {
+        let missing = try BasinBinary.run(["match", Fixtures.mlpSeed0.path, Fixtures.mlpSeed1.path, "--method", "activation",
+                                           "--out", dir.appendingPathComponent("x.safetensors").path])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("--data"), missing.stderr)
+
+        let copy = dir.appendingPathComponent("b.safetensors")
+        try FileManager.default.copyItem(at: Fixtures.mlpSeed1, to: copy)
+        let overwrite = try BasinBinary.run(["match", Fixtures.mlpSeed0.path, copy.path, "--out", copy.path])
+        XCTAssertNotEqual(overwrite.status, 0)
+        XCTAssertEqual(try Data(contentsOf: copy), try Data(contentsOf: Fixtures.mlpSeed1))
+
+        let out = dir.appendingPathComponent("b-act.safetensors")
+        let ok = try BasinBinary.run(["match", Fixtures.mlpSeed0.path, copy.path, "--method", "activation",
+                                      "--data", Fixtures.digitsTrain.path, "--out", out.path])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertEqual(try SafeTensorsFile(url: out).metadata["basin.alignment.method"], "activation")
+    }
+
+    func testBenchLapJSON() throws {
+        let r = try BasinBinary.run(["bench", "lap", "--sizes", "16", "64", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [[String: Any]]
+        XCTAssertEqual(rows.map { $0["n"] as? Int }, [16, 64])
+    }
+}
