@@ -1,0 +1,137 @@
+import BasinExplorer
+import BasinTestSupport
+import BasinUI
+import Foundation
+import XCTest
+
+/// The flows that call BasinFusion: fitting, matching, merge methods, greedy soup, cancellation.
+final class FusionFlowTests: XCTestCase {
+    static let engine2 = try! sampleEngine()
+
+    func testFitOverlaysTheFittedCurveWithALowerBarrier() throws {
+        var d = Driver(Self.engine2)
+        d.keys(.char("f"))
+        XCTAssertEqual(d.app.state.kind, .bezier, "f on the linear path fits a Bezier curve")
+        XCTAssertTrue(d.app.state.fitted.contains(.bezier))
+        XCTAssertTrue(d.app.state.jobs.isEmpty)
+        let fit = try XCTUnwrap(d.app.state.curves[.path(.bezier)])
+        XCTAssertEqual(fit.label, "Bezier fit")
+        XCTAssertTrue(fit.done)
+        let lin = try XCTUnwrap(d.app.state.curves[.path(.linear)])
+        XCTAssertLessThan(fit.barrier(1)!.height, lin.barrier(1)!.height)
+        XCTAssertTrue(d.app.state.lastJobNote?.hasPrefix("fit Bezier done") == true)
+        assertFrame(d.frame(), "path-fitted-100x30")
+        // The landscape now goes through A, the bend and B.
+        d.keys(.char("V"))
+        XCTAssertEqual(d.app.state.landscape.anchors.map(\.label), ["A", "θ", "B"])
+        XCTAssertEqual(d.app.state.landscape.filled, 9)
+        assertFrame(d.frame(), "landscape-fitted-100x30")
+    }
+
+    func testWeightMatchingFillsThePermutationViewAndAddsTheAlignedLine() throws {
+        var d = Driver(Self.engine2)
+        d.keys(.char("m"))
+        let o = try XCTUnwrap(d.app.state.permutation.outcome)
+        XCTAssertEqual(o.layers.count, 2)
+        XCTAssertEqual(o.layers[0].size, 128)
+        XCTAssertGreaterThan(o.layers[0].moved, 100)
+        XCTAssertGreaterThan(o.layers[0].meanAfter, o.layers[0].meanBefore)
+        XCTAssertTrue(d.app.state.aligned)
+        let aligned = try XCTUnwrap(d.app.state.curves[.aligned])
+        XCTAssertTrue(aligned.done)
+        let lin = try XCTUnwrap(d.app.state.curves[.path(.linear)])
+        XCTAssertLessThan(aligned.barrier(1)!.height, lin.barrier(1)!.height, "alignment lowers the barrier")
+        assertFrame(d.frame(), "path-aligned-100x30")
+        d.keys(.char("v"))
+        assertFrame(d.frame(), "permutation-100x30")
+        d.keys(.char("j"))
+        XCTAssertEqual(d.app.state.permutation.layer.selected, 1)
+        d.keys(.tab, .char("j"), .char("j"), .pageDown)
+        XCTAssertEqual(d.app.state.permutation.matches.selected, 12)
+        XCTAssertTrue(d.frame().text().contains("units moved"))
+    }
+
+    func testActivationMatching() throws {
+        var d = Driver(Self.engine2)
+        d.keys(.char("M"))
+        let o = try XCTUnwrap(d.app.state.permutation.outcome)
+        XCTAssertEqual(o.kind, .activation)
+        XCTAssertTrue(d.app.state.aligned)
+    }
+
+    func testSoupMethodsWithABase() throws {
+        let engine = try ExplorerEngine.load(
+            models: ["ft-adam-lr1e-3", "ft-sgd-lr5e-2", "ft-adam-wd1e-3"].map { samples.appendingPathComponent("finetune/\($0).safetensors").path },
+            data: ["train", "test"].map { samples.appendingPathComponent("data/digits-\($0).safetensors").path },
+            base: samples.appendingPathComponent("finetune/base.safetensors").path)
+        var d = Driver(engine)
+        d.keys(.char("v"), .char("v"))
+        XCTAssertNotNil(d.app.state.soup.ensemble)
+        for method in [ExplorerEngine.SoupMethod.taskArithmetic, .ties, .dare] {
+            d.keys(.char("n"))
+            XCTAssertEqual(d.app.state.soup.method, method)
+            XCTAssertNil(d.app.state.soup.error, "\(method): \(d.app.state.soup.error ?? "")")
+            XCTAssertNotNil(d.app.state.soup.metrics)
+        }
+        // The λ slider appears for task vectors.
+        d.keys(.char("k"))
+        XCTAssertEqual(d.app.state.soup.selected, 3)
+        d.keys(.char("h"))
+        XCTAssertEqual(d.app.state.soup.lambda, 0.95, accuracy: 1e-9)
+        assertFrame(d.frame(), "soup-dare-base-100x30")
+        d.keys(.char("n"))
+        XCTAssertEqual(d.app.state.soup.method, .slerp)
+        XCTAssertNotNil(d.app.state.soup.error, "SLERP takes two models")
+        XCTAssertTrue(d.frame().text().contains("SLERP interpolates two models"))
+        d.keys(.char("n"), .char("g"))
+        XCTAssertEqual(d.app.state.soup.method, .weighted)
+        XCTAssertTrue(d.app.state.soup.note?.hasPrefix("greedy soup") == true)
+        XCTAssertEqual(d.app.state.soup.coefficients.filter { $0 > 0 }.count, d.app.state.soup.note!.components(separatedBy: " + ").count)
+    }
+
+    func testTaskArithmeticWithoutBaseExplainsWhy() throws {
+        var d = Driver(Self.engine2)
+        d.keys(.char("v"), .char("v"), .char("n"))
+        XCTAssertTrue(d.app.state.soup.error?.contains("--base") == true)
+        d.keys(.char("e"))
+        for _ in 0..<40 { d.keys(.backspace) }
+        d.type("/tmp/never-written.safetensors")
+        d.keys(.enter)
+        XCTAssertEqual(d.app.state.popup?.isError, true)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/never-written.safetensors"))
+    }
+
+    func testSoupExportWritesAMergeRecipe() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var d = Driver(Self.engine2)
+        d.keys(.char("v"), .char("v"), .char("h"), .char("e"))
+        for _ in 0..<40 { d.keys(.backspace) }
+        d.type(dir.appendingPathComponent("soup").path)
+        d.keys(.enter)
+        XCTAssertEqual(d.app.state.popup?.isError, false, d.app.state.popup?.message ?? "")
+        let recipe = try String(contentsOf: dir.appendingPathComponent("soup.recipe.yaml"), encoding: .utf8)
+        XCTAssertTrue(recipe.contains("merge_method: linear"), recipe)
+        XCTAssertTrue(recipe.contains("weight: 0.45"), recipe)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("soup.safetensors").path))
+    }
+
+    /// Esc cancels a running fit; the UI keeps handling keys meanwhile.
+    func testEscCancelsAFitInTheRealLoop() throws {
+        var o = ExplorerOptions()
+        o.fitEpochs = 500
+        let app = ExplorerApp(engine: Self.engine2, options: o, size: Size(width: 100, height: 30))
+        var script: [TestTerminal.Step] = [.key(.char("f"))]
+        script += Array(repeating: .sleep(20), count: 10)
+        script += [.key(.char("l")), .key(.esc)]
+        script += Array(repeating: .sleep(20), count: 50)
+        script += [.key(.char("q"))]
+        let term = TestTerminal(width: 100, height: 30, script: script)
+        let final = try RunLoop(app: app).run(on: term)
+        XCTAssertEqual(final.state.t, 0.55, accuracy: 1e-9, "keys handled while the fit runs")
+        XCTAssertEqual(final.state.lastJobNote, "fit cancelled")
+        XCTAssertTrue(final.state.jobs.isEmpty)
+        XCTAssertFalse(final.state.fitted.contains(.bezier))
+        XCTAssertTrue(term.frames.contains { $0.text().contains("fit Bezier") && $0.text().contains("Esc cancels") })
+    }
+}
