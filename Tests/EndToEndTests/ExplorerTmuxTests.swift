@@ -30,18 +30,25 @@ final class ExplorerTmuxTests: XCTestCase {
         try BasinBinary.runProcess(tmux, ["-L", socket] + args)
     }
 
-    /// Starts the tmux server with the session. Its output goes to /dev/null: the server daemon inherits
-    /// the client's descriptors, so a pipe would never reach end-of-file.
+    /// Starts the tmux server with the session, through posix_spawn + waitpid: Foundation's Process waits
+    /// for a descriptor every descendant inherits, and the tmux server daemon keeps it open forever.
     func start(width: Int, height: Int, _ command: String) throws {
-        let p = Process()
-        p.executableURL = tmux
-        p.arguments = ["-L", socket, "new-session", "-d", "-x", "\(width)", "-y", "\(height)", "-s", session, command]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, "tmux new-session failed")
+        let args = [tmux.path, "-L", socket, "new-session", "-d", "-x", "\(width)", "-y", "\(height)", "-s", session, command]
+        var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, tmux.path, &actions, nil, &argv, environ)
+        guard rc == 0 else { throw XCTSkip("posix_spawn tmux failed: \(rc)") }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        // The server is up; later tmux commands are short-lived clients.
+        _ = try run(["set-option", "-t", session, "remain-on-exit", "off"])
     }
 
     func screen() throws -> String { try run(["capture-pane", "-p", "-t", session]).stdout }
@@ -91,7 +98,7 @@ final class ExplorerTmuxTests: XCTestCase {
         try keys("m")
         try waitFor("aligned test", timeout: 60)
         try keys("v")
-        s = try waitFor("units moved")
+        s = try waitFor("mean sim after")
         XCTAssertTrue(s.contains("matches"), s)
 
         // 6. Export the model at the cursor from the path view.
