@@ -72,10 +72,10 @@ public enum ExplorerRenderer {
         let status: String
         var statusStyle = Style(fg: .role(.muted))
         if let job = state.jobs.last {
-            status = "\(job.title) \(Int(job.fraction * 100))% \(job.detail) (Esc cancels)"
+            status = "  \(job.title) \(Int(job.fraction * 100))% (Esc cancels)"
             statusStyle = Style(fg: .role(.warning), attributes: .bold)
         } else {
-            status = state.lastJobNote ?? "ready"
+            status = "  " + (state.lastJobNote ?? "ready")
         }
         let statusRow = buffer.area.row(size.height - 1)
         StatusBar(hints: hints, status: status, statusStyle: statusStyle).render(into: &buffer, area: statusRow, context: context)
@@ -135,6 +135,7 @@ enum PathRenderer {
 
     /// The plot widget for the current state (series per curve and data set).
     static func plot(_ state: ExplorerState) -> BraillePlot {
+        // One colour per curve; the last data set (test) bright and named in the legend, the others dim.
         var series: [PlotSeries] = []
         var index = 0
         let ds = state.dataNames.count
@@ -142,11 +143,11 @@ enum PathRenderer {
             guard let c = state.curves[id], !c.points.isEmpty else { continue }
             for d in 0..<ds {
                 let pts = c.points.map { (x: $0.t, y: state.showAccuracy ? $0.accuracy[d] : $0.loss[d]) }
-                var s = PlotSeries(name: "\(c.label) \(state.dataNames[d])", points: pts, index: index)
+                var s = PlotSeries(name: d == ds - 1 ? c.label : "", points: pts, index: index)
                 if d < ds - 1 { s.style = s.style.patched(Style(attributes: .dim)) }
                 series.append(s)
-                index += 1
             }
+            index += 1
         }
         var marker: PlotMarker?
         if !state.showAccuracy, let c = state.activeCurve, let b = c.barrier(ds - 1) {
@@ -170,7 +171,14 @@ enum PathRenderer {
             let label = " \(i + 1) \(k.label)\(fitted) "
             x = buffer.write(label, x: x, y: inner.y, style: on ? Style(fg: .role(.foreground), bg: .role(.selection), attributes: .bold) : Style(fg: .role(.muted)), clip: inner.row(0)) + 1
         }
-        buffer.write("t = " + String(format: "%.3f", state.t), in: inner.row(0), style: Style(fg: .role(.cursor), attributes: .bold), alignment: .right)
+        let tText = "t = " + String(format: "%.3f", state.t)
+        if state.dataNames.count > 1 {
+            let note = "\(state.dataNames.last!) bright, \(state.dataNames.dropLast().joined(separator: "/")) dim"
+            if x + TextWidth.of(note) + TextWidth.of(tText) + 2 < inner.maxX {
+                buffer.write(note, x: x + 1, y: inner.y, style: Style(fg: .role(.muted)), clip: inner.row(0))
+            }
+        }
+        buffer.write(tText, in: inner.row(0), style: Style(fg: .role(.cursor), attributes: .bold), alignment: .right)
         let plotArea = inner.inset(top: 1)
         let p = plot(state)
         if p.series.isEmpty {

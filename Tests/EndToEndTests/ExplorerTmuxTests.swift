@@ -75,7 +75,7 @@ final class ExplorerTmuxTests: XCTestCase {
         try start(width: 120, height: 40, command)
 
         // 1. Opens the sample session on the path view.
-        var s = try waitFor("linear train")
+        var s = try waitFor("barrier (loss)")
         XCTAssertTrue(s.contains("mlp-seed0 → mlp-seed1"), s)
         try waitFor("endpoints")
 
@@ -96,7 +96,7 @@ final class ExplorerTmuxTests: XCTestCase {
 
         // 5. Weight matching: the aligned line joins the plot, the permutation view fills.
         try keys("m")
-        try waitFor("aligned test", timeout: 60)
+        try waitFor("aligned: B permuted", timeout: 60)
         try keys("v")
         s = try waitFor("mean sim after")
         XCTAssertTrue(s.contains("matches"), s)
