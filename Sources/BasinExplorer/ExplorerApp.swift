@@ -634,6 +634,12 @@ public struct ExplorerApp: App {
             if let plot = Layout.pathPlotArea(state, size: size), plot.contains(Point(x: ev.x, y: ev.y)), plot.width > 1 {
                 setT(Double(ev.x - plot.x) / Double(plot.width - 1))
             }
+        case (.soup, .press):
+            // The uniform / greedy buttons.
+            if let row = Layout.soupButtonRow(state, size: size), ev.y == row.y {
+                if ev.x >= row.x && ev.x < row.x + 11 { return perform("uniform") }
+                if ev.x >= row.x + 13 && ev.x < row.x + 23 { return perform("greedy") }
+            }
         case (.permutation, .wheelUp), (.soup, .wheelUp): return perform("up")
         case (.permutation, .wheelDown), (.soup, .wheelDown): return perform("down")
         default: break

@@ -23,6 +23,15 @@ public enum Layout {
         return PathRenderer.plot(state).geometry(area: inner).plot
     }
 
+    /// Where the soup view's buttons are (for mouse clicks).
+    public static func soupButtonRow(_ state: ExplorerState, size: Size) -> Point? {
+        guard !TooSmall.check(size, minimum: minimum) else { return nil }
+        let body = self.body(size)
+        let inner = Block().inner(body).inset(left: 1, right: 1)
+        let sliders = state.soup.coefficients.count + (state.soup.method.needsBase ? 1 : 0)
+        return Point(x: inner.x, y: inner.y + 2 + sliders + 1)
+    }
+
     static func promptArea(_ size: Size) -> Rect { Rect(x: 0, y: size.height - 2, width: size.width, height: 1) }
 
     public static func promptCursor(_ p: Prompt, size: Size) -> Point { p.cursorPosition(in: promptArea(size)) }
@@ -366,6 +375,17 @@ enum SoupRenderer {
             Slider(label: TextWidth.padRight("base λ", to: 16), value: s.lambda, range: 0...2, focused: s.selected == s.coefficients.count,
                    format: { String(format: "%.2f", $0) })
                 .render(into: &buffer, area: Rect(x: li.x, y: y, width: li.width, height: 1), context: context)
+            y += 1
+        }
+        // Buttons (keys u and g).
+        if y + 1 < li.maxY {
+            y += 1
+            let button = Style(fg: .role(.foreground), bg: .role(.selection))
+            var bx = buffer.write(" u uniform ", x: li.x, y: y, style: button, clip: li.row(y - li.y)) + 2
+            bx = buffer.write(" g greedy ", x: bx, y: y, style: button, clip: li.row(y - li.y))
+            if s.method == .ties || s.method == .dare {
+                buffer.write("  density \(ExplorerEngine.soupDensity)", x: bx, y: y, style: Style(fg: .role(.muted)), clip: li.row(y - li.y))
+            }
             y += 1
         }
         y += 1

@@ -88,7 +88,12 @@ final class ExplorerViewTests: XCTestCase {
         let m0 = Self.engine2.evaluate(Self.engine2.params[0])
         XCTAssertEqual(d.app.state.soup.metrics![1].loss, m0[1].loss, accuracy: 1e-5)
         XCTAssertNotEqual(before[1].loss, m0[1].loss)
-        d.keys(.char("u"))
+        // The uniform button, clicked.
+        let row = try XCTUnwrap(Layout.soupButtonRow(d.app.state, size: d.size))
+        XCTAssertTrue(d.frame().line(row.y).contains("u uniform"), d.frame().line(row.y))
+        d.keys(.mouse(MouseEvent(.press, x: row.x + 3, y: row.y)))
+        XCTAssertEqual(d.app.state.soup.coefficients, [0.5, 0.5])
+        d.keys(.char("h"), .char("u"))
         XCTAssertEqual(d.app.state.soup.coefficients, [0.5, 0.5])
         assertFrame(d.frame(), "soup-100x30")
     }

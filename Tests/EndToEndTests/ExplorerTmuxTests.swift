@@ -76,7 +76,7 @@ final class ExplorerTmuxTests: XCTestCase {
 
         // 1. Opens the sample session on the path view.
         var s = try waitFor("barrier (loss)")
-        XCTAssertTrue(s.contains("mlp-seed0 → mlp-seed1"), s)
+        XCTAssertTrue(s.contains("mlp-seed0") && s.contains("mlp-seed1"), s)
         try waitFor("endpoints")
 
         // 2. Scrub right twice: t moves by 0.05 per key.
