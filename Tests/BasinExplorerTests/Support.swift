@@ -69,9 +69,14 @@ struct Driver {
 func assertFrame(_ buffer: CellBuffer, _ name: String, file: StaticString = #filePath, line: UInt = #line) {
     let dir = URL(fileURLWithPath: "\(file)").deletingLastPathComponent().appendingPathComponent("__Snapshots__")
     let url = dir.appendingPathComponent(name + ".txt")
+    // Durations ("0.04s", "in 0.3s") vary from run to run: masked, with the spaces before them.
+    let duration = try! NSRegularExpression(pattern: " *[0-9]+\\.[0-9]+s\\b")
     func norm(_ s: String) -> String {
         var lines = s.split(separator: "\n", omittingEmptySubsequences: false).map { l -> String in
-            var x = String(l); while x.last == " " { x.removeLast() }; return x
+            var x = String(l)
+            x = duration.stringByReplacingMatches(in: x, range: NSRange(x.startIndex..., in: x), withTemplate: " <time>")
+            while x.last == " " { x.removeLast() }
+            return x
         }
         while lines.last?.isEmpty == true { lines.removeLast() }
         return lines.joined(separator: "\n")
