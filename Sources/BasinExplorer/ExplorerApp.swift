@@ -33,6 +33,7 @@ public struct ExplorerApp: App {
     private var nextJob = 1
     private var generation = 0
     private var landscapePlane: ExplorerEngine.Plane?
+    private var landscapeJob: Int?
 
     public init(engine: ExplorerEngine, options: ExplorerOptions = ExplorerOptions(), size: Size = Size(width: 120, height: 40)) {
         self.engine = engine
@@ -93,6 +94,7 @@ public struct ExplorerApp: App {
 
         let land = ExplorerView.landscape.rawValue
         m.bind([.char("r")], "landscape", "compute the landscape plane", context: land)
+        m.bind([.char("o")], "otherPlane", "switch plane (bend / three models / aligned)", context: land)
         return m
     }
 
@@ -194,7 +196,9 @@ public struct ExplorerApp: App {
             case .path: return pathAction(action)
             case .permutation: permutationAction(action)
             case .soup: return soupAction(action)
-            case .landscape: if action == "landscape" { return startLandscape() }
+            case .landscape:
+                if action == "landscape" { return startLandscape() }
+                if action == "otherPlane" { return startLandscape(next: true) }
             }
         }
         return []
@@ -519,30 +523,47 @@ public struct ExplorerApp: App {
 
     // MARK: Landscape view
 
-    mutating func startLandscape() -> [Effect<ExplorerMessage>] {
+    /// Planes the landscape can show, in order of preference: through the fitted bend, three models, aligned B.
+    var landscapePlanes: [String] {
+        var out: [String] = []
+        if bends[.bezier] != nil || bends[.polychain] != nil { out.append("bend") }
+        if engine.models.count >= 3 { out.append("models") }
+        if alignedB != nil { out.append("aligned") }
+        return out
+    }
+
+    mutating func startLandscape(next: Bool = false) -> [Effect<ExplorerMessage>] {
         let p = engine.params
         let (a, b) = pairIndices
+        let available = landscapePlanes
+        guard !available.isEmpty else {
+            state.landscape.title = "Needs three points: fit a curve (f), align (m), or load three models."
+            return []
+        }
+        var choice = available.firstIndex(of: state.landscape.plane) ?? 0
+        if next { choice = (choice + 1) % available.count }
+        let which = available[choice]
         let points: [ParameterSet], labels: [String], title: String
         var pathSpec: PathSpec?
-        if let bend = bends[.bezier]?.first ?? bends[.polychain]?.first {
-            points = [p[a], bend.params, p[b]]
+        switch which {
+        case "bend":
+            let kind: PathKind = bends[.bezier] != nil ? .bezier : .polychain
+            points = [p[a], bends[kind]![0].params, p[b]]
             labels = ["A", "θ", "B"]
             title = "plane through A, the fitted bend θ and B"
-            pathSpec = spec(.path(bends[.bezier] != nil ? .bezier : .polychain))
-        } else if p.count >= 3 {
+            pathSpec = spec(.path(kind))
+        case "models":
             points = [p[0], p[1], p[2]]
             labels = ["1", "2", "3"]
             title = "plane through \(engine.names[0]), \(engine.names[1]), \(engine.names[2])"
             pathSpec = PathSpec(kind: .polychain, points: points)
-        } else if let al = alignedB {
-            points = [p[a], al.params, p[b]]
+        default:
+            points = [p[a], alignedB!.params, p[b]]
             labels = ["A", "π(B)", "B"]
             title = "plane through A, aligned B and B"
-            pathSpec = PathSpec(kind: .linear, points: [p[a], al.params])
-        } else {
-            state.landscape.title = "Needs three points: fit a curve (f), align (m), or load three models."
-            return []
+            pathSpec = PathSpec(kind: .linear, points: [p[a], alignedB!.params])
         }
+        if let old = landscapeJob { jobCancel[old]?.cancel() }
         let plane: ExplorerEngine.Plane
         do { plane = try engine.plane(points[0], points[1], points[2]) } catch {
             state.popup = PopupState(title: "Landscape", message: "\(error)", isError: true)
@@ -559,10 +580,12 @@ public struct ExplorerApp: App {
         l.yRange = plane.yRange
         l.anchors = zip(plane.coords, labels).map { (x: $0.0.x, y: $0.0.y, label: $0.1) }
         if let s = pathSpec { l.path = (0...40).map { plane.project(s.parameters(at: Double($0) / 40)) } }
-        l.title = title
+        l.title = title + (available.count > 1 ? "  (o: other plane)" : "")
         l.generation = gen
+        l.plane = which
         state.landscape = l
         let (id, flag) = beginJob("landscape")
+        landscapeJob = id
         let engine = self.engine
         let d = engine.datasets.count - 1
         return [.spawn { inbox in

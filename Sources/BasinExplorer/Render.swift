@@ -74,7 +74,7 @@ public enum ExplorerRenderer {
         case .path: hintActions = ["help", "left", "kind1", "kind2", "kind3", "fit", "matchWeight", "export", "nextView", "quit"]
         case .permutation: hintActions = ["help", "down", "nextPane", "matchWeight", "export", "nextView", "quit"]
         case .soup: hintActions = ["help", "down", "right", "nextMethod", "uniform", "greedy", "export", "nextView", "quit"]
-        case .landscape: hintActions = ["help", "landscape", "fit", "export", "nextView", "quit"]
+        case .landscape: hintActions = ["help", "landscape", "otherPlane", "fit", "matchWeight", "export", "nextView", "quit"]
         }
         var hints = keymap.hints(context: state.view.rawValue, actions: hintActions, ascii: ascii)
         hints = hints.map { (key: $0.key, label: shortLabel($0.label)) }
@@ -132,7 +132,7 @@ public enum ExplorerRenderer {
                    "next view (Path, Permutation, Soup, Landscape)": "view", "next layer / match": "move",
                    "next pane": "pane", "next slider": "slider", "increase coefficient": "adjust",
                    "next merge method": "method", "uniform soup": "uniform", "greedy soup": "greedy",
-                   "compute the landscape plane": "compute"]
+                   "compute the landscape plane": "compute", "switch plane (bend / three models / aligned)": "plane"]
         return map[s] ?? s
     }
 }

@@ -100,6 +100,8 @@ public struct LandscapeState: Sendable {
     public var generation = 0
     public var filled = 0
     public var resolution = 21
+    /// Which plane: "bend", "models" or "aligned".
+    public var plane = ""
 }
 
 /// Everything the explorer shows. A plain value: `ExplorerApp.update` is the only place it changes.

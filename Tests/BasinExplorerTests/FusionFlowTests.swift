@@ -26,6 +26,13 @@ final class FusionFlowTests: XCTestCase {
         XCTAssertEqual(d.app.state.landscape.anchors.map(\.label), ["A", "θ", "B"])
         XCTAssertEqual(d.app.state.landscape.filled, 9)
         assertFrame(d.frame(), "landscape-fitted-100x30")
+        // After matching, o switches to the plane through A, aligned B and B.
+        d.keys(.char("m"), .char("o"))
+        XCTAssertEqual(d.app.state.landscape.plane, "aligned")
+        XCTAssertEqual(d.app.state.landscape.anchors.map(\.label), ["A", "π(B)", "B"])
+        XCTAssertEqual(d.app.state.landscape.filled, 9)
+        d.keys(.char("o"))
+        XCTAssertEqual(d.app.state.landscape.plane, "bend")
     }
 
     func testWeightMatchingFillsThePermutationViewAndAddsTheAlignedLine() throws {
