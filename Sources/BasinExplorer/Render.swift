@@ -315,16 +315,37 @@ enum PermutationRenderer {
         // Middle: before / after heatmaps.
         let mid = cols[1].rows(.fill(1), .fill(1))
         let n = layer.size
-        func matrix(aligned: Bool) -> [[Double]] {
-            (0..<n).map { i in (0..<n).map { j in layer.similarity[i * n + (aligned ? layer.permutation[j] : j)] } }
-        }
+        // A square window of units (one cell column and one half-cell row per unit, so it looks square)
+        // that follows the selected match; the colour range is the layer's.
+        let perCell = context.capability == .none || !context.glyphs.unicode ? 1 : 2
+        let probe = Block(title: "").inner(mid[0])
+        let k = max(1, min(n, probe.width, (probe.height - 1) * perCell))
+        let sel = min(state.permutation.matches.selected, n - 1)
+        let s0 = max(0, min(n - k, sel - k / 2))
+        let window = "units \(s0)–\(s0 + k - 1) of \(n)"
+        let titles = ["before: A rows × B cols, \(window)", "after: matches on the diagonal"]
         let all = layer.similarity.filter(\.isFinite)
         let range = (all.min() ?? 0)...(all.max() ?? 1)
-        for (k, aligned) in [false, true].enumerated() {
-            let b = Block(title: aligned ? "after: matched units on the diagonal" : "before: similarity A (rows) × B (cols)")
-            b.render(into: &buffer, area: mid[k], context: context)
-            BasinUI.Heatmap(values: matrix(aligned: aligned), range: range, showColorBar: true)
-                .render(into: &buffer, area: b.inner(mid[k]), context: context)
+        for (idx, aligned) in [false, true].enumerated() {
+            let b = Block(title: titles[idx])
+            b.render(into: &buffer, area: mid[idx], context: context)
+            let inner = b.inner(mid[idx])
+            let values = (s0..<(s0 + k)).map { i in
+                (s0..<(s0 + k)).map { j in layer.similarity[i * n + (aligned ? layer.permutation[j] : j)] }
+            }
+            let cellsHigh = (k + perCell - 1) / perCell + 1
+            let area = Rect(x: inner.x, y: inner.y, width: min(inner.width, max(k, 24)), height: min(inner.height, cellsHigh))
+            let mapArea = Rect(x: area.x, y: area.y, width: k, height: area.height)
+            BasinUI.Heatmap(values: values, range: range, marked: aligned ? (row: sel - s0, col: sel - s0) : nil, showColorBar: false)
+                .render(into: &buffer, area: mapArea.inset(bottom: 1), context: context)
+            // The ramp from the layer's lowest to highest similarity, under the map.
+            let ramp = (0..<max(2, min(inner.width - 16, 24))).map { range.lowerBound + (range.upperBound - range.lowerBound) * Double($0) / Double(max(1, min(inner.width - 16, 24) - 1)) }
+            let barRow = Rect(x: inner.x, y: area.maxY - 1, width: inner.width, height: 1)
+            var bx = buffer.write(formatNumber(range.lowerBound) + " ", x: barRow.x, y: barRow.y, style: Style(fg: .role(.muted)), clip: barRow)
+            BasinUI.Heatmap(values: [ramp], range: range, showColorBar: false)
+                .render(into: &buffer, area: Rect(x: bx, y: barRow.y, width: ramp.count, height: 1), context: context)
+            bx += ramp.count
+            buffer.write(" " + formatNumber(range.upperBound), x: bx, y: barRow.y, style: Style(fg: .role(.muted)), clip: barRow)
         }
 
         // Right: matches.
@@ -338,6 +359,22 @@ enum PermutationRenderer {
         let ri = rb.inner(cols[2])
         buffer.write(" unit    match     score", x: ri.x, y: ri.y, style: muted, clip: ri.row(0))
         ListView(items, state: state.permutation.matches).render(into: &buffer, area: ri.inset(top: 1), context: context)
+    }
+
+    /// Averages an n x m matrix down to at most rows x cols blocks.
+    static func pool(_ m: [[Double]], rows: Int, cols: Int) -> [[Double]] {
+        let n = m.count, w = m.first?.count ?? 0
+        guard n > rows || w > cols else { return m }
+        let r = min(rows, n), c = min(cols, w)
+        return (0..<r).map { i in
+            let r0 = i * n / r, r1 = max(r0 + 1, (i + 1) * n / r)
+            return (0..<c).map { j in
+                let c0 = j * w / c, c1 = max(c0 + 1, (j + 1) * w / c)
+                var sum = 0.0
+                for a in r0..<r1 { for b in c0..<c1 { sum += m[a][b] } }
+                return sum / Double((r1 - r0) * (c1 - c0))
+            }
+        }
     }
 
     static func pairB(_ s: ExplorerState) -> (Int, Int) {
