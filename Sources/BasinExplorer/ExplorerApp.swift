@@ -52,7 +52,7 @@ public struct ExplorerApp: App {
         m.bind([.char("?"), .function(1)], "help", "toggle this help")
         m.bind([.char("v"), .function(2)], "nextView", "next view (Path, Permutation, Soup, Landscape)")
         m.bind([.char("V")], "prevView", "previous view")
-        m.bind([.tab], "nextPane", "next pane")
+        m.bind([.tab], "nextPane", "next pane (permutation view: layers / matches)")
         m.bind([.backtab], "prevPane", "previous pane")
         m.bind([.char("e")], "export", "export the model at the cursor (+ recipe)")
         m.bind([.char("f")], "fit", "fit a curve (Bezier, or the current bent path)")

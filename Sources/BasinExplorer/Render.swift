@@ -130,7 +130,7 @@ public enum ExplorerRenderer {
                    "Bezier curve": "Bezier", "fit a curve (Bezier, or the current bent path)": "fit",
                    "align B to A: weight matching": "match", "export the model at the cursor (+ recipe)": "export",
                    "next view (Path, Permutation, Soup, Landscape)": "view", "next layer / match": "move",
-                   "next pane": "pane", "next slider": "slider", "increase coefficient": "adjust",
+                   "next pane (permutation view: layers / matches)": "pane", "next slider": "slider", "increase coefficient": "adjust",
                    "next merge method": "method", "uniform soup": "uniform", "greedy soup": "greedy",
                    "compute the landscape plane": "compute", "switch plane (bend / three models / aligned)": "plane"]
         return map[s] ?? s
