@@ -679,8 +679,6 @@ public struct ExplorerApp: App {
             let i = c.points.firstIndex { $0.t > p.t } ?? c.points.count
             c.points.insert(p, at: i)
             state.curves[id] = c
-        case let .cursorMetrics(_, m):
-            state.cursorMetrics = m
         case let .jobProgress(id, f, detail):
             if let i = state.jobs.firstIndex(where: { $0.id == id }) {
                 state.jobs[i].fraction = f
@@ -715,22 +713,12 @@ public struct ExplorerApp: App {
             guard gen == state.landscape.generation, r < state.landscape.grid.count else { return [] }
             state.landscape.grid[r] = row
             state.landscape.filled += 1
-        case let .soupMetrics(gen, result):
-            guard gen == state.soup.generation else { return [] }
-            switch result {
-            case .success(let mm): state.soup.metrics = mm; state.soup.error = nil
-            case .failure(let e): state.soup.metrics = nil; state.soup.error = e.description
-            }
         case .soupTriangle(let g):
             state.soup.triangle = g
         case let .soupCoefficients(c, note):
             state.soup.coefficients = c
             state.soup.note = note
             recomputeSoup()
-        case .exported(let s):
-            state.lastJobNote = s
-        case .exportFailed(let s):
-            state.popup = PopupState(title: "Export failed", message: s, isError: true)
         }
         return []
     }

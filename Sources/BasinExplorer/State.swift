@@ -81,7 +81,6 @@ public struct SoupState: Sendable {
     public var metrics: [Metrics]?
     public var error: String?
     public var ensemble: [Metrics]?
-    public var generation = 0
     /// Test loss over the coefficient triangle (three models): rows = c2 from 1 to 0, cols = c1; NaN outside.
     public var triangle: [[Double]]?
     public var note: String?
@@ -161,7 +160,6 @@ public struct ExplorerState: Sendable {
 /// Messages background jobs post back to the UI.
 public enum ExplorerMessage: Sendable {
     case curvePoint(CurveID, generation: Int, CurvePoint)
-    case cursorMetrics(generation: Int, [Metrics])
     case jobProgress(id: Int, fraction: Double, detail: String)
     case jobFinished(id: Int, note: String?)
     case jobFailed(id: Int, String)
@@ -169,11 +167,8 @@ public enum ExplorerMessage: Sendable {
     case matched(ExplorerEngine.MatchOutcome)
     case barrierMatrix([[Double]])
     case landscapeRow(generation: Int, row: Int, [Double])
-    case soupMetrics(generation: Int, Result<[Metrics], ExplorerError>)
     case soupTriangle([[Double]])
     case soupCoefficients([Double], note: String)
-    case exported(String)
-    case exportFailed(String)
 }
 
 /// A parameter set carried in a message.
