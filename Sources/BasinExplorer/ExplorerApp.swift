@@ -604,6 +604,11 @@ public struct ExplorerApp: App {
         }]
     }
 
+    /// The landscape view waiting for a third point computes as soon as one exists.
+    mutating func landscapeIfWaiting() -> [Effect<ExplorerMessage>] {
+        state.view == .landscape && state.landscape.grid.isEmpty ? startLandscape() : []
+    }
+
     // MARK: Export
 
     mutating func export(to name: String) -> [Effect<ExplorerMessage>] {
@@ -697,7 +702,7 @@ public struct ExplorerApp: App {
             bends[kind] = [bend]
             state.fitted.insert(kind)
             if state.kind == kind { recomputeCursor() }
-            return startCurve(.path(kind))
+            return startCurve(.path(kind)) + landscapeIfWaiting()
         case .matched(let o):
             state.permutation.outcome = o
             state.permutation.layer = ListState()
@@ -705,7 +710,7 @@ public struct ExplorerApp: App {
             if state.selection == .pair(o.a, o.b) || (state.selection == .chain && o.a == 0 && o.b == 1) {
                 alignedB = ParameterSetBox(o.aligned)
                 state.aligned = true
-                return startCurve(.aligned)
+                return startCurve(.aligned) + landscapeIfWaiting()
             }
         case .barrierMatrix(let mat):
             state.barrierMatrix = mat

@@ -132,6 +132,9 @@ final class ExplorerViewTests: XCTestCase {
         var d = Driver(Self.engine2)
         d.keys(.char("V"))
         XCTAssertTrue(d.frame().text().contains("Needs three points"))
+        // Fitting from here fills the view in as soon as the bend exists.
+        d.keys(.char("f"))
+        XCTAssertEqual(d.app.state.landscape.anchors.map(\.label), ["A", "θ", "B"])
     }
 
     func testHelpIsGeneratedFromTheKeymap() throws {
