@@ -249,9 +249,12 @@ public final class ExplorerEngine: Sendable {
 
     /// The merged model for coefficients (one per model; `lambda` scales task vectors), tensor by tensor
     /// through BasinFusion's merge methods.
-    public func merge(_ method: SoupMethod, coefficients: [Double], lambda: Double) throws -> ParameterSet {
+    /// `replacing` swaps in other parameters for some models (e.g. B after alignment to A).
+    public func merge(_ method: SoupMethod, coefficients: [Double], lambda: Double,
+                      replacing: [Int: ParameterSet] = [:]) throws -> ParameterSet {
         let recipe = try soupRecipe(method, coefficients: coefficients, lambda: lambda)
-        let p = params
+        var p = params
+        for (i, q) in replacing { p[i] = q }
         var out = ParameterSet()
         for name in p[0].names {
             let basis = method.needsBase ? base?.params[name] : nil
@@ -267,8 +270,10 @@ public final class ExplorerEngine: Sendable {
     }
 
     /// Greedy soup (Wortsman et al.) on the last data set: uniform weights over the chosen models.
-    public func greedySoup() throws -> [Double] {
-        let r = try Soup.greedy(network: network, ingredients: params, heldOut: datasets[datasets.count - 1])
+    public func greedySoup(replacing: [Int: ParameterSet] = [:]) throws -> [Double] {
+        var p = params
+        for (i, q) in replacing { p[i] = q }
+        let r = try Soup.greedy(network: network, ingredients: p, heldOut: datasets[datasets.count - 1])
         return models.indices.map { r.chosen.contains($0) ? 1 / Double(r.chosen.count) : 0 }
     }
 

@@ -91,6 +91,7 @@ public struct ExplorerApp: App {
         m.bind([.char("N")], "prevMethod", "previous merge method", context: soup)
         m.bind([.char("u")], "uniform", "uniform soup", context: soup)
         m.bind([.char("g")], "greedy", "greedy soup", context: soup)
+        m.bind([.char("a")], "toggleAligned", "use B aligned to A (after m) / the models as loaded", context: soup)
 
         let land = ExplorerView.landscape.rawValue
         m.bind([.char("r")], "landscape", "compute the landscape plane", context: land)
@@ -446,6 +447,15 @@ public struct ExplorerApp: App {
             state.soup.selected = min(state.soup.selected, s - 1)
             recomputeSoup()
             if engine.models.count == 3 { fx += startTriangle() }
+        case "toggleAligned":
+            guard alignedB != nil else {
+                state.soup.note = "align first (m): the soup then uses B permuted to A"
+                return []
+            }
+            state.soup.useAligned.toggle()
+            state.soup.note = state.soup.useAligned ? "using \(state.modelNames[pairIndices.1]) aligned to \(state.modelNames[pairIndices.0])" : "using the models as loaded"
+            recomputeSoup()
+            if engine.models.count == 3 { fx += startTriangle() }
         case "uniform":
             let n = state.soup.coefficients.count
             state.soup.coefficients = Array(repeating: 1 / Double(n), count: n)
@@ -454,9 +464,10 @@ public struct ExplorerApp: App {
         case "greedy":
             let (id, _) = beginJob("greedy soup")
             let engine = self.engine
+            let replacing = soupReplacements
             fx.append(.spawn { inbox in
                 do {
-                    let c = try engine.greedySoup()
+                    let c = try engine.greedySoup(replacing: replacing)
                     inbox.post(.soupCoefficients(c, note: "greedy soup: " + zip(engine.names, c).filter { $0.1 > 0 }.map(\.0).joined(separator: " + ")))
                     inbox.post(.jobFinished(id: id, note: nil))
                 } catch {
@@ -479,8 +490,15 @@ public struct ExplorerApp: App {
         recomputeSoup()
     }
 
+    /// Models the soup replaces: B by B aligned to A, when matched and switched on.
+    var soupReplacements: [Int: ParameterSet] {
+        guard state.soup.useAligned, let al = alignedB, let o = state.permutation.outcome else { return [:] }
+        return [o.b: al.params]
+    }
+
     func mergedSoup() throws -> ParameterSet {
-        try engine.merge(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda)
+        try engine.merge(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
+                         replacing: soupReplacements)
     }
 
     /// The merged model is evaluated synchronously (about a millisecond on the sample models).
@@ -498,6 +516,7 @@ public struct ExplorerApp: App {
         guard engine.models.count == 3 else { return [] }
         let method = state.soup.method, lambda = state.soup.lambda
         let engine = self.engine
+        let replacing = soupReplacements
         let (id, flag) = beginJob("soup triangle")
         return [.spawn { inbox in
             let n = 16
@@ -510,7 +529,7 @@ public struct ExplorerApp: App {
                     let c1 = Double(c) / Double(n)
                     let c0 = 1 - c1 - c2
                     guard c0 >= -1e-9 else { continue }
-                    if let p = try? engine.merge(method, coefficients: [max(0, c0), c1, c2], lambda: lambda) {
+                    if let p = try? engine.merge(method, coefficients: [max(0, c0), c1, c2], lambda: lambda, replacing: replacing) {
                         grid[r][c] = engine.network.evaluate(p, on: engine.datasets[d]).loss
                     }
                 }
@@ -624,6 +643,7 @@ public struct ExplorerApp: App {
             case .soup:
                 params = try mergedSoup()
                 recipeText = try engine.soupRecipe(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda).yaml()
+                    + soupReplacements.keys.sorted().map { "# model \($0 + 1) (\(engine.names[$0])) was permuted to align with \(engine.names[state.permutation.outcome?.a ?? 0]) (\(state.permutation.outcome?.kind.rawValue ?? "") matching) before merging\n" }.joined()
             default:
                 params = spec(.path(state.kind)).parameters(at: state.t)
                 var recipe: [String: String] = ["models": "[" + engine.models.map(\.path).joined(separator: ", ") + "]",
@@ -710,6 +730,7 @@ public struct ExplorerApp: App {
             if state.selection == .pair(o.a, o.b) || (state.selection == .chain && o.a == 0 && o.b == 1) {
                 alignedB = ParameterSetBox(o.aligned)
                 state.aligned = true
+                if state.soup.useAligned { recomputeSoup() }
                 return startCurve(.aligned) + landscapeIfWaiting()
             }
         case .barrierMatrix(let mat):

@@ -73,7 +73,7 @@ public enum ExplorerRenderer {
         switch state.view {
         case .path: hintActions = ["help", "left", "kind1", "kind2", "kind3", "fit", "matchWeight", "export", "nextView", "quit"]
         case .permutation: hintActions = ["help", "down", "nextPane", "matchWeight", "export", "nextView", "quit"]
-        case .soup: hintActions = ["help", "down", "right", "nextMethod", "uniform", "greedy", "export", "nextView", "quit"]
+        case .soup: hintActions = ["help", "down", "right", "nextMethod", "uniform", "greedy", "toggleAligned", "export", "nextView", "quit"]
         case .landscape: hintActions = ["help", "landscape", "otherPlane", "fit", "matchWeight", "export", "nextView", "quit"]
         }
         var hints = keymap.hints(context: state.view.rawValue, actions: hintActions, ascii: ascii)
@@ -132,7 +132,7 @@ public enum ExplorerRenderer {
                    "next view (Path, Permutation, Soup, Landscape)": "view", "next layer / match": "move",
                    "next pane (permutation view: layers / matches)": "pane", "next slider": "slider", "increase coefficient": "adjust",
                    "next merge method": "method", "uniform soup": "uniform", "greedy soup": "greedy",
-                   "compute the landscape plane": "compute", "switch plane (bend / three models / aligned)": "plane"]
+                   "compute the landscape plane": "compute", "use B aligned to A (after m) / the models as loaded": "aligned", "switch plane (bend / three models / aligned)": "plane"]
         return map[s] ?? s
     }
 }
@@ -390,7 +390,7 @@ enum SoupRenderer {
         let s = state.soup
         let hasTriangle = state.modelNames.count == 3
         let cols = area.columns(.fill(1), .fixed(hasTriangle ? 44 : 40))
-        let lb = Block(title: "soup · method: \(s.method.label) (n)")
+        let lb = Block(title: "soup · method: \(s.method.label) (n)" + (s.useAligned ? " · B aligned (a)" : ""))
         lb.render(into: &buffer, area: cols[0], context: context)
         let li = lb.inner(cols[0]).inset(left: 1, right: 1)
         var y = li.y

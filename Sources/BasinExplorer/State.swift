@@ -77,6 +77,8 @@ public struct SoupState: Sendable {
     public var coefficients: [Double]
     public var lambda: Double = 1
     public var method: ExplorerEngine.SoupMethod = .weighted
+    /// Merge B aligned to A (after matching) instead of B as loaded.
+    public var useAligned = false
     public var selected = 0
     public var metrics: [Metrics]?
     public var error: String?

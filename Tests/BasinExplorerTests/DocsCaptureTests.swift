@@ -29,8 +29,8 @@ final class DocsCaptureTests: XCTestCase {
         sections.append(("Path view after `f` (fit) and `m` (weight matching)", "The fitted Bezier curve and the straight line after alignment overlaid on the original straight line; the barrier column compares them.", capture(d)))
         d.keys(.char("v"))
         sections.append(("Permutation view", "Similarity of A's units (rows) with B's (columns) before and after alignment, the matches with their scores (* = moved), units moved, mean similarity before/after, and the objective per coordinate-descent step.", capture(d)))
-        d.keys(.char("v"), .char("j"), .char("h"), .char("h"))
-        sections.append(("Soup view", "One slider per model; the merged model's metrics update as you move them, next to the ensemble's.", capture(d)))
+        d.keys(.char("v"), .char("a"))
+        sections.append(("Soup view", "One slider per model; the merged model's metrics update as you move them, next to the ensemble's. Here after `m` and `a`: the uniform soup of seed0 and seed1 aligned to it (the same soup without alignment: test accuracy 79.7%).", capture(d)))
         d.keys(.char("v"))
         sections.append(("Landscape view", "Test loss over the plane through A, the fitted bend θ and B (Garipov et al.), with the fitted path drawn on it (•).", capture(d)))
 

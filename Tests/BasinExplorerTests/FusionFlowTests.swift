@@ -58,6 +58,32 @@ final class FusionFlowTests: XCTestCase {
         XCTAssertTrue(d.frame().text().contains("units moved"))
     }
 
+    /// The soup of two independently trained models is poor; after alignment the same soup is good.
+    func testSoupOfAlignedModels() throws {
+        var d = Driver(Self.engine2)
+        d.keys(.char("v"), .char("v"), .char("a"))
+        XCTAssertFalse(d.app.state.soup.useAligned, "nothing to use before matching")
+        XCTAssertTrue(d.app.state.soup.note?.contains("align first") == true)
+        let naive = try XCTUnwrap(d.app.state.soup.metrics)
+        d.keys(.char("m"), .char("a"))
+        XCTAssertTrue(d.app.state.soup.useAligned)
+        let aligned = try XCTUnwrap(d.app.state.soup.metrics)
+        XCTAssertLessThan(aligned[1].loss, naive[1].loss / 2, "alignment makes the uniform soup work")
+        XCTAssertGreaterThan(aligned[1].accuracy, naive[1].accuracy)
+        assertFrame(d.frame(), "soup-aligned-100x30")
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        d.keys(.char("e"))
+        for _ in 0..<40 { d.keys(.backspace) }
+        d.type(dir.appendingPathComponent("aligned-soup").path)
+        d.keys(.enter)
+        let recipe = try String(contentsOf: dir.appendingPathComponent("aligned-soup.recipe.yaml"), encoding: .utf8)
+        XCTAssertTrue(recipe.contains("was permuted to align with mlp-seed0"), recipe)
+        d.keys(.enter, .char("a"))
+        XCTAssertFalse(d.app.state.soup.useAligned)
+        XCTAssertEqual(d.app.state.soup.metrics![1].loss, naive[1].loss, accuracy: 1e-9)
+    }
+
     func testActivationMatching() throws {
         var d = Driver(Self.engine2)
         d.keys(.char("M"))
