@@ -208,8 +208,9 @@ enum PathRenderer {
         let muted = Style(fg: .role(.muted))
         lines.append(("\(state.kind.label) at t=\(String(format: "%.3f", state.t))", head))
         if let m = state.cursorMetrics {
+            lines.append(("\(TextWidth.padRight("", to: 6)) loss    acc", muted))
             for (d, name) in state.dataNames.enumerated() where d < m.count {
-                lines.append(("\(TextWidth.padRight(name, to: 6)) loss \(fmt(m[d].loss)) acc \(pct(m[d].accuracy))", plain))
+                lines.append(("\(TextWidth.padRight(TextWidth.fit(name, to: 6), to: 6)) \(fmt(m[d].loss)) \(pct(m[d].accuracy))", plain))
             }
         }
         if let c = state.activeCurve {
@@ -224,10 +225,11 @@ enum PathRenderer {
             }
         }
         lines.append(("", plain))
-        lines.append(("barrier (loss)", head))
+        let labelW = max(8, min(18, si.width - 6 * state.dataNames.count))
+        lines.append((TextWidth.padRight("barrier (loss)", to: labelW) + state.dataNames.map { TextWidth.padLeft(TextWidth.fit($0, to: 5), to: 5) }.joined(separator: " "), head))
         for id in curveOrder {
             guard let c = state.curves[id] else { continue }
-            var s = TextWidth.padRight(c.label, to: 18)
+            var s = TextWidth.padRight(TextWidth.fit(c.label, to: labelW - 1), to: labelW)
             if c.done {
                 s += state.dataNames.indices.map { fmt(c.barrier($0)?.height ?? .nan, 3) }.joined(separator: " ")
             } else {
@@ -389,7 +391,7 @@ enum SoupRenderer {
     static func render(_ state: ExplorerState, into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         let s = state.soup
         let hasTriangle = state.modelNames.count == 3
-        let cols = area.columns(.fill(1), .fixed(hasTriangle ? 44 : 40))
+        let cols = area.columns(.fill(1), .fixed(min(hasTriangle ? 44 : 40, area.width * 2 / 5)))
         let lb = Block(title: "soup · method: \(s.method.label) (n)" + (s.useAligned ? " · B aligned (a)" : ""))
         lb.render(into: &buffer, area: cols[0], context: context)
         let li = lb.inner(cols[0]).inset(left: 1, right: 1)
