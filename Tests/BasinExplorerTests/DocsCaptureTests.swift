@@ -81,8 +81,8 @@ final class DocsCaptureTests: XCTestCase {
             `basin bench ui` loads the sample session (full test split, 497 rows; train 1,300 rows), replays a scripted
             session (scrubbing, path types, views, soup sliders) through `update` + `render` with the background jobs
             running on threads as in the real loop, and prints the keypress-to-frame latency (p50 / p95) and the time to
-            render and diff a 200x60 frame. On the 2-core development machine, debug build: keypress to frame p50 5.9 ms,
-            p95 15.9 ms (max 34 ms; target 50 ms); 200x60 frame render 1.9 ms, render + diff 3.0 ms.
+            render and diff a 200x60 frame. On the 2-core development machine, release build: keypress to frame p50 1.7 ms,
+            p95 5.0 ms (max 32 ms; target 50 ms); 200x60 frame render 0.46 ms, render + diff 0.65 ms (debug build: p50 6 ms, p95 16-22 ms).
             The soup view evaluates the merged model synchronously (about 1 ms on the sample models); path curves, fits,
             matching, the barrier matrix, the soup triangle and the landscape grid never run on the UI thread.
 
