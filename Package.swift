@@ -47,7 +47,7 @@ let package = Package(
         .testTarget(name: "BasinNetTests", dependencies: ["BasinTestSupport", "BasinNet", "BasinIO", "BasinTensor"]),
         .testTarget(name: "BasinFusionTests", dependencies: ["BasinTestSupport", "BasinFusion", "BasinNet", "BasinIO", "BasinTensor"]),
         .testTarget(name: "BasinUITests", dependencies: ["BasinTestSupport", "BasinUI"]),
-        .testTarget(name: "BasinExplorerTests", dependencies: ["BasinTestSupport", "BasinExplorer", "BasinUI", "BasinFusion"],
+        .testTarget(name: "BasinExplorerTests", dependencies: ["BasinTestSupport", "BasinExplorer", "BasinUI", "BasinFusion", "BasinIO"],
                     exclude: ["__Snapshots__"]),
         .testTarget(name: "EndToEndTests", dependencies: ["BasinTestSupport", "basin"]),
     ],

@@ -72,14 +72,17 @@ public final class ExplorerEngine: Sendable {
     public let dataNames: [String]
     public let base: LoadedModel?
     public let network: Network
+    /// Where greedy soup chooses its ingredients: a held-out set, else the last data set.
+    public let heldOut: Dataset?
 
-    public init(models: [LoadedModel], datasets: [Dataset], base: LoadedModel? = nil) throws {
+    public init(models: [LoadedModel], datasets: [Dataset], base: LoadedModel? = nil, heldOut: Dataset? = nil) throws {
         guard models.count >= 2 else { throw ExplorerError("the explorer needs at least two models (got \(models.count))") }
         guard !datasets.isEmpty else { throw ExplorerError("the explorer needs a data set (--data)") }
         for m in models.dropFirst() + (base.map { [$0] } ?? []) {
             try models[0].params.checkCompatible(with: m.params, "\(models[0].path) and \(m.path)")
         }
-        for d in datasets { try LoadedModel.check(d, fits: models[0]) }
+        for d in datasets + (heldOut.map { [$0] } ?? []) { try LoadedModel.check(d, fits: models[0]) }
+        self.heldOut = heldOut
         self.models = models
         self.datasets = datasets
         self.base = base
@@ -88,12 +91,12 @@ public final class ExplorerEngine: Sendable {
         self.dataNames = datasets.count == 2 ? ["train", "test"] : datasets.map(\.name)
     }
 
-    public static func load(models paths: [String], data: [String], base: String? = nil,
+    public static func load(models paths: [String], data: [String], base: String? = nil, heldOut: String? = nil,
                             architecture: ArchitectureChoice = ArchitectureChoice()) throws -> ExplorerEngine {
         let models = try paths.map { try LoadedModel(path: $0, architecture: architecture) }
         let sets = try data.map { try Dataset(path: $0) }
         let b = try base.map { try LoadedModel(path: $0, architecture: architecture) }
-        return try ExplorerEngine(models: models, datasets: sets, base: b)
+        return try ExplorerEngine(models: models, datasets: sets, base: b, heldOut: try heldOut.map { try Dataset(path: $0) })
     }
 
     /// File names without directories and extensions, kept unique.
@@ -269,11 +272,12 @@ public final class ExplorerEngine: Sendable {
         datasets.map { Soup.ensembleMetrics(network: network, models: params, on: $0) }
     }
 
-    /// Greedy soup (Wortsman et al.) on the last data set: uniform weights over the chosen models.
+    /// Greedy soup (Wortsman et al.) on the held-out set (else the last data set): uniform weights over the
+    /// chosen models.
     public func greedySoup(replacing: [Int: ParameterSet] = [:]) throws -> [Double] {
         var p = params
         for (i, q) in replacing { p[i] = q }
-        let r = try Soup.greedy(network: network, ingredients: p, heldOut: datasets[datasets.count - 1])
+        let r = try Soup.greedy(network: network, ingredients: p, heldOut: heldOut ?? datasets[datasets.count - 1])
         return models.indices.map { r.chosen.contains($0) ? 1 / Double(r.chosen.count) : 0 }
     }
 

@@ -469,7 +469,7 @@ enum SoupRenderer {
                 buffer.write("computing…", x: ri.x + 1, y: ri.y, style: muted, clip: ri)
             }
         } else {
-            Paragraph("One slider per model; the merged model is evaluated as you move them. u: uniform soup, g: greedy soup (ingredients added in order of held-out accuracy while it improves). Methods other than weighted need a base (--base) for task vectors. With three models a loss map over the coefficient triangle appears here.", style: muted)
+            Paragraph("One slider per model; the merged model is evaluated as you move them. u: uniform soup, g: greedy soup (ingredients added in order of held-out accuracy while it improves; held-out data: --heldout, else the last data set). Methods other than weighted need a base (--base) for task vectors. With three models a loss map over the coefficient triangle appears here.", style: muted)
                 .render(into: &buffer, area: ri.inset(left: 1, right: 1), context: context)
         }
     }

@@ -37,6 +37,9 @@ struct ExploreCommand: ParsableCommand {
     @Option(help: "Points evaluated along each path.")
     var points: Int = 21
 
+    @Option(help: "Held-out data set greedy soup chooses ingredients on (default: the last --data, which in the sample session is the test split: its seeds trained on all of digits-train).")
+    var heldout: String?
+
     @Option(help: "Landscape grid points per side.")
     var landscape: Int = 21
 
@@ -58,7 +61,8 @@ struct ExploreCommand: ParsableCommand {
             }
         }
         if dataPaths.isEmpty { throw ValidationError("give a data set with --data (train, then test)") }
-        let engine = try ExplorerEngine.load(models: modelPaths, data: dataPaths, base: base, architecture: architecture.choice)
+        let engine = try ExplorerEngine.load(models: modelPaths, data: dataPaths, base: base, heldOut: heldout,
+                                              architecture: architecture.choice)
         let themeValue = try ThemeLoader.resolve(choice: theme, executablePath: SampleSession.executablePath)
         var options = ExplorerOptions()
         options.fitEpochs = fitEpochs

@@ -48,9 +48,10 @@ final class DocsCaptureTests: XCTestCase {
             # The explorer (`basin` / `basin explore`)
 
             `basin` with no arguments opens the sample session (SampleModels/seeds/mlp-seed0 and mlp-seed1 with the digits
-            train and test splits). `basin explore MODEL MODEL [MODEL ...] --data TRAIN --data TEST [--base BASE]
+            train and test splits). `basin explore MODEL MODEL [MODEL ...] --data TRAIN --data TEST [--base BASE] [--heldout DATA]
             [--activation A | --arch FILE] [--theme NAME] [--fit-epochs N] [--points N] [--landscape N]` opens any two or
-            more models of one architecture. Themes: `--theme NAME|FILE`, else `BASIN_THEME`, else dark (Themes/ has dark,
+            more models of one architecture; greedy soup chooses its ingredients on `--heldout` data, else on the last `--data`
+            (the test split in the sample session, whose seeds trained on all of digits-train). Themes: `--theme NAME|FILE`, else `BASIN_THEME`, else dark (Themes/ has dark,
             light, mono, high-contrast); `NO_COLOR` gives monochrome; without a UTF-8 locale everything is ASCII.
 
             Everything the explorer computes goes through the engine (BasinFusion: paths and the path evaluator, curve

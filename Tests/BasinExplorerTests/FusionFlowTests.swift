@@ -1,3 +1,5 @@
+import BasinFusion
+import BasinIO
 import BasinExplorer
 import BasinTestSupport
 import BasinUI
@@ -166,5 +168,25 @@ final class FusionFlowTests: XCTestCase {
         XCTAssertTrue(final.state.jobs.isEmpty)
         XCTAssertFalse(final.state.fitted.contains(.bezier))
         XCTAssertTrue(term.frames.contains { $0.text().contains("fit Bezier") && $0.text().contains("Esc cancels") })
+    }
+}
+
+/// Greedy soup in the explorer chooses on the held-out set when one is given, not on the test split shown.
+final class HeldOutGreedyTests: XCTestCase {
+    func testGreedySoupUsesTheHeldOutSet() throws {
+        let family = ["ft-adam-lr1e-3", "ft-adam-lr3e-4", "ft-sgd-lr5e-2", "ft-adam-wd1e-3"].map {
+            samples.appendingPathComponent("finetune/\($0).safetensors").path
+        }
+        let data = ["fit", "test"].map { samples.appendingPathComponent("data/digits-\($0).safetensors").path }
+        let val = samples.appendingPathComponent("data/digits-val.safetensors").path
+        let withHeldOut = try ExplorerEngine.load(models: family, data: data, heldOut: val)
+        let withoutHeldOut = try ExplorerEngine.load(models: family, data: data)
+        let network = withHeldOut.network
+        let onVal = try Soup.greedy(network: network, ingredients: withHeldOut.params, heldOut: try Dataset(path: val))
+        let onTest = try Soup.greedy(network: network, ingredients: withHeldOut.params, heldOut: withHeldOut.datasets[1])
+        func weights(_ chosen: [Int]) -> [Double] { family.indices.map { chosen.contains($0) ? 1 / Double(chosen.count) : 0 } }
+        XCTAssertEqual(try withHeldOut.greedySoup(), weights(onVal.chosen))
+        XCTAssertEqual(try withoutHeldOut.greedySoup(), weights(onTest.chosen))
+        XCTAssertNotEqual(onVal.chosen.sorted(), onTest.chosen.sorted(), "the two sets pick different soups here, so the test can tell them apart")
     }
 }
