@@ -12,7 +12,9 @@ struct SoupCommand: ParsableCommand {
         discussion: """
         Prints one row per model (ingredients, ensemble, uniform soup, greedy/learned soup) with held-out loss and accuracy,
         and test columns when --test is given. --out writes the greedy soup with --greedy, else the learned soup with
-        --learned, else the uniform soup; its metadata records the equivalent linear recipe.
+        --learned, else the uniform soup; its metadata records the equivalent linear recipe. With --align, every
+        ingredient is first permuted to line up with the first one (Git Re-Basin), and the metadata also records
+        each ingredient's permutations (the recipe then applies to the aligned copies).
         """)
 
     @Argument(help: "Ingredient models (same architecture).")
@@ -36,6 +38,12 @@ struct SoupCommand: ParsableCommand {
     @Option(help: "With --learned: Adam steps.")
     var steps: Int = 100
 
+    @Option(help: "Align every ingredient to the first one before souping (weight or activation matching; activation matching runs on the held-out data). For independently trained models.")
+    var align: MatchMethod?
+
+    @Option(help: "With --align weight: seed of the coordinate-descent order.")
+    var seed: UInt64 = 0
+
     @Option(help: "Write the soup here (.safetensors file or folder).")
     var out: String?
 
@@ -54,7 +62,24 @@ struct SoupCommand: ParsableCommand {
             try loaded[0].params.checkCompatible(with: m.params, "soup ingredients \(loaded[0].path) and \(m.path)")
         }
         let network = loaded[0].network
-        let params = loaded.map(\.params)
+        var params = loaded.map(\.params)
+        var alignmentMetadata: [String: String] = [:]
+        if let align {
+            // Permuting hidden units keeps each ingredient's function, so its rows below do not change; only the
+            // soups do. The exported recipe names the original files, so the permutations go into the metadata.
+            let spec = try PermutationSpec.make(for: loaded[0].architecture, params: params[0])
+            let results = try Alignment.alignAll(reference: params[0], models: Array(params.dropFirst()), spec: spec, method: align,
+                                                 seed: seed, network: network, data: heldOut)
+            params = [params[0]] + results.map(\.aligned)
+            var permutations: [String: [String: [Int]]] = [:]
+            for (i, r) in results.enumerated() {
+                permutations[models[i + 1]] = Dictionary(uniqueKeysWithValues: zip(spec.groups.map(\.name), r.permutations))
+            }
+            let data = try JSONSerialization.data(withJSONObject: permutations, options: [.sortedKeys, .withoutEscapingSlashes])
+            alignmentMetadata = ["basin.soup.aligned_to": models[0], "basin.soup.alignment_method": align.rawValue,
+                                 "basin.soup.permutations": String(decoding: data, as: UTF8.self)]
+            if !json { printError("aligned \(results.count) ingredient(s) to \(models[0]) by \(align.rawValue) matching") }
+        }
         func row(_ name: String, _ kind: String, _ p: ParameterSet) -> MetricsRow {
             let m = network.evaluate(p, on: heldOut)
             return MetricsRow(name: name, kind: kind, loss: m.loss, accuracy: m.accuracy, samples: m.samples,
@@ -90,7 +115,7 @@ struct SoupCommand: ParsableCommand {
         if let out {
             let dtypes = loaded[0].dtypes
             let files = try MergeExport.write(chosen, to: URL(fileURLWithPath: out), dtype: { dtypes[$0] ?? .f32 }, recipe: recipe,
-                                              inputs: zip(models, loaded).map { ($0, $1.source) })
+                                              inputs: zip(models, loaded).map { ($0, $1.source) }, extraMetadata: alignmentMetadata)
             printError("wrote \(files.last!.path)")
         }
     }

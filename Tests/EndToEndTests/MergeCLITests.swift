@@ -97,4 +97,25 @@ final class MergeCLITests: XCTestCase {
         let written = try SafeTensorsFile(url: out)
         XCTAssertNotNil(written.metadata["basin.recipe"], "the soup carries the recipe that rebuilds it")
     }
+
+    /// Independently trained seeds only soup after alignment: `--align weight` permutes each to the first one.
+    func testAlignedSoupOfIndependentSeeds() throws {
+        let seeds = (0..<4).map { samples.appendingPathComponent("seeds/mlp-seed\($0).safetensors").path }
+        let test = samples.appendingPathComponent("data/digits-test.safetensors").path
+        let plain = try rows(BasinBinary.run(["soup"] + seeds + ["--data", test, "--json"]))
+        let out = dir.appendingPathComponent("aligned-soup.safetensors")
+        let aligned = try rows(BasinBinary.run(["soup"] + seeds + ["--data", test, "--align", "weight", "--out", out.path, "--json"]))
+        func accuracy(_ table: [[String: Any]], _ kind: String) -> [Double] {
+            table.filter { $0["kind"] as? String == kind }.map { $0["accuracy"] as! Double }
+        }
+        XCTAssertEqual(accuracy(plain, "ingredient"), accuracy(aligned, "ingredient"), "alignment keeps each ingredient's function")
+        XCTAssertEqual(accuracy(plain, "ensemble")[0], accuracy(aligned, "ensemble")[0], accuracy: 1e-9)
+        XCTAssertLessThan(accuracy(plain, "uniform soup")[0], 0.6, "unaligned seeds do not soup")
+        XCTAssertGreaterThan(accuracy(aligned, "uniform soup")[0], 0.9, "aligned seeds do")
+        let f = try SafeTensorsFile(url: out)
+        XCTAssertEqual(f.metadata["basin.soup.alignment_method"], "weight")
+        let permutations = try JSONSerialization.jsonObject(with: Data(f.metadata["basin.soup.permutations"]!.utf8)) as! [String: [String: [Int]]]
+        XCTAssertEqual(Set(permutations.keys), Set(seeds.dropFirst()))
+        XCTAssertEqual(permutations[seeds[1]]?.values.map(\.count).sorted(), [128, 128])
+    }
 }
