@@ -208,6 +208,8 @@ public final class ExplorerEngine: Sendable {
             }
         }
         public var needsBase: Bool { self == .taskArithmetic || self == .ties || self == .dare }
+        /// TIES and DARE keep a fraction (the density) of each task vector.
+        public var usesDensity: Bool { self == .ties || self == .dare }
 
         var mergeMethod: MergeMethod {
             switch self {
@@ -221,10 +223,12 @@ public final class ExplorerEngine: Sendable {
     }
 
     /// Density (fraction of task-vector entries kept) used by TIES and DARE in the soup view.
+    /// The density TIES and DARE start from in the soup view.
     public static let soupDensity = 0.5
 
     /// The soup as a mergekit-style recipe (what `basin merge` reads), with absolute model paths.
-    public func soupRecipe(_ method: SoupMethod, coefficients: [Double], lambda: Double) throws -> MergeRecipe {
+    public func soupRecipe(_ method: SoupMethod, coefficients: [Double], lambda: Double,
+                           density: Double = ExplorerEngine.soupDensity) throws -> MergeRecipe {
         if method.needsBase && base == nil {
             throw ExplorerError("\(method.label) merges task vectors: start the explorer with --base BASE_MODEL")
         }
@@ -241,7 +245,7 @@ public final class ExplorerEngine: Sendable {
             guard coefficients.contains(where: { $0 > 0 }) else { throw ExplorerError("all coefficients are zero") }
             entries = zip(models, coefficients).map { m, c in
                 var p: [String: ParameterValue] = ["weight": .scalar(c)]
-                if method == .ties || method == .dare { p["density"] = .scalar(ExplorerEngine.soupDensity) }
+                if method.usesDensity { p["density"] = .scalar(density) }
                 return MergeRecipe.ModelEntry(model: m.url.path, parameters: p)
             }
             if method.needsBase { global["lambda"] = .scalar(lambda) }
@@ -253,9 +257,9 @@ public final class ExplorerEngine: Sendable {
     /// The merged model for coefficients (one per model; `lambda` scales task vectors), tensor by tensor
     /// through BasinFusion's merge methods.
     /// `replacing` swaps in other parameters for some models (e.g. B after alignment to A).
-    public func merge(_ method: SoupMethod, coefficients: [Double], lambda: Double,
+    public func merge(_ method: SoupMethod, coefficients: [Double], lambda: Double, density: Double = ExplorerEngine.soupDensity,
                       replacing: [Int: ParameterSet] = [:]) throws -> ParameterSet {
-        let recipe = try soupRecipe(method, coefficients: coefficients, lambda: lambda)
+        let recipe = try soupRecipe(method, coefficients: coefficients, lambda: lambda, density: density)
         var p = params
         for (i, q) in replacing { p[i] = q }
         var out = ParameterSet()

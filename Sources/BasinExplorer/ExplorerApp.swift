@@ -430,7 +430,7 @@ public struct ExplorerApp: App {
     // MARK: Soup view
 
     mutating func soupAction(_ action: String) -> [Effect<ExplorerMessage>] {
-        let sliders = state.soup.coefficients.count + (state.soup.method.needsBase ? 1 : 0)
+        let sliders = state.soup.sliderCount
         var fx: [Effect<ExplorerMessage>] = []
         switch action {
         case "up": state.soup.selected = (state.soup.selected + sliders - 1) % sliders
@@ -443,8 +443,7 @@ public struct ExplorerApp: App {
             let all = ExplorerEngine.SoupMethod.allCases
             let i = all.firstIndex(of: state.soup.method)!
             state.soup.method = all[(i + (action == "nextMethod" ? 1 : all.count - 1)) % all.count]
-            let s = state.soup.coefficients.count + (state.soup.method.needsBase ? 1 : 0)
-            state.soup.selected = min(state.soup.selected, s - 1)
+            state.soup.selected = min(state.soup.selected, state.soup.sliderCount - 1)
             recomputeSoup()
             if engine.models.count == 3 { fx += startTriangle() }
         case "toggleAligned":
@@ -481,10 +480,14 @@ public struct ExplorerApp: App {
 
     mutating func adjust(_ d: Double) {
         let i = state.soup.selected
-        if i < state.soup.coefficients.count {
+        let n = state.soup.coefficients.count
+        if i < n {
             state.soup.coefficients[i] = ((min(1, max(0, state.soup.coefficients[i] + d))) * 100).rounded() / 100
-        } else {
+        } else if i == n {
             state.soup.lambda = ((min(2, max(0, state.soup.lambda + d))) * 100).rounded() / 100
+        } else {
+            // A density of 0 would drop every task vector entry: keep at least 1%.
+            state.soup.density = ((min(1, max(0.01, state.soup.density + d))) * 100).rounded() / 100
         }
         state.soup.note = nil
         recomputeSoup()
@@ -497,7 +500,7 @@ public struct ExplorerApp: App {
     }
 
     func mergedSoup() throws -> ParameterSet {
-        try engine.merge(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
+        try engine.merge(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda, density: state.soup.density,
                          replacing: soupReplacements)
     }
 
@@ -514,7 +517,7 @@ public struct ExplorerApp: App {
 
     mutating func startTriangle() -> [Effect<ExplorerMessage>] {
         guard engine.models.count == 3 else { return [] }
-        let method = state.soup.method, lambda = state.soup.lambda
+        let method = state.soup.method, lambda = state.soup.lambda, density = state.soup.density
         let engine = self.engine
         let replacing = soupReplacements
         let (id, flag) = beginJob("soup triangle")
@@ -529,7 +532,7 @@ public struct ExplorerApp: App {
                     let c1 = Double(c) / Double(n)
                     let c0 = 1 - c1 - c2
                     guard c0 >= -1e-9 else { continue }
-                    if let p = try? engine.merge(method, coefficients: [max(0, c0), c1, c2], lambda: lambda, replacing: replacing) {
+                    if let p = try? engine.merge(method, coefficients: [max(0, c0), c1, c2], lambda: lambda, density: density, replacing: replacing) {
                         grid[r][c] = engine.network.evaluate(p, on: engine.datasets[d]).loss
                     }
                 }
@@ -642,7 +645,8 @@ public struct ExplorerApp: App {
             switch state.view {
             case .soup:
                 params = try mergedSoup()
-                recipeText = try engine.soupRecipe(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda).yaml()
+                recipeText = try engine.soupRecipe(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
+                                                   density: state.soup.density).yaml()
                     + soupReplacements.keys.sorted().map { "# model \($0 + 1) (\(engine.names[$0])) was permuted to align with \(engine.names[state.permutation.outcome?.a ?? 0]) (\(state.permutation.outcome?.kind.rawValue ?? "") matching) before merging\n" }.joined()
             default:
                 params = spec(.path(state.kind)).parameters(at: state.t)

@@ -28,7 +28,7 @@ public enum Layout {
         guard !TooSmall.check(size, minimum: minimum) else { return nil }
         let body = self.body(size)
         let inner = Block().inner(body).inset(left: 1, right: 1)
-        let sliders = state.soup.coefficients.count + (state.soup.method.needsBase ? 1 : 0)
+        let sliders = state.soup.sliderCount
         return Point(x: inner.x, y: inner.y + 2 + sliders + 1)
     }
 
@@ -416,15 +416,18 @@ enum SoupRenderer {
                 .render(into: &buffer, area: Rect(x: li.x, y: y, width: li.width, height: 1), context: context)
             y += 1
         }
+        if s.method.usesDensity, y < li.maxY {
+            Slider(label: TextWidth.padRight("density", to: 16), value: s.density, range: 0...1, focused: s.selected == s.coefficients.count + 1,
+                   format: { String(format: "%.2f", $0) })
+                .render(into: &buffer, area: Rect(x: li.x, y: y, width: li.width, height: 1), context: context)
+            y += 1
+        }
         // Buttons (keys u and g).
         if y + 1 < li.maxY {
             y += 1
             let button = Style(fg: .role(.foreground), bg: .role(.selection))
             var bx = buffer.write(" u uniform ", x: li.x, y: y, style: button, clip: li.row(y - li.y)) + 2
-            bx = buffer.write(" g greedy ", x: bx, y: y, style: button, clip: li.row(y - li.y))
-            if s.method == .ties || s.method == .dare {
-                buffer.write("  density \(ExplorerEngine.soupDensity)", x: bx, y: y, style: Style(fg: .role(.muted)), clip: li.row(y - li.y))
-            }
+            buffer.write(" g greedy ", x: bx, y: y, style: button, clip: li.row(y - li.y))
             y += 1
         }
         y += 1

@@ -76,6 +76,8 @@ public struct PermutationState: Sendable {
 public struct SoupState: Sendable {
     public var coefficients: [Double]
     public var lambda: Double = 1
+    /// TIES / DARE: the fraction of each task vector kept.
+    public var density: Double = ExplorerEngine.soupDensity
     public var method: ExplorerEngine.SoupMethod = .weighted
     /// Merge B aligned to A (after matching) instead of B as loaded.
     public var useAligned = false
@@ -86,6 +88,12 @@ public struct SoupState: Sendable {
     /// Test loss over the coefficient triangle (three models): rows = c2 from 1 to 0, cols = c1; NaN outside.
     public var triangle: [[Double]]?
     public var note: String?
+
+    /// Sliders in order: one coefficient per model, then the base's lambda (task-vector methods), then the
+    /// density (TIES, DARE).
+    public var sliderCount: Int {
+        coefficients.count + (method.needsBase ? 1 : 0) + (method.usesDensity ? 1 : 0)
+    }
 }
 
 public struct LandscapeState: Sendable {

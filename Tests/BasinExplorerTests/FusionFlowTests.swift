@@ -108,11 +108,18 @@ final class FusionFlowTests: XCTestCase {
             XCTAssertNil(d.app.state.soup.error, "\(method): \(d.app.state.soup.error ?? "")")
             XCTAssertNotNil(d.app.state.soup.metrics)
         }
-        // The λ slider appears for task vectors.
+        // The λ slider appears for task vectors, and a density slider for TIES and DARE (the last one).
+        d.keys(.char("k"))
+        XCTAssertEqual(d.app.state.soup.selected, 4)
+        let before = d.app.state.soup.metrics
+        d.keys(.char("h"))
+        XCTAssertEqual(d.app.state.soup.density, 0.45, accuracy: 1e-9)
+        XCTAssertNotEqual(d.app.state.soup.metrics, before, "a lower density drops more of each task vector")
         d.keys(.char("k"))
         XCTAssertEqual(d.app.state.soup.selected, 3)
         d.keys(.char("h"))
         XCTAssertEqual(d.app.state.soup.lambda, 0.95, accuracy: 1e-9)
+        XCTAssertTrue(try engine.soupRecipe(.dare, coefficients: [1, 1, 1], lambda: 1, density: 0.45).yaml().contains("density: 0.45"))
         assertFrame(d.frame(), "soup-dare-base-100x30")
         d.keys(.char("n"))
         XCTAssertEqual(d.app.state.soup.method, .slerp)
