@@ -1,5 +1,6 @@
 import BasinNet
 import BasinUI
+import BasinFusion
 import Foundation
 
 /// The explorer's views (tabs).
@@ -40,13 +41,8 @@ public struct Curve: Sendable, Equatable {
     /// Barrier on data set d: max over t of loss(t) minus the straight line between the endpoint losses.
     public func barrier(_ d: Int) -> (t: Double, height: Double, loss: Double)? {
         guard let first = points.first, let last = points.last, first.t == 0, last.t == 1, points.count >= 3 else { return nil }
-        var best: (Double, Double, Double)?
-        for p in points {
-            let line = (1 - p.t) * first.loss[d] + p.t * last.loss[d]
-            let h = p.loss[d] - line
-            if best == nil || h > best!.1 { best = (p.t, h, p.loss[d]) }
-        }
-        return best.map { (t: $0.0, height: $0.1, loss: $0.2) }
+        let b = PathMetrics.excessOverChord(ts: points.map(\.t), values: points.map { $0.loss[d] })
+        return (t: points[b.index].t, height: b.height, loss: points[b.index].loss[d])
     }
 }
 

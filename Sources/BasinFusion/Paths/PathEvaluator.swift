@@ -198,14 +198,7 @@ public struct PathEvaluator: Sendable {
                 } else {
                     y = input(0)
                 }
-                if a == .relu {
-                    y.withUnsafeMutableBufferPointer { v in
-                        let p = v.baseAddress!
-                        for k in 0..<v.count { let e = p[k]; p[k] = e > 0 ? e : 0 }
-                    }
-                } else {
-                    Network.activate(a, &y)
-                }
+                Network.activate(a, &y)
                 outputs[i] = y
             case .flatten:
                 let v = input(0)

@@ -80,6 +80,22 @@ public struct PathMetrics: Sendable, Codable, Equatable {
         case accuracySummary = "accuracy"
     }
 
+    /// Eq. 1 of the survey on any curve: the largest excess of values[i] over the straight line (chord) between
+    /// the first and last values, max_i v(t_i) - ((1 - s_i) v_0 + s_i v_n) with s_i = (t_i - t_0) / (t_n - t_0),
+    /// and the index where it is reached (the first on ties). `ts` sorted, as many as `values`, at least one.
+    public static func excessOverChord(ts: [Double], values: [Double]) -> (height: Double, index: Int) {
+        precondition(!ts.isEmpty && ts.count == values.count, "excessOverChord needs one value per t")
+        let (t0, t1) = (ts.first!, ts.last!)
+        let (v0, v1) = (values.first!, values.last!)
+        var best = (height: -Double.infinity, index: 0)
+        for i in ts.indices {
+            let s = t1 > t0 ? (ts[i] - t0) / (t1 - t0) : 0
+            let h = values[i] - ((1 - s) * v0 + s * v1)
+            if h > best.height { best = (h, i) }
+        }
+        return best
+    }
+
     /// Summarises points (sorted by t; the first at t = 0 and the last at t = 1 for the barriers to be Eq. 1).
     public init(type: PathType, data: String, samples: Int, points: [PathPoint], length: Double? = nil) {
         precondition(points.count >= 2, "path metrics need at least two points")
@@ -91,15 +107,10 @@ public struct PathMetrics: Sendable, Codable, Equatable {
         let ts = points.map(\.t)
         let l = points.map(\.loss), a = points.map(\.accuracy)
         let (l0, l1, a0, a1) = (l.first!, l.last!, a.first!, a.last!)
-        let (t0, t1) = (ts.first!, ts.last!)
-        var lossBarrier = -Double.infinity, lossAt = t0, accBarrier = -Double.infinity
-        for p in points {
-            let s = t1 > t0 ? (p.t - t0) / (t1 - t0) : 0
-            let lb = p.loss - ((1 - s) * l0 + s * l1)
-            if lb > lossBarrier { lossBarrier = lb; lossAt = p.t }
-            accBarrier = Swift.max(accBarrier, ((1 - s) * a0 + s * a1) - p.accuracy)
-        }
-        barrier = PathBarrier(loss: lossBarrier, accuracy: accBarrier, error: accBarrier, lossAt: lossAt)
+        let lossBarrier = PathMetrics.excessOverChord(ts: ts, values: l)
+        // The accuracy barrier is the largest drop below the chord: the excess of -A(t) over its chord.
+        let accBarrier = PathMetrics.excessOverChord(ts: ts, values: a.map { -$0 }).height
+        barrier = PathBarrier(loss: lossBarrier.height, accuracy: accBarrier, error: accBarrier, lossAt: ts[lossBarrier.index])
         meanBarrier = MeanBarrier(loss: l.max()! - (l0 + l1) / 2, error: (1 - a.min()!) - ((1 - a0) + (1 - a1)) / 2)
         lossSummary = PathSummary(ts: ts, values: l)
         accuracySummary = PathSummary(ts: ts, values: a)
