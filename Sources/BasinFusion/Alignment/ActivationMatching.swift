@@ -6,10 +6,11 @@ import Foundation
 /// Activation matching (Git Re-Basin, section 3.1; Li et al. 2016): run both models on data, correlate
 /// every hidden unit of A with every unit of B in the same layer (Pearson, over the samples), and assign
 /// each layer's units to maximise the total correlation. Each permutation group is matched on the output of
-/// its `node` (post-activation for inferred MLPs).
+/// its `node` (post-activation for inferred MLPs). Setting `cancel` stops it between batches and layers with a
+/// `CancellationError`.
 public enum ActivationMatching {
     public static func match(reference a: ParameterSet, model b: ParameterSet, network: Network, spec: PermutationSpec,
-                             data: Dataset, batchSize: Int = 1024) throws -> AlignmentResult {
+                             data: Dataset, batchSize: Int = 1024, cancel: CancellationFlag? = nil) throws -> AlignmentResult {
         let start = Benchmarks.now()
         try a.checkCompatible(with: b, "activation matching")
         try spec.validate(a)
@@ -34,6 +35,7 @@ public enum ActivationMatching {
         let x = data.x.reshaped([data.count, data.x.columns])
         var begin = 0
         while begin < data.count {
+            if cancel?.isCancelled == true { throw CancellationError() }
             let end = min(data.count, begin + batchSize)
             let batch = x.rows(begin..<end)
             let traceA = network.forwardTrace(batch, a, keepAll: true)
@@ -70,6 +72,7 @@ public enum ActivationMatching {
         var steps: [MatchReport.Step] = []
         var before = 0.0
         for (gi, g) in spec.groups.enumerated() {
+            if cancel?.isCancelled == true { throw CancellationError() }
             let n = g.size
             let s = acc[gi]
             let meanA = s.sumA.map { $0 / count }, meanB = s.sumB.map { $0 / count }
@@ -120,18 +123,20 @@ public enum Alignment {
         }
     }
 
-    /// Aligns one model to `reference`.
+    /// Aligns one model to `reference`; setting `cancel` stops it with a `CancellationError`.
     public static func align(reference: ParameterSet, model: ParameterSet, spec: PermutationSpec, method: MatchMethod,
                              seed: UInt64 = 0, maxSweeps: Int = 100, network: Network? = nil,
-                             data: Dataset? = nil) throws -> AlignmentResult {
+                             data: Dataset? = nil, cancel: CancellationFlag? = nil) throws -> AlignmentResult {
         switch method {
         case .weight:
-            return try WeightMatching.match(reference: reference, model: model, spec: spec, seed: seed, maxSweeps: maxSweeps)
+            return try WeightMatching.match(reference: reference, model: model, spec: spec, seed: seed, maxSweeps: maxSweeps,
+                                            cancel: cancel)
         case .activation:
             guard let network, let data else {
                 throw NetworkError("activation matching needs a data set (--data) to run both models on")
             }
-            return try ActivationMatching.match(reference: reference, model: model, network: network, spec: spec, data: data)
+            return try ActivationMatching.match(reference: reference, model: model, network: network, spec: spec, data: data,
+                                                cancel: cancel)
         }
     }
 }

@@ -9,9 +9,10 @@ import Foundation
 /// descent: in a seeded random order, each permutation is re-solved exactly (a linear assignment on the
 /// similarity matrix of its units, the others held fixed), until a full sweep improves nothing or
 /// `maxSweeps` is reached. The objective after every step is recorded in the report.
+/// Setting `cancel` stops it between steps with a `CancellationError`.
 public enum WeightMatching {
     public static func match(reference a: ParameterSet, model b: ParameterSet, spec: PermutationSpec,
-                             seed: UInt64 = 0, maxSweeps: Int = 100) throws -> AlignmentResult {
+                             seed: UInt64 = 0, maxSweeps: Int = 100, cancel: CancellationFlag? = nil) throws -> AlignmentResult {
         let start = Benchmarks.now()
         try a.checkCompatible(with: b, "weight matching")
         try spec.validate(a)
@@ -68,6 +69,7 @@ public enum WeightMatching {
             sweeps += 1
             var improvedAny = false
             for gi in generator.permutation(spec.groups.count) {
+                if cancel?.isCancelled == true { throw CancellationError() }
                 let n = spec.groups[gi].size
                 let s = currentSimilarity(gi, perms)
                 var old = 0.0
