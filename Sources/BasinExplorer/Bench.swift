@@ -3,20 +3,20 @@ import Foundation
 
 /// Keypress-to-frame latency of the explorer: replays keys through `update` + `render` (the work the run
 /// loop does per key), running spawned jobs on threads as the real loop does, and times a large frame.
-public enum ExplorerBench {
-    public struct Report: Sendable, Codable {
-        public var keys: Int
-        public var p50Ms: Double
-        public var p95Ms: Double
-        public var maxMs: Double
-        public var frameWidth: Int
-        public var frameHeight: Int
-        public var renderMs: Double
-        public var renderAndDiffMs: Double
+package enum ExplorerBench {
+    package struct Report: Sendable, Codable {
+        package var keys: Int
+        package var p50Ms: Double
+        package var p95Ms: Double
+        package var maxMs: Double
+        package var frameWidth: Int
+        package var frameHeight: Int
+        package var renderMs: Double
+        package var renderAndDiffMs: Double
     }
 
     /// A scripted session: scrubbing, path types, views, soup sliders.
-    public static var script: [Key] {
+    package static var script: [Key] {
         var k: [Key] = []
         for _ in 0..<10 { k.append(.char("l")) }
         for _ in 0..<10 { k.append(.char("[")) }
@@ -31,7 +31,7 @@ public enum ExplorerBench {
         return k
     }
 
-    public static func run(app initial: ExplorerApp, size: Size = Size(width: 120, height: 40), repeats: Int = 3,
+    package static func run(app initial: ExplorerApp, size: Size = Size(width: 120, height: 40), repeats: Int = 3,
                            frame: Size = Size(width: 200, height: 60)) -> Report {
         var app = initial
         let inbox = Inbox<ExplorerMessage>()
@@ -64,11 +64,11 @@ public enum ExplorerBench {
         while Date() < deadline {
             usleep(20_000)
             for m in inbox.drain() { apply(app.update(.message(m))) }
-            if app.state.jobs.isEmpty && app.state.curves.values.allSatisfy(\.done) { break }
+            if app.state.jobs.isEmpty && app.state.path.curves.values.allSatisfy(\.done) { break }
         }
         apply(app.update(.resize(frame)))
-        _ = app.perform("nextView")  // back to the path view from wherever the script ended
-        while app.state.view != .path { _ = app.perform("nextView") }
+        _ = app.perform(.nextView)  // back to the path view from wherever the script ended
+        while app.state.view != .path { _ = app.perform(.nextView) }
         var prev: CellBuffer?
         var render: [Double] = [], both: [Double] = []
         for i in 0..<50 {

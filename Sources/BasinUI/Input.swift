@@ -73,42 +73,60 @@ public enum Key: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// One binding: keys → an action id, with a description, in a context ("global" or a view name).
-public struct KeyBinding: Hashable, Sendable {
+/// One binding: keys → an action, with a description (help) and an optional short hint (status bar), in a
+/// context ("global" or a view name).
+public struct KeyBinding<Action: Hashable & Sendable>: Hashable, Sendable {
     public var keys: [Key]
-    public var action: String
+    public var action: Action
     public var description: String
+    /// The status bar's label (the description when nil).
+    public var hint: String?
     public var context: String
-    public init(_ keys: [Key], action: String, description: String, context: String = Keymap.global) {
+    public init(_ keys: [Key], action: Action, description: String, hint: String? = nil, context: String = Keymaps.global) {
         self.keys = keys
         self.action = action
         self.description = description
+        self.hint = hint
         self.context = context
     }
 }
 
+/// One line of a help overlay: the keys, what they do, and the context they belong to.
+public struct HelpEntry: Hashable, Sendable {
+    public var keys: String
+    public var description: String
+    public var context: String
+}
+
+/// Names shared by every keymap.
+public enum Keymaps {
+    /// The context whose bindings apply everywhere (unless a view binds the same key).
+    public static let global = "global"
+}
+
 /// Key bindings per context. Lookups try the context first, then `global`. The help overlay is
 /// generated from here, so it is always true to what the keys do.
-public struct Keymap: Sendable {
-    public static let global = "global"
-    public private(set) var bindings: [KeyBinding] = []
+public struct Keymap<Action: Hashable & Sendable>: Sendable {
+    public private(set) var bindings: [KeyBinding<Action>] = []
 
-    public init(_ bindings: [KeyBinding] = []) { self.bindings = bindings }
+    public init(_ bindings: [KeyBinding<Action>] = []) { self.bindings = bindings }
 
-    public mutating func bind(_ keys: [Key], _ action: String, _ description: String, context: String = Keymap.global) {
-        bindings.append(KeyBinding(keys, action: action, description: description, context: context))
+    public mutating func bind(_ keys: [Key], _ action: Action, _ description: String, hint: String? = nil,
+                              context: String = Keymaps.global) {
+        bindings.append(KeyBinding(keys, action: action, description: description, hint: hint, context: context))
     }
-    public mutating func bind(_ key: Key, _ action: String, _ description: String, context: String = Keymap.global) {
-        bind([key], action, description, context: context)
+    public mutating func bind(_ key: Key, _ action: Action, _ description: String, hint: String? = nil,
+                              context: String = Keymaps.global) {
+        bind([key], action, description, hint: hint, context: context)
     }
 
     /// The action for a key in a context (context bindings shadow global ones).
-    public func action(for key: Key, context: String = Keymap.global) -> String? {
-        if context != Keymap.global,
+    public func action(for key: Key, context: String = Keymaps.global) -> Action? {
+        if context != Keymaps.global,
            let b = bindings.first(where: { $0.context == context && $0.keys.contains(key) }) {
             return b.action
         }
-        return bindings.first(where: { $0.context == Keymap.global && $0.keys.contains(key) })?.action
+        return bindings.first(where: { $0.context == Keymaps.global && $0.keys.contains(key) })?.action
     }
 
     /// Bindings that conflict: the same key bound twice in the same context.
@@ -124,24 +142,18 @@ public struct Keymap: Sendable {
         return out
     }
 
-    public struct HelpEntry: Hashable, Sendable {
-        public var keys: String
-        public var description: String
-        public var context: String
-    }
-
     /// Help entries for a context: its own bindings, then the global ones not shadowed.
     public func help(context: String? = nil, ascii: Bool = false) -> [HelpEntry] {
-        func entry(_ b: KeyBinding) -> HelpEntry {
+        func entry(_ b: KeyBinding<Action>) -> HelpEntry {
             HelpEntry(keys: b.keys.map { ascii ? $0.asciiDescription : $0.description }.joined(separator: "/"),
                       description: b.description, context: b.context)
         }
-        guard let context, context != Keymap.global else {
+        guard let context, context != Keymaps.global else {
             return bindings.map(entry)
         }
         let own = bindings.filter { $0.context == context }
         let ownKeys = Set(own.flatMap(\.keys))
-        let globals = bindings.filter { $0.context == Keymap.global }.compactMap { b -> KeyBinding? in
+        let globals = bindings.filter { $0.context == Keymaps.global }.compactMap { b -> KeyBinding<Action>? in
             let keys = b.keys.filter { !ownKeys.contains($0) }
             if keys.isEmpty { return nil }
             var c = b
@@ -151,34 +163,13 @@ public struct Keymap: Sendable {
         return (own + globals).map(entry)
     }
 
-    /// Short "key action" hints for a status bar (first key of each binding with `hint` set).
-    public func hints(context: String? = nil, actions: [String], ascii: Bool = false) -> [(key: String, label: String)] {
+    /// Short "key label" hints for a status bar: the first key and the hint (else the description) of each
+    /// action's binding in the context or, failing that, the global one.
+    public func hints(context: String? = nil, actions: [Action], ascii: Bool = false) -> [(key: String, label: String)] {
         actions.compactMap { a in
-            let b = bindings.first { $0.action == a && ($0.context == context || $0.context == Keymap.global) }
+            let b = bindings.first { $0.action == a && ($0.context == context || $0.context == Keymaps.global) }
             guard let b, let k = b.keys.first else { return nil }
-            return (ascii ? k.asciiDescription : k.description, b.description)
+            return (ascii ? k.asciiDescription : k.description, b.hint ?? b.description)
         }
-    }
-
-    /// Vim keys and arrows for movement; q/C-c quit, ? help. A starting point for the explorer.
-    public static var standard: Keymap {
-        var m = Keymap()
-        m.bind([.char("q"), .ctrl("c")], "quit", "quit")
-        m.bind([.char("?"), .function(1)], "help", "toggle help")
-        m.bind([.tab], "nextTab", "next tab")
-        m.bind([.backtab], "prevTab", "previous tab")
-        m.bind([.up, .char("k")], "up", "move up")
-        m.bind([.down, .char("j")], "down", "move down")
-        m.bind([.left, .char("h")], "left", "move left / decrease")
-        m.bind([.right, .char("l")], "right", "move right / increase")
-        m.bind([.shiftLeft, .char("H")], "leftFast", "decrease ×10")
-        m.bind([.shiftRight, .char("L")], "rightFast", "increase ×10")
-        m.bind([.pageUp, .ctrl("b")], "pageUp", "page up")
-        m.bind([.pageDown, .ctrl("f")], "pageDown", "page down")
-        m.bind([.home, .char("g")], "top", "go to start")
-        m.bind([.end, .char("G")], "bottom", "go to end")
-        m.bind([.enter], "select", "select / run")
-        m.bind([.esc], "cancel", "cancel / close")
-        return m
     }
 }

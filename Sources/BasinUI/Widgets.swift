@@ -441,12 +441,12 @@ public struct Table: Widget {
 // MARK: Help overlay
 
 /// A centred box listing the keymap's bindings for a context (generated, so always accurate).
-public struct HelpOverlay: Widget {
-    public var keymap: Keymap
+public struct HelpOverlay<Action: Hashable & Sendable>: Widget {
+    public var keymap: Keymap<Action>
     public var context: String?
     public var title: String
 
-    public init(keymap: Keymap, context: String? = nil, title: String = "Keys") {
+    public init(keymap: Keymap<Action>, context: String? = nil, title: String = "Keys") {
         self.keymap = keymap
         self.context = context
         self.title = title

@@ -13,13 +13,13 @@ final class FusionFlowTests: XCTestCase {
     func testFitOverlaysTheFittedCurveWithALowerBarrier() throws {
         var d = Driver(Self.engine2)
         d.keys(.char("f"))
-        XCTAssertEqual(d.app.state.kind, .bezier, "f on the linear path fits a Bezier curve")
-        XCTAssertTrue(d.app.state.fitted.contains(.bezier))
+        XCTAssertEqual(d.app.state.path.type, .bezier, "f on the linear path fits a Bezier curve")
+        XCTAssertTrue(d.app.state.path.fitted.contains(.bezier))
         XCTAssertTrue(d.app.state.jobs.isEmpty)
-        let fit = try XCTUnwrap(d.app.state.curves[.path(.bezier)])
+        let fit = try XCTUnwrap(d.app.state.path.curves[.path(.bezier)])
         XCTAssertEqual(fit.label, "Bezier fit")
         XCTAssertTrue(fit.done)
-        let lin = try XCTUnwrap(d.app.state.curves[.path(.linear)])
+        let lin = try XCTUnwrap(d.app.state.path.curves[.path(.linear)])
         XCTAssertLessThan(fit.barrier(1)!.height, lin.barrier(1)!.height)
         XCTAssertTrue(d.app.state.lastJobNote?.hasPrefix("fit Bezier done") == true)
         assertFrame(d.frame(), "path-fitted-100x30")
@@ -30,25 +30,25 @@ final class FusionFlowTests: XCTestCase {
         assertFrame(d.frame(), "landscape-fitted-100x30")
         // After matching, o switches to the plane through A, aligned B and B.
         d.keys(.char("m"), .char("o"))
-        XCTAssertEqual(d.app.state.landscape.plane, "aligned")
+        XCTAssertEqual(d.app.state.landscape.plane, .aligned)
         XCTAssertEqual(d.app.state.landscape.anchors.map(\.label), ["A", "π(B)", "B"])
         XCTAssertEqual(d.app.state.landscape.filled, 9)
         d.keys(.char("o"))
-        XCTAssertEqual(d.app.state.landscape.plane, "bend")
+        XCTAssertEqual(d.app.state.landscape.plane, .bend)
     }
 
     func testWeightMatchingFillsThePermutationViewAndAddsTheAlignedLine() throws {
         var d = Driver(Self.engine2)
         d.keys(.char("m"))
         let o = try XCTUnwrap(d.app.state.permutation.outcome)
-        XCTAssertEqual(o.layers.count, 2)
-        XCTAssertEqual(o.layers[0].size, 128)
-        XCTAssertGreaterThan(o.layers[0].moved, 100)
-        XCTAssertGreaterThan(o.layers[0].meanAfter, o.layers[0].meanBefore)
+        XCTAssertEqual(o.report.layers.count, 2)
+        XCTAssertEqual(o.report.layers[0].size, 128)
+        XCTAssertGreaterThan(o.report.layers[0].moved, 100)
+        XCTAssertGreaterThan(o.report.layers[0].meanSimilarityAfter, o.report.layers[0].meanSimilarityBefore)
         XCTAssertTrue(d.app.state.aligned)
-        let aligned = try XCTUnwrap(d.app.state.curves[.aligned])
+        let aligned = try XCTUnwrap(d.app.state.path.curves[.aligned])
         XCTAssertTrue(aligned.done)
-        let lin = try XCTUnwrap(d.app.state.curves[.path(.linear)])
+        let lin = try XCTUnwrap(d.app.state.path.curves[.path(.linear)])
         XCTAssertLessThan(aligned.barrier(1)!.height, lin.barrier(1)!.height, "alignment lowers the barrier")
         assertFrame(d.frame(), "path-aligned-100x30")
         d.keys(.char("v"))
@@ -90,7 +90,7 @@ final class FusionFlowTests: XCTestCase {
         var d = Driver(Self.engine2)
         d.keys(.char("M"))
         let o = try XCTUnwrap(d.app.state.permutation.outcome)
-        XCTAssertEqual(o.kind, .activation)
+        XCTAssertEqual(o.report.method, .activation)
         XCTAssertTrue(d.app.state.aligned)
     }
 
@@ -170,10 +170,10 @@ final class FusionFlowTests: XCTestCase {
         script += [.key(.char("q"))]
         let term = TestTerminal(width: 100, height: 30, script: script)
         let final = try RunLoop(app: app).run(on: term)
-        XCTAssertEqual(final.state.t, 0.55, accuracy: 1e-9, "keys handled while the fit runs")
+        XCTAssertEqual(final.state.path.t, 0.55, accuracy: 1e-9, "keys handled while the fit runs")
         XCTAssertEqual(final.state.lastJobNote, "fit cancelled")
         XCTAssertTrue(final.state.jobs.isEmpty)
-        XCTAssertFalse(final.state.fitted.contains(.bezier))
+        XCTAssertFalse(final.state.path.fitted.contains(.bezier))
         XCTAssertTrue(term.frames.contains { $0.text().contains("fit Bezier") && $0.text().contains("Esc cancels") })
     }
 }

@@ -6,8 +6,8 @@ struct CounterApp: App {
     enum Message: Sendable { case result(Int) }
     var count = 0
     var results: [Int] = []
-    var keymap: Keymap = {
-        var k = Keymap()
+    var keymap: Keymap<String> = {
+        var k = Keymap<String>()
         k.bind([.char("q"), .ctrl("c")], "quit", "quit")
         k.bind([.char("j"), .down], "inc", "increment")
         k.bind([.char("k"), .up], "dec", "decrement")

@@ -1,0 +1,127 @@
+import BasinFusion
+import BasinNet
+import BasinUI
+import Foundation
+
+/// The explorer's views (tabs), in tab order. Each has a module (`ExplorerViewModule`) with its keys, actions,
+/// mouse handling and drawing.
+package enum ExplorerView: String, Sendable, CaseIterable, Hashable {
+    case path, permutation, soup, landscape
+
+    package var title: String {
+        switch self {
+        case .path: "Path"
+        case .permutation: "Permutation"
+        case .soup: "Soup"
+        case .landscape: "Landscape"
+        }
+    }
+
+    var module: any ExplorerViewModule.Type {
+        switch self {
+        case .path: PathView.self
+        case .permutation: PermutationView.self
+        case .soup: SoupView.self
+        case .landscape: LandscapeView.self
+        }
+    }
+}
+
+/// A background job the status bar shows.
+package struct JobStatus: Sendable, Equatable {
+    package var id: Int
+    package var title: String
+    package var fraction: Double
+    package var detail: String
+    package var started: Date
+}
+
+/// Pair or chain selection with several models.
+package enum Selection: Hashable, Sendable {
+    case pair(Int, Int)
+    case chain
+}
+
+/// Everything the explorer shows. A plain value: `ExplorerApp.update` is the only place it changes.
+package struct ExplorerState: Sendable {
+    package var view: ExplorerView = .path
+    package var modelNames: [String]
+    package var dataNames: [String]
+    package var selection: Selection = .pair(0, 1)
+    /// Focused pane in the current view (Tab cycles).
+    package var pane = 0
+    package var path = PathState()
+    /// Whether B aligned to A exists for the current pair (after m / M).
+    package var aligned = false
+    package var jobs: [JobStatus] = []
+    package var lastJobNote: String?
+    package var permutation = PermutationState()
+    package var soup: SoupState
+    package var landscape = LandscapeState()
+    package var showHelp = false
+    package var prompt: PromptState?
+    package var popup: PopupState?
+    package var size = Size(width: 80, height: 24)
+
+    package init(modelNames: [String], dataNames: [String]) {
+        self.modelNames = modelNames
+        self.dataNames = dataNames
+        soup = SoupState(coefficients: Array(repeating: 1 / Double(modelNames.count), count: modelNames.count))
+    }
+
+    package var selectionLabel: String {
+        switch selection {
+        case let .pair(a, b): "\(modelNames[a]) → \(modelNames[b])"
+        case .chain: "chain " + modelNames.joined(separator: " → ")
+        }
+    }
+
+    /// Every selectable pair, then the chain (with three or more models).
+    package var selections: [Selection] {
+        let n = modelNames.count
+        var out: [Selection] = []
+        for a in 0..<n { for b in (a + 1)..<n where b < n { out.append(.pair(a, b)) } }
+        if n >= 3 { out.append(.chain) }
+        return out
+    }
+
+    /// The selected pair (A, B); the first two models for the chain.
+    package var pair: (a: Int, b: Int) {
+        if case let .pair(a, b) = selection { return (a, b) }
+        return (0, 1)
+    }
+}
+
+/// Messages background jobs post back to the UI.
+package enum ExplorerMessage: Sendable {
+    case curvePoint(CurveID, generation: Int, CurvePoint)
+    case jobProgress(id: Int, fraction: Double, detail: String)
+    case jobFinished(id: Int, note: String?)
+    case jobFailed(id: Int, String)
+    case fitted(PathType, selection: Selection, ParameterSet)
+    case matched(ExplorerEngine.MatchOutcome)
+    case barrierMatrix([[Double]])
+    case landscapeRow(generation: Int, row: Int, [Double])
+    case soupTriangle([[Double]])
+    case soupCoefficients([Double], note: String)
+}
+
+/// A one-line prompt (export file name).
+package struct PromptState: Sendable, Equatable {
+    package var prompt: String
+    package var input: TextInput
+    package var widget: Prompt { Prompt(prompt: prompt, input: input) }
+}
+
+/// A message box.
+package struct PopupState: Sendable, Equatable {
+    package var title: String
+    package var message: String
+    package var isError: Bool
+    package init(title: String, message: String, isError: Bool = false) {
+        self.title = title
+        self.message = message
+        self.isError = isError
+    }
+    package var widget: Popup { Popup(title: title, message: message, kind: isError ? .error : .info) }
+}
