@@ -36,7 +36,6 @@ public final class CursesTerminal: Terminal {
         }
         setlocale(LC_ALL, "")
         unicode = basin_locale_is_utf8() != 0
-        Glyphs.current = Glyphs.forUnicode(unicode)
         set_escdelay(25)
         guard initscr() != nil else { throw CursesError("initscr failed for TERM=\(term)") }
         active = true
@@ -58,7 +57,7 @@ public final class CursesTerminal: Terminal {
         }
         terminalColors = colors
         let cap = ColorCapability.detect(environment: environment, terminalColors: colors)
-        context = RenderContext(theme: theme, capability: cap, glyphs: Glyphs.current)
+        context = RenderContext(theme: theme, capability: cap, glyphs: Glyphs.forUnicode(unicode))
     }
 
     deinit { shutdown() }

@@ -15,7 +15,8 @@ enum Platform {
         var message: String { "\(call): \(String(cString: strerror(code)))" }
     }
 
-    /// A read-only private memory map of a whole file.
+    /// A read-only private memory map of a whole file. Unchecked Sendable: it holds a raw pointer, which is
+    /// set once, only read through, and unmapped when the last reference goes.
     final class Mapping: @unchecked Sendable {
         let base: UnsafeRawPointer?
         let size: Int

@@ -81,7 +81,7 @@ extension TensorSource {
 /// The format: 8-byte little-endian header length N, N bytes of JSON header mapping each tensor name to
 /// `{"dtype", "shape", "data_offsets": [begin, end]}` (offsets relative to the data area after the
 /// header) plus an optional `__metadata__` string map, then the data area.
-public final class SafeTensorsFile: TensorSource, @unchecked Sendable {
+public final class SafeTensorsFile: TensorSource, Sendable {
     /// Headers larger than this are refused, as the reference implementation does (100 MB).
     public static let maximumHeaderLength = 100_000_000
 

@@ -3,7 +3,7 @@ import Foundation
 
 /// A checkpoint split over several safetensors files, read through its `*.safetensors.index.json`
 /// (`{"metadata": {...}, "weight_map": {"tensor name": "shard file name", ...}}`) as one model.
-public final class ShardedCheckpoint: TensorSource, @unchecked Sendable {
+public final class ShardedCheckpoint: TensorSource, Sendable {
     public let indexURL: URL
     public let names: [String]
     public let metadata: [String: String]

@@ -60,7 +60,6 @@ public final class RunLoop<A: App> {
     /// Frames rendered / actually sent to the terminal (for tests and diagnostics).
     public private(set) var renders = 0
     public private(set) var draws = 0
-    private var threads: [Thread] = []
 
     public init(app: A, inbox: Inbox<A.Message> = Inbox(), pollTimeoutMs: Int = 30) {
         self.app = app

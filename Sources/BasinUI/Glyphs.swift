@@ -1,7 +1,5 @@
-import Foundation
-
 /// The characters widgets draw with: Unicode (box drawing, braille, blocks) or an ASCII fallback
-/// for non-UTF-8 locales. The backend picks one at start and stores it in `Glyphs.current`.
+/// for non-UTF-8 locales. The backend picks one at start and passes it to widgets in the `RenderContext`.
 public struct Glyphs: Hashable, Sendable {
     public var unicode: Bool
     public var horizontal: String
@@ -38,28 +36,5 @@ public struct Glyphs: Hashable, Sendable {
         progressFull: "#", progressEmpty: ".", sliderTrack: "-", sliderKnob: "O", marker: "X",
         selectionPointer: ">", ellipsis: "~", upperHalf: "#", legendLine: "-", scrollUp: "^", scrollDown: "v")
 
-    private static let box = LockedBox(Glyphs.unicodeSet)
-
-    /// The process-wide set, chosen once at start by the backend (unicode iff UTF-8 locale).
-    public static var current: Glyphs {
-        get { box.value }
-        set { box.value = newValue }
-    }
-
     public static func forUnicode(_ on: Bool) -> Glyphs { on ? unicodeSet : asciiSet }
-}
-
-/// A tiny lock-protected value box.
-public final class LockedBox<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _value: Value
-    public init(_ value: Value) { _value = value }
-    public var value: Value {
-        get { lock.lock(); defer { lock.unlock() }; return _value }
-        set { lock.lock(); _value = newValue; lock.unlock() }
-    }
-    public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        lock.lock(); defer { lock.unlock() }
-        return try body(&_value)
-    }
 }

@@ -3,7 +3,7 @@ public struct RenderContext: Sendable {
     public var theme: Theme
     public var capability: ColorCapability
     public var glyphs: Glyphs
-    public init(theme: Theme = .dark, capability: ColorCapability = .c256, glyphs: Glyphs = .current) {
+    public init(theme: Theme = .dark, capability: ColorCapability = .c256, glyphs: Glyphs = .unicodeSet) {
         self.theme = theme
         self.capability = capability
         self.glyphs = glyphs

@@ -93,13 +93,17 @@ final class AlignmentTests: XCTestCase {
         let unaligned = barrier(a.network, a.params, b.params, on: test)
         let aligned = barrier(a.network, a.params, result.aligned, on: test)
         XCTAssertEqual(unaligned, try XCTUnwrap(expected["linear_test_barrier"] as? Double), accuracy: 2e-3)
-        XCTAssertLessThanOrEqual(aligned, 0.06, "weight-matched barrier \(aligned) (unaligned \(unaligned))")
+        // The reference (PyTorch + SciPy, one random layer order) reached `weight_matched_test_barrier` = 0.0298.
+        // Coordinate descent ends in one of a few local optima depending on the order: seed 1 reaches the
+        // reference's (0.02977), seeds 0 and 2 a slightly lower one (0.0250). Both lie within 0.005 of it.
+        let reference = try XCTUnwrap(expected["weight_matched_test_barrier"] as? Double)
+        XCTAssertEqual(aligned, reference, accuracy: 0.005, "weight-matched barrier \(aligned) (unaligned \(unaligned))")
         print("weight matching: barrier unaligned \(unaligned), aligned \(aligned), sweeps \(report.sweeps), \(report.seconds) s")
         // Other sweep orders land in equally good basins.
         for seed in [1, 2] as [UInt64] {
             let other = try WeightMatching.match(reference: a.params, model: b.params, spec: spec, seed: seed)
             let barrierOther = barrier(a.network, a.params, other.aligned, on: test)
-            XCTAssertLessThanOrEqual(barrierOther, 0.06, "seed \(seed)")
+            XCTAssertEqual(barrierOther, reference, accuracy: 0.005, "seed \(seed)")
             print("weight matching seed \(seed): barrier \(barrierOther), sweeps \(other.report.sweeps)")
         }
     }
@@ -119,7 +123,11 @@ final class AlignmentTests: XCTestCase {
         let whole = try ActivationMatching.match(reference: a.params, model: b.params, network: a.network, spec: spec, data: train)
         XCTAssertEqual(whole.permutations, result.permutations)
         let aligned = barrier(a.network, a.params, result.aligned, on: test)
-        XCTAssertLessThanOrEqual(aligned, 0.06, "activation-matched barrier \(aligned)")
+        // Activation matching optimises another objective (correlations on train data) and lands in another
+        // permutation: 0.0376 here, within 0.01 of the weight-matched reference.
+        let expected = try XCTUnwrap(Fixtures.json("mlp-pair/expected.json") as? [String: Any])
+        let reference = try XCTUnwrap(expected["weight_matched_test_barrier"] as? Double)
+        XCTAssertLessThanOrEqual(aligned, reference + 0.01, "activation-matched barrier \(aligned)")
         print("activation matching: barrier aligned \(aligned), \(result.report.seconds) s")
     }
 
@@ -134,7 +142,7 @@ final class AlignmentTests: XCTestCase {
         XCTAssertThrowsError(try Alignment.align(reference: a.params, model: b.params, spec: spec, method: .activation))
     }
 
-    func testReportJSONAndHeatmap() throws {
+    func testReportJSON() throws {
         let a = try load(Fixtures.mlpSeed0), b = try load(Fixtures.mlpSeed1)
         let spec = try PermutationSpec.make(for: a.architecture, params: a.params)
         let result = try WeightMatching.match(reference: a.params, model: b.params, spec: spec, seed: 3, maxSweeps: 2)
@@ -147,10 +155,7 @@ final class AlignmentTests: XCTestCase {
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
         XCTAssertEqual(json["method"] as? String, "weight")
         let layer = result.report.layers[0]
-        let heat = layer.heatmap(aligned: true)
-        XCTAssertEqual(heat.rows, layer.size)
-        for k in 0..<layer.size { XCTAssertEqual(heat[k, k], layer.pairScores[k]) }
-        XCTAssertEqual(layer.heatmap(aligned: false)[3, 5], layer.similarity[3 * layer.size + 5])
+        for k in 0..<layer.size { XCTAssertEqual(layer.pairScores[k], layer.similarity[k * layer.size + layer.permutation[k]]) }
         let meta = result.metadata
         XCTAssertEqual(meta["basin.alignment.method"], "weight")
         let perms = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(meta["basin.alignment.permutations"]!.utf8)) as? [String: [Int]])
@@ -248,6 +253,8 @@ final class SampleModelsAlignmentTests: XCTestCase {
             let activation = try barrier(try ActivationMatching.match(reference: a.params, model: b.params, network: a.network,
                                                                       spec: spec, data: train).aligned)
             XCTAssertGreaterThan(unaligned, 0.2, "seeds \(i),\(j)")
+            // No PyTorch reference exists for Basin's own sample models: the bound is Git Re-Basin's claim that the
+            // barrier (0.49 and 0.73 here) all but vanishes (measured 0.028-0.059).
             XCTAssertLessThanOrEqual(weight, 0.06, "seeds \(i),\(j): weight-matched barrier (unaligned \(unaligned))")
             XCTAssertLessThanOrEqual(activation, 0.06, "seeds \(i),\(j): activation-matched barrier")
             print("SampleModels seeds \(i),\(j): barrier \(unaligned) -> weight \(weight), activation \(activation)")

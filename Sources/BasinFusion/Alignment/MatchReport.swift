@@ -10,27 +10,6 @@ public enum MatchMethod: String, Sendable, Codable, CaseIterable {
     case activation
 }
 
-/// A matrix to draw as a heatmap: row-major `values`, `rows x columns`.
-public struct Heatmap: Sendable, Codable, Equatable {
-    public var rows: Int
-    public var columns: Int
-    public var values: [Double]
-    /// The original unit index shown in each column.
-    public var columnUnits: [Int]
-
-    public init(rows: Int, columns: Int, values: [Double], columnUnits: [Int]) {
-        self.rows = rows
-        self.columns = columns
-        self.values = values
-        self.columnUnits = columnUnits
-    }
-
-    public subscript(row: Int, column: Int) -> Double { values[row * columns + column] }
-
-    public var minimum: Double { values.min() ?? 0 }
-    public var maximum: Double { values.max() ?? 0 }
-}
-
 /// What an alignment did, layer by layer: written as JSON by `basin match --report` and drawn by the explorer.
 public struct MatchReport: Sendable, Codable, Equatable {
     public struct Layer: Sendable, Codable, Equatable {
@@ -61,17 +40,6 @@ public struct MatchReport: Sendable, Codable, Equatable {
             let n = Double(max(1, size))
             meanSimilarityBefore = (0..<size).reduce(0) { $0 + similarity[$1 * size + $1] } / n
             meanSimilarityAfter = pairScores.reduce(0, +) / n
-        }
-
-        /// The similarity matrix as a heatmap; `aligned` reorders the columns by the permutation, so the
-        /// matched pairs lie on the diagonal.
-        public func heatmap(aligned: Bool = true) -> Heatmap {
-            let units = aligned ? permutation : Array(0..<size)
-            var values = [Double](repeating: 0, count: size * size)
-            for i in 0..<size {
-                for (k, j) in units.enumerated() { values[i * size + k] = similarity[i * size + j] }
-            }
-            return Heatmap(rows: size, columns: size, values: values, columnUnits: units)
         }
     }
 
