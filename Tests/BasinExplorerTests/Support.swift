@@ -19,7 +19,9 @@ struct Driver {
     var app: ExplorerApp
     let inbox = Inbox<ExplorerMessage>()
     var size: Size
-    var context = RenderContext(theme: .dark, capability: .c256, glyphs: .unicodeSet)
+    /// Monochrome with Unicode glyphs: heatmaps draw with the ASCII density ramp, so a frame's text shows their
+    /// contents (in colour they are rows of half blocks whose colours the text does not carry).
+    var context = RenderContext(theme: .dark, capability: .none, glyphs: .unicodeSet)
 
     init(_ engine: ExplorerEngine, width: Int = 100, height: Int = 30, options: ExplorerOptions = Driver.fastOptions) {
         size = Size(width: width, height: height)
@@ -64,8 +66,9 @@ struct Driver {
     }
 }
 
-/// Compares a frame with Tests/BasinExplorerTests/__Snapshots__/NAME.txt; records it when missing or
-/// when BASIN_RECORD_SNAPSHOTS=1 (review the diff, then commit).
+/// Compares a frame with Tests/BasinExplorerTests/__Snapshots__/NAME.txt. When the file is missing, or with
+/// BASIN_RECORD_SNAPSHOTS=1, writes it and fails: a recorded snapshot passes only on a later run, after its
+/// diff has been reviewed and committed.
 func assertFrame(_ buffer: CellBuffer, _ name: String, file: StaticString = #filePath, line: UInt = #line) {
     let dir = URL(fileURLWithPath: "\(file)").deletingLastPathComponent().appendingPathComponent("__Snapshots__")
     let url = dir.appendingPathComponent(name + ".txt")
@@ -84,8 +87,13 @@ func assertFrame(_ buffer: CellBuffer, _ name: String, file: StaticString = #fil
     let actual = norm(buffer.text())
     let record = ProcessInfo.processInfo.environment["BASIN_RECORD_SNAPSHOTS"] == "1"
     guard !record, let expected = try? String(contentsOf: url, encoding: .utf8) else {
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try? (actual + "\n").write(to: url, atomically: true, encoding: .utf8)
+        do {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try (actual + "\n").write(to: url, atomically: true, encoding: .utf8)
+            XCTFail("snapshot \(name) recorded at \(url.path): review it and run the test again", file: file, line: line)
+        } catch {
+            XCTFail("snapshot \(name) missing and could not be recorded at \(url.path): \(error)", file: file, line: line)
+        }
         return
     }
     if norm(expected) != actual {
