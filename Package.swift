@@ -12,6 +12,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // ONNX: the runtime library only; Sources/BasinIO/ONNX/onnx.pb.swift is generated once and committed.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // The only C: OpenBLAS (cblas + LAPACK) and ncursesw, each behind one shim header.
@@ -23,7 +25,8 @@ let package = Package(
         .target(name: "BasinIO", dependencies: [
             "BasinTensor",
             .product(name: "Crypto", package: "swift-crypto"),
-        ]),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], exclude: ["ONNX/onnx.proto", "ONNX/regenerate.sh"]),
         .target(name: "BasinNet", dependencies: ["BasinTensor", "BasinIO"]),
         .target(name: "BasinFusion", dependencies: [
             "BasinTensor", "BasinIO", "BasinNet",
