@@ -10,6 +10,9 @@ public struct BasinIOError: Error, CustomStringConvertible, Equatable, Sendable 
         case offsetsOutsideData, sizeMismatch, overlappingTensors, uncoveredBytes, missingTensor
         case badIndex, missingShard, shardMissingTensor, duplicateTensor
         case badDataset, unsupportedDType, writeFailed, wouldOverwriteInput, invalidArgument
+        // ONNX files: not decodable as protobuf; decodable but not a valid graph; weights in external files;
+        // valid ONNX that Basin does not read (sparse or chunked tensors); over protobuf's 2 GiB limit.
+        case malformedProtobuf, badONNX, externalData, unsupportedONNX, fileTooLarge
     }
 
     public let kind: Kind

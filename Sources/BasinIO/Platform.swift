@@ -56,6 +56,23 @@ enum Platform {
         }
     }
 
+    /// What a path is (symbolic links followed) and its size, checked before opening so a FIFO or device is
+    /// refused instead of blocking in open(2) or reading forever. `kind` is nil for a regular file.
+    static func fileStatus(_ path: String) throws -> (kind: String?, size: Int) {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw Failure(call: "stat", code: errno) }
+        let kind: String? = switch st.st_mode & S_IFMT {
+        case S_IFREG: nil
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        default: "a special file"
+        }
+        return (kind, Int(st.st_size))
+    }
+
     /// Identity of a file on disk (device, inode), to tell whether two paths are the same file.
     static func fileIdentity(_ path: String) -> (UInt64, UInt64)? {
         var st = stat()

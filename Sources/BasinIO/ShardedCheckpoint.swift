@@ -100,8 +100,8 @@ public final class ShardedCheckpoint: TensorSource, Sendable {
     }
 }
 
-/// Opens a model file: a `.safetensors` file, a `*.safetensors.index.json`, or a folder holding exactly
-/// one index (or exactly one safetensors file).
+/// Opens a model file: a `.safetensors` file, a `*.safetensors.index.json`, an `.onnx` graph (its initializers are
+/// the weights), or a folder holding exactly one index (or exactly one safetensors file).
 public enum ModelFile {
     public static func open(_ path: String) throws -> any TensorSource {
         try open(URL(fileURLWithPath: path))
@@ -122,6 +122,7 @@ public enum ModelFile {
                                "is a folder with \(indexes.count) index files and \(files.count) safetensors files; name the file to open")
         }
         if url.lastPathComponent.hasSuffix(".json") { return try ShardedCheckpoint(indexURL: url) }
+        if url.pathExtension.lowercased() == "onnx" { return try ONNXModel(url: url) }
         return try SafeTensorsFile(url: url)
     }
 }
