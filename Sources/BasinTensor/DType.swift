@@ -45,13 +45,22 @@ public enum DType: String, Sendable, CaseIterable, Codable {
     }
 }
 
-/// Conversions between Float32 and the stored float formats.
-/// Narrowing rounds to nearest, ties to even, as PyTorch's `.to(dtype)` does.
+/// The one codec between Float32 and every stored element type (issue 9: the reader, the writers and the
+/// streaming merge all call it). Narrowing rounds to nearest, ties to even, as PyTorch's `.to(dtype)` does.
+///
+/// Bulk loops are written so the compiler vectorises them: aligned buffers are read and written through typed
+/// pointers with branch-free bodies (BF16 is a 16-bit shift; F16 uses the exponent-rebias trick, with denormals,
+/// infinities and NaN handled by selects). Unaligned buffers (a tensor at an odd offset of a memory-mapped file)
+/// take the element-by-element path through `loadUnaligned`. Stored data is little-endian; every platform Basin
+/// builds for is little-endian, which the typed fast paths rely on (checked once below).
 public enum DTypeConversion {
+    @usableFromInline static let hostIsLittleEndian = 1.littleEndian == 1
+
     @inlinable
     public static func bf16Bits(_ value: Float) -> UInt16 {
         let bits = value.bitPattern
-        if value.isNaN { return UInt16(truncatingIfNeeded: (bits >> 16) | 0x0040) }
+        // NaN keeps its sign and top payload bits, made quiet so truncation cannot turn it into infinity.
+        if (bits & 0x7FFF_FFFF) > 0x7F80_0000 { return UInt16(truncatingIfNeeded: (bits >> 16) | 0x0040) }
         let lsb = (bits >> 16) & 1
         let rounded = bits &+ 0x7FFF &+ lsb
         return UInt16(truncatingIfNeeded: rounded >> 16)
@@ -67,68 +76,163 @@ public enum DTypeConversion {
         Float16(value).bitPattern
     }
 
+    /// Half to single without a libcall: exponent and mantissa move into place, the exponent is rebiased, and
+    /// the two special classes are fixed up by selects (infinity/NaN get the largest exponent; zero and
+    /// denormals are renormalised by subtracting 2^-14).
     @inlinable
     public static func float(fromF16 bits: UInt16) -> Float {
-        Float(Float16(bitPattern: bits))
+        let h = UInt32(bits)
+        let shiftedExponent: UInt32 = 0x7C00 << 13
+        var o = (h & 0x7FFF) << 13
+        let exponent = o & shiftedExponent
+        o &+= (127 - 15) << 23
+        let special = exponent == shiftedExponent
+        let small = exponent == 0
+        o = special ? o &+ ((128 - 16) << 23) : o
+        let renormalised = Float(bitPattern: o &+ (1 << 23)) - Float(bitPattern: 113 << 23)
+        let magnitude = small ? renormalised.bitPattern : o
+        return Float(bitPattern: magnitude | ((h & 0x8000) << 16))
     }
 
     /// Decodes `count` little-endian elements of `dtype` at `source` into Float32 at `destination`.
     /// Integer dtypes are converted by value.
-    public static func decode(_ dtype: DType, from source: UnsafeRawPointer, count: Int,
+    public static func decode(_ dtype: DType, from source: UnsafeRawPointer, count n: Int,
                               into destination: UnsafeMutablePointer<Float>) {
+        guard n > 0 else { return }
+        let aligned = hostIsLittleEndian && Int(bitPattern: source) % dtype.byteSize == 0
         switch dtype {
         case .f32:
-            for i in 0..<count {
-                destination[i] = Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+            UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: n * 4)
+            if !hostIsLittleEndian { for i in 0..<n { destination[i] = Float(bitPattern: UInt32(littleEndian: destination[i].bitPattern)) } }
+        case .bf16:
+            if aligned {
+                let s = source.assumingMemoryBound(to: UInt16.self)
+                destination.withMemoryRebound(to: UInt32.self, capacity: n) { o in
+                    for i in 0..<n { o[i] = UInt32(s[i]) << 16 }
+                }
+            } else {
+                for i in 0..<n { destination[i] = float(fromBF16: UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
             }
         case .f16:
-            for i in 0..<count {
-                destination[i] = float(fromF16: UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
-            }
-        case .bf16:
-            for i in 0..<count {
-                destination[i] = float(fromBF16: UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+            if aligned {
+                let s = source.assumingMemoryBound(to: UInt16.self)
+                for i in 0..<n { destination[i] = float(fromF16: s[i]) }
+            } else {
+                for i in 0..<n { destination[i] = float(fromF16: UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
             }
         case .f64:
-            for i in 0..<count {
-                destination[i] = Float(Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))))
+            if aligned {
+                let s = source.assumingMemoryBound(to: Double.self)
+                for i in 0..<n { destination[i] = Float(s[i]) }
+            } else {
+                for i in 0..<n {
+                    destination[i] = Float(Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))))
+                }
             }
         case .i64:
-            for i in 0..<count { destination[i] = Float(Int64(littleEndian: source.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))) }
+            if aligned {
+                let s = source.assumingMemoryBound(to: Int64.self)
+                for i in 0..<n { destination[i] = Float(s[i]) }
+            } else {
+                for i in 0..<n { destination[i] = Float(Int64(littleEndian: source.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))) }
+            }
         case .i32:
-            for i in 0..<count { destination[i] = Float(Int32(littleEndian: source.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))) }
+            for i in 0..<n { destination[i] = Float(Int32(littleEndian: source.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))) }
         case .i16:
-            for i in 0..<count { destination[i] = Float(Int16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: Int16.self))) }
+            for i in 0..<n { destination[i] = Float(Int16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: Int16.self))) }
         case .i8:
-            for i in 0..<count { destination[i] = Float(source.load(fromByteOffset: i, as: Int8.self)) }
+            for i in 0..<n { destination[i] = Float(source.load(fromByteOffset: i, as: Int8.self)) }
         case .u8, .bool:
-            for i in 0..<count { destination[i] = Float(source.load(fromByteOffset: i, as: UInt8.self)) }
+            for i in 0..<n { destination[i] = Float(source.load(fromByteOffset: i, as: UInt8.self)) }
         }
     }
 
-    /// Encodes `count` Float32 values as little-endian `dtype` (a float type) at `destination`.
-    public static func encode(_ source: UnsafePointer<Float>, count: Int, as dtype: DType,
+    /// Encodes `count` Float32 values as little-endian `dtype` at `destination` (integers are rounded to nearest).
+    public static func encode(_ source: UnsafePointer<Float>, count n: Int, as dtype: DType,
                               into destination: UnsafeMutableRawPointer) {
+        guard n > 0 else { return }
+        let aligned = hostIsLittleEndian && Int(bitPattern: destination) % dtype.byteSize == 0
         switch dtype {
         case .f32:
-            for i in 0..<count { destination.storeBytes(of: source[i].bitPattern.littleEndian, toByteOffset: i * 4, as: UInt32.self) }
-        case .f16:
-            for i in 0..<count { destination.storeBytes(of: f16Bits(source[i]).littleEndian, toByteOffset: i * 2, as: UInt16.self) }
+            if hostIsLittleEndian {
+                destination.copyMemory(from: UnsafeRawPointer(source), byteCount: n * 4)
+            } else {
+                for i in 0..<n { destination.storeBytes(of: source[i].bitPattern.littleEndian, toByteOffset: i * 4, as: UInt32.self) }
+            }
         case .bf16:
-            for i in 0..<count { destination.storeBytes(of: bf16Bits(source[i]).littleEndian, toByteOffset: i * 2, as: UInt16.self) }
+            if aligned {
+                let d = destination.assumingMemoryBound(to: UInt16.self)
+                source.withMemoryRebound(to: UInt32.self, capacity: n) { bits in
+                    for i in 0..<n {
+                        let b = bits[i]
+                        let isNaN = (b & 0x7FFF_FFFF) > 0x7F80_0000
+                        let rounded = (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16
+                        d[i] = UInt16(truncatingIfNeeded: isNaN ? ((b >> 16) | 0x0040) : rounded)
+                    }
+                }
+            } else {
+                for i in 0..<n { destination.storeBytes(of: bf16Bits(source[i]).littleEndian, toByteOffset: i * 2, as: UInt16.self) }
+            }
+        case .f16:
+            for i in 0..<n { destination.storeBytes(of: f16Bits(source[i]).littleEndian, toByteOffset: i * 2, as: UInt16.self) }
         case .f64:
-            for i in 0..<count { destination.storeBytes(of: Double(source[i]).bitPattern.littleEndian, toByteOffset: i * 8, as: UInt64.self) }
+            if aligned {
+                let d = destination.assumingMemoryBound(to: Double.self)
+                for i in 0..<n { d[i] = Double(source[i]) }
+            } else {
+                for i in 0..<n { destination.storeBytes(of: Double(source[i]).bitPattern.littleEndian, toByteOffset: i * 8, as: UInt64.self) }
+            }
         case .i64:
-            for i in 0..<count { destination.storeBytes(of: Int64(source[i].rounded()).littleEndian, toByteOffset: i * 8, as: Int64.self) }
+            for i in 0..<n { destination.storeBytes(of: Int64(clamping: source[i]).littleEndian, toByteOffset: i * 8, as: Int64.self) }
         case .i32:
-            for i in 0..<count { destination.storeBytes(of: Int32(source[i].rounded()).littleEndian, toByteOffset: i * 4, as: Int32.self) }
+            for i in 0..<n { destination.storeBytes(of: Int32(clamping: source[i]).littleEndian, toByteOffset: i * 4, as: Int32.self) }
         case .i16:
-            for i in 0..<count { destination.storeBytes(of: Int16(source[i].rounded()).littleEndian, toByteOffset: i * 2, as: Int16.self) }
+            for i in 0..<n { destination.storeBytes(of: Int16(clamping: source[i]).littleEndian, toByteOffset: i * 2, as: Int16.self) }
         case .i8:
-            for i in 0..<count { destination.storeBytes(of: Int8(source[i].rounded()), toByteOffset: i, as: Int8.self) }
+            for i in 0..<n { destination.storeBytes(of: Int8(clamping: source[i]), toByteOffset: i, as: Int8.self) }
         case .u8, .bool:
-            for i in 0..<count { destination.storeBytes(of: UInt8(source[i].rounded()), toByteOffset: i, as: UInt8.self) }
+            for i in 0..<n { destination.storeBytes(of: UInt8(clamping: source[i]), toByteOffset: i, as: UInt8.self) }
         }
+    }
+
+    /// How many of `count` Float32 values are NaN or infinite (a vectorisable pass over the exponent bits).
+    public static func nonFiniteCount(_ values: UnsafePointer<Float>, count n: Int) -> Int {
+        var total = 0
+        values.withMemoryRebound(to: UInt32.self, capacity: n) { bits in
+            for i in 0..<n { total &+= (bits[i] & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
+        }
+        return total
+    }
+}
+
+extension Int64 {
+    /// Rounds to nearest and clamps into range (NaN becomes 0), so encoding never traps.
+    @usableFromInline init(clamping value: Float) {
+        if value.isNaN { self = 0 } else if value >= 9.2233715e18 { self = .max } else if value <= -9.2233715e18 { self = .min } else { self = Int64(value.rounded()) }
+    }
+}
+
+extension Int32 {
+    @usableFromInline init(clamping value: Float) {
+        if value.isNaN { self = 0 } else { self = Int32(clamping: Int64(clamping: value)) }
+    }
+}
+
+extension Int16 {
+    @usableFromInline init(clamping value: Float) {
+        if value.isNaN { self = 0 } else { self = Int16(clamping: Int64(clamping: value)) }
+    }
+}
+
+extension Int8 {
+    @usableFromInline init(clamping value: Float) {
+        if value.isNaN { self = 0 } else { self = Int8(clamping: Int64(clamping: value)) }
+    }
+}
+
+extension UInt8 {
+    @usableFromInline init(clamping value: Float) {
+        if value.isNaN { self = 0 } else { self = UInt8(clamping: Int64(clamping: value)) }
     }
 }
 
