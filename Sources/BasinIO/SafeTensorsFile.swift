@@ -9,6 +9,13 @@ public struct TensorInfo: Sendable, Equatable {
     /// Byte range inside the data area (after the header).
     public let dataOffsets: Range<Int>
 
+    public init(name: String, dtype: DType, shape: [Int], dataOffsets: Range<Int>) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.dataOffsets = dataOffsets
+    }
+
     public var elementCount: Int { Tensor.elementCount(shape) }
     public var byteCount: Int { dataOffsets.count }
 }

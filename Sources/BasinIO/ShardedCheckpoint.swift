@@ -101,7 +101,8 @@ public final class ShardedCheckpoint: TensorSource, Sendable {
 }
 
 /// Opens a model file: a `.safetensors` file, a `*.safetensors.index.json`, an `.onnx` graph (its initializers are
-/// the weights), or a folder holding exactly one index (or exactly one safetensors file).
+/// the weights), a Hugging Face model folder (`config.json` + `model.safetensors` or its index), or another folder
+/// holding exactly one index (or exactly one safetensors file).
 public enum ModelFile {
     public static func open(_ path: String) throws -> any TensorSource {
         try open(URL(fileURLWithPath: path))
@@ -113,6 +114,7 @@ public enum ModelFile {
             throw BasinIOError(.unreadable, file: url.path, "does not exist")
         }
         if isDirectory.boolValue {
+            if HuggingFaceModel.isModelDirectory(url) { return try HuggingFaceModel(directory: url) }
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
             let indexes = entries.filter { $0.hasSuffix(".index.json") }
             if indexes.count == 1 { return try ShardedCheckpoint(indexURL: url.appendingPathComponent(indexes[0])) }
