@@ -110,6 +110,19 @@ enum Platform {
             }
         }
 
+        /// Writes at a fixed offset without moving the file position (pwrite).
+        func write(_ bytes: UnsafeRawBufferPointer, at position: Int) throws {
+            var offset = 0
+            while offset < bytes.count {
+                let n = pwrite(fd, bytes.baseAddress! + offset, bytes.count - offset, off_t(position + offset))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw Failure(call: "pwrite", code: errno)
+                }
+                offset += n
+            }
+        }
+
         func sync() throws {
             guard fsync(fd) == 0 else { throw Failure(call: "fsync", code: errno) }
         }

@@ -43,6 +43,8 @@ public final class SafeTensorsWriter {
     private var next = 0
     private var finished = false
     private var scratch: [UInt8] = []
+    /// Bytes reserved for the header (after the 8-byte length), so `replaceMetadata` can rewrite it in place.
+    private let headerLength: Int
 
     public init(url: URL, plan: [TensorPlan], metadata: [String: String] = [:], protecting inputs: [URL] = []) throws {
         self.url = url
@@ -59,8 +61,14 @@ public final class SafeTensorsWriter {
         } catch let failure as Platform.Failure {
             throw BasinIOError(.writeFailed, file: url.path, "cannot create a temporary file in \(folder) (\(failure.message))")
         }
+        let header: [UInt8]
+        do { header = try SafeTensorsWriter.header(plan: plan, metadata: metadata) } catch {
+            file.close()
+            Platform.unlink(file.path)
+            throw BasinIOError(.writeFailed, file: url.path, "cannot encode the header (\(error))")
+        }
+        headerLength = header.count
         do {
-            let header = try SafeTensorsWriter.header(plan: plan, metadata: metadata)
             var length = UInt64(header.count).littleEndian
             try withUnsafeBytes(of: &length) { try file.write($0) }
             try header.withUnsafeBytes { try file.write($0) }
@@ -156,6 +164,18 @@ public final class SafeTensorsWriter {
         }
         do { try file.write(rawBytes) } catch { throw wrap(error) }
         next += 1
+    }
+
+    /// Rewrites the header's metadata in place (before `finish`), e.g. with input digests computed while the tensors
+    /// were written. The new header must not be longer than the one written at the start: reserve room by starting
+    /// with placeholder values of the final length; a shorter header is padded with spaces.
+    public func replaceMetadata(_ metadata: [String: String]) throws {
+        var header = try SafeTensorsWriter.header(plan: plan, metadata: metadata)
+        guard header.count <= headerLength else {
+            throw BasinIOError(.writeFailed, file: url.path, "the final metadata (\(header.count) bytes) does not fit the \(headerLength) bytes reserved for it")
+        }
+        header += [UInt8](repeating: 0x20, count: headerLength - header.count)
+        do { try header.withUnsafeBytes { try file.write($0, at: 8) } } catch { throw wrap(error) }
     }
 
     /// Flushes the file and renames it into place.
