@@ -46,18 +46,27 @@ func parseByteSize(_ s: String) throws -> Int {
 struct MergeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "merge",
-        abstract: "Merge models with a mergekit-style YAML recipe, streaming tensor by tensor into safetensors.",
+        abstract: "Merge models with a mergekit YAML recipe, streaming tensor by tensor into safetensors or a Hugging Face folder.",
         discussion: """
-        Methods: linear, task_arithmetic, ties, dare_linear, dare_ties, slerp (streamed), fisher and regmean (in memory, need --data).
-        --out FILE.safetensors writes one file (split beside it with an index if larger than --shard-size);
-        --out DIR writes model-0000k-of-0000N.safetensors and model.safetensors.index.json into DIR.
+        Reads everything mergekit 0.1.5's mergekit-yaml reads, for every method it registers (linear, task_arithmetic, ties,
+        dare_ties, dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, model_stock, slerp, nuslerp, multislerp,
+        karcher, sce, nearswap, arcee_fusion, ram, ramplus_tl, passthrough), models: and slices:, plus Basin's fisher and
+        regmean (in memory, need --data) and basin_path. Relative model paths: the working directory first, then the
+        recipe's folder. A model is a Hugging Face folder (config.json + model.safetensors or an index), a .safetensors
+        file or an index.
+        OUT ending in .safetensors writes one file (split beside it with an index if larger than --shard-size); any other
+        OUT is a Hugging Face folder: model.safetensors (or shards + model.safetensors.index.json), config.json from the
+        base (else first) model, and its tokenizer files. See docs/merging.md.
         """)
 
-    @Argument(help: "Recipe YAML (paths inside are relative to it).")
+    @Argument(help: "Recipe YAML.")
     var recipe: String
 
-    @Option(help: "Output .safetensors file or folder (sharded).")
-    var out: String
+    @Argument(help: "Output folder or .safetensors file (as mergekit-yaml's OUT_PATH; or use --out).")
+    var output: String?
+
+    @Option(help: "Output .safetensors file or folder.")
+    var out: String?
 
     @Option(help: "Data set (safetensors with x and y): print metrics of the inputs, their ensemble and the merge. Required by fisher and regmean.")
     var data: String?
@@ -67,17 +76,52 @@ struct MergeCommand: ParsableCommand {
     @Option(help: "Largest shard size (e.g. 5GB, 500MB).")
     var shardSize: String = "5GB"
 
+    @Option(name: [.customLong("seed"), .customLong("random-seed")], help: "Seed for random methods (DARE, DELLA, arcee_fusion); overrides the recipe's seed.")
+    var seed: UInt64?
+
+    @Flag(help: "Print the plan (tensors, methods, output dtype and files), the peak memory and disk space needed, check the output location, and write nothing.")
+    var dryRun = false
+
+    @Option(help: "External evaluator: a command run with the merged model's folder as its last argument, printing one JSON object of metrics.")
+    var evaluate: String?
+
+    @Option(help: "Evaluator runs at a time (basin merge evaluates one candidate; basin soup several).")
+    var evaluateJobs: Int = 1
+
+    @Flag(help: "Merge inputs holding NaN or infinite values instead of refusing them.")
+    var allowNonfinite = false
+
+    @Flag(help: "Folder outputs: do not copy the donor model's tokenizer files (tokenizer_source still copies).")
+    var noCopyTokenizer = false
+
+    @Flag(help: "Do not record the inputs' SHA-256 in the output's metadata.")
+    var noDigests = false
+
     @Flag(help: "Print metrics as JSON.")
     var json = false
 
+    mutating func validate() throws {
+        if output != nil && out != nil { throw ValidationError("give the output once: as the second argument or with --out") }
+        if output == nil && out == nil { throw ValidationError("missing the output: basin merge RECIPE OUT (a folder or a .safetensors file)") }
+        guard evaluateJobs >= 1 && evaluateJobs <= 64 else { throw ValidationError("--evaluate-jobs must be between 1 and 64") }
+    }
+
     func run() throws {
-        let recipe = try MergeRecipe.load(URL(fileURLWithPath: self.recipe))
-        let outURL = URL(fileURLWithPath: out)
+        var recipe = try MergeRecipe.load(URL(fileURLWithPath: self.recipe))
+        if let seed { recipe.seed = seed }
+        let outPath = output ?? out!
+        let outURL = URL(fileURLWithPath: outPath)
         let shardBytes = try parseByteSize(shardSize)
+        var options = MergeRunOptions()
+        options.shardSize = shardBytes
+        options.allowNonFinite = allowNonfinite
+        options.copyTokenizer = !noCopyTokenizer
+        options.hashInputs = !noDigests
         let dataset = try data.map { try Dataset(path: $0) }
         var outputs: [String]
         if recipe.method.needsData {
             guard let dataset else { throw ValidationError("\(recipe.method.rawValue) needs --data to estimate its statistics") }
+            guard !dryRun else { throw ValidationError("--dry-run plans streamed merges; \(recipe.method.rawValue) runs in memory on the loaded networks") }
             let models = try recipe.modelURLs.map { try architecture.load($0.path) }
             for m in models { try LoadedModel.check(dataset, fits: m) }
             let merged = try MergeExport.dataAwareMerge(recipe, models: models, data: dataset)
@@ -87,15 +131,33 @@ struct MergeCommand: ParsableCommand {
             printError("merged \(merged.count) tensors with \(recipe.method.rawValue) into \(outputs.last!)")
         } else {
             let plan = try MergePlan(recipe: recipe)
-            let report = try MergeExecutor.run(plan, out: outURL, shardSize: shardBytes) { done, total in
+            if dryRun {
+                let report = MergeDryRun(plan: plan, out: outURL, options: options)
+                if json { try printJSON(report) } else { print(report.text()) }
+                if !report.problems.isEmpty { throw ExitCode(1) }
+                return
+            }
+            let report = try MergeExecutor.run(plan, out: outURL, options: options) { done, total in
                 if standardErrorIsTerminal && (done % 16 == 0 || done == total) {
                     FileHandle.standardError.write(Data("\rmerging: \(done)/\(total) tensors".utf8))
                     if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
                 }
             }
             outputs = report.outputFiles
-            printError(String(format: "merged %d tensors (%@ in, %@ out) with %@ in %.2f s into %@", report.tensors, formatBytes(report.inputBytes),
-                              formatBytes(report.outputBytes), recipe.method.rawValue, report.seconds, outputs.count == 1 ? outputs[0] : "\(outputs.count - 1) shards + \(outputs.last!)"))
+            let rate = Double(report.outputBytes) / max(report.seconds, 1e-9)
+            printError(String(format: "merged %d tensors (%@ in, %@ out) with %@ in %.2f s (%@/s written) into %@", report.tensors, formatBytes(report.inputBytes),
+                              formatBytes(report.outputBytes), recipe.method.rawValue, report.seconds, formatBytes(Int(rate)),
+                              outputs.count == 1 ? outputs[0] : (CheckpointWriter.isFolder(outURL) ? outURL.path : "\(outputs.count - 1) shards + \(outputs.last!)")))
+        }
+        if let evaluate {
+            guard CheckpointWriter.isFolder(outURL) else {
+                throw ValidationError("--evaluate hands the evaluator a model folder: give a folder as the output, not a .safetensors file")
+            }
+            let metrics = try ExternalEvaluator(command: evaluate).evaluate(outURL)
+            if json { try printJSON(metrics) } else {
+                print("# \(evaluate) on \(outURL.path)")
+                for (k, v) in metrics.sorted(by: { $0.key < $1.key }) { print("\(k)  \(v)") }
+            }
         }
         guard let dataset else { return }
         var rows: [MetricsRow] = []
@@ -105,7 +167,7 @@ struct MergeCommand: ParsableCommand {
             let r = try m.evaluate(on: dataset)
             rows.append(MetricsRow(name: recipe.baseModel!, kind: "base", loss: r.loss, accuracy: r.accuracy, samples: r.samples))
         }
-        for (entry, url) in zip(recipe.models, recipe.modelURLs) {
+        for (entry, url) in zip(recipe.inputModels, recipe.modelURLs) {
             let m = try architecture.load(url.path)
             members.append(m)
             let r = try m.evaluate(on: dataset)
@@ -115,9 +177,9 @@ struct MergeCommand: ParsableCommand {
             let e = Soup.ensembleMetrics(members: members.map { ($0.network, $0.params) }, on: dataset)
             rows.append(MetricsRow(name: "ensemble of \(members.count)", kind: "ensemble", loss: e.loss, accuracy: e.accuracy, samples: e.samples))
         }
-        let merged = try architecture.load(outputs.last!)
+        let merged = try architecture.load(CheckpointWriter.isFolder(outURL) ? outURL.path : outputs.last!)
         let r = try merged.evaluate(on: dataset)
-        rows.append(MetricsRow(name: out, kind: recipe.method.rawValue, loss: r.loss, accuracy: r.accuracy, samples: r.samples))
+        rows.append(MetricsRow(name: outPath, kind: recipe.method.rawValue, loss: r.loss, accuracy: r.accuracy, samples: r.samples))
         try printMetricsTable(rows, json: json, dataName: dataset.name)
     }
 }

@@ -124,7 +124,8 @@ final class MergeExportTests: XCTestCase {
             XCTAssertEqual(try a.tensor(n), try b.tensor(n))
         }
         // A sharded input is read through its index: merging it with its single-file twin gives the same tensors.
-        let twin = MergeRecipe(method: .linear, models: [.init(model: outDir.path), .init(model: single.path)])
+        let twin = MergeRecipe(method: .linear, models: [.init(model: outDir.path, parameters: ["weight": .scalar(1)]),
+                                                         .init(model: single.path, parameters: ["weight": .scalar(1)])])
         let twinOut = dir.appendingPathComponent("twin.safetensors")
         _ = try MergeExecutor.run(try MergePlan(recipe: twin), out: twinOut)
         let t = try ModelFile.open(twinOut)
@@ -142,13 +143,15 @@ final class MergeExportTests: XCTestCase {
         let copy = dir.appendingPathComponent("a.safetensors")
         try FileManager.default.copyItem(at: Fixtures.mlpSeed0, to: copy)
         let before = try FileDigest.sha256(copy)
-        let recipe = MergeRecipe(method: .linear, models: [.init(model: copy.path), .init(model: Fixtures.mlpSeed1.path)])
+        let recipe = MergeRecipe(method: .linear, models: [.init(model: copy.path, parameters: ["weight": .scalar(1)]),
+                                                           .init(model: Fixtures.mlpSeed1.path, parameters: ["weight": .scalar(1)])])
         XCTAssertThrowsError(try MergeExecutor.run(try MergePlan(recipe: recipe), out: copy))
         XCTAssertEqual(try FileDigest.sha256(copy), before)
         // A shape mismatch is reported with file and tensor before anything is written.
         let other = dir.appendingPathComponent("other.safetensors")
         try SafeTensorsWriter.write([("layers.0.weight", Tensor.zeros([2, 2]))], to: other)
-        let bad = MergeRecipe(method: .linear, models: [.init(model: copy.path), .init(model: other.path)])
+        let bad = MergeRecipe(method: .linear, models: [.init(model: copy.path, parameters: ["weight": .scalar(1)]),
+                                                        .init(model: other.path, parameters: ["weight": .scalar(1)])])
         XCTAssertThrowsError(try MergePlan(recipe: bad)) { error in
             XCTAssertTrue("\(error)".contains("other.safetensors"), "\(error)")
         }
@@ -190,7 +193,8 @@ final class MergeFailureTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let a = try ModelFile.open(Fixtures.mlpSeed0)
         let b = FailingSource(try ModelFile.open(Fixtures.mlpSeed1), failing: a.names.last!)
-        let recipe = MergeRecipe(method: .linear, models: [.init(model: "a"), .init(model: "b")])
+        let recipe = MergeRecipe(method: .linear, models: [.init(model: "a", parameters: ["weight": .scalar(1)]),
+                                                           .init(model: "b", parameters: ["weight": .scalar(1)])])
         let plan = try MergePlan(recipe: recipe, models: [a, b], base: nil)
         XCTAssertThrowsError(try MergeExecutor.run(plan, out: dir.appendingPathComponent("out"), shardSize: 20_000, hashInputs: false))
         XCTAssertThrowsError(try MergeExecutor.run(plan, out: dir.appendingPathComponent("one.safetensors"), hashInputs: false))
@@ -206,7 +210,8 @@ final class MergeFailureTests: XCTestCase {
         try SafeTensorsWriter.write([("w", Tensor(shape: [2], storage: [3, 5])), ("step", Tensor(shape: [1], storage: [9]))], to: y,
                                     dtype: { $0 == "step" ? .i64 : .bf16 })
         let out = dir.appendingPathComponent("m.safetensors")
-        _ = try MergeExecutor.run(try MergePlan(recipe: MergeRecipe(method: .linear, models: [.init(model: x.path), .init(model: y.path)])), out: out)
+        _ = try MergeExecutor.run(try MergePlan(recipe: MergeRecipe(method: .linear, models: [.init(model: x.path, parameters: ["weight": .scalar(1)]),
+                                                                                                                  .init(model: y.path, parameters: ["weight": .scalar(1)])])), out: out)
         let m = try ModelFile.open(out)
         XCTAssertEqual(m.info("step")?.dtype, .i64)
         XCTAssertEqual(m.info("w")?.dtype, .bf16)

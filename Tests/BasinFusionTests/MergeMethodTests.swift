@@ -47,19 +47,24 @@ final class MergeMethodTests: XCTestCase {
         let n = 20_000
         let base = Tensor.zeros([n])
         let x = Tensor(shape: [n], repeating: 1)
-        let p = TensorMergeParameters(weights: [1], densities: [0.25], normalize: false, seed: 42)
+        // mergekit rescales what DARE keeps to the task vector's L1 norm (not by 1 / density).
+        let p = TensorMergeParameters(weights: [1], densities: [0.25], normalize: false, rescale: true, seed: 42)
         let a = try TensorMerge.merge(.dareLinear, name: "w", inputs: [x], base: base, parameters: p)
         let b = try TensorMerge.merge(.dareLinear, name: "w", inputs: [x], base: base, parameters: p)
         XCTAssertEqual(a, b)
         let kept = a.storage.filter { $0 != 0 }
-        XCTAssertTrue(kept.allSatisfy { $0 == 4 })
         XCTAssertEqual(Double(kept.count) / Double(n), 0.25, accuracy: 0.02)
-        XCTAssertEqual(a.mean(), 1, accuracy: 0.08)  // expectation preserved
+        XCTAssertTrue(kept.allSatisfy { $0 == Float(Double(n) / Double(kept.count)) })
+        XCTAssertEqual(a.mean(), 1, accuracy: 1e-5)  // L1 norm preserved exactly
         var p2 = p
         p2.seed = 43
         XCTAssertNotEqual(try TensorMerge.merge(.dareLinear, name: "w", inputs: [x], base: base, parameters: p2), a)
-        // dare_ties runs DARE before TIES's sign election.
+        // dare_ties runs DARE before TIES's sign election (one model: nothing to disagree with).
         XCTAssertEqual(try TensorMerge.merge(.dareTies, name: "w", inputs: [x], base: base, parameters: p), a)
+        // Without rescaling the kept entries stay as they were.
+        var p3 = p
+        p3.rescale = false
+        XCTAssertTrue(try TensorMerge.merge(.dareLinear, name: "w", inputs: [x], base: base, parameters: p3).storage.allSatisfy { $0 == 0 || $0 == 1 })
     }
 
     func testSlerp() throws {
@@ -73,7 +78,7 @@ final class MergeMethodTests: XCTestCase {
         XCTAssertEqual(TensorMerge.slerp(a, c, t: 0.5).storage, Tensor.lerp(a, c, 0.5).storage)
     }
 
-    func testParameterFiltersFirstSubstringWins() throws {
+    func testParameterFiltersFirstMatchWinsAndGradients() throws {
         let recipe = try MergeRecipe.parse("""
         merge_method: ties
         base_model: base.safetensors
@@ -85,13 +90,19 @@ final class MergeMethodTests: XCTestCase {
               density: 0.7
           - model: b.safetensors
             parameters: {weight: 1}
-        parameters: {lambda: 1.5, normalize: false, density: 0.4, t: 1e-1}
+        parameters: {lambda: 1.5, normalize: false, density: 0.4}
         dtype: bfloat16
         seed: 7
         """, directory: URL(fileURLWithPath: "/models"))
-        XCTAssertEqual(recipe.models.count, 2, "the base listed among models is not a task vector")
-        XCTAssertEqual(recipe.modelURLs[0].path, "/models/sub/a.safetensors")
-        XCTAssertEqual(recipe.baseURL?.path, "/models/base.safetensors")
+        XCTAssertEqual(recipe.models.count, 3, "the base stays listed as written")
+        XCTAssertEqual(recipe.inputModels.count, 2, "but is not a task vector of itself")
+        // Relative paths: the working directory first (as mergekit), then the recipe's folder.
+        let cwd = FileManager.default.currentDirectoryPath
+        XCTAssertEqual(recipe.candidates("sub/a.safetensors").map(\.path), [cwd + "/sub/a.safetensors", "/models/sub/a.safetensors"])
+        XCTAssertThrowsError(try recipe.locate("sub/a.safetensors", key: "models[1].model")) { e in
+            XCTAssertEqual((e as? MergeError)?.kind, .missingModel)
+            XCTAssertTrue("\(e)".contains("/models/sub/a.safetensors") && "\(e)".contains(cwd), "\(e)")
+        }
         XCTAssertEqual(recipe.dtype, .bf16)
         let p0 = recipe.tensorParameters(for: "layers.0.weight")
         XCTAssertEqual(p0.weights, [0.3, 1])
@@ -99,14 +110,64 @@ final class MergeMethodTests: XCTestCase {
         XCTAssertEqual(p0.lambda, 1.5)
         XCTAssertFalse(p0.normalize)
         XCTAssertEqual(p0.seed, 7)
-        XCTAssertEqual(p0.t, 0.1)
         XCTAssertEqual(recipe.tensorParameters(for: "layers.2.bias").weights, [0.6, 1])
         XCTAssertEqual(recipe.tensorParameters(for: "head.bias").weights, [0.9, 1])
-        // Round trip through YAML.
-        let again = try MergeRecipe.parse(recipe.yaml(), directory: URL(fileURLWithPath: "/models"))
+        // Round trip through YAML: booleans stay booleans.
+        let text = recipe.yaml()
+        XCTAssertTrue(text.contains("normalize: false"), text)
+        let again = try MergeRecipe.parse(text, directory: URL(fileURLWithPath: "/models"))
         XCTAssertEqual(again.tensorParameters(for: "layers.0.weight"), p0)
         XCTAssertEqual(again.tensorParameters(for: "head.bias"), recipe.tensorParameters(for: "head.bias"))
-        XCTAssertThrowsError(try MergeRecipe.parse("merge_method: model_soup_9000\nmodels: [a]", directory: URL(fileURLWithPath: "/")))
-        XCTAssertThrowsError(try MergeRecipe.parse("merge_method: ties\nmodels: [a]", directory: URL(fileURLWithPath: "/")))
+        // mergekit takes the first entry that matches, so an unfiltered entry first wins everywhere.
+        let first = try MergeRecipe.parse("""
+        merge_method: linear
+        models:
+          - model: a
+            parameters: {weight: [{value: 2}, {filter: layers, value: 5}]}
+        """, directory: URL(fileURLWithPath: "/"))
+        XCTAssertEqual(first.tensorParameters(for: "layers.0.weight").weights, [2])
+        // A gradient list is read piecewise-linearly at depth t.
+        XCTAssertEqual(ParameterValue.gradient([0, 0.5, 1]).value(for: "x", t: 0.25), 0.25)
+        XCTAssertEqual(ParameterValue.gradient([1, 0.5, 0]).value(for: "x", t: 1), 0)
+        XCTAssertEqual(ParameterValue.gradient([0, 1]).value(for: "x", t: 0.5), 0.5)
+    }
+
+    func testRecipeErrorsNameTheKey() throws {
+        func kind(_ text: String) -> (MergeError.Kind?, String) {
+            do {
+                _ = try MergeRecipe.parse(text, directory: URL(fileURLWithPath: "/"), file: "r.yml")
+                return (nil, "")
+            } catch let e as MergeError {
+                return (e.kind, e.description)
+            } catch {
+                return (nil, "\(error)")
+            }
+        }
+        let cases: [(String, MergeError.Kind, String)] = [
+            ("merge_method: model_soup_9000\nmodels: [a]", .unknownKey, "merge_method"),
+            ("merge_method: ties\nmodels: [a]", .missingValue, "base_model"),
+            ("merge_method: linear\nmodels: [{model: a, parameters: {weight: .nan}}]", .invalidValue, "models[0].parameters.weight"),
+            ("merge_method: linear\nmodels: [{model: a, parameters: {weight: 1e308}}]", .invalidValue, "models[0].parameters.weight"),
+            ("merge_method: ties\nbase_model: b\nmodels: [{model: a, parameters: {weight: 1, density: 1.5}}]", .invalidValue, "models[0].parameters.density"),
+            ("merge_method: slerp\nbase_model: b\nmodels: [a, b]\nparameters: {t: 2}", .invalidValue, "parameters.t"),
+            ("merge_method: linear\nmodels: a", .invalidValue, "models"),
+            ("merge_method: linear\nmodels: [{model: a, parameters: {wieght: 1}}]", .unknownKey, "models[0].parameters.wieght"),
+            ("merge_method: linear\nmodels: [{model: a, parameters: {density: 0.5, weight: 1}}]", .unknownKey, "models[0].parameters.density"),
+            ("merge_method: linear\nmodels: [a]\nfrobnicate: 1", .unknownKey, "frobnicate"),
+            ("merge_method: linear\nmodels: [a]\ntokenizer_source: union", .unsupported, "tokenizer_source"),
+            ("merge_method: linear\nmodels: [a]\nmodules: {}", .unsupported, "modules"),
+            ("merge_method: linear\nmodels: [{model: a, lora: x}]", .unsupported, "models[0].lora"),
+            ("merge_method: slerp\nbase_model: b\nmodels: [{model: a, parameters: {t: 0.5}}]", .invalidValue, "models[0].parameters.t"),
+            ("merge_method: passthrough\nslices: [{sources: [{model: a, layer_range: [0, 2]}, {model: b, layer_range: [0, 3]}]}]", .incompatibleModels, "slices[0].sources"),
+            ("merge_method: linear\nmodels: [a]\nslices: []", .invalidValue, "slices"),
+            ("merge_method: linear\nmodels: [a]\ndtype: int8", .invalidValue, "dtype"),
+            ("merge_method: linear\nmodels: [{model: a, parameters: {weight: {filter: x, value: 1}}}]", .invalidValue, "models[0].parameters.weight"),
+            ("a: &a [1,2]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: [*f,*f,*f,*f,*f,*f,*f,*f,*f]", .malformedRecipe, "r.yml"),
+        ]
+        for (text, expected, key) in cases {
+            let (k, message) = kind(text)
+            XCTAssertEqual(k, expected, "\(text) -> \(message)")
+            XCTAssertTrue(message.contains(key), "\(text) -> \(message)")
+        }
     }
 }

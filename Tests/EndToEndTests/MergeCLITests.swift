@@ -64,8 +64,8 @@ final class MergeCLITests: XCTestCase {
         try """
         merge_method: linear
         models:
-          - {model: \(Fixtures.mlpSeed0.path)}
-          - {model: \(Fixtures.mlpSeed1.path)}
+          - {model: \(Fixtures.mlpSeed0.path), parameters: {weight: 1}}
+          - {model: \(Fixtures.mlpSeed1.path), parameters: {weight: 1}}
         """.write(to: recipe, atomically: true, encoding: .utf8)
         let clash = try BasinBinary.run(["merge", recipe.path, "--out", Fixtures.mlpSeed0.path])
         XCTAssertNotEqual(clash.status, 0)
@@ -117,5 +117,110 @@ final class MergeCLITests: XCTestCase {
         let permutations = try JSONSerialization.jsonObject(with: Data(f.metadata["basin.soup.permutations"]!.utf8)) as! [String: [String: [Int]]]
         XCTAssertEqual(Set(permutations.keys), Set(seeds.dropFirst()))
         XCTAssertEqual(permutations[seeds[1]]?.values.map(\.count).sorted(), [128, 128])
+    }
+}
+
+/// The mergekit-style workflow on the LLaMA fixtures: Hugging Face folders in and out, dry runs, evaluators.
+final class MergekitWorkflowCLITests: XCTestCase {
+    var dir: URL!
+    let fixtures = Fixtures.url("transformers")
+
+    override func setUpWithError() throws {
+        guard BasinBinary.url != nil else { throw XCTSkip("basin executable not built") }
+        dir = try Fixtures.temporaryDirectory()
+    }
+
+    override func tearDownWithError() throws { if let dir { try? FileManager.default.removeItem(at: dir) } }
+
+    func testDryRunPrintsThePlanAndWritesNothing() throws {
+        let out = dir.appendingPathComponent("ties-out")
+        let r = try BasinBinary.run(["merge", "mergekit/ties.yml", out.path, "--dry-run"], currentDirectory: fixtures)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for needle in ["dry run: ties", "model.layers.1.mlp.down_proj.weight", "F32", "ties of 3 + base", "peak memory", "disk space needed",
+                       out.appendingPathComponent("model.safetensors").path, out.appendingPathComponent("config.json").path, "ok:"] {
+            XCTAssertTrue(r.stdout.contains(needle), "missing '\(needle)' in:\n\(r.stdout)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "a dry run writes nothing")
+        // A folder holding another model's shards is a problem the dry run reports (exit 1).
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try Data().write(to: out.appendingPathComponent("model-00001-of-00002.safetensors"))
+        let stale = try BasinBinary.run(["merge", "mergekit/ties.yml", out.path, "--dry-run"], currentDirectory: fixtures)
+        XCTAssertEqual(stale.status, 1)
+        XCTAssertTrue(stale.stdout.contains("problem:") && stale.stdout.contains("model-00001-of-00002.safetensors"), stale.stdout)
+    }
+
+    func testHuggingFaceFolderOutputWithTokenizerAndRecipeRebuild() throws {
+        // A base with tokenizer files: tokenizer_source: base copies them.
+        let base = dir.appendingPathComponent("base")
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("llama-tiny-base"), to: base)
+        try #"{"model": {"type": "WordLevel"}}"#.write(to: base.appendingPathComponent("tokenizer.json"), atomically: true, encoding: .utf8)
+        try #"{"model_max_length": 8}"#.write(to: base.appendingPathComponent("tokenizer_config.json"), atomically: true, encoding: .utf8)
+        let recipe = dir.appendingPathComponent("r.yml")
+        try """
+        merge_method: task_arithmetic
+        base_model: base
+        models:
+          - model: \(fixtures.path)/llama-tiny-ft-add
+            parameters: {weight: 1.0}
+          - model: \(fixtures.path)/llama-tiny-ft-sub
+            parameters: {weight: 1.0}
+        parameters: {lambda: 0.5}
+        out_dtype: bfloat16
+        tokenizer_source: base
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        // "base" is relative: not in the working directory, so it is found beside the recipe.
+        let out = dir.appendingPathComponent("merged")
+        let r = try BasinBinary.run(["merge", recipe.path, "--out", out.path], currentDirectory: fixtures)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let files = Set(try FileManager.default.contentsOfDirectory(atPath: out.path))
+        XCTAssertEqual(files, ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"])
+        let model = try ModelFile.open(out)
+        XCTAssertTrue(model is HuggingFaceModel)
+        XCTAssertEqual(model.metadata["format"], "pt")
+        XCTAssertEqual(model.info("lm_head.weight")?.dtype, .bf16)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as! [String: Any]
+        XCTAssertEqual(config["dtype"] as? String, "bfloat16")
+        // The recipe in the metadata rebuilds the same bytes.
+        let embedded = dir.appendingPathComponent("embedded.yml")
+        try model.metadata["basin.recipe"]!.write(to: embedded, atomically: true, encoding: .utf8)
+        let again = dir.appendingPathComponent("again")
+        XCTAssertEqual(try BasinBinary.run(["merge", embedded.path, again.path], currentDirectory: dir).status, 0)
+        let a = try ModelFile.open(again)
+        for n in model.names { XCTAssertEqual(try a.withRawBytes(n) { Array($0) }, try model.withRawBytes(n) { Array($0) }, n) }
+        // A missing model names both places it was looked for.
+        try "merge_method: linear\nmodels:\n  - {model: nowhere, parameters: {weight: 1}}\n".write(to: recipe, atomically: true, encoding: .utf8)
+        let missing = try BasinBinary.run(["merge", recipe.path, dir.appendingPathComponent("x").path], currentDirectory: fixtures)
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains(fixtures.appendingPathComponent("nowhere").path) && missing.stderr.contains(dir.appendingPathComponent("nowhere").path), missing.stderr)
+    }
+
+    func testExternalEvaluatorContract() throws {
+        let script = dir.appendingPathComponent("eval.sh")
+        // A tiny evaluator: counts the candidate's files and reads its config, prints one JSON object.
+        try """
+        #!/bin/sh
+        set -e
+        test -f "$1/config.json"
+        n=$(ls "$1" | wc -l)
+        echo "evaluating $1" >&2
+        printf '{"files": %d, "suite": {"acc": 0.5, "loss": 1.25}}\\n' "$n"
+        """.write(to: script, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("lin")
+        let r = try BasinBinary.run(["merge", "mergekit/linear.yml", out.path, "--evaluate", "sh \(script.path)", "--json"], currentDirectory: fixtures)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let metrics = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Double]
+        XCTAssertEqual(metrics, ["files": 2, "suite.acc": 0.5, "suite.loss": 1.25])
+        // A failing evaluator fails the command and shows its standard error.
+        let failing = dir.appendingPathComponent("fail.sh")
+        try "#!/bin/sh\necho 'CUDA out of memory on the candidate' >&2\nexit 3\n".write(to: failing, atomically: true, encoding: .utf8)
+        let f = try BasinBinary.run(["merge", "mergekit/linear.yml", dir.appendingPathComponent("lin2").path, "--evaluate", "sh \(failing.path)"], currentDirectory: fixtures)
+        XCTAssertNotEqual(f.status, 0)
+        XCTAssertTrue(f.stderr.contains("status 3") && f.stderr.contains("CUDA out of memory"), f.stderr)
+        // Output that is not one JSON object is a clear error.
+        let chatty = dir.appendingPathComponent("chatty.sh")
+        try "#!/bin/sh\necho 'accuracy is 0.7'\n".write(to: chatty, atomically: true, encoding: .utf8)
+        let c = try BasinBinary.run(["merge", "mergekit/linear.yml", dir.appendingPathComponent("lin3").path, "--evaluate", "sh \(chatty.path)"], currentDirectory: fixtures)
+        XCTAssertNotEqual(c.status, 0)
+        XCTAssertTrue(c.stderr.contains("one JSON object") && c.stderr.contains("accuracy is 0.7"), c.stderr)
     }
 }

@@ -4,25 +4,29 @@ import Foundation
 
 /// Writes a planned set of tensors as one safetensors file or as shards with an index, atomically as a
 /// whole: every shard goes to a temporary file; only when all tensors were written are the shards renamed
-/// into place and then the index written. On any failure (or if dropped before `finish`) nothing is left
-/// behind, and an output that is one of the inputs is refused.
+/// into place, then the extra files (config.json, tokenizer) and the index. On any failure (or if dropped before
+/// `finish`) nothing is left behind, and an output that is one of the inputs is refused.
 ///
 /// Layout:
 /// - `out` ending in `.safetensors`, total within `shardSize`: that one file.
 /// - `out` ending in `.safetensors` and larger than `shardSize`: `NAME-00001-of-0000N.safetensors` ... beside
 ///   it plus `NAME.safetensors.index.json`.
-/// - any other `out` is a folder (created if needed): `model-00001-of-0000N.safetensors` ... plus
-///   `model.safetensors.index.json` (Hugging Face's layout), even when N = 1.
+/// - any other `out` is a folder (created if needed), laid out as Hugging Face's `save_pretrained` does:
+///   `model.safetensors` when it fits in one shard, else `model-00001-of-0000N.safetensors` ... plus
+///   `model.safetensors.index.json`; `extraFiles` (e.g. config.json) go beside them.
 public final class CheckpointWriter {
     public static let defaultShardSize = 5_000_000_000  // mergekit's and Hugging Face's 5 GB
 
     public let plan: [TensorPlan]
-    public let metadata: [String: String]
-    /// The files that will exist after `finish()` (shards, then the index if any).
+    public private(set) var metadata: [String: String]
+    /// The files that will exist after `finish()` (shards, extra files, then the index if any).
     public let outputFiles: [URL]
     public let indexURL: URL?
+    /// The folder written into, when `out` is a folder.
+    public let folder: URL?
     private let shardPlans: [[TensorPlan]]
     private let shardURLs: [URL]
+    private let extraFiles: [(name: String, data: Data)]
     private let inputs: [URL]
     private var writers: [SafeTensorsWriter?]
     private var current = 0
@@ -30,65 +34,96 @@ public final class CheckpointWriter {
     private var scratch: [UInt8] = []
     private var createdFolder: URL?
     private var finished = false
+    private var metadataReplaced = false
+
+    /// Whether `out` names a folder output (anything not ending in `.safetensors`).
+    public static func isFolder(_ out: URL) -> Bool { out.pathExtension != "safetensors" }
+
+    /// The shards a plan splits into: a shard takes tensors while it stays within `shardSize` (a larger tensor gets
+    /// its own), as mergekit's writer does.
+    public static func split(_ plan: [TensorPlan], shardSize: Int) -> [[TensorPlan]] {
+        var shards: [[TensorPlan]] = []
+        var currentShard: [TensorPlan] = []
+        var bytes = 0
+        for p in plan {
+            if !currentShard.isEmpty && bytes + p.byteCount > shardSize {
+                shards.append(currentShard)
+                currentShard = []
+                bytes = 0
+            }
+            currentShard.append(p)
+            bytes += p.byteCount
+        }
+        if !currentShard.isEmpty || shards.isEmpty { shards.append(currentShard) }
+        return shards
+    }
+
+    /// The files an output would consist of (shards, then the index if any), without creating anything.
+    public static func layout(out: URL, plan: [TensorPlan], shardSize: Int) -> (shards: [URL], index: URL?) {
+        let shards = split(plan, shardSize: shardSize)
+        let isFile = !isFolder(out)
+        if shards.count == 1 {
+            return ([isFile ? out : out.appendingPathComponent(HuggingFaceModel.singleFileName)], nil)
+        }
+        let folder = isFile ? out.deletingLastPathComponent() : out
+        let stem = isFile ? out.deletingPathExtension().lastPathComponent : "model"
+        let n = shards.count
+        return ((1...n).map { folder.appendingPathComponent(String(format: "%@-%05d-of-%05d.safetensors", stem, $0, n)) },
+                folder.appendingPathComponent(stem + ".safetensors.index.json"))
+    }
 
     public init(out: URL, plan: [TensorPlan], metadata: [String: String], shardSize: Int = CheckpointWriter.defaultShardSize,
-                protecting inputs: [URL]) throws {
+                protecting inputs: [URL], extraFiles: [(name: String, data: Data)] = []) throws {
         self.plan = plan
         self.metadata = metadata
         self.inputs = inputs
-        let total = plan.reduce(0) { $0 + $1.byteCount }
-        let isFile = out.pathExtension == "safetensors"
-        // Split the plan greedily: a shard takes tensors while it stays within shardSize (a larger tensor gets its own).
-        var shards: [[TensorPlan]] = []
-        if isFile && total <= shardSize {
-            shards = [plan]
-        } else {
-            var currentShard: [TensorPlan] = []
-            var bytes = 0
-            for p in plan {
-                if !currentShard.isEmpty && bytes + p.byteCount > shardSize {
-                    shards.append(currentShard)
-                    currentShard = []
-                    bytes = 0
-                }
-                currentShard.append(p)
-                bytes += p.byteCount
-            }
-            if !currentShard.isEmpty || shards.isEmpty { shards.append(currentShard) }
+        let isFile = !Self.isFolder(out)
+        guard extraFiles.isEmpty || !isFile else {
+            throw BasinIOError(.invalidArgument, file: out.path, "config and tokenizer files need a folder output, not a .safetensors file")
         }
-        shardPlans = shards
-        if isFile && shards.count == 1 {
-            shardURLs = [out]
-            indexURL = nil
-        } else {
-            let folder: URL, stem: String
-            if isFile {
-                folder = out.deletingLastPathComponent()
-                stem = out.deletingPathExtension().lastPathComponent
+        self.extraFiles = extraFiles
+        shardPlans = Self.split(plan, shardSize: shardSize)
+        let (urls, index) = Self.layout(out: out, plan: plan, shardSize: shardSize)
+        shardURLs = urls
+        indexURL = index
+        folder = isFile ? nil : out
+        if !isFile {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: out.path, isDirectory: &isDirectory) {
+                guard isDirectory.boolValue else { throw BasinIOError(.writeFailed, file: out.path, "exists and is not a folder") }
+                // Weight files of an earlier, differently sharded output would be read along with ours: refuse.
+                let ours = Set((urls + (index.map { [$0] } ?? [])).map(\.lastPathComponent))
+                let entries = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
+                if let stale = entries.sorted().first(where: { ($0.hasSuffix(".safetensors") || $0.hasSuffix(".safetensors.index.json")) && !ours.contains($0) }) {
+                    throw BasinIOError(.writeFailed, file: out.appendingPathComponent(stale).path,
+                                       "is a weight file this merge would not replace, so the folder would mix two models; remove it or choose another folder")
+                }
             } else {
-                folder = out
-                stem = "model"
-                if !FileManager.default.fileExists(atPath: folder.path) { createdFolder = folder }
-                do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
-                    throw BasinIOError(.writeFailed, file: folder.path, "cannot create the output folder (\(error.localizedDescription))")
-                }
+                createdFolder = out
             }
-            let n = shards.count
-            shardURLs = (1...n).map { folder.appendingPathComponent(String(format: "%@-%05d-of-%05d.safetensors", stem, $0, n)) }
-            indexURL = folder.appendingPathComponent(stem + ".safetensors.index.json")
-            try OutputGuard.check(output: indexURL!, inputs: inputs)
+            do { try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true) } catch {
+                throw BasinIOError(.writeFailed, file: out.path, "cannot create the output folder (\(error.localizedDescription))")
+            }
         }
-        outputFiles = shardURLs + (indexURL.map { [$0] } ?? [])
-        for url in shardURLs { try OutputGuard.check(output: url, inputs: inputs) }
-        writers = Array(repeating: nil, count: shards.count)
+        let extras = extraFiles.map { out.appendingPathComponent($0.name) }
+        outputFiles = shardURLs + extras + (indexURL.map { [$0] } ?? [])
+        writers = Array(repeating: nil, count: shardPlans.count)
+        do {
+            for url in outputFiles { try OutputGuard.check(output: url, inputs: inputs) }
+        } catch {
+            removeCreatedFolder()
+            throw error
+        }
     }
 
     deinit {
         // Unfinished: the shard writers remove their temporary files as they go; remove the folder we made.
-        if !finished, let createdFolder {
-            writers = []
-            try? FileManager.default.removeItem(at: createdFolder)
-        }
+        if !finished { removeCreatedFolder() }
+    }
+
+    private func removeCreatedFolder() {
+        writers = []
+        if let createdFolder { try? FileManager.default.removeItem(at: createdFolder) }
     }
 
     private func writer() throws -> SafeTensorsWriter {
@@ -103,7 +138,17 @@ public final class CheckpointWriter {
         return w
     }
 
-    /// Writes the next planned tensor, encoding it to its planned dtype (tight loops for F16/BF16/F32).
+    /// The plan entry the next `write` must deliver.
+    public var nextPlanned: TensorPlan? {
+        var c = current, s = inShard
+        while c < shardPlans.count && s == shardPlans[c].count {
+            c += 1
+            s = 0
+        }
+        return c < shardPlans.count ? shardPlans[c][s] : nil
+    }
+
+    /// Writes the next planned tensor, encoding it to its planned dtype.
     public func write(_ name: String, _ tensor: Tensor) throws {
         let w = try writer()
         let p = w.plan[inShard]
@@ -113,7 +158,9 @@ public final class CheckpointWriter {
         let n = p.byteCount
         if scratch.count < n { scratch = [UInt8](repeating: 0, count: n) }
         try scratch.withUnsafeMutableBytes { dst in
-            tensor.withUnsafeBufferPointer { src in FastConvert.encode(src, as: p.dtype, into: dst.baseAddress!) }
+            tensor.withUnsafeBufferPointer { src in
+                if let s = src.baseAddress { DTypeConversion.encode(s, count: src.count, as: p.dtype, into: dst.baseAddress!) }
+            }
             try w.write(name, rawBytes: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(dst)[0..<n]))
         }
         inShard += 1
@@ -126,7 +173,16 @@ public final class CheckpointWriter {
         inShard += 1
     }
 
-    /// Renames every shard into place, then writes the index. If anything fails, removes what was renamed.
+    /// Replaces the metadata of every shard (and the index) before `finish`. Values must not make any header longer
+    /// than the first one: start with placeholders of the final length.
+    public func replaceMetadata(_ metadata: [String: String]) throws {
+        self.metadata = metadata
+        for w in writers.compactMap({ $0 }) { try w.replaceMetadata(metadata) }
+        metadataReplaced = true
+    }
+
+    /// Renames every shard into place, then writes the extra files and the index. If anything fails, removes what was
+    /// renamed (and the folder, if this writer made it).
     public func finish() throws {
         // Shards with no tensor yet (empty plan) still get created so the layout is complete.
         for i in writers.indices where writers[i] == nil {
@@ -138,6 +194,13 @@ public final class CheckpointWriter {
                 try w!.finish()
                 renamed.append(shardURLs[i])
             }
+            if let folder {
+                for extra in extraFiles {
+                    let url = folder.appendingPathComponent(extra.name)
+                    try extra.data.write(to: url, options: .atomic)
+                    renamed.append(url)
+                }
+            }
             if let indexURL {
                 var weightMap: [String: String] = [:]
                 for (i, shard) in shardPlans.enumerated() {
@@ -148,6 +211,7 @@ public final class CheckpointWriter {
                 let object: [String: Any] = ["metadata": meta, "weight_map": weightMap]
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
                 try data.write(to: indexURL, options: .atomic)
+                renamed.append(indexURL)
             }
         } catch {
             for url in renamed { try? FileManager.default.removeItem(at: url) }
@@ -155,65 +219,5 @@ public final class CheckpointWriter {
         }
         writers = []
         finished = true
-    }
-}
-
-/// Tight Float32 <-> F16/BF16/F32 loops on raw pointers for the streaming path (other dtypes fall back
-/// to `DTypeConversion`).
-public enum FastConvert {
-    public static func decode(_ dtype: DType, from source: UnsafeRawPointer, count n: Int, into out: UnsafeMutablePointer<Float>) {
-        guard n > 0 else { return }
-        switch dtype {
-        case .bf16 where Int(bitPattern: source) % 2 == 0:
-            let s = source.assumingMemoryBound(to: UInt16.self)
-            out.withMemoryRebound(to: UInt32.self, capacity: n) { o in
-                for i in 0..<n { o[i] = UInt32(UInt16(littleEndian: s[i])) << 16 }
-            }
-        case .f16 where Int(bitPattern: source) % 2 == 0:
-            let s = source.assumingMemoryBound(to: Float16.self)
-            for i in 0..<n { out[i] = Float(s[i]) }
-        case .f32:
-            (UnsafeMutableRawPointer(out)).copyMemory(from: source, byteCount: n * 4)
-        default:
-            DTypeConversion.decode(dtype, from: source, count: n, into: out)
-        }
-    }
-
-    public static func encode(_ src: UnsafeBufferPointer<Float>, as dtype: DType, into destination: UnsafeMutableRawPointer) {
-        let n = src.count
-        guard n > 0, let s = src.baseAddress else { return }
-        switch dtype {
-        case .bf16:
-            let d = destination.assumingMemoryBound(to: UInt16.self)
-            s.withMemoryRebound(to: UInt32.self, capacity: n) { bits in
-                for i in 0..<n {
-                    let b = bits[i]
-                    // Round to nearest even; NaN keeps a quiet NaN payload.
-                    let isNaN = (b & 0x7FFF_FFFF) > 0x7F80_0000
-                    let rounded = (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16
-                    d[i] = UInt16(truncatingIfNeeded: isNaN ? ((b >> 16) | 0x0040) : rounded).littleEndian
-                }
-            }
-        case .f16:
-            let d = destination.assumingMemoryBound(to: Float16.self)
-            for i in 0..<n { d[i] = Float16(s[i]) }
-        case .f32:
-            destination.copyMemory(from: UnsafeRawPointer(s), byteCount: n * 4)
-        default:
-            DTypeConversion.encode(s, count: n, as: dtype, into: destination)
-        }
-    }
-
-    /// A tensor decoded from a source (memory-mapped bytes, no intermediate copy).
-    public static func tensor(_ source: any TensorSource, _ name: String) throws -> Tensor {
-        guard let info = source.info(name) else { return try source.tensor(name) }
-        return try source.withRawBytes(name) { raw in
-            try Tensor(shape: info.shape) { out in
-                guard raw.count >= info.elementCount * info.dtype.byteSize else {
-                    throw BasinIOError(.sizeMismatch, file: source.displayPath, tensor: name, "has fewer bytes than its shape needs")
-                }
-                if info.elementCount > 0, let base = raw.baseAddress { decode(info.dtype, from: base, count: info.elementCount, into: out.baseAddress!) }
-            }
-        }
     }
 }

@@ -1,0 +1,167 @@
+import Foundation
+
+/// An evaluator outside Basin (lm-evaluation-harness on a GPU machine, a cluster job, a script): a shell command run
+/// with a candidate model's folder appended as its last argument.
+///
+/// Contract: the command prints exactly one JSON object of named metrics on standard output (numbers; nested
+/// objects are flattened with dots, `{"hellaswag": {"acc": 0.5}}` -> `hellaswag.acc`); it exits 0. A non-zero exit
+/// marks the candidate as failed and its standard error is shown. The command runs through `/bin/sh -c`, so it may
+/// be a pipeline or carry its own arguments: `CMD "$candidate"` is what runs.
+public struct ExternalEvaluator: Sendable {
+    public var command: String
+    /// Give up after this many seconds (nil: wait as long as it takes; a cluster queue can be slow).
+    public var timeout: Double?
+
+    public init(command: String, timeout: Double? = nil) {
+        self.command = command
+        self.timeout = timeout
+    }
+
+    /// Runs the command on one candidate and returns its metrics.
+    public func evaluate(_ candidate: URL) throws -> [String: Double] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command + " \"$1\"", "basin-evaluate", candidate.path]
+        let stdout = Pipe(), stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch {
+            throw MergeError(.evaluatorFailed, file: candidate.path, "cannot start the evaluator '\(command)': \(error.localizedDescription)")
+        }
+        // Drain both pipes concurrently so a chatty evaluator cannot block on a full pipe.
+        let outBox = DataBox(), errBox = DataBox()
+        let group = DispatchGroup()
+        for (pipe, box) in [(stdout, outBox), (stderr, errBox)] {
+            group.enter()
+            DispatchQueue.global().async {
+                box.data = pipe.fileHandleForReading.readDataToEndOfFile()
+                group.leave()
+            }
+        }
+        if let timeout {
+            let deadline = DispatchTime.now() + timeout
+            if group.wait(timeout: deadline) == .timedOut {
+                process.terminate()
+                group.wait()
+                process.waitUntilExit()
+                throw MergeError(.evaluatorFailed, file: candidate.path, "the evaluator '\(command)' did not finish within \(Int(timeout)) s")
+            }
+        } else {
+            group.wait()
+        }
+        process.waitUntilExit()
+        let errText = String(decoding: errBox.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard process.terminationReason == .exit, process.terminationStatus == 0 else {
+            let how = process.terminationReason == .exit ? "exited with status \(process.terminationStatus)" : "was killed by signal \(process.terminationStatus)"
+            throw MergeError(.evaluatorFailed, file: candidate.path, "the evaluator '\(command)' \(how)" + (errText.isEmpty ? "" : ":\n" + errText))
+        }
+        return try Self.parseMetrics(outBox.data, command: command, candidate: candidate)
+    }
+
+    /// Reads the evaluator's standard output: exactly one JSON object of numbers (nested objects flattened).
+    public static func parseMetrics(_ data: Data, command: String, candidate: URL) throws -> [String: Double] {
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) as? [String: Any] else {
+            let shown = text.count > 300 ? String(text.prefix(300)) + "..." : text
+            throw MergeError(.evaluatorFailed, file: candidate.path,
+                             "the evaluator '\(command)' must print one JSON object of metrics on standard output; it printed: \(shown.isEmpty ? "nothing" : shown)")
+        }
+        var metrics: [String: Double] = [:]
+        func flatten(_ value: Any, _ key: String) throws {
+            if let n = value as? NSNumber {
+                let d = n.doubleValue
+                guard d.isFinite else { throw MergeError(.evaluatorFailed, file: candidate.path, key: key, "is not a finite number") }
+                metrics[key] = d
+            } else if let m = value as? [String: Any] {
+                for (k, v) in m { try flatten(v, key.isEmpty ? k : key + "." + k) }
+            } else {
+                throw MergeError(.evaluatorFailed, file: candidate.path, key: key, "is not a number (metrics must be numbers or objects of numbers)")
+            }
+        }
+        try flatten(object, "")
+        guard !metrics.isEmpty else { throw MergeError(.evaluatorFailed, file: candidate.path, "the evaluator '\(command)' printed no metrics") }
+        return metrics
+    }
+
+    /// Whether a larger value of the metric is better: losses, perplexities and error rates are minimised.
+    public static func higherIsBetter(_ metric: String) -> Bool {
+        let m = metric.lowercased()
+        return !["loss", "perplexity", "ppl", "error", "err", "bits_per_byte", "bpb", "wer", "cer"].contains { m.contains($0) }
+    }
+}
+
+final class DataBox: @unchecked Sendable {
+    var data = Data()
+}
+
+/// Candidates evaluated N at a time in the background: the explorer (or any caller) submits and gets a callback
+/// when the metrics arrive, never blocking its own thread.
+public final class EvaluationQueue: @unchecked Sendable {
+    public let evaluator: ExternalEvaluator
+    public let jobs: Int
+    private let semaphore: DispatchSemaphore
+    private let group = DispatchGroup()
+    private let queue = DispatchQueue(label: "basin.evaluate", attributes: .concurrent)
+
+    public init(evaluator: ExternalEvaluator, jobs: Int) {
+        self.evaluator = evaluator
+        self.jobs = max(1, jobs)
+        semaphore = DispatchSemaphore(value: max(1, jobs))
+    }
+
+    /// Evaluates `candidate` (its folder must exist when the job starts); `completion` runs on a background thread.
+    public func submit(_ candidate: URL, completion: @escaping @Sendable (Result<[String: Double], Error>) -> Void) {
+        submit({ candidate }, completion: completion)
+    }
+
+    /// Prepares a candidate (e.g. writes a merge to a folder) and evaluates it, both off the caller's thread.
+    public func submit(_ prepare: @escaping @Sendable () throws -> URL, completion: @escaping @Sendable (Result<[String: Double], Error>) -> Void) {
+        group.enter()
+        queue.async { [self] in
+            semaphore.wait()
+            let result = Result { try evaluator.evaluate(try prepare()) }
+            semaphore.signal()
+            completion(result)
+            group.leave()
+        }
+    }
+
+    /// Blocks until every submitted candidate has finished.
+    public func waitAll() { group.wait() }
+
+    /// Evaluates every candidate (N at a time) and returns the results in order.
+    public func evaluateAll(_ candidates: [@Sendable () throws -> URL]) -> [Result<[String: Double], Error>] {
+        let results = ResultsBox(count: candidates.count)
+        for (i, c) in candidates.enumerated() {
+            submit(c) { results.set(i, $0) }
+        }
+        waitAll()
+        return results.values
+    }
+}
+
+final class ResultsBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: [Result<[String: Double], Error>?]
+    init(count: Int) { storage = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<[String: Double], Error>) {
+        lock.lock()
+        storage[i] = r
+        lock.unlock()
+    }
+    var values: [Result<[String: Double], Error>] {
+        lock.lock()
+        defer { lock.unlock() }
+        return storage.map { $0 ?? .failure(MergeError(.evaluatorFailed, "not evaluated")) }
+    }
+}
+
+/// Streams a recipe into a fresh candidate folder (for an external evaluator): `basin soup --evaluate` and the
+/// explorer's soup view call this for every candidate.
+public enum CandidateWriter {
+    public static func write(_ recipe: MergeRecipe, into folder: URL, options: MergeRunOptions = MergeRunOptions()) throws -> URL {
+        _ = try MergeExecutor.run(try MergePlan(recipe: recipe), out: folder, options: options)
+        return folder
+    }
+}

@@ -1,0 +1,373 @@
+import BasinIO
+import BasinNet
+import BasinTensor
+import Foundation
+
+/// What a streaming merge did.
+public struct MergeReport: Sendable, Codable {
+    public var tensors: Int
+    public var inputBytes: Int
+    public var outputBytes: Int
+    /// Wall time of the whole run (merge, write, sync, digests).
+    public var seconds: Double
+    /// CPU seconds spent hashing the inputs (overlapped with the merge).
+    public var hashSeconds: Double
+    public var outputFiles: [String]
+    /// Tensors merged by the chunked streaming kernels (the rest were decoded whole).
+    public var streamedTensors: Int
+}
+
+/// How to run a plan.
+public struct MergeRunOptions: Sendable {
+    public var shardSize: Int = CheckpointWriter.defaultShardSize
+    /// Record each input's SHA-256 in the output's metadata (hashed on a background thread while merging).
+    public var hashInputs = true
+    /// Merge inputs holding NaN or infinite values instead of refusing them.
+    public var allowNonFinite = false
+    /// Folder outputs: copy the tokenizer files of `tokenizer_source` (else the donor model), as mergekit does.
+    public var copyTokenizer = true
+    /// Threads computing each tensor (the writer has its own).
+    public var threads = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
+    public var extraMetadata: [String: String] = [:]
+    public init() {}
+}
+
+/// Runs a plan tensor by tensor into a safetensors file, a sharded file or a Hugging Face folder. Reading, merging
+/// and writing overlap: a writer thread writes tensor i while tensor i + 1 is computed (on every core for the
+/// chunked kernels of linear, task arithmetic and TIES) and the inputs are hashed on a third thread. Input pages
+/// are released after each tensor, so memory stays at about the largest tensor's output plus the chunk buffers.
+public enum MergeExecutor {
+    public static func run(_ plan: MergePlan, out: URL, shardSize: Int = CheckpointWriter.defaultShardSize,
+                           hashInputs: Bool = true, extraMetadata: [String: String] = [:],
+                           progress: ((Int, Int) -> Void)? = nil) throws -> MergeReport {
+        var options = MergeRunOptions()
+        options.shardSize = shardSize
+        options.hashInputs = hashInputs
+        options.extraMetadata = extraMetadata
+        return try run(plan, out: out, options: options, progress: progress)
+    }
+
+    public static func run(_ plan: MergePlan, out: URL, options: MergeRunOptions, progress: ((Int, Int) -> Void)? = nil) throws -> MergeReport {
+        guard !plan.recipe.method.needsData else {
+            throw MergeError(.methodFailed, file: plan.recipe.file, key: "merge_method",
+                             "\(plan.recipe.method.rawValue) needs data and a network: it runs in memory (MergeExport.dataAwareMerge), not streamed")
+        }
+        let start = Benchmarks.now()
+        let extras = try extraFiles(plan, out: out, copyTokenizer: options.copyTokenizer)
+        var meta = plan.metadata()
+        meta.merge(options.extraMetadata) { _, new in new }
+        // Digests are computed while merging; the header starts with placeholders of the same length.
+        let hasher = options.hashInputs ? InputHasher(plan) : nil
+        if let hasher { meta[InputHasher.metadataKey] = hasher.placeholder }
+        let writer: CheckpointWriter
+        do {
+            writer = try CheckpointWriter(out: out, plan: plan.tensorPlans, metadata: meta, shardSize: options.shardSize,
+                                          protecting: plan.inputFiles, extraFiles: extras)
+        } catch let e as BasinIOError {
+            throw MergeError(.output, file: e.file, e.problem)
+        }
+        hasher?.start()
+        let pipeline = WritePipeline(writer: writer, depthBytes: 512 << 20)
+        var inputBytes = 0, streamed = 0
+        do {
+            for (i, entry) in plan.entries.enumerated() {
+                inputBytes += plan.inputBytes(entry)
+                let buffer = try compute(entry, plan: plan, options: options, streamed: &streamed)
+                try pipeline.submit(name: entry.name, buffer)
+                for s in entry.allSources { plan.sources[s.model].release(s.tensor) }
+                progress?(i + 1, plan.entries.count)
+            }
+            try pipeline.finish()
+            if let hasher {
+                meta[InputHasher.metadataKey] = try hasher.wait()
+                try writer.replaceMetadata(meta)
+            }
+            try writer.finish()
+        } catch {
+            pipeline.cancel()
+            hasher?.cancel()
+            if let e = error as? BasinIOError, e.kind == .writeFailed { throw MergeError(.output, file: e.file, tensor: e.tensor, e.problem) }
+            throw error
+        }
+        return MergeReport(tensors: plan.entries.count, inputBytes: inputBytes, outputBytes: plan.outputBytes,
+                           seconds: Benchmarks.now() - start, hashSeconds: hasher?.seconds ?? 0,
+                           outputFiles: writer.outputFiles.map(\.path), streamedTensors: streamed)
+    }
+
+    /// Peak resident memory a run will need, estimated from the largest tensor: its output buffer and the queue of
+    /// buffers waiting to be written, its input pages (mapped until released), and either the streaming kernels'
+    /// chunk buffers or, for methods decoded whole, Float32 copies of every input, the base, the task vectors and
+    /// the result.
+    public static func estimatedPeakBytes(_ plan: MergePlan, options: MergeRunOptions) -> Int {
+        let chunkBytes = options.threads * StreamingKernels.chunk * 4
+        var worst = 0, largestOutput = 0
+        for e in plan.entries {
+            let n = Tensor.elementCount(e.shape)
+            let outBytes = n * e.outputDType.byteSize
+            largestOutput = max(largestOutput, outBytes)
+            let k = e.allSources.count
+            var work: Int
+            if !e.isFloatingPoint {
+                work = 0
+            } else if StreamingKernels.canStream(e, method: plan.recipe.method) {
+                work = chunkBytes * (k + 6) + (plan.recipe.method == .ties ? n / 50 * 16 * e.inputs.count : 0)
+            } else {
+                work = n * 4 * (k + 2 + (plan.recipe.method.isTaskArithmeticFamily ? e.inputs.count + 3 : 1))
+            }
+            worst = max(worst, work + plan.inputBytes(e) + outBytes)
+        }
+        let queue = min(512 << 20, 2 * largestOutput)
+        let baseline = 40 << 20  // the process itself: code, Foundation, headers, plan
+        return baseline + worst + queue
+    }
+
+    /// One output tensor, encoded in its output dtype.
+    static func compute(_ e: MergePlan.Entry, plan: MergePlan, options: MergeRunOptions, streamed: inout Int) throws -> OutputBuffer {
+        let outBytes = Tensor.elementCount(e.shape) * e.outputDType.byteSize
+        let buffer = OutputBuffer(count: outBytes)
+        if !e.isFloatingPoint {
+            let s = e.base ?? e.inputs[0]
+            try plan.sources[s.model].withRawBytes(s.tensor) { raw in
+                buffer.pointer.copyMemory(from: raw.baseAddress!, byteCount: min(raw.count, outBytes))
+            }
+            return buffer
+        }
+        if try StreamingKernels.run(e, plan: plan, into: buffer, threads: options.threads, allowNonFinite: options.allowNonFinite) {
+            streamed += 1
+            return buffer
+        }
+        let inputs = try e.inputs.map { try load($0, plan: plan, allowNonFinite: options.allowNonFinite) }
+        let base = try e.base.map { try load($0, plan: plan, allowNonFinite: options.allowNonFinite) }
+        let merged = try TensorMerge.merge(plan.recipe.method, name: e.name, inputs: inputs, base: base, parameters: e.parameters)
+        merged.withUnsafeBufferPointer { src in
+            if let s = src.baseAddress { DTypeConversion.encode(s, count: src.count, as: e.outputDType, into: buffer.pointer) }
+        }
+        return buffer
+    }
+
+    static func load(_ s: MergePlan.Source, plan: MergePlan, allowNonFinite: Bool) throws -> Tensor {
+        let t = try plan.sources[s.model].tensor(s.tensor)
+        if !allowNonFinite {
+            let bad = t.withUnsafeBufferPointer { DTypeConversion.nonFiniteCount($0.baseAddress!, count: $0.count) }
+            if bad > 0 { throw nonFinite(plan, s, bad) }
+        }
+        return t
+    }
+
+    static func nonFinite(_ plan: MergePlan, _ s: MergePlan.Source, _ count: Int) -> MergeError {
+        MergeError(.nonFinite, file: plan.sources[s.model].displayPath, tensor: s.tensor,
+                   "holds \(count) NaN or infinite value\(count == 1 ? "" : "s"); refusing to merge them (pass --allow-nonfinite to merge anyway)")
+    }
+
+    // MARK: Hugging Face folder outputs
+
+    /// config.json (the donor's, with the output dtype and layer count) and the tokenizer files, for folder outputs.
+    static func extraFiles(_ plan: MergePlan, out: URL, copyTokenizer: Bool) throws -> [(name: String, data: Data)] {
+        guard CheckpointWriter.isFolder(out) else {
+            if case .model? = plan.recipe.tokenizerSource {
+                throw MergeError(.output, file: out.path, key: "tokenizer_source", "tokenizer files need a folder output, not a .safetensors file")
+            }
+            return []
+        }
+        var files: [(name: String, data: Data)] = []
+        let donor = plan.donor.flatMap { plan.sources[$0] as? HuggingFaceModel }
+        if let donor {
+            var config = donor.config()
+            if let d = plan.recipe.outputDType {
+                let name = MergeRecipe.mergekitName(d)
+                if config["torch_dtype"] != nil { config["torch_dtype"] = name }
+                config["dtype"] = name
+            }
+            if let layers = plan.outputLayerCount {
+                let key = ["num_hidden_layers", "n_layer", "num_layers"].first { config[$0] != nil } ?? "num_hidden_layers"
+                config[key] = layers
+            }
+            let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            files.append((HuggingFaceModel.configName, data + Data("\n".utf8)))
+        }
+        var tokenizerModel: HuggingFaceModel?
+        switch plan.recipe.tokenizerSource {
+        case .base?, nil:
+            tokenizerModel = copyTokenizer || plan.recipe.tokenizerSource != nil ? donor : nil
+        case let .model(path)?:
+            let url = try plan.recipe.locate(path, key: "tokenizer_source")
+            guard HuggingFaceModel.isModelDirectory(url) || FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer_config.json").path) else {
+                throw MergeError(.missingModel, file: plan.recipe.file, key: "tokenizer_source", "'\(path)' is not a model folder with tokenizer files")
+            }
+            let found = HuggingFaceModel.tokenizerFiles.filter { FileManager.default.fileExists(atPath: url.appendingPathComponent($0).path) }
+            guard !found.isEmpty else { throw MergeError(.missingModel, file: plan.recipe.file, key: "tokenizer_source", "'\(path)' holds no tokenizer files") }
+            for f in found { files.append((f, try Data(contentsOf: url.appendingPathComponent(f)))) }
+            return files
+        }
+        if let tokenizerModel {
+            let found = tokenizerModel.tokenizerFileURLs
+            if found.isEmpty && plan.recipe.tokenizerSource == .base {
+                throw MergeError(.missingModel, file: plan.recipe.file, key: "tokenizer_source", "the base model \(tokenizerModel.displayPath) holds no tokenizer files")
+            }
+            for url in found { files.append((url.lastPathComponent, try Data(contentsOf: url))) }
+        } else if plan.recipe.tokenizerSource == .base {
+            throw MergeError(.missingModel, file: plan.recipe.file, key: "tokenizer_source", "the base model is not a Hugging Face folder, so it has no tokenizer to copy")
+        }
+        return files
+    }
+}
+
+/// An output tensor's bytes, handed from the compute thread to the writer thread.
+final class OutputBuffer: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+    }
+    deinit { pointer.deallocate() }
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: pointer, count: count) }
+}
+
+/// A writer thread fed through a queue bounded in bytes, so writing overlaps the next tensor's computation.
+final class WritePipeline: @unchecked Sendable {
+    private let writer: CheckpointWriter
+    private let depthBytes: Int
+    private let condition = NSCondition()
+    private var queue: [(String, OutputBuffer)] = []
+    private var queuedBytes = 0
+    private var closed = false
+    private var cancelled = false
+    private var failure: Error?
+    private var done = false
+    private var thread: Thread?
+
+    init(writer: CheckpointWriter, depthBytes: Int) {
+        self.writer = writer
+        self.depthBytes = depthBytes
+        let t = Thread { [unowned self] in self.loop() }
+        t.name = "basin-merge-writer"
+        thread = t
+        t.start()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !closed && !cancelled { condition.wait() }
+            if cancelled || (queue.isEmpty && closed) {
+                done = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let (name, buffer) = queue.removeFirst()
+            condition.unlock()
+            do {
+                try writer.write(name, rawBytes: buffer.bytes)
+            } catch {
+                condition.lock()
+                failure = error
+                cancelled = true
+                done = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            condition.lock()
+            queuedBytes -= buffer.count
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    func submit(name: String, _ buffer: OutputBuffer) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        // Wait while the queue is full (always accept into an empty queue, however large the tensor).
+        while !queue.isEmpty && queuedBytes + buffer.count > depthBytes && failure == nil && !cancelled { condition.wait() }
+        if let failure { throw failure }
+        queue.append((name, buffer))
+        queuedBytes += buffer.count
+        condition.broadcast()
+    }
+
+    func finish() throws {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        while !done { condition.wait() }
+        condition.unlock()
+        if let failure { throw failure }
+    }
+
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        while !done { condition.wait() }
+        queue = []
+        condition.unlock()
+    }
+}
+
+/// SHA-256 of every input on a background thread (the files are in the page cache once the merge has read them).
+final class InputHasher: @unchecked Sendable {
+    static let metadataKey = "basin.inputs_sha256"
+    private let jobs: [(label: String, source: any TensorSource)]
+    private let condition = NSCondition()
+    private var result: Result<String, Error>?
+    private var cancelled = false
+    private(set) var seconds = 0.0
+
+    init(_ plan: MergePlan) {
+        jobs = zip(plan.labels, plan.sources).filter { !$0.1.files.isEmpty }.map { ($0.0, $0.1) }
+    }
+
+    /// A JSON object of the same length as the final one, to reserve room in the headers.
+    var placeholder: String { Self.encode(Dictionary(jobs.map { ($0.label, String(repeating: "0", count: 64)) }, uniquingKeysWith: { a, _ in a })) }
+
+    static func encode(_ digests: [String: String]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: digests, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func start() {
+        let t = Thread { [self] in
+            let t0 = Benchmarks.now()
+            var digests: [String: String] = [:]
+            do {
+                for job in jobs {
+                    condition.lock()
+                    let stop = cancelled
+                    condition.unlock()
+                    if stop { break }
+                    digests[job.label] = try FileDigest.sha256(of: job.source)
+                }
+                finish(.success(Self.encode(digests)), t0)
+            } catch {
+                finish(.failure(error), t0)
+            }
+        }
+        t.name = "basin-merge-hash"
+        t.start()
+    }
+
+    private func finish(_ r: Result<String, Error>, _ t0: Double) {
+        condition.lock()
+        seconds = Benchmarks.now() - t0
+        result = r
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func wait() throws -> String {
+        condition.lock()
+        while result == nil { condition.wait() }
+        let r = result!
+        condition.unlock()
+        return try r.get()
+    }
+
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        while result == nil { condition.wait() }
+        condition.unlock()
+    }
+}

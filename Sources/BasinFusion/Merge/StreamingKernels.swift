@@ -1,0 +1,440 @@
+import BasinIO
+import BasinTensor
+import Dispatch
+import Foundation
+
+/// Chunked merge kernels for the methods that dominate LLM merging (linear, task arithmetic, TIES, passthrough and
+/// Basin's path points): they read the inputs' memory-mapped bytes a few thousand elements at a time, decode into
+/// small reused buffers, combine, and encode straight into the output buffer, split across threads. No tensor-sized
+/// Float32 copy is ever made, so memory stays flat and the work is bound by memory bandwidth.
+///
+/// Every kernel performs exactly the Float32 operations of `TensorMerge` in the same order, so a streamed tensor
+/// is bit-identical to the in-memory result (an explorer export and `basin merge` of its recipe agree exactly).
+///
+/// TIES needs, per task vector, the k-th largest |x_i - base| over the whole tensor. It is found without sorting or
+/// copying the tensor: a random sample of 32k entries brackets the threshold; one pass counts the entries above the
+/// bracket and collects the few inside it (in index order, so ties at the threshold are kept in index order exactly
+/// as `TensorMerge.topMagnitudeMask` keeps them); the threshold is selected among those. If the bracket misses (a
+/// rare sampling accident) the tensor goes through the in-memory path instead.
+enum StreamingKernels {
+    static let chunk = 8192
+
+    /// Whether `run` handles this entry (otherwise the executor decodes whole tensors).
+    static func canStream(_ e: MergePlan.Entry, method: MergeMethod) -> Bool {
+        guard e.isFloatingPoint else { return false }
+        switch method {
+        case .linear, .basinPath: return !e.inputs.isEmpty && e.base == nil
+        case .passthrough: return e.inputs.count == 1 && e.base == nil
+        case .taskArithmetic: return e.base != nil && !e.inputs.isEmpty
+        case .ties: return e.base != nil && !e.inputs.isEmpty && !e.parameters.rescale
+        default: return false
+        }
+    }
+
+    /// Computes `e` into `buffer` (encoded in its output dtype) if the method has a streaming kernel.
+    static func run(_ e: MergePlan.Entry, plan: MergePlan, into buffer: OutputBuffer, threads: Int, allowNonFinite: Bool) throws -> Bool {
+        let method = plan.recipe.method
+        guard canStream(e, method: method) else { return false }
+        let sources = e.inputs + (e.base.map { [$0] } ?? [])
+        for s in sources {
+            guard let info = plan.sources[s.model].info(s.tensor), info.dtype.isFloatingPoint else { return false }
+        }
+        return try withRawBytes(sources, plan: plan) { raws in
+            let n = Tensor.elementCount(e.shape)
+            let job = Job(entry: e, n: n, inputs: Array(raws.prefix(e.inputs.count)), base: e.base != nil ? raws.last! : nil,
+                          out: buffer.pointer, outDType: e.outputDType, allowNonFinite: allowNonFinite)
+            let ranges = split(n, threads: n < 4 * chunk ? 1 : threads)
+            switch method {
+            case .linear, .basinPath:
+                let normalize = method == .linear && e.parameters.normalize
+                try parallel(ranges) { try job.linear($0, normalize: normalize) }
+            case .passthrough:
+                try parallel(ranges) { try job.passthrough($0) }
+            case .taskArithmetic:
+                try parallel(ranges) { try job.taskArithmetic($0) }
+            case .ties:
+                guard let selection = try job.selectThresholds(ranges) else { return false }
+                try parallel(ranges.indices.map { ($0, ranges[$0]) }) { try job.ties($0.1, range: $0.0, selection: selection) }
+            default:
+                return false
+            }
+            try job.throwIfNonFinite(plan: plan)
+            return true
+        }
+    }
+
+    /// Calls `body` with the raw bytes (and dtype) of every source, nested so each stays valid.
+    static func withRawBytes<R>(_ sources: [MergePlan.Source], plan: MergePlan, _ acc: [Raw] = [], _ body: ([Raw]) throws -> R) throws -> R {
+        guard let first = sources.first else { return try body(acc) }
+        let source = plan.sources[first.model]
+        let info = source.info(first.tensor)!
+        return try source.withRawBytes(first.tensor) { raw in
+            try withRawBytes(Array(sources.dropFirst()), plan: plan, acc + [Raw(pointer: raw.baseAddress!, dtype: info.dtype, source: first)], body)
+        }
+    }
+
+    struct Raw: @unchecked Sendable {
+        let pointer: UnsafeRawPointer
+        let dtype: DType
+        let source: MergePlan.Source
+        func decode(_ start: Int, _ count: Int, into out: UnsafeMutablePointer<Float>) {
+            DTypeConversion.decode(dtype, from: pointer + start * dtype.byteSize, count: count, into: out)
+        }
+    }
+
+    /// Contiguous element ranges, one per thread, aligned to chunks.
+    static func split(_ n: Int, threads: Int) -> [Range<Int>] {
+        let t = max(1, threads)
+        let chunks = (n + chunk - 1) / chunk
+        let per = (chunks + t - 1) / t
+        return (0..<t).compactMap { i in
+            let lo = min(n, i * per * chunk), hi = min(n, (i + 1) * per * chunk)
+            return lo < hi ? lo..<hi : nil
+        }
+    }
+
+    static func parallel<T: Sendable>(_ items: [T], _ body: @Sendable (T) throws -> Void) throws {
+        if items.count == 1 { return try body(items[0]) }
+        let errors = ErrorBox()
+        items.withUnsafeBufferPointer { buffer in
+            let b = UnsafeBuffer(buffer)
+            DispatchQueue.concurrentPerform(iterations: b.buffer.count) { i in
+                do { try body(b.buffer[i]) } catch { errors.set(error) }
+            }
+        }
+        if let e = errors.error { throw e }
+    }
+
+    struct UnsafeBuffer<T>: @unchecked Sendable {
+        let buffer: UnsafeBufferPointer<T>
+        init(_ b: UnsafeBufferPointer<T>) { buffer = b }
+    }
+
+    final class ErrorBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private(set) var error: Error?
+        func set(_ e: Error) {
+            lock.lock()
+            if error == nil { error = e }
+            lock.unlock()
+        }
+    }
+
+    /// Per-range results of the threshold pass, filled from several threads.
+    final class Collected: @unchecked Sendable {
+        private let lock = NSLock()
+        private(set) var above: [[Int]]
+        private(set) var candidates: [[[(Int, UInt32)]]]
+        init(ranges: Int, models: Int) {
+            above = Array(repeating: Array(repeating: 0, count: models), count: ranges)
+            candidates = Array(repeating: Array(repeating: [], count: models), count: ranges)
+        }
+        func store(_ r: Int, _ a: [Int], _ c: [[(Int, UInt32)]]) {
+            lock.lock()
+            above[r] = a
+            candidates[r] = c
+            lock.unlock()
+        }
+    }
+
+    /// Per-model threshold of TIES's trim step.
+    struct Selection {
+        /// Magnitude bits above which an entry is kept (nil: keep everything).
+        var threshold: [UInt32?]
+        /// For each model and range: how many entries equal to the threshold that range keeps (index order).
+        var equalBudget: [[Int]]
+    }
+
+    /// One tensor's streaming job.
+    final class Job: @unchecked Sendable {
+        let entry: MergePlan.Entry
+        let n: Int
+        let inputs: [Raw]
+        let base: Raw?
+        let out: UnsafeMutableRawPointer
+        let outDType: DType
+        let allowNonFinite: Bool
+        private let lock = NSLock()
+        private var nonFinite: [Int: Int] = [:]
+
+        init(entry: MergePlan.Entry, n: Int, inputs: [Raw], base: Raw?, out: UnsafeMutableRawPointer, outDType: DType, allowNonFinite: Bool) {
+            self.entry = entry
+            self.n = n
+            self.inputs = inputs
+            self.base = base
+            self.out = out
+            self.outDType = outDType
+            self.allowNonFinite = allowNonFinite
+        }
+
+        var p: TensorMergeParameters { entry.parameters }
+
+        /// Decodes a chunk of source `index` (inputs, then the base at `inputs.count`), counting non-finite values.
+        @inline(__always)
+        func load(_ raw: Raw, _ index: Int, _ start: Int, _ count: Int, _ into: UnsafeMutablePointer<Float>) {
+            raw.decode(start, count, into: into)
+            if !allowNonFinite {
+                let bad = DTypeConversion.nonFiniteCount(into, count: count)
+                if bad > 0 {
+                    lock.lock()
+                    nonFinite[index, default: 0] += bad
+                    lock.unlock()
+                }
+            }
+        }
+
+        func throwIfNonFinite(plan: MergePlan) throws {
+            guard let (index, count) = nonFinite.sorted(by: { $0.key < $1.key }).first else { return }
+            let raw = index < inputs.count ? inputs[index] : base!
+            throw MergeExecutor.nonFinite(plan, raw.source, count)
+        }
+
+        @inline(__always)
+        func store(_ values: UnsafePointer<Float>, _ start: Int, _ count: Int) {
+            DTypeConversion.encode(values, count: count, as: outDType, into: out + start * outDType.byteSize)
+        }
+
+        func linear(_ range: Range<Int>, normalize: Bool) throws {
+            let weights = p.weights
+            var total: Float = 0
+            for w in weights { total += w }
+            let acc = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+            defer { acc.deallocate(); x.deallocate() }
+            var c = range.lowerBound
+            while c < range.upperBound {
+                let m = min(chunk, range.upperBound - c)
+                for (i, input) in inputs.enumerated() {
+                    load(input, i, c, m, x)
+                    let w = weights[i]
+                    if i == 0 { for j in 0..<m { acc[j] = w * x[j] } } else { for j in 0..<m { acc[j] += w * x[j] } }
+                }
+                if normalize { for j in 0..<m { acc[j] /= total } }
+                store(acc, c, m)
+                c += m
+            }
+        }
+
+        func passthrough(_ range: Range<Int>) throws {
+            let scale = p.scales.first ?? nil
+            let input = inputs[0]
+            if scale == nil && input.dtype == outDType && allowNonFinite {
+                let size = outDType.byteSize
+                (out + range.lowerBound * size).copyMemory(from: input.pointer + range.lowerBound * size, byteCount: range.count * size)
+                return
+            }
+            let x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+            defer { x.deallocate() }
+            var c = range.lowerBound
+            while c < range.upperBound {
+                let m = min(chunk, range.upperBound - c)
+                load(input, 0, c, m, x)
+                if let s = scale { for j in 0..<m { x[j] = x[j] * s } }
+                store(x, c, m)
+                c += m
+            }
+        }
+
+        func taskArithmetic(_ range: Range<Int>) throws {
+            let weights = p.weights
+            var total: Float = 0
+            for w in weights { total += w }
+            if abs(total) < 1e-8 { total = 1 }
+            let normalize = p.normalize, lambda = p.lambda
+            let b = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+            let mixed = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+            defer { b.deallocate(); x.deallocate(); mixed.deallocate() }
+            var c = range.lowerBound
+            while c < range.upperBound {
+                let m = min(chunk, range.upperBound - c)
+                load(base!, inputs.count, c, m, b)
+                for j in 0..<m { mixed[j] = 0 }
+                for (i, input) in inputs.enumerated() {
+                    load(input, i, c, m, x)
+                    let w = weights[i]
+                    for j in 0..<m { mixed[j] += (x[j] - b[j]) * w }
+                }
+                if normalize { for j in 0..<m { mixed[j] /= total } }
+                if lambda != 1 { for j in 0..<m { mixed[j] *= lambda } }
+                for j in 0..<m { x[j] = b[j] + mixed[j] }
+                store(x, c, m)
+                c += m
+            }
+        }
+
+        /// Finds each model's trim threshold (see the type's comment); nil when the sample's bracket missed.
+        func selectThresholds(_ ranges: [Range<Int>]) throws -> Selection? {
+            let k = inputs.count
+            var keep = [Int?](repeating: nil, count: k)
+            for i in 0..<k where p.densities[i] < 1 {
+                keep[i] = max(1, Int(Double(p.densities[i]) * Double(n)))
+                if keep[i]! >= n { keep[i] = nil }
+            }
+            if keep.allSatisfy({ $0 == nil }) {
+                return Selection(threshold: Array(repeating: nil, count: k), equalBudget: Array(repeating: Array(repeating: 0, count: ranges.count), count: k))
+            }
+            // Bracket each threshold from a random sample of magnitudes.
+            let m = min(n, 32768)
+            var rng = SeededGenerator(seed: TensorMerge.dareSeed(0x71E5, name: entry.name, model: 0))
+            var positions = (0..<m).map { _ in Int(rng.next() % UInt64(n)) }
+            if m == n { positions = Array(0..<n) }
+            var brackets: [(low: UInt32, high: UInt32)?] = Array(repeating: nil, count: k)
+            var scratch = [Float](repeating: 0, count: 2)
+            var samples = [[UInt32]](repeating: [], count: k)
+            for pos in positions {
+                scratch.withUnsafeMutableBufferPointer { s in
+                    base!.decode(pos, 1, into: s.baseAddress!)
+                    for i in 0..<k where keep[i] != nil {
+                        inputs[i].decode(pos, 1, into: s.baseAddress! + 1)
+                        samples[i].append(abs(s[1] - s[0]).bitPattern)
+                    }
+                }
+            }
+            for i in 0..<k {
+                guard let kk = keep[i] else { continue }
+                samples[i].sort(by: >)
+                let q = Double(kk) / Double(n)
+                let r = q * Double(m)
+                let margin = 4.5 * (Double(m) * q * (1 - q)).squareRoot() + 8
+                let hiRank = Int((r - margin).rounded(.down)), loRank = Int((r + margin).rounded(.up))
+                let high = hiRank < 0 ? UInt32.max : samples[i][hiRank]
+                let low = loRank >= m ? 0 : samples[i][loRank]
+                brackets[i] = (low, high)
+            }
+            let bracket = brackets
+            // One pass: count entries above each bracket, collect those inside it (index order per range).
+            let cap = max(1 << 20, n / 8)
+            let collected = Collected(ranges: ranges.count, models: k)
+            let overflow = ErrorBox()
+            try parallel(Array(ranges.indices)) { r in
+                let range = ranges[r]
+                let b = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+                defer { b.deallocate(); x.deallocate() }
+                var localAbove = [Int](repeating: 0, count: k)
+                var localCandidates = [[(Int, UInt32)]](repeating: [], count: k)
+                var c = range.lowerBound
+                while c < range.upperBound {
+                    let mm = min(chunk, range.upperBound - c)
+                    load(base!, k, c, mm, b)
+                    for i in 0..<k {
+                        load(inputs[i], i, c, mm, x)
+                        guard let (low, high) = bracket[i] else { continue }
+                        var count = 0
+                        for j in 0..<mm {
+                            let bits = abs(x[j] - b[j]).bitPattern
+                            if bits > high { count += 1 } else if bits >= low { localCandidates[i].append((c + j, bits)) }
+                        }
+                        localAbove[i] += count
+                        if localCandidates[i].count > cap / max(1, ranges.count) {
+                            overflow.set(MergeError(.methodFailed, tensor: entry.name, "bracket too wide"))
+                            return
+                        }
+                    }
+                    c += mm
+                }
+                collected.store(r, localAbove, localCandidates)
+            }
+            if overflow.error != nil { return nil }
+            let above = collected.above, candidates = collected.candidates
+            var selection = Selection(threshold: Array(repeating: nil, count: k),
+                                      equalBudget: Array(repeating: Array(repeating: 0, count: ranges.count), count: k))
+            for i in 0..<k {
+                guard let kk = keep[i] else { continue }
+                let a = above.reduce(0) { $0 + $1[i] }
+                var bits = candidates.flatMap { $0[i].map(\.1) }
+                let need = kk - a
+                guard need >= 1, need <= bits.count else { return nil }
+                let threshold = Self.kthLargest(&bits, need)
+                var strictly = a
+                for r in candidates.indices { for (_, v) in candidates[r][i] where v > threshold { strictly += 1 } }
+                var budget = kk - strictly
+                for r in candidates.indices {
+                    let equal = candidates[r][i].reduce(0) { $0 + ($1.1 == threshold ? 1 : 0) }
+                    let take = min(equal, budget)
+                    selection.equalBudget[i][r] = take
+                    budget -= take
+                }
+                selection.threshold[i] = threshold
+            }
+            return selection
+        }
+
+        static func kthLargest(_ values: inout [UInt32], _ k: Int) -> UInt32 {
+            var lo = 0, hi = values.count - 1
+            let target = k - 1
+            var rng = SeededGenerator(seed: 0x5EED)
+            return values.withUnsafeMutableBufferPointer { a in
+                while lo < hi {
+                    let pivot = a[lo + Int(rng.next() % UInt64(hi - lo + 1))]
+                    var i = lo, j = hi
+                    while i <= j {
+                        while a[i] > pivot { i += 1 }
+                        while a[j] < pivot { j -= 1 }
+                        if i <= j {
+                            a.swapAt(i, j)
+                            i += 1
+                            j -= 1
+                        }
+                    }
+                    if target <= j { hi = j } else if target >= i { lo = i } else { return a[target] }
+                }
+                return a[target]
+            }
+        }
+
+        func ties(_ range: Range<Int>, range r: Int, selection: Selection) throws {
+            let k = inputs.count
+            let weights = p.weights
+            let normalize = p.normalize, lambda = p.lambda
+            var budgets = selection.equalBudget.map { $0[r] }
+            let thresholds = selection.threshold
+            let b = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+            let d = UnsafeMutablePointer<Float>.allocate(capacity: chunk * k)
+            let mass = UnsafeMutablePointer<Float>.allocate(capacity: chunk), mixed = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+            let divisor = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+            defer { b.deallocate(); x.deallocate(); d.deallocate(); mass.deallocate(); mixed.deallocate(); divisor.deallocate() }
+            var c = range.lowerBound
+            while c < range.upperBound {
+                let m = min(chunk, range.upperBound - c)
+                load(base!, k, c, m, b)
+                for j in 0..<m { mass[j] = 0; mixed[j] = 0; divisor[j] = 0 }
+                for i in 0..<k {
+                    load(inputs[i], i, c, m, x)
+                    let w = weights[i]
+                    let di = d + i * chunk
+                    if let threshold = thresholds[i] {
+                        var budget = budgets[i]
+                        for j in 0..<m {
+                            let v = x[j] - b[j]
+                            let bits = abs(v).bitPattern
+                            var keep = bits > threshold
+                            if bits == threshold && budget > 0 {
+                                keep = true
+                                budget -= 1
+                            }
+                            di[j] = (keep ? v : 0) * w
+                        }
+                        budgets[i] = budget
+                    } else {
+                        for j in 0..<m { di[j] = (x[j] - b[j]) * w }
+                    }
+                    for j in 0..<m { mass[j] += di[j] }
+                }
+                for i in 0..<k {
+                    let di = d + i * chunk
+                    let w = weights[i]
+                    for j in 0..<m {
+                        let v = di[j]
+                        let agrees = mass[j] >= 0 ? v > 0 : v < 0
+                        mixed[j] += agrees ? v : 0
+                        divisor[j] += agrees ? w : 0
+                    }
+                }
+                if normalize { for j in 0..<m { mixed[j] /= divisor[j] == 0 ? 1 : divisor[j] } }
+                if lambda != 1 { for j in 0..<m { mixed[j] *= lambda } }
+                for j in 0..<m { x[j] = b[j] + mixed[j] }
+                store(x, c, m)
+                c += m
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import BasinFusion
+import BasinIO
+import BasinNet
+import BasinTensor
+import BasinTestSupport
+import Foundation
+import XCTest
+
+/// The chunked streaming kernels give exactly the bytes of the in-memory merge (so an exported soup and
+/// `basin merge` of its recipe agree bit for bit), including TIES's ties at the trim threshold.
+final class StreamingMergeTests: XCTestCase {
+    func writeModel(_ url: URL, seed: UInt64, coarse: Bool) throws {
+        var rng = SeededGenerator(seed: seed)
+        // Values on a coarse grid make many equal magnitudes, so the trim threshold has ties.
+        func value() -> Float { coarse ? Float(Int(rng.next() % 17) - 8) / 8 : Float(rng.normal()) * 0.05 }
+        let tensors: [(String, Tensor)] = [
+            ("model.embed_tokens.weight", Tensor(shape: [300, 160], storage: (0..<48000).map { _ in value() })),
+            ("model.layers.0.mlp.up_proj.weight", Tensor(shape: [97, 61], storage: (0..<(97 * 61)).map { _ in value() })),
+            ("model.layers.1.mlp.up_proj.weight", Tensor(shape: [97, 61], storage: (0..<(97 * 61)).map { _ in value() })),
+            ("model.norm.weight", Tensor(shape: [7], storage: (0..<7).map { _ in value() })),
+        ]
+        try SafeTensorsWriter.write(tensors, to: url, dtype: { _ in .bf16 })
+    }
+
+    func testStreamedEqualsInMemory() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for coarse in [true, false] {
+            let urls = (0..<4).map { dir.appendingPathComponent("m\($0)-\(coarse).safetensors") }
+            for (i, u) in urls.enumerated() { try writeModel(u, seed: UInt64(i) + (coarse ? 100 : 0), coarse: coarse) }
+            let methods: [(String, String)] = [
+                ("linear", "parameters: {normalize: true}"),
+                ("task_arithmetic", "parameters: {lambda: 0.7}"),
+                ("ties", "parameters: {normalize: true, lambda: 1.3}"),
+                ("ties", "parameters: {normalize: false}"),
+            ]
+            for (method, params) in methods {
+                let needsBase = method != "linear"
+                let text = """
+                merge_method: \(method)
+                \(needsBase ? "base_model: \(urls[0].path)" : "")
+                models:
+                  - model: \(urls[1].path)
+                    parameters: {weight: 0.5\(method == "ties" ? ", density: 0.3" : "")}
+                  - model: \(urls[2].path)
+                    parameters: {weight: [0.2, 0.9]\(method == "ties" ? ", density: [{filter: embed, value: 0.61}, {value: 0.5}]" : "")}
+                  - model: \(urls[3].path)
+                    parameters: {weight: -0.4\(method == "ties" ? ", density: 0.9" : "")}
+                \(params)
+                out_dtype: bfloat16
+                """
+                let recipe = try MergeRecipe.parse(text, directory: dir)
+                let plan = try MergePlan(recipe: recipe)
+                let out = dir.appendingPathComponent("\(method)-\(coarse).safetensors")
+                var options = MergeRunOptions()
+                options.hashInputs = false
+                options.threads = 2
+                let report = try MergeExecutor.run(plan, out: out, options: options)
+                XCTAssertEqual(report.streamedTensors, 4, "\(method): every tensor streamed")
+                let memory = try ParameterMerge.run(plan)
+                let file = try ModelFile.open(out)
+                for name in memory.names {
+                    let expected = memory[name]!.encoded(as: .bf16)
+                    let got = try file.withRawBytes(name) { Array($0) }
+                    XCTAssertEqual(got, expected, "\(method) coarse=\(coarse) \(name)")
+                }
+            }
+        }
+    }
+
+    func testNonFiniteInputsAreRefusedUnlessAllowed() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = dir.appendingPathComponent("a.safetensors"), b = dir.appendingPathComponent("b.safetensors")
+        var values = [Float](repeating: 1, count: 50_000)
+        values[123] = .nan
+        values[40_000] = .infinity
+        try SafeTensorsWriter.write([("w", Tensor(shape: [50_000], storage: values))], to: a)
+        try SafeTensorsWriter.write([("w", Tensor(shape: [50_000], repeating: 2))], to: b)
+        let recipe = MergeRecipe(method: .linear, models: [.init(model: a.path, parameters: ["weight": .scalar(1)]),
+                                                           .init(model: b.path, parameters: ["weight": .scalar(1)])])
+        let out = dir.appendingPathComponent("m.safetensors")
+        XCTAssertThrowsError(try MergeExecutor.run(try MergePlan(recipe: recipe), out: out)) { e in
+            XCTAssertEqual((e as? MergeError)?.kind, .nonFinite)
+            XCTAssertEqual((e as? MergeError)?.tensor, "w")
+            XCTAssertTrue("\(e)".contains("2 NaN or infinite"), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
+        var options = MergeRunOptions()
+        options.allowNonFinite = true
+        _ = try MergeExecutor.run(try MergePlan(recipe: recipe), out: out, options: options)
+        XCTAssertTrue(try ModelFile.open(out).tensor("w")[123].isNaN)
+    }
+}
