@@ -8,28 +8,51 @@ import Foundation
 struct MergeBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "merge",
-        abstract: "Stream a 50/50 linear merge of two synthetic sharded BF16 checkpoints (>= 2 GB each) and compare with a plain copy of the same bytes.",
-        discussion: "Inputs, copy and output go to a temporary folder (--dir, else $TMPDIR) that is removed at the end; it needs about 3x --size of free disk. Build with -c release to measure.")
+        abstract: "Merge three synthetic 1 GB BF16 checkpoints (LLaMA-shaped names) with linear, task arithmetic and TIES, and compare with cp of one input.",
+        discussion: """
+        Prints, for each method, the MB/s of output written (end to end: plan, merge, write, fsync, input digests), that
+        rate as a fraction of cp's in the same run (target >= 50%), and the merge's peak resident memory (target < 1 GB).
+        Inputs and outputs go to a temporary folder (--dir, else $TMPDIR) that is removed at the end; it needs about
+        5x --size of free disk. Build with -c release to measure.
+        """)
 
     @OptionGroup var options: BenchOptions
 
-    @Option(help: "Size of each synthetic checkpoint (e.g. 2.2GB).")
-    var size: String = "2.2GB"
+    @Option(help: "Size of each synthetic checkpoint (e.g. 1GB).")
+    var size: String = "1GB"
+
+    @Flag(help: "Sharded inputs (4 shards each) and sharded output.")
+    var sharded = false
+
+    @Option(help: "Methods to time, comma-separated.")
+    var methods: String = "linear,task_arithmetic,ties"
 
     @Option(help: "Folder for the temporary files (default: $TMPDIR).")
     var dir: String?
 
+    @Option(help: "Merge threads (default: the cores).")
+    var mergeThreads: Int?
+
     func run() throws {
         options.apply()
         let bytes = try parseByteSize(size)
+        let list = try methods.split(separator: ",").map { name -> MergeMethod in
+            guard let m = MergeMethod(rawValue: String(name)), MergeMethod.mergekitMethods.contains(m) else {
+                throw ValidationError("unknown method '\(name)' (e.g. linear,task_arithmetic,ties)")
+            }
+            return m
+        }
         let folder = dir.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
-        let f = try MergeBenchmark.run(directory: folder, bytesPerModel: bytes) { if !options.json { printError($0) } }
+        let f = try MergeBenchmark.run(directory: folder, bytesPerModel: bytes, sharded: sharded, methods: list, threads: mergeThreads) {
+            if !options.json { printError($0) }
+        }
         if options.json { return try printJSON(f) }
-        print("inputs: 2 x \(formatBytes(f.bytesPerModel)) BF16, \(f.tensors) tensors each, \(f.inputShardsPerModel) shards each (generated in \(String(format: "%.1f", f.generateSeconds)) s)")
-        print(String(format: "copy of the same bytes: %.2f s, %.2f GB/s", f.copySeconds, f.copyBytesPerSecond / 1e9))
-        print(String(format: "linear merge (streamed, %d output files): %.2f s, %.2f GB/s of input = %.0f%% of copy throughput (target >= 50%%)",
-                     f.outputFiles, f.mergeSeconds, f.mergeBytesPerSecond / 1e9, f.mergeFractionOfCopy * 100))
-        print(String(format: "input SHA-256 digests for the metadata: %.2f s (before merging, not in the merge time)", f.hashSeconds))
-        print("peak resident memory: \(f.peakResidentBytes.map(formatBytes) ?? "unknown") (target < 300 MB); before the merge: \(f.peakResidentBytesBeforeMerge.map(formatBytes) ?? "unknown")")
+        let mb = { (x: Double) in String(format: "%.0f MB/s", x / 1e6) }
+        print("inputs: 3 x \(formatBytes(f.bytesPerModel)) BF16 (base + 2 fine-tunes), \(f.tensors) tensors, \(f.layers) LLaMA-shaped layers, \(f.inputShardsPerModel) shard(s) each\(f.outputShardSize.map { ", output shards of \(formatBytes($0))" } ?? ""), \(f.threads) merge threads")
+        print(String(format: "cp of one input: %.2f s, %@ (cp + fsync: %.2f s, %@)", f.copySeconds, mb(f.copyBytesPerSecond), f.copySyncSeconds, mb(f.copySyncBytesPerSecond)))
+        for m in f.merges {
+            print(String(format: "%-16@ %.2f s, %@ written = %.0f%% of cp (target >= 50%%), peak RSS %@ (target < 1 GB), digests %.2f s overlapped",
+                         m.method, m.seconds, mb(m.bytesPerSecond), m.fractionOfCopy * 100, m.peakResidentBytes.map(formatBytes) ?? "unknown", m.hashSeconds))
+        }
     }
 }

@@ -3,59 +3,104 @@ import BasinNet
 import BasinTensor
 import Foundation
 
-/// `basin bench merge`: two synthetic sharded BF16 checkpoints, a plain copy of their bytes, and a streaming
-/// 50/50 linear merge of them, with times, throughputs and peak resident memory.
+/// `basin bench merge`: three synthetic BF16 checkpoints with LLaMA-shaped tensor names (a base and two fine-tunes of
+/// it), `cp` of one of them, and streaming merges of the three with linear, task arithmetic and TIES, each timed end
+/// to end (planning, merging, writing, fsync, input digests) with its peak resident memory, all in one run on the
+/// same files so the figures compare.
 public enum MergeBenchmark {
-    public struct Figure: Codable, Sendable {
-        public var tensors: Int
-        public var bytesPerModel: Int
-        public var inputShardsPerModel: Int
-        public var outputFiles: Int
-        public var generateSeconds: Double
-        /// Seconds to read both models' bytes from their memory maps and write them to one file (synced).
-        public var copySeconds: Double
-        public var copyBytesPerSecond: Double
-        /// Seconds of the tensor-by-tensor merge (decode, combine, encode, write, sync), input digests excluded.
-        public var mergeSeconds: Double
-        /// Input bytes (both models) per second of merging.
-        public var mergeBytesPerSecond: Double
-        public var mergeFractionOfCopy: Double
-        /// Seconds spent hashing the inputs (SHA-256) for the output's metadata, done before merging.
-        public var hashSeconds: Double
+    public struct MergeFigure: Codable, Sendable {
+        public var method: String
+        public var seconds: Double
+        /// Output bytes written per second.
+        public var bytesPerSecond: Double
+        public var fractionOfCopy: Double
         public var peakResidentBytes: Int?
-        public var peakResidentBytesBeforeMerge: Int?
+        public var outputFiles: Int
+        public var streamedTensors: Int
+        public var hashSeconds: Double
     }
 
-    /// Fills `bytes` with BF16 values of magnitude about 2^-8..2^-4 (a weight-like range) from a fast seeded stream.
-    static func fillBF16(_ bytes: UnsafeMutableRawBufferPointer, state: inout UInt64) {
+    public struct Figure: Codable, Sendable {
+        public var tensors: Int
+        public var layers: Int
+        public var bytesPerModel: Int
+        public var inputShardsPerModel: Int
+        public var outputShardSize: Int?
+        public var generateSeconds: Double
+        /// `cp` of one input (a file, or the folder of shards), page cache warm, not synced.
+        public var copySeconds: Double
+        public var copyBytesPerSecond: Double
+        /// The same copy followed by fsync of what it wrote (the merges fsync their output).
+        public var copySyncSeconds: Double
+        public var copySyncBytesPerSecond: Double
+        public var merges: [MergeFigure]
+        public var threads: Int
+    }
+
+    /// LLaMA-like shapes (TinyLlama: hidden 2048, intermediate 5632, 4 key-value heads of 64, vocab 32000) with as many
+    /// layers as fit `bytes` of BF16.
+    static func plan(bytes: Int) -> (plan: [TensorPlan], layers: Int) {
+        let hidden = 2048, intermediate = 5632, kv = 256, vocab = 32000
+        func layer(_ i: Int) -> [TensorPlan] {
+            let p = "model.layers.\(i)."
+            return [
+                TensorPlan(name: p + "input_layernorm.weight", dtype: .bf16, shape: [hidden]),
+                TensorPlan(name: p + "self_attn.q_proj.weight", dtype: .bf16, shape: [hidden, hidden]),
+                TensorPlan(name: p + "self_attn.k_proj.weight", dtype: .bf16, shape: [kv, hidden]),
+                TensorPlan(name: p + "self_attn.v_proj.weight", dtype: .bf16, shape: [kv, hidden]),
+                TensorPlan(name: p + "self_attn.o_proj.weight", dtype: .bf16, shape: [hidden, hidden]),
+                TensorPlan(name: p + "post_attention_layernorm.weight", dtype: .bf16, shape: [hidden]),
+                TensorPlan(name: p + "mlp.gate_proj.weight", dtype: .bf16, shape: [intermediate, hidden]),
+                TensorPlan(name: p + "mlp.up_proj.weight", dtype: .bf16, shape: [intermediate, hidden]),
+                TensorPlan(name: p + "mlp.down_proj.weight", dtype: .bf16, shape: [hidden, intermediate]),
+            ]
+        }
+        let ends = [TensorPlan(name: "model.embed_tokens.weight", dtype: .bf16, shape: [vocab, hidden]),
+                    TensorPlan(name: "model.norm.weight", dtype: .bf16, shape: [hidden]),
+                    TensorPlan(name: "lm_head.weight", dtype: .bf16, shape: [vocab, hidden])]
+        let perLayer = layer(0).reduce(0) { $0 + $1.byteCount }
+        let fixed = ends.reduce(0) { $0 + $1.byteCount }
+        let layers = max(1, Int((Double(bytes - fixed) / Double(perLayer)).rounded()))
+        var out = [ends[0]]
+        for i in 0..<layers { out += layer(i) }
+        out += ends[1...]
+        return (out, layers)
+    }
+
+    /// Fills `bytes` with BF16 weights of magnitude about 2^-8..2^-4 from a fast seeded stream; a fine-tune (`delta`)
+    /// nudges the base's mantissas by a few units, so task vectors are small, dense and of mixed sign.
+    static func fill(_ bytes: UnsafeMutableRawBufferPointer, state: inout UInt64, base: UnsafeRawBufferPointer?) {
         let words = bytes.count / 8
         let p = bytes.baseAddress!.assumingMemoryBound(to: UInt64.self)
         var s = state
         for i in 0..<words {
-            // xorshift64
             s ^= s << 13
             s ^= s >> 7
             s ^= s << 17
-            // Four BF16 lanes: keep sign and mantissa bits, force exponent to 0x3B..0x3D.
-            p[i] = (s & 0x80FF_80FF_80FF_80FF) | 0x3C00_3C00_3C00_3C00
+            if let base {
+                let b = base.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)
+                // Add -2..+1 to each lane's low mantissa bits (stays within the lane for these magnitudes).
+                p[i] = b &+ (s & 0x0003_0003_0003_0003) &- 0x0002_0002_0002_0002
+            } else {
+                p[i] = (s & 0x80FF_80FF_80FF_80FF) | 0x3C00_3C00_3C00_3C00
+            }
         }
         state = s
     }
 
-    /// Writes one synthetic model: `tensors` weights of [rows, cols] and a bias for each, BF16, sharded.
-    static func generate(into folder: URL, tensors: Int, rows: Int, cols: Int, shardSize: Int, seed: UInt64) throws {
-        var plan: [TensorPlan] = []
-        for i in 0..<tensors {
-            plan.append(TensorPlan(name: "layers.\(i).weight", dtype: .bf16, shape: [rows, cols]))
-            plan.append(TensorPlan(name: "layers.\(i).bias", dtype: .bf16, shape: [rows]))
-        }
-        let writer = try CheckpointWriter(out: folder, plan: plan, metadata: ["format": "pt"], shardSize: shardSize, protecting: [])
-        var buffer = [UInt8](repeating: 0, count: rows * cols * 2)
+    static func generate(into out: URL, plan: [TensorPlan], shardSize: Int, seed: UInt64, base: (any TensorSource)?) throws {
+        let writer = try CheckpointWriter(out: out, plan: plan, metadata: ["format": "pt"], shardSize: shardSize, protecting: [])
+        var buffer = [UInt8](repeating: 0, count: plan.map(\.byteCount).max() ?? 0)
         var state = seed | 1
         for p in plan {
             try buffer.withUnsafeMutableBytes { b in
                 let chunk = UnsafeMutableRawBufferPointer(rebasing: b[0..<p.byteCount])
-                fillBF16(chunk, state: &state)
+                if let base {
+                    try base.withRawBytes(p.name) { fill(chunk, state: &state, base: $0) }
+                    base.release(p.name)
+                } else {
+                    fill(chunk, state: &state, base: nil)
+                }
                 try writer.write(p.name, rawBytes: UnsafeRawBufferPointer(chunk))
             }
         }
@@ -63,59 +108,85 @@ public enum MergeBenchmark {
     }
 
     /// Runs the benchmark in a fresh folder under `directory`, which is removed at the end.
-    public static func run(directory: URL, bytesPerModel: Int = 2_200_000_000, rows: Int = 2048, cols: Int = 2048,
-                           inputShardSize: Int = 500_000_000, outputShardSize: Int = 1_000_000_000,
+    public static func run(directory: URL, bytesPerModel: Int = 1_000_000_000, sharded: Bool = false,
+                           methods: [MergeMethod] = [.linear, .taskArithmetic, .ties], threads: Int? = nil,
                            log: (String) -> Void = { _ in }) throws -> Figure {
         let root = directory.appendingPathComponent("basin-bench-merge-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: root) }
-        let perTensor = rows * cols * 2 + rows * 2
-        let tensors = max(1, (bytesPerModel + perTensor - 1) / perTensor)
+        let (plan, layers) = plan(bytes: bytesPerModel)
+        let modelBytes = plan.reduce(0) { $0 + $1.byteCount }
+        let inputShard = sharded ? max(1, modelBytes / 4 + 1) : Int.max
+        let outputShard = sharded ? max(1, modelBytes / 4 + 1) : CheckpointWriter.defaultShardSize
+        let names = ["base", "ft-a", "ft-b"]
         let t0 = Benchmarks.now()
-        let folders = [root.appendingPathComponent("a"), root.appendingPathComponent("b")]
-        for (i, f) in folders.enumerated() {
-            log("generating \(f.lastPathComponent): \(tensors * 2) BF16 tensors, \(tensors * perTensor) bytes")
-            try generate(into: f, tensors: tensors, rows: rows, cols: cols, shardSize: inputShardSize, seed: 0x9E37 &+ UInt64(i) &* 7919)
+        var urls: [URL] = []
+        for (i, name) in names.enumerated() {
+            let url = sharded ? root.appendingPathComponent(name) : root.appendingPathComponent(name + ".safetensors")
+            log("generating \(name): \(plan.count) BF16 tensors (\(layers) LLaMA-shaped layers), \(modelBytes) bytes\(sharded ? " in shards" : "")")
+            try generate(into: url, plan: plan, shardSize: inputShard, seed: 0x9E37 &+ UInt64(i) &* 7919, base: i == 0 ? nil : try ModelFile.open(urls[0]))
+            urls.append(url)
         }
         let generateSeconds = Benchmarks.now() - t0
-        let models = try folders.map { try ModelFile.open($0) }
-        let inputShards = models[0].files.count - 1
+        let shards = try ModelFile.open(urls[0]).files.filter { $0.pathExtension == "safetensors" }.count
 
-        // Plain copy of the same bytes: mmap -> write, tensor by tensor, synced.
-        log("copying")
-        var copyPlan: [TensorPlan] = []
-        for (m, source) in models.enumerated() {
-            for n in source.names { copyPlan.append(TensorPlan(name: "m\(m).\(n)", dtype: .bf16, shape: source.info(n)!.shape)) }
-        }
-        let copyURL = root.appendingPathComponent("copy.safetensors")
-        let c0 = Benchmarks.now()
-        do {
-            let writer = try CheckpointWriter(out: copyURL, plan: copyPlan, metadata: [:], shardSize: Int.max, protecting: [])
-            for (m, source) in models.enumerated() {
-                for n in source.names {
-                    try source.withRawBytes(n) { try writer.write("m\(m).\(n)", rawBytes: $0) }
-                    source.release(n)
-                }
+        // cp of one input with the system's cp, then the same followed by fsync of the copy.
+        func copy(sync: Bool) throws -> Double {
+            let target = root.appendingPathComponent(sync ? "copy-synced" : "copy")
+            let start = Benchmarks.now()
+            let cp = Process()
+            cp.executableURL = URL(fileURLWithPath: "/bin/cp")
+            cp.arguments = ["-r", urls[1].path, target.path]
+            try cp.run()
+            cp.waitUntilExit()
+            guard cp.terminationStatus == 0 else { throw MergeError(.output, file: target.path, "cp failed (status \(cp.terminationStatus))") }
+            if sync {
+                let s = Process()
+                s.executableURL = URL(fileURLWithPath: "/bin/sync")
+                s.arguments = ["-f", target.path]
+                try s.run()
+                s.waitUntilExit()
             }
-            try writer.finish()
+            let seconds = Benchmarks.now() - start
+            try FileManager.default.removeItem(at: target)
+            return seconds
         }
-        let copySeconds = Benchmarks.now() - c0
-        try FileManager.default.removeItem(at: copyURL)
-        let inputBytes = copyPlan.reduce(0) { $0 + $1.byteCount }
-        let peakBefore = ProcessMemory.peakResidentBytes
-
-        log("merging")
-        let recipe = MergeRecipe(method: .linear, models: folders.map { .init(model: $0.path, parameters: ["weight": .scalar(0.5)]) },
-                                 dtype: .bf16, directory: root)
-        let plan = try MergePlan(recipe: recipe, models: models, base: nil)
-        let report = try MergeExecutor.run(plan, out: root.appendingPathComponent("merged"), shardSize: outputShardSize, hashInputs: true)
-        let peak = ProcessMemory.peakResidentBytes
-        let copyRate = Double(inputBytes) / copySeconds
-        let mergeRate = Double(report.inputBytes) / report.seconds
-        return Figure(tensors: tensors * 2, bytesPerModel: inputBytes / 2, inputShardsPerModel: inputShards,
-                      outputFiles: report.outputFiles.count, generateSeconds: generateSeconds,
-                      copySeconds: copySeconds, copyBytesPerSecond: copyRate, mergeSeconds: report.seconds,
-                      mergeBytesPerSecond: mergeRate, mergeFractionOfCopy: mergeRate / copyRate, hashSeconds: report.hashSeconds,
-                      peakResidentBytes: peak, peakResidentBytesBeforeMerge: peakBefore)
+        log("copying one input with cp")
+        let copySeconds = try copy(sync: false)
+        let copySyncSeconds = try copy(sync: true)
+        var figures: [MergeFigure] = []
+        for method in methods {
+            log("merging with \(method.rawValue)")
+            let text: String
+            switch method {
+            case .linear:
+                text = "merge_method: linear\nmodels:\n" + urls.map { "  - model: \($0.path)\n    parameters: {weight: 1.0}\n" }.joined()
+            case .ties:
+                text = "merge_method: ties\nbase_model: \(urls[0].path)\nmodels:\n"
+                    + urls.dropFirst().map { "  - model: \($0.path)\n    parameters: {weight: 1.0, density: 0.5}\n" }.joined()
+            default:
+                text = "merge_method: \(method.rawValue)\nbase_model: \(urls[0].path)\nmodels:\n"
+                    + urls.dropFirst().map { "  - model: \($0.path)\n    parameters: {weight: 1.0}\n" }.joined() + "parameters: {lambda: 0.5}\n"
+            }
+            let out = sharded ? root.appendingPathComponent("merged-\(method.rawValue)") : root.appendingPathComponent("merged-\(method.rawValue).safetensors")
+            ProcessMemory.resetPeak()
+            let start = Benchmarks.now()
+            let recipe = try MergeRecipe.parse(text, directory: root)
+            var options = MergeRunOptions()
+            options.shardSize = outputShard
+            if let threads { options.threads = threads }
+            let report = try MergeExecutor.run(try MergePlan(recipe: recipe), out: out, options: options)
+            let seconds = Benchmarks.now() - start
+            let rate = Double(report.outputBytes) / seconds
+            figures.append(MergeFigure(method: method.rawValue, seconds: seconds, bytesPerSecond: rate,
+                                       fractionOfCopy: rate / (Double(modelBytes) / copySeconds), peakResidentBytes: ProcessMemory.peakResidentBytes,
+                                       outputFiles: report.outputFiles.count, streamedTensors: report.streamedTensors, hashSeconds: report.hashSeconds))
+            try FileManager.default.removeItem(at: out)
+        }
+        return Figure(tensors: plan.count, layers: layers, bytesPerModel: modelBytes, inputShardsPerModel: shards,
+                      outputShardSize: sharded ? outputShard : nil, generateSeconds: generateSeconds,
+                      copySeconds: copySeconds, copyBytesPerSecond: Double(modelBytes) / copySeconds,
+                      copySyncSeconds: copySyncSeconds, copySyncBytesPerSecond: Double(modelBytes) / copySyncSeconds,
+                      merges: figures, threads: threads ?? MergeRunOptions().threads)
     }
 }
