@@ -3,7 +3,8 @@ import PackageDescription
 
 let package = Package(
     name: "Basin",
-    platforms: [.macOS(.v13)],
+    // Linux only (Debian/Ubuntu with libopenblas-dev and libncurses-dev): no platforms are declared because no
+    // other is built or tested. The libc calls are guarded (Glibc / Musl / Darwin) and /proc reads fall back to nil.
     products: [
         .executable(name: "basin", targets: ["basin"]),
         .library(name: "BasinFusion", targets: ["BasinFusion"]),

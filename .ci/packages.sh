@@ -9,6 +9,7 @@ basin_install_packages() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "Installing ${missing[*]} ..." >&2
-  $sudo apt-get update
+  # The package lists of a fresh machine may be empty or stale (.ci/run refreshes them first itself).
+  [ -n "${BASIN_APT_UPDATED:-}" ] || $sudo apt-get update
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 }

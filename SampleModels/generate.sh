@@ -7,7 +7,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 out="${1:-$here}"
 if [ -z "${BASIN:-}" ]; then
-  (cd "$root" && swift build -c release --product basin >/dev/null)
+  # Build output goes to stderr: errors show, and set -e stops the script on them.
+  (cd "$root" && swift build -c release --product basin) >&2
   BASIN="$root/.build/release/basin"
 fi
 # One BLAS thread: the same sums in the same order on every machine.

@@ -7,6 +7,15 @@ import Darwin
 #endif
 import Foundation
 
+// libc's write, close, rename and unlink, which the methods below shadow, from whichever C library this is.
+#if canImport(Glibc)
+private let libcWrite = Glibc.write, libcClose = Glibc.close, libcRename = Glibc.rename, libcUnlink = Glibc.unlink
+#elseif canImport(Musl)
+private let libcWrite = Musl.write, libcClose = Musl.close, libcRename = Musl.rename, libcUnlink = Musl.unlink
+#elseif canImport(Darwin)
+private let libcWrite = Darwin.write, libcClose = Darwin.close, libcRename = Darwin.rename, libcUnlink = Darwin.unlink
+#endif
+
 /// Every libc call BasinIO makes lives here (as swift-argument-parser keeps its libc in one `Platform` file).
 enum Platform {
     struct Failure: Error {
@@ -101,7 +110,7 @@ enum Platform {
         func write(_ bytes: UnsafeRawBufferPointer) throws {
             var offset = 0
             while offset < bytes.count {
-                let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                let n = libcWrite(fd, bytes.baseAddress! + offset, bytes.count - offset)
                 if n < 0 {
                     if errno == EINTR { continue }
                     throw Failure(call: "write", code: errno)
@@ -128,16 +137,16 @@ enum Platform {
         }
 
         func close() {
-            _ = Glibc.close(fd)
+            _ = libcClose(fd)
         }
     }
 
     static func rename(_ from: String, _ to: String) throws {
-        guard Glibc.rename(from, to) == 0 else { throw Failure(call: "rename", code: errno) }
+        guard libcRename(from, to) == 0 else { throw Failure(call: "rename", code: errno) }
     }
 
     static func unlink(_ path: String) {
-        _ = Glibc.unlink(path)
+        _ = libcUnlink(path)
     }
 
     /// fsync of a directory, so a rename inside it is durable.
@@ -145,7 +154,7 @@ enum Platform {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }
         _ = fsync(fd)
-        _ = Glibc.close(fd)
+        _ = libcClose(fd)
     }
 
     /// Peak resident set size of this process in bytes (/proc/self/status VmHWM).
@@ -154,14 +163,18 @@ enum Platform {
     /// Current resident set size in bytes (/proc/self/status VmRSS).
     static func currentResidentBytes() -> Int? { statusField("VmRSS:") }
 
-    /// A "Name:   N kB" line of /proc/self/status, in bytes.
+    /// A "Name:   N kB" line of /proc/self/status, in bytes; nil where there is no /proc (Basin supports Linux only).
     private static func statusField(_ field: String) -> Int? {
+        #if os(Linux)
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix(field) {
             let digits = line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
             return digits.map { $0 * 1024 }
         }
         return nil
+        #else
+        return nil
+        #endif
     }
 }
 
