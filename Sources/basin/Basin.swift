@@ -12,7 +12,7 @@ struct Basin: ParsableCommand {
         subcommands: [
             EvalCommand.self, InspectCommand.self, TrainCommand.self, SplitCommand.self,
             PathCommand.self, FitCommand.self, MatchCommand.self, MergeCommand.self, SoupCommand.self, BenchCommand.self,
-            ExploreCommand.self,
+            ExploreCommand.self, DocsCommand.self,
         ],
         defaultSubcommand: ExploreCommand.self
     )

@@ -14,55 +14,21 @@ func sampleEngine(seeds: [Int] = [0, 1], base: Bool = false) throws -> ExplorerE
         base: base ? samples.appendingPathComponent("finetune/base.safetensors").path : nil)
 }
 
-/// Drives an ExplorerApp deterministically: spawned jobs run inline, their messages are fed back until quiet.
-struct Driver {
-    var app: ExplorerApp
-    let inbox = Inbox<ExplorerMessage>()
-    var size: Size
-    /// Monochrome with Unicode glyphs: heatmaps draw with the ASCII density ramp, so a frame's text shows their
-    /// contents (in colour they are rows of half blocks whose colours the text does not carry).
-    var context = RenderContext(theme: .dark, capability: .none, glyphs: .unicodeSet)
+/// The tests drive the explorer through BasinExplorer's inline driver (jobs run inline, messages fed back).
+typealias Driver = InlineDriver
 
-    init(_ engine: ExplorerEngine, width: Int = 100, height: Int = 30, options: ExplorerOptions = Driver.fastOptions) {
-        size = Size(width: width, height: height)
-        app = ExplorerApp(engine: engine, options: options, size: size)
-        send(.start)
+extension InlineDriver {
+    init(_ engine: ExplorerEngine, width: Int = 100, height: Int = 30) {
+        self.init(engine, width: width, height: height, options: Self.fastOptions)
     }
 
+    /// Few points, one fit epoch, a coarse landscape: the tests check behaviour, not the figures.
     static var fastOptions: ExplorerOptions {
         var o = ExplorerOptions()
         o.pathPoints = 11
         o.fitEpochs = 1
         o.landscapeResolution = 9
         return o
-    }
-
-    @discardableResult
-    mutating func send(_ event: AppEvent<ExplorerMessage>) -> [Effect<ExplorerMessage>] {
-        var pending = app.update(event)
-        let first = pending
-        while true {
-            for e in pending { if case .spawn(let job) = e { job(inbox) } }
-            let msgs = inbox.drain()
-            if msgs.isEmpty { break }
-            pending = msgs.flatMap { app.update(.message($0)) }
-        }
-        return first
-    }
-
-    @discardableResult
-    mutating func keys(_ ks: Key...) -> [Effect<ExplorerMessage>] {
-        var out: [Effect<ExplorerMessage>] = []
-        for k in ks { out = send(.key(k)) }
-        return out
-    }
-
-    mutating func type(_ s: String) { for c in s { send(.key(.char(c))) } }
-
-    func frame() -> CellBuffer {
-        var b = CellBuffer(size: size)
-        app.render(into: &b, context: context)
-        return b
     }
 }
 

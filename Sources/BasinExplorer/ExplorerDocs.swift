@@ -1,0 +1,160 @@
+import BasinFusion
+import BasinTensor
+import BasinUI
+import Foundation
+
+/// Writes docs/explorer.md (and the README's capture) from the explorer itself: text captures of every view
+/// reached by keys on the sample models, the key map from the keymap, and figures measured while it runs
+/// (`basin docs`). Nothing in the document is typed by hand except the prose around them.
+package enum ExplorerDocs {
+    package struct Settings: Sendable {
+        /// Points along each path, fit epochs and landscape grid of the captured sessions.
+        package var pathPoints = 41
+        package var fitEpochs = 10
+        package var landscapeResolution = 25
+        /// Repeats of the `basin bench ui` key script for the speed figures.
+        package var benchRepeats = 3
+        package init() {}
+    }
+
+    package struct Document: Sendable {
+        /// docs/explorer.md.
+        package var markdown: String
+        /// The path view after `m` and `f`, for the README.
+        package var readmeCapture: String
+    }
+
+    /// Files of the sample session under SampleModels/.
+    static func engine(_ samples: URL, seeds: [Int]) throws -> ExplorerEngine {
+        try ExplorerEngine.load(
+            models: seeds.map { samples.appendingPathComponent("seeds/mlp-seed\($0).safetensors").path },
+            data: ["train", "test"].map { samples.appendingPathComponent("data/digits-\($0).safetensors").path })
+    }
+
+    /// Runs the sessions and the bench and returns the document. `progress` names each step as it starts.
+    package static func generate(samples: URL, settings: Settings = Settings(),
+                                 progress: (String) -> Void = { _ in }) throws -> Document {
+        var o = ExplorerOptions()
+        o.pathPoints = settings.pathPoints
+        o.fitEpochs = settings.fitEpochs
+        o.landscapeResolution = settings.landscapeResolution
+        var sections: [(title: String, text: String, screen: String)] = []
+
+        progress("two seeds: path, fit, match, permutation, soup, landscape")
+        let two = try engine(samples, seeds: [0, 1])
+        var d = InlineDriver(two, options: o)
+        sections.append(("Path view (home)", "`basin` with no arguments: the sample session, linear path between two independently trained MLPs, train and test loss, the barrier marked, cursor at t = 0.5.", d.text()))
+        d.keys(.char("m"))
+        d.keys(.char("f"))
+        d.keys(.char("l"))
+        let readme = d.text()
+        sections.append(("Path view after `f` (fit) and `m` (weight matching)", "The fitted Bezier curve and the straight line after alignment overlaid on the original straight line; the barrier column compares them.", readme))
+        d.keys(.char("v"))
+        sections.append(("Permutation view", "Similarity of A's units (rows) with B's (columns) before and after alignment (a window of units around the selected match), the matches with their scores (* = moved), units moved, mean similarity before/after, and the objective per coordinate-descent step.", d.text()))
+        d.keys(.char("v"))
+        let test = two.dataNames.count - 1
+        let unaligned = d.app.state.soup.metrics?[test].accuracy ?? .nan
+        d.keys(.char("a"))
+        let aligned = d.app.state.soup.metrics?[test].accuracy ?? .nan
+        sections.append(("Soup view", "One slider per model; the merged model's metrics update as you move them, next to the ensemble's. Here after `m` and `a`: the uniform soup of seed0 and seed1 aligned to it reaches \(percent(aligned)) test accuracy (the same soup without alignment: \(percent(unaligned))).", d.text()))
+        d.keys(.char("v"))
+        sections.append(("Landscape view", "Test loss over the plane through A, the fitted bend θ and B (Garipov et al.), with the fitted path drawn on it (•).", d.text()))
+
+        progress("three seeds: barrier matrix, soup triangle, landscape, help")
+        var d3 = InlineDriver(try engine(samples, seeds: [0, 1, 2]), options: o)
+        sections.append(("Path view with three models", "`basin explore seed0 seed1 seed2 --data train --data test`: the pairwise barrier matrix; p cycles the pairs and the chain through all.", d3.text()))
+        d3.keys(.char("v"), .char("v"))
+        sections.append(("Soup view with three models", "Test loss over the coefficient triangle, the current mixture marked (◆).", d3.text()))
+        d3.keys(.char("v"))
+        sections.append(("Landscape through three models", "The plane through the three models, the chain through them drawn on it.", d3.text()))
+        d3.keys(.char("?"))
+        sections.append(("Help (`?`)", "Generated from the keymap for the current view.", d3.text()))
+
+        progress("bench ui (\(settings.benchRepeats) repeats of the key script)")
+        let bench = ExplorerBench.run(app: ExplorerApp(engine: two, size: Size(width: 120, height: 40)), repeats: settings.benchRepeats)
+
+        var md = """
+            # The explorer (`basin` / `basin explore`)
+
+            <!-- Generated by `basin docs` from the explorer's renderer and keymap, with the figures measured when it ran.
+                 Edit the generator (Sources/BasinExplorer/ExplorerDocs.swift), not this file. -->
+
+            `basin` with no arguments opens the sample session (SampleModels/seeds/mlp-seed0 and mlp-seed1 with the digits
+            train and test splits). `basin explore MODEL MODEL [MODEL ...] --data TRAIN --data TEST [--base BASE] [--heldout DATA]
+            [--activation A | --arch FILE] [--theme NAME] [--fit-epochs N] [--points N] [--landscape N]` opens any two or
+            more models of one architecture; greedy soup chooses its ingredients on `--heldout` data, else on the last `--data`
+            (the test split in the sample session, whose seeds trained on all of digits-train). The theme is `--theme NAME|FILE`,
+            else `BASIN_THEME`, else dark.
+
+            Everything the explorer computes goes through the engine (BasinFusion: paths and the path evaluator, curve
+            fitting, weight/activation matching, merge methods, soups, the landscape plane, the soup simplex and the barrier
+            matrix). Path curves, fits, matching, barrier matrices, the soup triangle and the landscape run in the
+            background and fill in progressively; the status bar shows the job (progress, epoch, loss, time left) and Esc
+            cancels it. The UI never waits for them.
+
+            Themes: the explorer draws with colour roles that a theme maps to colours and attributes. `Themes/` holds `dark`
+            (the default, also compiled in), `light`, `mono` and `high-contrast`; `BASIN_THEMES_DIR` adds folders to look in.
+            `NO_COLOR` turns colour off (attributes only, heatmaps as an ASCII density ramp), 8-colour terminals get the
+            nearest basic colours, and a non-UTF-8 locale switches every border, plot and bar to ASCII. The file format
+            (`role = colour attributes` lines) is in [Themes/README.md](../Themes/README.md).
+
+            The captures below are the in-memory backend's text at 100x30 (colours dropped; heatmaps drawn with the
+            monochrome density ramp), with \(settings.pathPoints) points per path, \(settings.fitEpochs)-epoch fits and a \(settings.landscapeResolution)x\(settings.landscapeResolution) landscape.
+
+            ## Key map
+
+
+            """
+        md += keyMap(ExplorerApp.makeKeymap())
+        md += "Mouse: click a tab to switch views, click in the path plot to put the cursor there, click the soup view's uniform / greedy buttons; the wheel scrubs t (path view) or moves the selection.\n\n"
+        #if DEBUG
+        let build = "debug"
+        #else
+        let build = "release"
+        #endif
+        md += """
+            ## Speed
+
+            `basin bench ui` loads the sample session (full test split, \(two.datasets[test].count) rows; train \(two.datasets[0].count) rows), replays a
+            scripted session of \(ExplorerBench.script.count) keys (scrubbing, path types, views, soup sliders) through `update` + `render` with
+            the background jobs running on threads as in the real loop, and prints the keypress-to-frame latency (p50 / p95)
+            and the time to render and diff a \(bench.frameWidth)x\(bench.frameHeight) frame. Target: 50 ms per key.
+
+            Measured by `basin docs` (\(build) build, \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS \(BLAS.threads) threads, \(bench.keys) keys): keypress to frame
+            p50 \(ms(bench.p50Ms)), p95 \(ms(bench.p95Ms)) (max \(ms(bench.maxMs))); \(bench.frameWidth)x\(bench.frameHeight) frame render \(ms(bench.renderMs)), render + diff
+            \(ms(bench.renderAndDiffMs)). The soup view evaluates the merged model synchronously; path curves, fits, matching, the
+            barrier matrix, the soup triangle and the landscape grid never run on the UI thread.
+
+
+            """
+        for s in sections {
+            md += "## \(s.title)\n\n\(s.text)\n\n```text\n\(s.screen)\n```\n\n"
+        }
+        return Document(markdown: md.trimmingCharacters(in: .whitespacesAndNewlines) + "\n", readmeCapture: readme)
+    }
+
+    /// The key map as Markdown tables: the global keys, then each view's.
+    package static func keyMap(_ keymap: Keymap<ExplorerAction>) -> String {
+        var md = ""
+        for view in [Keymaps.global] + ExplorerView.allCases.map(\.rawValue) {
+            let entries = keymap.bindings.filter { $0.context == view }
+            guard !entries.isEmpty else { continue }
+            md += "**\(view == Keymaps.global ? "Everywhere" : ExplorerView(rawValue: view)!.title + " view")**\n\n| keys | action |\n|---|---|\n"
+            for b in entries {
+                md += "| \(b.keys.map { "`\($0.description)`" }.joined(separator: " ")) | \(b.description) |\n"
+            }
+            md += "\n"
+        }
+        return md
+    }
+
+    static func percent(_ v: Double) -> String { v.isFinite ? String(format: "%.1f%%", v * 100) : "n/a" }
+    static func ms(_ v: Double) -> String { String(format: v < 1 ? "%.2f ms" : "%.1f ms", v) }
+
+    /// Replaces the text between `<!-- NAME:begin ... -->` and `<!-- NAME:end -->` (the markers stay).
+    package static func replaceBlock(_ name: String, in text: String, with block: String) -> String? {
+        guard let b = text.range(of: "<!-- \(name):begin"), let bEnd = text[b.upperBound...].range(of: "-->\n"),
+              let e = text.range(of: "<!-- \(name):end -->"), bEnd.upperBound <= e.lowerBound else { return nil }
+        return String(text[..<bEnd.upperBound]) + block + (block.hasSuffix("\n") ? "" : "\n") + String(text[e.lowerBound...])
+    }
+}
