@@ -12,7 +12,7 @@ struct ArchitectureOptions: ParsableArguments {
     @Option(help: "Activation between inferred linear layers: relu, tanh or gelu.")
     var activation: Activation = .relu
 
-    @Option(name: .customLong("arch"), help: "Architecture JSON file (see README); overrides inference and --activation.")
+    @Option(name: .customLong("arch"), help: "Architecture JSON file (see docs/formats.md); overrides inference and --activation.")
     var archFile: String?
 
     var choice: ArchitectureChoice {
