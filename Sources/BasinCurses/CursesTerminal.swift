@@ -6,18 +6,18 @@ import Glibc
 import Darwin
 #endif
 
-public struct CursesError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ d: String) { description = d }
+package struct CursesError: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ d: String) { description = d }
 }
 
 /// The real terminal, on ncursesw. Create it, run a loop on it, call `shutdown()` (or use
 /// `CursesTerminal.run`, which always restores the terminal). Every ncurses call must happen
 /// on the thread that created it.
-public final class CursesTerminal: Terminal {
-    public private(set) var context: RenderContext
-    public let unicode: Bool
-    public let terminalColors: Int
+package final class CursesTerminal: Terminal {
+    package private(set) var context: RenderContext
+    package let unicode: Bool
+    package let terminalColors: Int
     private var previous: CellBuffer?
     private var pairs: [Int64: Int16] = [:]
     private var nextPair: Int16 = 1
@@ -27,7 +27,7 @@ public final class CursesTerminal: Terminal {
     private var active = false
 
     /// Initialises curses. `theme` is resolved per frame under the detected capability.
-    public init(theme: Theme = .dark, environment: [String: String] = ProcessInfo_environment()) throws {
+    package init(theme: Theme = .dark, environment: [String: String] = ProcessInfo_environment()) throws {
         guard isatty(STDIN_FILENO) != 0, isatty(STDOUT_FILENO) != 0 else {
             throw CursesError("the explorer needs an interactive terminal (stdin/stdout are not a TTY)")
         }
@@ -63,7 +63,7 @@ public final class CursesTerminal: Terminal {
     deinit { shutdown() }
 
     /// Restores the terminal (idempotent).
-    public func shutdown() {
+    package func shutdown() {
         guard active else { return }
         active = false
         basin_mark_curses_inactive()
@@ -71,12 +71,12 @@ public final class CursesTerminal: Terminal {
         endwin()
     }
 
-    public func setTheme(_ theme: Theme) {
+    package func setTheme(_ theme: Theme) {
         context.theme = theme
         previous = nil
     }
 
-    public var size: Size { Size(width: Int(basin_cols()), height: Int(basin_lines())) }
+    package var size: Size { Size(width: Int(basin_cols()), height: Int(basin_lines())) }
 
     // MARK: Drawing
 
@@ -113,7 +113,7 @@ public final class CursesTerminal: Terminal {
         return r
     }
 
-    public func draw(_ buffer: CellBuffer) throws {
+    package func draw(_ buffer: CellBuffer) throws {
         if previous == nil || previous?.size != buffer.size {
             erase()
             previous = nil
@@ -137,11 +137,11 @@ public final class CursesTerminal: Terminal {
         refresh()
     }
 
-    public func setCursor(_ position: Point?) { cursor = position }
+    package func setCursor(_ position: Point?) { cursor = position }
 
     // MARK: Input
 
-    public func readKey(timeoutMs: Int) throws -> Key? {
+    package func readKey(timeoutMs: Int) throws -> Key? {
         if timeoutMs != currentTimeout {
             wtimeout(basin_stdscr(), Int32(timeoutMs))
             currentTimeout = timeoutMs
@@ -196,7 +196,7 @@ public final class CursesTerminal: Terminal {
     /// Runs `app` full-screen until it quits, always restoring the terminal (normal exit,
     /// thrown errors; signals via the installed handlers). Returns the final app value.
     @discardableResult
-    public static func run<A: App>(_ app: A, theme: Theme = .dark, inbox: Inbox<A.Message> = Inbox(),
+    package static func run<A: App>(_ app: A, theme: Theme = .dark, inbox: Inbox<A.Message> = Inbox(),
                                    pollTimeoutMs: Int = 30) throws -> A {
         let terminal = try CursesTerminal(theme: theme)
         defer { terminal.shutdown() }
@@ -206,7 +206,7 @@ public final class CursesTerminal: Terminal {
 }
 
 /// The process environment without Foundation (BasinCurses stays light).
-public func ProcessInfo_environment() -> [String: String] {
+package func ProcessInfo_environment() -> [String: String] {
     var out: [String: String] = [:]
     var p = environ
     while let entry = p.pointee {

@@ -1,23 +1,23 @@
 import Foundation
 
 /// A thread-safe mailbox: background jobs `post`, the UI loop `drain`s on its own thread.
-public final class Inbox<Message: Sendable>: @unchecked Sendable {
+package final class Inbox<Message: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var queue: [Message] = []
-    public init() {}
-    public func post(_ m: Message) {
+    package init() {}
+    package func post(_ m: Message) {
         lock.lock()
         queue.append(m)
         lock.unlock()
     }
-    public func drain() -> [Message] {
+    package func drain() -> [Message] {
         lock.lock()
         defer { lock.unlock() }
         let out = queue
         queue.removeAll(keepingCapacity: true)
         return out
     }
-    public var isEmpty: Bool {
+    package var isEmpty: Bool {
         lock.lock()
         defer { lock.unlock() }
         return queue.isEmpty
@@ -25,7 +25,7 @@ public final class Inbox<Message: Sendable>: @unchecked Sendable {
 }
 
 /// What reaches `App.update`.
-public enum AppEvent<Message: Sendable>: Sendable {
+package enum AppEvent<Message: Sendable>: Sendable {
     case key(Key)
     case message(Message)
     case resize(Size)
@@ -34,7 +34,7 @@ public enum AppEvent<Message: Sendable>: Sendable {
 }
 
 /// What `update` asks the loop to do.
-public enum Effect<Message: Sendable>: Sendable {
+package enum Effect<Message: Sendable>: Sendable {
     case quit
     /// Redraw even if nothing else changed.
     case redraw
@@ -45,7 +45,7 @@ public enum Effect<Message: Sendable>: Sendable {
 }
 
 /// The explorer implements this: state + update(event) → effects + render(state, into buffer).
-public protocol App {
+package protocol App {
     associatedtype Message: Sendable
     mutating func update(_ event: AppEvent<Message>) -> [Effect<Message>]
     func render(into buffer: inout CellBuffer, context: RenderContext)
@@ -53,15 +53,15 @@ public protocol App {
 
 /// Drives an `App` on a `Terminal`: polls keys with a timeout so background messages are
 /// picked up, re-renders only after something happened, and draws only if the frame changed.
-public final class RunLoop<A: App> {
-    public private(set) var app: A
-    public let inbox: Inbox<A.Message>
-    public var pollTimeoutMs: Int
+package final class RunLoop<A: App> {
+    package private(set) var app: A
+    package let inbox: Inbox<A.Message>
+    package var pollTimeoutMs: Int
     /// Frames rendered / actually sent to the terminal (for tests and diagnostics).
-    public private(set) var renders = 0
-    public private(set) var draws = 0
+    package private(set) var renders = 0
+    package private(set) var draws = 0
 
-    public init(app: A, inbox: Inbox<A.Message> = Inbox(), pollTimeoutMs: Int = 30) {
+    package init(app: A, inbox: Inbox<A.Message> = Inbox(), pollTimeoutMs: Int = 30) {
         self.app = app
         self.inbox = inbox
         self.pollTimeoutMs = pollTimeoutMs
@@ -69,7 +69,7 @@ public final class RunLoop<A: App> {
 
     /// Runs until the app returns `.quit`. Errors from the terminal propagate.
     @discardableResult
-    public func run(on terminal: Terminal) throws -> A {
+    package func run(on terminal: Terminal) throws -> A {
         var last: CellBuffer?
         var dirty = true
         var quit = false

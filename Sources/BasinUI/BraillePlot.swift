@@ -1,14 +1,14 @@
 import Foundation
 
 /// One line of a plot.
-public struct PlotSeries: Sendable {
-    public var name: String
-    public var points: [(x: Double, y: Double)]
-    public var style: Style
+package struct PlotSeries: Sendable {
+    package var name: String
+    package var points: [(x: Double, y: Double)]
+    package var style: Style
     /// Character used in ASCII mode.
-    public var asciiMarker: String
+    package var asciiMarker: String
 
-    public init(name: String, points: [(x: Double, y: Double)], style: Style, asciiMarker: String = "*") {
+    package init(name: String, points: [(x: Double, y: Double)], style: Style, asciiMarker: String = "*") {
         self.name = name
         self.points = points
         self.style = style
@@ -16,14 +16,14 @@ public struct PlotSeries: Sendable {
     }
 
     /// Series `i` of a plot gets the theme's `series1...series4` role and markers * + o x.
-    public init(name: String, points: [(x: Double, y: Double)], index: Int) {
+    package init(name: String, points: [(x: Double, y: Double)], index: Int) {
         let markers = ["*", "+", "o", "x"]
         self.init(name: name, points: points, style: Style(fg: .role(Role.series[index % 4])),
                   asciiMarker: markers[index % 4])
     }
 
     /// Equally spaced samples over [0, 1] (e.g. losses along an interpolation path).
-    public init(name: String, values: [Double], index: Int) {
+    package init(name: String, values: [Double], index: Int) {
         let n = values.count
         let pts = values.enumerated().map { (x: n > 1 ? Double($0.offset) / Double(n - 1) : 0, y: $0.element) }
         self.init(name: name, points: pts, index: index)
@@ -31,12 +31,12 @@ public struct PlotSeries: Sendable {
 }
 
 /// A highlighted point (e.g. the barrier: the maximum along the path).
-public struct PlotMarker: Sendable {
-    public var x: Double
-    public var y: Double
-    public var label: String
-    public var style: Style
-    public init(x: Double, y: Double, label: String, style: Style = Style(fg: .role(.barrier), attributes: .bold)) {
+package struct PlotMarker: Sendable {
+    package var x: Double
+    package var y: Double
+    package var label: String
+    package var style: Style
+    package init(x: Double, y: Double, label: String, style: Style = Style(fg: .role(.barrier), attributes: .bold)) {
         self.x = x
         self.y = y
         self.label = label
@@ -48,17 +48,17 @@ public struct PlotMarker: Sendable {
 /// vertical cursor, a marker and a legend. ASCII mode draws each series' marker character.
 ///
 /// Layout inside the area: legend row (if any series is named), plot rows, axis row, x-label row.
-public struct BraillePlot: Widget {
-    public var series: [PlotSeries]
-    public var xRange: ClosedRange<Double>?
-    public var yRange: ClosedRange<Double>?
+package struct BraillePlot: Widget {
+    package var series: [PlotSeries]
+    package var xRange: ClosedRange<Double>?
+    package var yRange: ClosedRange<Double>?
     /// Fraction of the y span added above and below when auto-ranging.
-    public var yPadding: Double
-    public var cursorX: Double?
-    public var marker: PlotMarker?
-    public var showLegend: Bool
+    package var yPadding: Double
+    package var cursorX: Double?
+    package var marker: PlotMarker?
+    package var showLegend: Bool
 
-    public init(series: [PlotSeries], xRange: ClosedRange<Double>? = nil, yRange: ClosedRange<Double>? = nil,
+    package init(series: [PlotSeries], xRange: ClosedRange<Double>? = nil, yRange: ClosedRange<Double>? = nil,
                 yPadding: Double = 0.05, cursorX: Double? = nil, marker: PlotMarker? = nil, showLegend: Bool = true) {
         self.series = series
         self.xRange = xRange
@@ -70,7 +70,7 @@ public struct BraillePlot: Widget {
     }
 
     /// The x range: given, or the data's extent (or [0, 1] with no data).
-    public func resolvedXRange() -> ClosedRange<Double> {
+    package func resolvedXRange() -> ClosedRange<Double> {
         if let xRange { return xRange }
         let xs = series.flatMap { $0.points.map(\.x) }.filter(\.isFinite)
         guard let lo = xs.min(), let hi = xs.max(), hi > lo else { return 0...1 }
@@ -78,7 +78,7 @@ public struct BraillePlot: Widget {
     }
 
     /// The y range: given, or the data's extent padded by `yPadding` (a flat line gets ±0.5 or ±10%).
-    public func resolvedYRange() -> ClosedRange<Double> {
+    package func resolvedYRange() -> ClosedRange<Double> {
         if let yRange { return yRange }
         var ys = series.flatMap { $0.points.map(\.y) }
         if let m = marker { ys.append(m.y) }
@@ -92,15 +92,15 @@ public struct BraillePlot: Widget {
         return (lo - pad)...(hi + pad)
     }
 
-    public struct Geometry: Sendable {
-        public var legend: Rect?
-        public var plot: Rect
-        public var axisRow: Int
-        public var labelRow: Int
-        public var axisX: Int
+    package struct Geometry: Sendable {
+        package var legend: Rect?
+        package var plot: Rect
+        package var axisRow: Int
+        package var labelRow: Int
+        package var axisX: Int
     }
 
-    public func geometry(area: Rect) -> Geometry {
+    package func geometry(area: Rect) -> Geometry {
         let yr = resolvedYRange()
         let hasLegend = showLegend && (series.contains { !$0.name.isEmpty } || marker != nil)
         let top = area.y + (hasLegend ? 1 : 0)
@@ -119,7 +119,7 @@ public struct BraillePlot: Widget {
         return table[dx][dy]
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         let g = geometry(area: area)
         guard g.plot.width >= 2, g.plot.height >= 1 else {
             buffer.write("plot: too small", in: area.row(0), style: Style(fg: .role(.muted)))

@@ -1,40 +1,40 @@
 /// One terminal cell. `symbol` is one grapheme; the cell right of a wide grapheme holds the
 /// empty string (a continuation) and is skipped by backends and `text()`.
-public struct Cell: Hashable, Sendable {
-    public var symbol: String
-    public var style: Style
-    public init(_ symbol: String = " ", style: Style = .plain) {
+package struct Cell: Hashable, Sendable {
+    package var symbol: String
+    package var style: Style
+    package init(_ symbol: String = " ", style: Style = .plain) {
         self.symbol = symbol
         self.style = style
     }
-    public static let blank = Cell()
-    public var isContinuation: Bool { symbol.isEmpty }
+    package static let blank = Cell()
+    package var isContinuation: Bool { symbol.isEmpty }
 }
 
 /// A change produced by `CellBuffer.diff`: the cell now at (x, y).
-public struct CellChange: Hashable, Sendable {
-    public var x: Int
-    public var y: Int
-    public var cell: Cell
+package struct CellChange: Hashable, Sendable {
+    package var x: Int
+    package var y: Int
+    package var cell: Cell
 }
 
 /// A width x height grid of cells that widgets render into and backends draw.
-public struct CellBuffer: Hashable, Sendable {
-    public private(set) var width: Int
-    public private(set) var height: Int
-    public private(set) var cells: [Cell]
+package struct CellBuffer: Hashable, Sendable {
+    package private(set) var width: Int
+    package private(set) var height: Int
+    package private(set) var cells: [Cell]
 
-    public init(width: Int, height: Int, fill: Cell = .blank) {
+    package init(width: Int, height: Int, fill: Cell = .blank) {
         self.width = max(0, width)
         self.height = max(0, height)
         self.cells = Array(repeating: fill, count: self.width * self.height)
     }
-    public init(size: Size) { self.init(width: size.width, height: size.height) }
+    package init(size: Size) { self.init(width: size.width, height: size.height) }
 
-    public var area: Rect { Rect(x: 0, y: 0, width: width, height: height) }
-    public var size: Size { Size(width: width, height: height) }
+    package var area: Rect { Rect(x: 0, y: 0, width: width, height: height) }
+    package var size: Size { Size(width: width, height: height) }
 
-    public subscript(x: Int, y: Int) -> Cell {
+    package subscript(x: Int, y: Int) -> Cell {
         get {
             guard x >= 0, y >= 0, x < width, y < height else { return .blank }
             return cells[y * width + x]
@@ -43,13 +43,13 @@ public struct CellBuffer: Hashable, Sendable {
     }
 
     /// Sets one cell (ignored outside the buffer).
-    public mutating func set(_ x: Int, _ y: Int, _ cell: Cell) {
+    package mutating func set(_ x: Int, _ y: Int, _ cell: Cell) {
         guard x >= 0, y >= 0, x < width, y < height else { return }
         cells[y * width + x] = cell
     }
 
     /// Sets a cell's symbol, keeping the style unless one is given (then patched on top).
-    public mutating func put(_ x: Int, _ y: Int, _ symbol: String, style: Style? = nil) {
+    package mutating func put(_ x: Int, _ y: Int, _ symbol: String, style: Style? = nil) {
         guard x >= 0, y >= 0, x < width, y < height else { return }
         var c = cells[y * width + x]
         c.symbol = symbol
@@ -58,7 +58,7 @@ public struct CellBuffer: Hashable, Sendable {
     }
 
     /// Patches the style of every cell in `rect` (symbols kept).
-    public mutating func setStyle(_ style: Style, in rect: Rect) {
+    package mutating func setStyle(_ style: Style, in rect: Rect) {
         let r = rect.intersection(area)
         guard !r.isEmpty else { return }
         for y in r.minY..<r.maxY {
@@ -66,7 +66,7 @@ public struct CellBuffer: Hashable, Sendable {
         }
     }
 
-    public mutating func fill(_ rect: Rect, with cell: Cell = .blank) {
+    package mutating func fill(_ rect: Rect, with cell: Cell = .blank) {
         let r = rect.intersection(area)
         guard !r.isEmpty else { return }
         for y in r.minY..<r.maxY {
@@ -74,13 +74,13 @@ public struct CellBuffer: Hashable, Sendable {
         }
     }
 
-    public mutating func clear() { fill(area) }
+    package mutating func clear() { fill(area) }
 
     /// Writes `text` starting at (x, y), clipped to `clip` (default: whole buffer) and never
     /// wrapping. Styles are patched onto existing cells. Returns the column after the last
     /// written grapheme.
     @discardableResult
-    public mutating func write(_ text: String, x: Int, y: Int, style: Style = .plain, clip: Rect? = nil) -> Int {
+    package mutating func write(_ text: String, x: Int, y: Int, style: Style = .plain, clip: Rect? = nil) -> Int {
         let c = (clip ?? area).intersection(area)
         guard y >= c.minY, y < c.maxY else { return x }
         var col = x
@@ -100,7 +100,7 @@ public struct CellBuffer: Hashable, Sendable {
 
     /// Writes `text` into the first row of `rect`, truncated to fit.
     @discardableResult
-    public mutating func write(_ text: String, in rect: Rect, style: Style = .plain, alignment: Alignment = .left) -> Int {
+    package mutating func write(_ text: String, in rect: Rect, style: Style = .plain, alignment: Alignment = .left) -> Int {
         guard !rect.isEmpty else { return rect.x }
         let t = TextWidth.truncate(text, to: rect.width)
         let w = TextWidth.of(t)
@@ -114,7 +114,7 @@ public struct CellBuffer: Hashable, Sendable {
     }
 
     /// The changes needed to turn `previous` into `self`. If sizes differ, every cell changes.
-    public func diff(from previous: CellBuffer?) -> [CellChange] {
+    package func diff(from previous: CellBuffer?) -> [CellChange] {
         var out: [CellChange] = []
         guard let previous, previous.width == width, previous.height == height else {
             for y in 0..<height {
@@ -139,7 +139,7 @@ public struct CellBuffer: Hashable, Sendable {
     }
 
     /// One line per row, trailing spaces trimmed: the form snapshots compare.
-    public func text() -> String {
+    package func text() -> String {
         var lines: [String] = []
         for y in 0..<height {
             var line = ""
@@ -153,7 +153,7 @@ public struct CellBuffer: Hashable, Sendable {
     }
 
     /// The text of one row (trailing spaces trimmed).
-    public func line(_ y: Int) -> String {
+    package func line(_ y: Int) -> String {
         guard y >= 0, y < height else { return "" }
         var line = (0..<width).map { cells[y * width + $0].symbol }.joined()
         while line.last == " " { line.removeLast() }
@@ -161,4 +161,4 @@ public struct CellBuffer: Hashable, Sendable {
     }
 }
 
-public enum Alignment: Sendable { case left, center, right }
+package enum Alignment: Sendable { case left, center, right }

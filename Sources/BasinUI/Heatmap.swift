@@ -1,5 +1,5 @@
 /// How a heatmap turns values into cells.
-public enum HeatRamp: Hashable, Sendable {
+package enum HeatRamp: Hashable, Sendable {
     /// Two data rows per cell with '▀' (fg = upper, bg = lower colour index).
     case halfBlock([Int])
     /// One data row per cell, a space with the colour as background (colour but no Unicode).
@@ -7,11 +7,11 @@ public enum HeatRamp: Hashable, Sendable {
     /// One data row per cell, density characters (no colour).
     case density([String])
 
-    public static let densityChars = [" ", ".", ":", "-", "=", "+", "*", "#", "%", "@"]
+    package static let densityChars = [" ", ".", ":", "-", "=", "+", "*", "#", "%", "@"]
     /// Eight-colour steps, low to high: blue, cyan, green, yellow, red.
-    public static let eightColorSteps = [4, 6, 2, 3, 1]
+    package static let eightColorSteps = [4, 6, 2, 3, 1]
 
-    public var count: Int {
+    package var count: Int {
         switch self {
         case .halfBlock(let c), .background(let c): return c.count
         case .density(let d): return d.count
@@ -20,7 +20,7 @@ public enum HeatRamp: Hashable, Sendable {
 
     /// The ramp for a context: density with no colour, 8-colour steps, or `steps` xterm-256
     /// colours interpolated through the theme's heatmap_low, heatmap_mid (if set), heatmap_high.
-    public static func make(_ context: RenderContext, steps: Int = 24) -> HeatRamp {
+    package static func make(_ context: RenderContext, steps: Int = 24) -> HeatRamp {
         let colors: [Int]
         switch context.capability {
         case .none: return .density(densityChars)
@@ -54,14 +54,14 @@ public enum HeatRamp: Hashable, Sendable {
 /// A matrix (row 0 at the top) drawn as a heatmap, stretched to the area by nearest sampling.
 /// NaN cells are blank (for maps filled in progressively). An optional marked (row, col) and a
 /// colour bar with min/max under the map.
-public struct Heatmap: Widget {
-    public var values: [[Double]]
-    public var range: ClosedRange<Double>?
-    public var marked: (row: Int, col: Int)?
-    public var showColorBar: Bool
-    public var ramp: HeatRamp?
+package struct Heatmap: Widget {
+    package var values: [[Double]]
+    package var range: ClosedRange<Double>?
+    package var marked: (row: Int, col: Int)?
+    package var showColorBar: Bool
+    package var ramp: HeatRamp?
 
-    public init(values: [[Double]], range: ClosedRange<Double>? = nil, marked: (row: Int, col: Int)? = nil,
+    package init(values: [[Double]], range: ClosedRange<Double>? = nil, marked: (row: Int, col: Int)? = nil,
                 showColorBar: Bool = true, ramp: HeatRamp? = nil) {
         self.values = values
         self.range = range
@@ -70,10 +70,10 @@ public struct Heatmap: Widget {
         self.ramp = ramp
     }
 
-    public var rows: Int { values.count }
-    public var cols: Int { values.map(\.count).max() ?? 0 }
+    package var rows: Int { values.count }
+    package var cols: Int { values.map(\.count).max() ?? 0 }
 
-    public func resolvedRange() -> ClosedRange<Double> {
+    package func resolvedRange() -> ClosedRange<Double> {
         if let range { return range }
         let all = values.flatMap { $0 }.filter(\.isFinite)
         guard let lo = all.min(), let hi = all.max() else { return 0...1 }
@@ -81,7 +81,7 @@ public struct Heatmap: Widget {
     }
 
     /// Ramp index of a value (nil for NaN/infinite).
-    public func level(_ v: Double, count: Int) -> Int? {
+    package func level(_ v: Double, count: Int) -> Int? {
         guard v.isFinite, count > 0 else { return nil }
         let r = resolvedRange()
         let span = r.upperBound - r.lowerBound
@@ -95,7 +95,7 @@ public struct Heatmap: Widget {
         return values[r][c]
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         let ramp = self.ramp ?? HeatRamp.make(context)
         let mapArea = showColorBar && area.height >= 2 ? area.inset(bottom: 1) : area
         guard !mapArea.isEmpty, rows > 0, cols > 0 else { return }

@@ -1,14 +1,14 @@
 /// A mouse event in cell coordinates.
-public struct MouseEvent: Hashable, Sendable {
-    public enum Kind: Hashable, Sendable { case press, release, wheelUp, wheelDown }
-    public var kind: Kind
-    public var x: Int
-    public var y: Int
-    public init(_ kind: Kind, x: Int, y: Int) { self.kind = kind; self.x = x; self.y = y }
+package struct MouseEvent: Hashable, Sendable {
+    package enum Kind: Hashable, Sendable { case press, release, wheelUp, wheelDown }
+    package var kind: Kind
+    package var x: Int
+    package var y: Int
+    package init(_ kind: Kind, x: Int, y: Int) { self.kind = kind; self.x = x; self.y = y }
 }
 
 /// A key press (or resize / mouse event) as the UI sees it.
-public enum Key: Hashable, Sendable, CustomStringConvertible {
+package enum Key: Hashable, Sendable, CustomStringConvertible {
     case char(Character)
     case ctrl(Character)          // lower-case letter: .ctrl("c")
     case up, down, left, right
@@ -20,7 +20,7 @@ public enum Key: Hashable, Sendable, CustomStringConvertible {
     case mouse(MouseEvent)
 
     /// Human-readable name, as shown in help and status hints.
-    public var description: String {
+    package var description: String {
         switch self {
         case .char(" "): return "Space"
         case .char(let c): return String(c)
@@ -48,7 +48,7 @@ public enum Key: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// ASCII-only name (for non-UTF-8 terminals).
-    public var asciiDescription: String {
+    package var asciiDescription: String {
         switch self {
         case .up: return "Up"
         case .down: return "Down"
@@ -61,7 +61,7 @@ public enum Key: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Decodes a raw byte/code point as read from a terminal in raw mode (control codes).
-    public static func fromControl(_ code: UInt32) -> Key? {
+    package static func fromControl(_ code: UInt32) -> Key? {
         switch code {
         case 9: return .tab
         case 10, 13: return .enter
@@ -75,14 +75,14 @@ public enum Key: Hashable, Sendable, CustomStringConvertible {
 
 /// One binding: keys → an action, with a description (help) and an optional short hint (status bar), in a
 /// context ("global" or a view name).
-public struct KeyBinding<Action: Hashable & Sendable>: Hashable, Sendable {
-    public var keys: [Key]
-    public var action: Action
-    public var description: String
+package struct KeyBinding<Action: Hashable & Sendable>: Hashable, Sendable {
+    package var keys: [Key]
+    package var action: Action
+    package var description: String
     /// The status bar's label (the description when nil).
-    public var hint: String?
-    public var context: String
-    public init(_ keys: [Key], action: Action, description: String, hint: String? = nil, context: String = Keymaps.global) {
+    package var hint: String?
+    package var context: String
+    package init(_ keys: [Key], action: Action, description: String, hint: String? = nil, context: String = Keymaps.global) {
         self.keys = keys
         self.action = action
         self.description = description
@@ -92,36 +92,36 @@ public struct KeyBinding<Action: Hashable & Sendable>: Hashable, Sendable {
 }
 
 /// One line of a help overlay: the keys, what they do, and the context they belong to.
-public struct HelpEntry: Hashable, Sendable {
-    public var keys: String
-    public var description: String
-    public var context: String
+package struct HelpEntry: Hashable, Sendable {
+    package var keys: String
+    package var description: String
+    package var context: String
 }
 
 /// Names shared by every keymap.
-public enum Keymaps {
+package enum Keymaps {
     /// The context whose bindings apply everywhere (unless a view binds the same key).
-    public static let global = "global"
+    package static let global = "global"
 }
 
 /// Key bindings per context. Lookups try the context first, then `global`. The help overlay is
 /// generated from here, so it is always true to what the keys do.
-public struct Keymap<Action: Hashable & Sendable>: Sendable {
-    public private(set) var bindings: [KeyBinding<Action>] = []
+package struct Keymap<Action: Hashable & Sendable>: Sendable {
+    package private(set) var bindings: [KeyBinding<Action>] = []
 
-    public init(_ bindings: [KeyBinding<Action>] = []) { self.bindings = bindings }
+    package init(_ bindings: [KeyBinding<Action>] = []) { self.bindings = bindings }
 
-    public mutating func bind(_ keys: [Key], _ action: Action, _ description: String, hint: String? = nil,
+    package mutating func bind(_ keys: [Key], _ action: Action, _ description: String, hint: String? = nil,
                               context: String = Keymaps.global) {
         bindings.append(KeyBinding(keys, action: action, description: description, hint: hint, context: context))
     }
-    public mutating func bind(_ key: Key, _ action: Action, _ description: String, hint: String? = nil,
+    package mutating func bind(_ key: Key, _ action: Action, _ description: String, hint: String? = nil,
                               context: String = Keymaps.global) {
         bind([key], action, description, hint: hint, context: context)
     }
 
     /// The action for a key in a context (context bindings shadow global ones).
-    public func action(for key: Key, context: String = Keymaps.global) -> Action? {
+    package func action(for key: Key, context: String = Keymaps.global) -> Action? {
         if context != Keymaps.global,
            let b = bindings.first(where: { $0.context == context && $0.keys.contains(key) }) {
             return b.action
@@ -130,7 +130,7 @@ public struct Keymap<Action: Hashable & Sendable>: Sendable {
     }
 
     /// Bindings that conflict: the same key bound twice in the same context.
-    public func conflicts() -> [(Key, String)] {
+    package func conflicts() -> [(Key, String)] {
         var seen = Set<String>()
         var out: [(Key, String)] = []
         for b in bindings {
@@ -143,7 +143,7 @@ public struct Keymap<Action: Hashable & Sendable>: Sendable {
     }
 
     /// Help entries for a context: its own bindings, then the global ones not shadowed.
-    public func help(context: String? = nil, ascii: Bool = false) -> [HelpEntry] {
+    package func help(context: String? = nil, ascii: Bool = false) -> [HelpEntry] {
         func entry(_ b: KeyBinding<Action>) -> HelpEntry {
             HelpEntry(keys: b.keys.map { ascii ? $0.asciiDescription : $0.description }.joined(separator: "/"),
                       description: b.description, context: b.context)
@@ -165,7 +165,7 @@ public struct Keymap<Action: Hashable & Sendable>: Sendable {
 
     /// Short "key label" hints for a status bar: the first key and the hint (else the description) of each
     /// action's binding in the context or, failing that, the global one.
-    public func hints(context: String? = nil, actions: [Action], ascii: Bool = false) -> [(key: String, label: String)] {
+    package func hints(context: String? = nil, actions: [Action], ascii: Bool = false) -> [(key: String, label: String)] {
         actions.compactMap { a in
             let b = bindings.first { $0.action == a && ($0.context == context || $0.context == Keymaps.global) }
             guard let b, let k = b.keys.first else { return nil }

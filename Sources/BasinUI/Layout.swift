@@ -1,18 +1,18 @@
 /// How much of a split a part takes.
-public enum Constraint: Hashable, Sendable {
+package enum Constraint: Hashable, Sendable {
     case fixed(Int)
     case percent(Int)
     /// Shares what is left after fixed and percent parts, by weight.
     case fill(Int = 1)
 }
 
-public enum Direction: Sendable { case horizontal, vertical }
+package enum Direction: Sendable { case horizontal, vertical }
 
 extension Rect {
     /// Splits along `direction` (horizontal = side by side columns, vertical = stacked rows).
     /// Fixed and percent parts are taken first (clipped to what is available), then fills share
     /// the remainder by weight; the last fill absorbs rounding. `spacing` cells go between parts.
-    public func split(_ direction: Direction, _ constraints: [Constraint], spacing: Int = 0) -> [Rect] {
+    package func split(_ direction: Direction, _ constraints: [Constraint], spacing: Int = 0) -> [Rect] {
         guard !constraints.isEmpty else { return [] }
         let total = direction == .horizontal ? width : height
         let gaps = spacing * max(0, constraints.count - 1)
@@ -49,10 +49,10 @@ extension Rect {
         return out
     }
 
-    public func columns(_ constraints: Constraint..., spacing: Int = 0) -> [Rect] {
+    package func columns(_ constraints: Constraint..., spacing: Int = 0) -> [Rect] {
         split(.horizontal, constraints, spacing: spacing)
     }
-    public func rows(_ constraints: Constraint..., spacing: Int = 0) -> [Rect] {
+    package func rows(_ constraints: Constraint..., spacing: Int = 0) -> [Rect] {
         split(.vertical, constraints, spacing: spacing)
     }
 }

@@ -1,9 +1,9 @@
 /// What widgets need to know besides the area: the theme, colour capability and glyph set.
-public struct RenderContext: Sendable {
-    public var theme: Theme
-    public var capability: ColorCapability
-    public var glyphs: Glyphs
-    public init(theme: Theme = .dark, capability: ColorCapability = .c256, glyphs: Glyphs = .unicodeSet) {
+package struct RenderContext: Sendable {
+    package var theme: Theme
+    package var capability: ColorCapability
+    package var glyphs: Glyphs
+    package init(theme: Theme = .dark, capability: ColorCapability = .c256, glyphs: Glyphs = .unicodeSet) {
         self.theme = theme
         self.capability = capability
         self.glyphs = glyphs
@@ -12,7 +12,7 @@ public struct RenderContext: Sendable {
 
 /// A terminal the run loop can drive: the real ncurses one (BasinCurses) or `TestTerminal`.
 /// All calls happen on one thread (the loop's).
-public protocol Terminal: AnyObject {
+package protocol Terminal: AnyObject {
     var size: Size { get }
     var context: RenderContext { get }
     /// Shows `buffer` (backends diff against the previous frame).
@@ -24,8 +24,8 @@ public protocol Terminal: AnyObject {
 }
 
 /// An in-memory terminal: captures every drawn frame and replays a scripted list of input steps.
-public final class TestTerminal: Terminal {
-    public enum Step: Sendable {
+package final class TestTerminal: Terminal {
+    package enum Step: Sendable {
         case key(Key)
         /// `readKey` times out once (lets background messages arrive).
         case idle
@@ -34,37 +34,37 @@ public final class TestTerminal: Terminal {
         /// Waits (really sleeps) for the given milliseconds then times out: for inbox tests.
         case sleep(Int)
     }
-    public struct ScriptExhausted: Error, CustomStringConvertible {
-        public var description: String { "TestTerminal: input script exhausted (did the app not quit?)" }
+    package struct ScriptExhausted: Error, CustomStringConvertible {
+        package var description: String { "TestTerminal: input script exhausted (did the app not quit?)" }
     }
 
-    public private(set) var size: Size
-    public var context: RenderContext
-    public private(set) var frames: [CellBuffer] = []
-    public private(set) var cursor: Point?
-    public private(set) var script: [Step]
+    package private(set) var size: Size
+    package var context: RenderContext
+    package private(set) var frames: [CellBuffer] = []
+    package private(set) var cursor: Point?
+    package private(set) var script: [Step]
     /// Number of readKey calls that returned nil.
-    public private(set) var timeouts = 0
+    package private(set) var timeouts = 0
 
-    public init(width: Int, height: Int, context: RenderContext = RenderContext(glyphs: .unicodeSet), script: [Step] = []) {
+    package init(width: Int, height: Int, context: RenderContext = RenderContext(glyphs: .unicodeSet), script: [Step] = []) {
         self.size = Size(width: width, height: height)
         self.context = context
         self.script = script
     }
 
-    public convenience init(width: Int, height: Int, context: RenderContext = RenderContext(glyphs: .unicodeSet), keys: [Key]) {
+    package convenience init(width: Int, height: Int, context: RenderContext = RenderContext(glyphs: .unicodeSet), keys: [Key]) {
         self.init(width: width, height: height, context: context, script: keys.map { .key($0) })
     }
 
     /// Adds characters of `s` as key steps.
-    public func type(_ s: String) { script += s.map { .key(.char($0)) } }
-    public func enqueue(_ steps: Step...) { script += steps }
+    package func type(_ s: String) { script += s.map { .key(.char($0)) } }
+    package func enqueue(_ steps: Step...) { script += steps }
 
-    public var lastFrame: CellBuffer? { frames.last }
+    package var lastFrame: CellBuffer? { frames.last }
 
-    public func draw(_ buffer: CellBuffer) { frames.append(buffer) }
+    package func draw(_ buffer: CellBuffer) { frames.append(buffer) }
 
-    public func readKey(timeoutMs: Int) throws -> Key? {
+    package func readKey(timeoutMs: Int) throws -> Key? {
         guard !script.isEmpty else { throw ScriptExhausted() }
         switch script.removeFirst() {
         case .key(let k): return k
@@ -78,7 +78,7 @@ public final class TestTerminal: Terminal {
         }
     }
 
-    public func setCursor(_ position: Point?) { cursor = position }
+    package func setCursor(_ position: Point?) { cursor = position }
 }
 
 #if canImport(Glibc)

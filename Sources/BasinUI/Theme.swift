@@ -1,7 +1,7 @@
 import Foundation
 
 /// Colour roles a theme assigns. The raw value is the key used in `.theme` files.
-public enum Role: String, CaseIterable, Hashable, Sendable {
+package enum Role: String, CaseIterable, Hashable, Sendable {
     case background, foreground, accent, muted, title, border
     case series1, series2, series3, series4
     case barrier, cursor, marker
@@ -15,21 +15,21 @@ public enum Role: String, CaseIterable, Hashable, Sendable {
     case heatmapHigh = "heatmap_high"
 
     /// The series roles in order, for plots with several lines.
-    public static let series: [Role] = [.series1, .series2, .series3, .series4]
+    package static let series: [Role] = [.series1, .series2, .series3, .series4]
 }
 
 /// How many colours the terminal can show (after NO_COLOR is honoured).
-public enum ColorCapability: Int, Comparable, Sendable, CustomStringConvertible {
+package enum ColorCapability: Int, Comparable, Sendable, CustomStringConvertible {
     case none = 0
     case eight = 8
     case c256 = 256
 
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
-    public var description: String { self == .none ? "none" : "\(rawValue)" }
+    package static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+    package var description: String { self == .none ? "none" : "\(rawValue)" }
 
     /// NO_COLOR (present and non-empty, per no-color.org) forces `.none`; otherwise the
     /// terminal's colour count decides (`BASIN_COLORS=none|8|256` overrides it, for testing).
-    public static func detect(environment: [String: String] = ProcessInfo.processInfo.environment,
+    package static func detect(environment: [String: String] = ProcessInfo.processInfo.environment,
                               terminalColors: Int) -> ColorCapability {
         if let nc = environment["NO_COLOR"], !nc.isEmpty { return .none }
         switch environment["BASIN_COLORS"] {
@@ -46,11 +46,11 @@ public enum ColorCapability: Int, Comparable, Sendable, CustomStringConvertible 
 
 /// A colour value in a theme: the terminal default, or an xterm-256 index (0-7 are the
 /// named colours, 8-15 their bright forms).
-public enum ColorValue: Hashable, Sendable, CustomStringConvertible {
+package enum ColorValue: Hashable, Sendable, CustomStringConvertible {
     case `default`
     case indexed(Int)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .default: return "default"
         case .indexed(let i): return "\(i)"
@@ -59,41 +59,41 @@ public enum ColorValue: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// What a role maps to: a colour and optional attributes.
-public struct RoleStyle: Hashable, Sendable {
-    public var color: ColorValue
-    public var attributes: TextAttributes
-    public init(_ color: ColorValue = .default, _ attributes: TextAttributes = []) {
+package struct RoleStyle: Hashable, Sendable {
+    package var color: ColorValue
+    package var attributes: TextAttributes
+    package init(_ color: ColorValue = .default, _ attributes: TextAttributes = []) {
         self.color = color
         self.attributes = attributes
     }
 }
 
-public struct ThemeError: Error, CustomStringConvertible, Equatable {
-    public var file: String
-    public var line: Int?
-    public var message: String
-    public init(file: String, line: Int?, message: String) {
+package struct ThemeError: Error, CustomStringConvertible, Equatable {
+    package var file: String
+    package var line: Int?
+    package var message: String
+    package init(file: String, line: Int?, message: String) {
         self.file = file
         self.line = line
         self.message = message
     }
-    public var description: String {
+    package var description: String {
         if let line { return "\(file):\(line): \(message)" }
         return "\(file): \(message)"
     }
 }
 
-public struct Theme: Hashable, Sendable {
-    public var name: String
-    public var roles: [Role: RoleStyle]
+package struct Theme: Hashable, Sendable {
+    package var name: String
+    package var roles: [Role: RoleStyle]
 
-    public init(name: String, roles: [Role: RoleStyle] = [:]) {
+    package init(name: String, roles: [Role: RoleStyle] = [:]) {
         self.name = name
         self.roles = roles
     }
 
     /// Unset roles are the terminal default with no attributes.
-    public subscript(role: Role) -> RoleStyle { roles[role] ?? RoleStyle() }
+    package subscript(role: Role) -> RoleStyle { roles[role] ?? RoleStyle() }
 
     // MARK: Resolution
 
@@ -101,7 +101,7 @@ public struct Theme: Hashable, Sendable {
     /// `nil` fg/bg mean the `foreground`/`background` roles. Attributes of the roles used are
     /// added. With no colour, a background role other than `background` that would have been
     /// coloured (e.g. `selection`, `status_bg`) becomes reverse video so it stays visible.
-    public func resolve(_ style: Style, capability: ColorCapability) -> ResolvedStyle {
+    package func resolve(_ style: Style, capability: ColorCapability) -> ResolvedStyle {
         let fgc = style.fg ?? .role(.foreground)
         let bgc = style.bg ?? .role(.background)
         var attrs = style.attributes
@@ -118,7 +118,7 @@ public struct Theme: Hashable, Sendable {
     }
 
     /// The concrete index of a colour under a capability (-1 = default).
-    public func index(_ c: ThemeColor, _ capability: ColorCapability) -> Int {
+    package func index(_ c: ThemeColor, _ capability: ColorCapability) -> Int {
         let raw: Int
         switch c {
         case .default: return -1
@@ -137,7 +137,7 @@ public struct Theme: Hashable, Sendable {
     // MARK: Parsing
 
     /// Parses the `.theme` format (see Themes/README.md). `file` is used in error messages.
-    public static func parse(_ text: String, name: String, file: String = "<theme>") throws -> Theme {
+    package static func parse(_ text: String, name: String, file: String = "<theme>") throws -> Theme {
         var theme = Theme(name: name)
         var seen: [Role: Int] = [:]
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
@@ -224,7 +224,7 @@ public struct Theme: Hashable, Sendable {
 
     static let names = ["black", "red", "green", "yellow", "blue", "magenta", "cyan", "white"]
 
-    public static func parseColor(_ w: String) -> ColorValue? {
+    package static func parseColor(_ w: String) -> ColorValue? {
         let s = w.lowercased()
         if s == "default" || s == "none" { return .default }
         if let n = Int(s) { return (0...255).contains(n) ? .indexed(n) : nil }
@@ -243,13 +243,13 @@ public struct Theme: Hashable, Sendable {
 
     /// The default theme, embedded so the app works without the Themes/ directory.
     /// Kept identical to Themes/dark.theme (a test checks this).
-    public static let dark: Theme = {
+    package static let dark: Theme = {
         do { return try parse(embeddedDarkSource, name: "dark", file: "<embedded dark.theme>") } catch {
             fatalError("embedded dark theme does not parse: \(error)")
         }
     }()
 
-    public static let embeddedDarkSource = """
+    package static let embeddedDarkSource = """
     # Basin dark theme (the default). Format: see Themes/README.md.
     name = dark
 
@@ -284,14 +284,14 @@ public struct Theme: Hashable, Sendable {
 }
 
 /// The xterm 256-colour palette and nearest-colour searches.
-public enum XTerm {
+package enum XTerm {
     static let base16: [(Int, Int, Int)] = [
         (0, 0, 0), (205, 0, 0), (0, 205, 0), (205, 205, 0), (0, 0, 238), (205, 0, 205), (0, 205, 205), (229, 229, 229),
         (127, 127, 127), (255, 0, 0), (0, 255, 0), (255, 255, 0), (92, 92, 255), (255, 0, 255), (0, 255, 255), (255, 255, 255),
     ]
     static let levels = [0, 95, 135, 175, 215, 255]
 
-    public static func rgb(_ i: Int) -> (r: Int, g: Int, b: Int) {
+    package static func rgb(_ i: Int) -> (r: Int, g: Int, b: Int) {
         let i = max(0, min(255, i))
         if i < 16 { let c = base16[i]; return (c.0, c.1, c.2) }
         if i < 232 {
@@ -308,7 +308,7 @@ public enum XTerm {
     }
 
     /// Nearest index in the colour cube or grey ramp (16-255; 0-15 vary between terminals).
-    public static func nearest256(r: Int, g: Int, b: Int) -> Int {
+    package static func nearest256(r: Int, g: Int, b: Int) -> Int {
         var best = 16, bestD = Int.max
         for i in 16..<256 {
             let d = dist(rgb(i), (r, g, b))
@@ -318,7 +318,7 @@ public enum XTerm {
     }
 
     /// Maps any index to one of the 8 basic colours.
-    public static func nearest8(_ i: Int) -> Int {
+    package static func nearest8(_ i: Int) -> Int {
         if i < 0 { return -1 }
         if i < 8 { return i }
         if i < 16 { return i - 8 }

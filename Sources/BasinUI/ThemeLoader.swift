@@ -5,8 +5,8 @@ import Foundation
 /// otherwise a name looked up as `NAME.theme` in the themes directories:
 /// `BASIN_THEMES_DIR` (colon-separated), then the given extra directories. `dark` always
 /// works: if no file is found the embedded copy is used.
-public enum ThemeLoader {
-    public static func load(path: String) throws -> Theme {
+package enum ThemeLoader {
+    package static func load(path: String) throws -> Theme {
         let url = URL(fileURLWithPath: path)
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
@@ -17,7 +17,7 @@ public enum ThemeLoader {
     }
 
     /// Directories searched for `NAME.theme`, in order.
-    public static func searchDirectories(environment: [String: String] = ProcessInfo.processInfo.environment,
+    package static func searchDirectories(environment: [String: String] = ProcessInfo.processInfo.environment,
                                          extra: [String] = []) -> [String] {
         var dirs: [String] = []
         if let d = environment["BASIN_THEMES_DIR"], !d.isEmpty {
@@ -29,7 +29,7 @@ public enum ThemeLoader {
 
     /// Walks up from `start` (e.g. the executable's directory) looking for a `Themes` directory
     /// holding `dark.theme`: finds the package's Themes/ from `.build/debug/basin`.
-    public static func findThemesDirectory(from start: String) -> String? {
+    package static func findThemesDirectory(from start: String) -> String? {
         var url = URL(fileURLWithPath: start).standardizedFileURL
         for _ in 0..<8 {
             let candidate = url.appendingPathComponent("Themes")
@@ -43,7 +43,7 @@ public enum ThemeLoader {
         return nil
     }
 
-    public static func load(named name: String, directories: [String]) throws -> Theme {
+    package static func load(named name: String, directories: [String]) throws -> Theme {
         for dir in directories {
             let p = URL(fileURLWithPath: dir).appendingPathComponent("\(name).theme").path
             if FileManager.default.fileExists(atPath: p) { return try load(path: p) }
@@ -57,7 +57,7 @@ public enum ThemeLoader {
     }
 
     /// Loads the theme chosen by `choice` (CLI), else BASIN_THEME, else dark.
-    public static func resolve(choice: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+    package static func resolve(choice: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
                                extraDirectories: [String] = []) throws -> Theme {
         let pick = choice ?? environment["BASIN_THEME"].flatMap { $0.isEmpty ? nil : $0 } ?? "dark"
         if pick.contains("/") || pick.hasSuffix(".theme") { return try load(path: pick) }
@@ -66,7 +66,7 @@ public enum ThemeLoader {
 
     /// The usual search: BASIN_THEMES_DIR, then the Themes/ found by walking up from the
     /// executable (e.g. `.build/debug/basin` → the package's `Themes/`), then `./Themes`.
-    public static func resolve(choice: String?, executablePath: String,
+    package static func resolve(choice: String?, executablePath: String,
                                environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Theme {
         var extra: [String] = []
         let exeDir = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().deletingLastPathComponent().path
@@ -76,7 +76,7 @@ public enum ThemeLoader {
         return try resolve(choice: choice, environment: environment, extraDirectories: extra)
     }
 
-    public static func availableThemes(in directories: [String]) -> [String] {
+    package static func availableThemes(in directories: [String]) -> [String] {
         var names = Set<String>()
         for d in directories {
             for f in (try? FileManager.default.contentsOfDirectory(atPath: d)) ?? [] where f.hasSuffix(".theme") {

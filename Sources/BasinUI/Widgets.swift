@@ -1,12 +1,12 @@
 import Foundation
 
 /// Anything that renders into a rectangle of a buffer.
-public protocol Widget {
+package protocol Widget {
     func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext)
 }
 
 extension CellBuffer {
-    public mutating func render(_ w: some Widget, in area: Rect, context: RenderContext) {
+    package mutating func render(_ w: some Widget, in area: Rect, context: RenderContext) {
         w.render(into: &self, area: area, context: context)
     }
 }
@@ -14,16 +14,16 @@ extension CellBuffer {
 // MARK: Block
 
 /// A bordered box with an optional title; `inner(_:)` gives the area inside.
-public struct Block: Widget {
-    public var title: String?
-    public var borders: Bool
-    public var style: Style
-    public var borderStyle: Style
-    public var titleStyle: Style
+package struct Block: Widget {
+    package var title: String?
+    package var borders: Bool
+    package var style: Style
+    package var borderStyle: Style
+    package var titleStyle: Style
     /// Clear the area (with `style`) before drawing.
-    public var fill: Bool
+    package var fill: Bool
 
-    public init(title: String? = nil, borders: Bool = true, style: Style = .plain,
+    package init(title: String? = nil, borders: Bool = true, style: Style = .plain,
                 borderStyle: Style = Style(fg: .role(.border)), titleStyle: Style = Style(fg: .role(.title)),
                 fill: Bool = true) {
         self.title = title
@@ -34,12 +34,12 @@ public struct Block: Widget {
         self.fill = fill
     }
 
-    public func inner(_ area: Rect) -> Rect {
+    package func inner(_ area: Rect) -> Rect {
         if borders { return area.inset(by: 1) }
         return title == nil ? area : area.inset(top: 1)
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         guard !area.isEmpty else { return }
         let g = context.glyphs
         if fill { buffer.fill(area, with: Cell(" ", style: style)) }
@@ -69,14 +69,14 @@ public struct Block: Widget {
 // MARK: Paragraph
 
 /// Lines of text, optionally word-wrapped, clipped to the area.
-public struct Paragraph: Widget {
-    public var lines: [String]
-    public var style: Style
-    public var alignment: Alignment
-    public var wrap: Bool
-    public var scroll: Int
+package struct Paragraph: Widget {
+    package var lines: [String]
+    package var style: Style
+    package var alignment: Alignment
+    package var wrap: Bool
+    package var scroll: Int
 
-    public init(_ text: String, style: Style = .plain, alignment: Alignment = .left, wrap: Bool = true, scroll: Int = 0) {
+    package init(_ text: String, style: Style = .plain, alignment: Alignment = .left, wrap: Bool = true, scroll: Int = 0) {
         self.lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         self.style = style
         self.alignment = alignment
@@ -85,7 +85,7 @@ public struct Paragraph: Widget {
     }
 
     /// Greedy word wrap to `width` columns (words longer than a line are broken).
-    public static func wrap(_ line: String, width: Int) -> [String] {
+    package static func wrap(_ line: String, width: Int) -> [String] {
         guard width > 0 else { return [] }
         if TextWidth.of(line) <= width { return [line] }
         var out: [String] = []
@@ -109,11 +109,11 @@ public struct Paragraph: Widget {
         return out
     }
 
-    public func wrappedLines(width: Int) -> [String] {
+    package func wrappedLines(width: Int) -> [String] {
         wrap ? lines.flatMap { $0.isEmpty ? [""] : Paragraph.wrap($0, width: width) } : lines
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         let all = wrappedLines(width: area.width)
         for (i, l) in all.dropFirst(scroll).prefix(area.height).enumerated() {
             buffer.write(l, in: area.row(i), style: style, alignment: alignment)
@@ -124,18 +124,18 @@ public struct Paragraph: Widget {
 // MARK: Status bar
 
 /// One line: key hints on the left, a job status (e.g. "aligning 40%") on the right.
-public struct StatusBar: Widget {
-    public var hints: [(key: String, label: String)]
-    public var status: String
-    public var statusStyle: Style
+package struct StatusBar: Widget {
+    package var hints: [(key: String, label: String)]
+    package var status: String
+    package var statusStyle: Style
 
-    public init(hints: [(key: String, label: String)], status: String = "", statusStyle: Style = .plain) {
+    package init(hints: [(key: String, label: String)], status: String = "", statusStyle: Style = .plain) {
         self.hints = hints
         self.status = status
         self.statusStyle = statusStyle
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         guard !area.isEmpty else { return }
         let base = Style(fg: .role(.statusFg), bg: .role(.statusBg))
         let row = area.row(0)
@@ -159,17 +159,17 @@ public struct StatusBar: Widget {
 
 // MARK: Tab bar
 
-public struct TabBar: Widget {
-    public var titles: [String]
-    public var selected: Int
+package struct TabBar: Widget {
+    package var titles: [String]
+    package var selected: Int
 
-    public init(_ titles: [String], selected: Int) {
+    package init(_ titles: [String], selected: Int) {
         self.titles = titles
         self.selected = selected
     }
 
     /// The column range each tab occupies starting at `x` (for mouse clicks).
-    public func tabRanges(startX: Int) -> [Range<Int>] {
+    package func tabRanges(startX: Int) -> [Range<Int>] {
         var x = startX
         return titles.map { t in
             let w = TextWidth.of(t) + 2
@@ -178,11 +178,11 @@ public struct TabBar: Widget {
         }
     }
 
-    public func tab(atColumn col: Int, area: Rect) -> Int? {
+    package func tab(atColumn col: Int, area: Rect) -> Int? {
         tabRanges(startX: area.x).firstIndex { $0.contains(col) }
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         guard !area.isEmpty else { return }
         let ranges = tabRanges(startX: area.x)
         for (i, t) in titles.enumerated() {
@@ -200,21 +200,21 @@ public struct TabBar: Widget {
 // MARK: List
 
 /// Selection and scroll offset of a list; keeps the selection visible.
-public struct ListState: Hashable, Sendable {
-    public var selected: Int
-    public var offset: Int
-    public init(selected: Int = 0, offset: Int = 0) {
+package struct ListState: Hashable, Sendable {
+    package var selected: Int
+    package var offset: Int
+    package init(selected: Int = 0, offset: Int = 0) {
         self.selected = selected
         self.offset = offset
     }
 
-    public mutating func select(_ i: Int, count: Int) {
+    package mutating func select(_ i: Int, count: Int) {
         selected = count == 0 ? 0 : max(0, min(count - 1, i))
     }
-    public mutating func move(_ delta: Int, count: Int) { select(selected + delta, count: count) }
+    package mutating func move(_ delta: Int, count: Int) { select(selected + delta, count: count) }
 
     /// Adjusts `offset` so the selection is inside a window of `height` rows.
-    public mutating func scrollToSelection(height: Int, count: Int) {
+    package mutating func scrollToSelection(height: Int, count: Int) {
         guard height > 0 else { return }
         if selected < offset { offset = selected }
         if selected >= offset + height { offset = selected - height + 1 }
@@ -222,32 +222,32 @@ public struct ListState: Hashable, Sendable {
     }
 }
 
-public struct ListView: Widget {
-    public var items: [String]
-    public var state: ListState
-    public var highlight: Style
+package struct ListView: Widget {
+    package var items: [String]
+    package var state: ListState
+    package var highlight: Style
 
-    public init(_ items: [String], state: ListState, highlight: Style = Style(bg: .role(.selection), attributes: .bold)) {
+    package init(_ items: [String], state: ListState, highlight: Style = Style(bg: .role(.selection), attributes: .bold)) {
         self.items = items
         self.state = state
         self.highlight = highlight
     }
 
     /// The state after scrolling the selection into view for `area`: call and store before render.
-    public func visibleState(height: Int) -> ListState {
+    package func visibleState(height: Int) -> ListState {
         var s = state
         s.scrollToSelection(height: height, count: items.count)
         return s
     }
 
     /// The item index shown at screen row `y` of `area` (for mouse clicks), if any.
-    public func index(atRow y: Int, area: Rect) -> Int? {
+    package func index(atRow y: Int, area: Rect) -> Int? {
         guard y >= area.minY, y < area.maxY else { return nil }
         let i = visibleState(height: area.height).offset + (y - area.minY)
         return i < items.count ? i : nil
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         guard !area.isEmpty else { return }
         let s = visibleState(height: area.height)
         let g = context.glyphs
@@ -277,14 +277,14 @@ public struct ListView: Widget {
 // MARK: Slider
 
 /// `label [────●──────] value`, focused sliders highlighted.
-public struct Slider: Widget {
-    public var label: String
-    public var value: Double
-    public var range: ClosedRange<Double>
-    public var focused: Bool
-    public var format: @Sendable (Double) -> String
+package struct Slider: Widget {
+    package var label: String
+    package var value: Double
+    package var range: ClosedRange<Double>
+    package var focused: Bool
+    package var format: @Sendable (Double) -> String
 
-    public init(label: String, value: Double, range: ClosedRange<Double> = 0...1, focused: Bool = false,
+    package init(label: String, value: Double, range: ClosedRange<Double> = 0...1, focused: Bool = false,
                 format: @escaping @Sendable (Double) -> String = { formatNumber($0) }) {
         self.label = label
         self.value = value
@@ -293,13 +293,13 @@ public struct Slider: Widget {
         self.format = format
     }
 
-    public var fraction: Double {
+    package var fraction: Double {
         let span = range.upperBound - range.lowerBound
         guard span > 0, value.isFinite else { return 0 }
         return max(0, min(1, (value - range.lowerBound) / span))
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         guard !area.isEmpty else { return }
         let g = context.glyphs
         let row = area.row(0)
@@ -327,7 +327,7 @@ public struct Slider: Widget {
 }
 
 /// Compact number formatting used by sliders, axes and legends: up to 3 significant digits.
-public func formatNumber(_ v: Double, digits: Int = 3) -> String {
+package func formatNumber(_ v: Double, digits: Int = 3) -> String {
     if v.isNaN { return "nan" }
     if v.isInfinite { return v > 0 ? "inf" : "-inf" }
     if v == 0 { return "0" }
@@ -357,18 +357,18 @@ public func formatNumber(_ v: Double, digits: Int = 3) -> String {
 // MARK: Progress bar
 
 /// `label ███████░░░░░ 42%`
-public struct ProgressBar: Widget {
-    public var fraction: Double
-    public var label: String
-    public var style: Style
+package struct ProgressBar: Widget {
+    package var fraction: Double
+    package var label: String
+    package var style: Style
 
-    public init(fraction: Double, label: String = "", style: Style = Style(fg: .role(.accent))) {
+    package init(fraction: Double, label: String = "", style: Style = Style(fg: .role(.accent))) {
         self.fraction = fraction.isFinite ? max(0, min(1, fraction)) : 0
         self.label = label
         self.style = style
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         guard !area.isEmpty else { return }
         let g = context.glyphs
         let row = area.row(0)
@@ -391,15 +391,15 @@ public struct ProgressBar: Widget {
 
 // MARK: Table
 
-public struct Table: Widget {
-    public var header: [String]
-    public var rows: [[String]]
-    public var widths: [Constraint]
-    public var alignments: [Alignment]
-    public var selected: Int?
-    public var offset: Int
+package struct Table: Widget {
+    package var header: [String]
+    package var rows: [[String]]
+    package var widths: [Constraint]
+    package var alignments: [Alignment]
+    package var selected: Int?
+    package var offset: Int
 
-    public init(header: [String], rows: [[String]], widths: [Constraint]? = nil, alignments: [Alignment]? = nil,
+    package init(header: [String], rows: [[String]], widths: [Constraint]? = nil, alignments: [Alignment]? = nil,
                 selected: Int? = nil, offset: Int = 0) {
         self.header = header
         self.rows = rows
@@ -409,7 +409,7 @@ public struct Table: Widget {
         self.offset = offset
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         guard !area.isEmpty else { return }
         let cols = area.row(0).split(.horizontal, widths, spacing: 1)
         let head = Style(fg: .role(.title), attributes: [.bold, .underline])
@@ -441,24 +441,24 @@ public struct Table: Widget {
 // MARK: Help overlay
 
 /// A centred box listing the keymap's bindings for a context (generated, so always accurate).
-public struct HelpOverlay<Action: Hashable & Sendable>: Widget {
-    public var keymap: Keymap<Action>
-    public var context: String?
-    public var title: String
+package struct HelpOverlay<Action: Hashable & Sendable>: Widget {
+    package var keymap: Keymap<Action>
+    package var context: String?
+    package var title: String
 
-    public init(keymap: Keymap<Action>, context: String? = nil, title: String = "Keys") {
+    package init(keymap: Keymap<Action>, context: String? = nil, title: String = "Keys") {
         self.keymap = keymap
         self.context = context
         self.title = title
     }
 
-    public func lines(ascii: Bool) -> [String] {
+    package func lines(ascii: Bool) -> [String] {
         let entries = keymap.help(context: context, ascii: ascii)
         let kw = entries.map { TextWidth.of($0.keys) }.max() ?? 0
         return entries.map { TextWidth.padRight($0.keys, to: kw) + "  " + $0.description }
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context ctx: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context ctx: RenderContext) {
         let ls = lines(ascii: !ctx.glyphs.unicode)
         let w = min(area.width, (ls.map { TextWidth.of($0) }.max() ?? 0) + 4)
         let h = min(area.height, ls.count + 2)
@@ -483,21 +483,21 @@ public struct HelpOverlay<Action: Hashable & Sendable>: Widget {
 // MARK: Text input
 
 /// A one-line editor: insert, backspace, delete, left/right, home/end; scrolls horizontally.
-public struct TextInput: Hashable, Sendable {
-    public var text: String { String(chars) }
-    public private(set) var chars: [Character]
-    public private(set) var cursor: Int
+package struct TextInput: Hashable, Sendable {
+    package var text: String { String(chars) }
+    package private(set) var chars: [Character]
+    package private(set) var cursor: Int
 
-    public init(_ text: String = "") {
+    package init(_ text: String = "") {
         chars = Array(text)
         cursor = chars.count
     }
 
-    public enum Outcome: Equatable, Sendable { case edited, submitted(String), cancelled, ignored }
+    package enum Outcome: Equatable, Sendable { case edited, submitted(String), cancelled, ignored }
 
     /// Applies an editing key. Enter submits, Esc cancels.
     @discardableResult
-    public mutating func handle(_ key: Key) -> Outcome {
+    package mutating func handle(_ key: Key) -> Outcome {
         switch key {
         case .char(let c): chars.insert(c, at: cursor); cursor += 1
         case .backspace:
@@ -521,17 +521,17 @@ public struct TextInput: Hashable, Sendable {
 }
 
 /// Renders a `TextInput` as `prompt text` and reports where the terminal cursor belongs.
-public struct Prompt: Widget {
-    public var prompt: String
-    public var input: TextInput
+package struct Prompt: Widget {
+    package var prompt: String
+    package var input: TextInput
 
-    public init(prompt: String, input: TextInput) {
+    package init(prompt: String, input: TextInput) {
         self.prompt = prompt
         self.input = input
     }
 
     /// Where the text cursor should be shown for this area.
-    public func cursorPosition(in area: Rect) -> Point {
+    package func cursorPosition(in area: Rect) -> Point {
         let (start, _) = window(width: area.width - TextWidth.of(prompt))
         let before = input.chars[start..<input.cursor].reduce(0) { $0 + TextWidth.of($1) }
         return Point(x: area.x + TextWidth.of(prompt) + before, y: area.y)
@@ -549,7 +549,7 @@ public struct Prompt: Widget {
         return (start, width)
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         guard !area.isEmpty else { return }
         let row = area.row(0)
         let x = buffer.write(prompt, x: row.x, y: row.y, style: Style(fg: .role(.accent), attributes: .bold), clip: row)
@@ -570,21 +570,21 @@ public struct Prompt: Widget {
 // MARK: Popups
 
 /// A centred message box; `.error` popups use the `bad` role for the title and border.
-public struct Popup: Widget {
-    public enum Kind: Sendable { case info, error }
-    public var title: String
-    public var message: String
-    public var kind: Kind
-    public var footer: String
+package struct Popup: Widget {
+    package enum Kind: Sendable { case info, error }
+    package var title: String
+    package var message: String
+    package var kind: Kind
+    package var footer: String
 
-    public init(title: String, message: String, kind: Kind = .info, footer: String = "Enter/Esc to close") {
+    package init(title: String, message: String, kind: Kind = .info, footer: String = "Enter/Esc to close") {
         self.title = title
         self.message = message
         self.kind = kind
         self.footer = footer
     }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         let maxW = max(10, min(area.width - 2, 60))
         let inner = maxW - 4
         let body = Paragraph(message).wrappedLines(width: inner)
@@ -606,11 +606,11 @@ public struct Popup: Widget {
 }
 
 /// Shown instead of the UI when the terminal is smaller than the app needs.
-public struct TooSmall: Widget {
-    public var minimum: Size
-    public init(minimum: Size) { self.minimum = minimum }
+package struct TooSmall: Widget {
+    package var minimum: Size
+    package init(minimum: Size) { self.minimum = minimum }
 
-    public func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+    package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         buffer.fill(area)
         let lines = ["Terminal too small",
                      "\(area.width)x\(area.height), need \(minimum.width)x\(minimum.height)",
@@ -623,7 +623,7 @@ public struct TooSmall: Widget {
         }
     }
 
-    public static func check(_ size: Size, minimum: Size) -> Bool {
+    package static func check(_ size: Size, minimum: Size) -> Bool {
         size.width < minimum.width || size.height < minimum.height
     }
 }

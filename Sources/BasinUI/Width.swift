@@ -1,8 +1,8 @@
 /// Terminal column width of text. Deliberately small: East Asian wide/fullwidth and emoji are 2,
 /// control and combining marks 0, everything else 1 (braille, box drawing and block elements
 /// included, which is what Basin draws).
-public enum TextWidth {
-    public static func of(_ scalar: Unicode.Scalar) -> Int {
+package enum TextWidth {
+    package static func of(_ scalar: Unicode.Scalar) -> Int {
         let v = scalar.value
         if v == 0 { return 0 }
         if v < 0x20 || (v >= 0x7F && v < 0xA0) { return 0 }
@@ -27,15 +27,15 @@ public enum TextWidth {
     }
 
     /// Width of one grapheme: its first scalar decides.
-    public static func of(_ c: Character) -> Int {
+    package static func of(_ c: Character) -> Int {
         guard let first = c.unicodeScalars.first else { return 0 }
         return of(first)
     }
 
-    public static func of(_ s: String) -> Int { s.reduce(0) { $0 + of($1) } }
+    package static func of(_ s: String) -> Int { s.reduce(0) { $0 + of($1) } }
 
     /// The longest prefix of `s` fitting in `columns`.
-    public static func truncate(_ s: String, to columns: Int) -> String {
+    package static func truncate(_ s: String, to columns: Int) -> String {
         var used = 0
         var out = ""
         for c in s {
@@ -48,18 +48,18 @@ public enum TextWidth {
     }
 
     /// `s` truncated with an ellipsis if it does not fit.
-    public static func fit(_ s: String, to columns: Int, ellipsis: String = "…") -> String {
+    package static func fit(_ s: String, to columns: Int, ellipsis: String = "…") -> String {
         if of(s) <= columns { return s }
         if columns <= 0 { return "" }
         let e = of(ellipsis) <= columns ? ellipsis : ""
         return truncate(s, to: columns - of(e)) + e
     }
 
-    public static func padRight(_ s: String, to columns: Int) -> String {
+    package static func padRight(_ s: String, to columns: Int) -> String {
         let t = truncate(s, to: columns)
         return t + String(repeating: " ", count: max(0, columns - of(t)))
     }
-    public static func padLeft(_ s: String, to columns: Int) -> String {
+    package static func padLeft(_ s: String, to columns: Int) -> String {
         let t = truncate(s, to: columns)
         return String(repeating: " ", count: max(0, columns - of(t))) + t
     }

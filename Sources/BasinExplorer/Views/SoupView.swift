@@ -234,7 +234,7 @@ enum SoupRenderer {
         if y + 1 < li.maxY {
             y += 1
             let button = Style(fg: .role(.foreground), bg: .role(.selection))
-            var bx = buffer.write(" u uniform ", x: li.x, y: y, style: button, clip: li.row(y - li.y)) + 2
+            let bx = buffer.write(" u uniform ", x: li.x, y: y, style: button, clip: li.row(y - li.y)) + 2
             buffer.write(" g greedy ", x: bx, y: y, style: button, clip: li.row(y - li.y))
             y += 1
         }
