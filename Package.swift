@@ -7,7 +7,9 @@ let package = Package(
     // other is built or tested. The libc calls are guarded (Glibc / Musl / Darwin) and /proc reads fall back to nil.
     products: [
         .executable(name: "basin", targets: ["basin"]),
-        .library(name: "BasinFusion", targets: ["BasinFusion"]),
+        // The engine: what a program needs to read models and data, evaluate paths, align, merge and soup.
+        // The UI modules (BasinUI, BasinCurses, BasinExplorer) are in no product and use `package` access.
+        .library(name: "BasinFusion", targets: ["BasinTensor", "BasinIO", "BasinNet", "BasinFusion"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

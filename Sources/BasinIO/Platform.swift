@@ -179,14 +179,14 @@ enum Platform {
 }
 
 /// Process memory figures for benchmarks.
-public enum ProcessMemory {
-    public static var peakResidentBytes: Int? { Platform.peakResidentBytes() }
-    public static var currentResidentBytes: Int? { Platform.currentResidentBytes() }
+package enum ProcessMemory {
+    package static var peakResidentBytes: Int? { Platform.peakResidentBytes() }
+    package static var currentResidentBytes: Int? { Platform.currentResidentBytes() }
 
     /// Resets the peak resident set size to the current one (Linux: "5" to /proc/self/clear_refs), so a benchmark
     /// can measure the peak of one phase. Returns false where the kernel does not support it.
     @discardableResult
-    public static func resetPeak() -> Bool {
+    package static func resetPeak() -> Bool {
         (try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)) != nil
     }
 }

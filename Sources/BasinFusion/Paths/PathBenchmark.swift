@@ -4,27 +4,27 @@ import BasinTensor
 import Foundation
 
 /// `basin bench path`: evaluating a linear path at many points over a synthetic MLP.
-public enum PathBenchmark {
-    public struct Figure: Codable, Sendable {
-        public var type: PathType
-        public var bends: Int
-        public var sizes: [Int]
-        public var samples: Int
-        public var points: Int
-        public var batchSize: Int
+package enum PathBenchmark {
+    package struct Figure: Codable, Sendable {
+        package var type: PathType
+        package var bends: Int
+        package var sizes: [Int]
+        package var samples: Int
+        package var points: Int
+        package var batchSize: Int
         /// Time to prepare the evaluator (first-layer products; 0 for naive) and to evaluate every point.
-        public var setupSeconds: Double
-        public var seconds: Double
+        package var setupSeconds: Double
+        package var seconds: Double
         /// FLOPs of the naive evaluation: points x samples x forward FLOPs per sample.
-        public var naiveFlops: Double
+        package var naiveFlops: Double
         /// naiveFlops / seconds (setup included), in GFLOP/s.
-        public var effectiveGflops: Double
-        public var usesFirstLayerShortcut: Bool
+        package var effectiveGflops: Double
+        package var usesFirstLayerShortcut: Bool
     }
 
     /// Times a `points`-point path between two random MLPs of `sizes` on `samples` synthetic samples
     /// (best of `repeats`, setup included in each run). Polychain and Bezier paths get `bends` random bends.
-    public static func run(sizes: [Int] = [784, 512, 512, 10], samples: Int = 10_000, points: Int = 21,
+    package static func run(sizes: [Int] = [784, 512, 512, 10], samples: Int = 10_000, points: Int = 21,
                            batchSize: Int = 512, fast: Bool = true, repeats: Int = 5,
                            type: PathType = .linear, bends: Int = 1) -> Figure {
         let (network, a, data) = Benchmarks.syntheticMLP(sizes: sizes, samples: samples, seed: 7)
