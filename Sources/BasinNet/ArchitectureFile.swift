@@ -25,6 +25,7 @@ public struct PermutationDeclaration: Sendable, Equatable, Codable {
 ///
 /// ```json
 /// {
+///   "input_shape": [64],
 ///   "nodes": [
 ///     {"name": "fc1", "op": "linear", "weight": "layers.0.weight", "bias": "layers.0.bias"},
 ///     {"name": "act1", "op": "relu"},
@@ -38,52 +39,105 @@ public struct PermutationDeclaration: Sendable, Equatable, Codable {
 ///   ]
 /// }
 /// ```
-/// `op` is one of linear, relu, tanh, gelu, flatten, add. A node's input defaults to the node before it
-/// (the network input for the first node); `"input"` names one node, `"inputs"` several, and the name
-/// `"input"` stands for the network input. `output` defaults to the last node; `permutations` is optional.
+/// `op` is any name in `OpRegistry` (each op's file documents its keys). A node's input defaults to the
+/// node before it (the network input for the first node); `"input"` names one node, `"inputs"` several,
+/// and the name `"input"` stands for the network input. `output` defaults to the last node;
+/// `input_shape` (one sample's shape, e.g. [1, 8, 8]) and `permutations` are optional.
 public struct ArchitectureFile: Codable, Sendable {
     public struct NodeEntry: Codable, Sendable {
         public var name: String?
         public var op: String
-        public var weight: String?
-        public var bias: String?
         public var input: String?
         public var inputs: [String]?
+        /// The op's own keys (weight, bias, stride, eps, ...).
+        public var attributes: [String: JSONValue]
 
-        public init(name: String? = nil, op: String, weight: String? = nil, bias: String? = nil, input: String? = nil, inputs: [String]? = nil) {
+        public init(name: String? = nil, op: String, input: String? = nil, inputs: [String]? = nil, attributes: [String: JSONValue]) {
             self.name = name
             self.op = op
-            self.weight = weight
-            self.bias = bias
             self.input = input
             self.inputs = inputs
+            self.attributes = attributes
         }
-    }
 
-    public init(nodes: [NodeEntry], output: String? = nil, permutations: [PermutationDeclaration]? = nil) {
-        self.nodes = nodes
-        self.output = output
-        self.permutations = permutations
+        /// A node with a weight and a bias (linear).
+        public init(name: String? = nil, op: String, weight: String? = nil, bias: String? = nil, input: String? = nil, inputs: [String]? = nil) {
+            var attributes: [String: JSONValue] = [:]
+            if let weight { attributes["weight"] = .string(weight) }
+            if let bias { attributes["bias"] = .string(bias) }
+            self.init(name: name, op: op, input: input, inputs: inputs, attributes: attributes)
+        }
+
+        public var weight: String? { if case let .string(s)? = attributes["weight"] { s } else { nil } }
+        public var bias: String? { if case let .string(s)? = attributes["bias"] { s } else { nil } }
+
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(_ s: String) { stringValue = s }
+            init?(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        static let fixedKeys: Set<String> = ["name", "op", "input", "inputs"]
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: Key.self)
+            name = try c.decodeIfPresent(String.self, forKey: Key("name"))
+            op = try c.decode(String.self, forKey: Key("op"))
+            input = try c.decodeIfPresent(String.self, forKey: Key("input"))
+            inputs = try c.decodeIfPresent([String].self, forKey: Key("inputs"))
+            var attributes: [String: JSONValue] = [:]
+            for key in c.allKeys where !NodeEntry.fixedKeys.contains(key.stringValue) {
+                attributes[key.stringValue] = try c.decode(JSONValue.self, forKey: key)
+            }
+            self.attributes = attributes
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encodeIfPresent(name, forKey: Key("name"))
+            try c.encode(op, forKey: Key("op"))
+            try c.encodeIfPresent(input, forKey: Key("input"))
+            try c.encodeIfPresent(inputs, forKey: Key("inputs"))
+            for (k, v) in attributes { try c.encode(v, forKey: Key(k)) }
+        }
     }
 
     public var nodes: [NodeEntry]
     public var output: String?
+    public var inputShape: [Int?]?
     public var permutations: [PermutationDeclaration]?
 
+    enum CodingKeys: String, CodingKey {
+        case nodes, output, permutations
+        case inputShape = "input_shape"
+    }
+
+    public init(nodes: [NodeEntry], output: String? = nil, inputShape: SampleShape? = nil, permutations: [PermutationDeclaration]? = nil) {
+        self.nodes = nodes
+        self.output = output
+        self.inputShape = inputShape
+        self.permutations = permutations
+    }
+
     public static func load(_ url: URL) throws -> Architecture {
+        let path = url.path
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw NetworkError("\(url.path): cannot be read (\(error.localizedDescription))")
+            throw NetworkError(.badFile, file: path, "cannot be read (\(error.localizedDescription))")
         }
         let file: ArchitectureFile
         do { file = try JSONDecoder().decode(ArchitectureFile.self, from: data) } catch let DecodingError.keyNotFound(key, ctx) {
-            throw NetworkError("\(url.path): missing \"\(key.stringValue)\" at \(ctx.codingPath.map(\.stringValue).joined(separator: "."))")
+            throw NetworkError(.badFile, file: path, key: key.stringValue,
+                               "missing at \(ctx.codingPath.map(\.stringValue).joined(separator: "."))")
         } catch let DecodingError.typeMismatch(_, ctx) {
-            throw NetworkError("\(url.path): wrong type at \(ctx.codingPath.map(\.stringValue).joined(separator: ".")): \(ctx.debugDescription)")
+            throw NetworkError(.badFile, file: path, key: ctx.codingPath.last?.stringValue,
+                               "wrong type at \(ctx.codingPath.map(\.stringValue).joined(separator: ".")): \(ctx.debugDescription)")
         } catch {
-            throw NetworkError("\(url.path): not a valid architecture file (\(error.localizedDescription))")
+            throw NetworkError(.badFile, file: path, "not a valid architecture file (\(error.localizedDescription))")
         }
-        return try file.architecture(path: url.path)
+        return try file.architecture(path: path)
     }
 
     public func architecture(path: String = "architecture") throws -> Architecture {
@@ -91,46 +145,50 @@ public struct ArchitectureFile: Codable, Sendable {
         var nodes: [Node] = []
         for (i, entry) in self.nodes.enumerated() {
             let name = entry.name ?? "node\(i)"
-            guard indexOf[name] == nil else { throw NetworkError("\(path): node name '\(name)' is used twice") }
+            guard indexOf[name] == nil else { throw NetworkError(.badGraph, file: path, node: name, "the node name is used twice") }
+            guard let type = OpRegistry.type(named: entry.op) else {
+                throw NetworkError(.unknownOp, file: path, node: name, key: "op",
+                                   "unknown op \"\(entry.op)\" (known: \(OpRegistry.names.joined(separator: ", ")))")
+            }
+            var attributes = NodeAttributes(node: name, op: entry.op.lowercased(), file: path, values: entry.attributes)
+            let op = try type.read(&attributes, typeName: entry.op.lowercased())
+            if let unknown = attributes.unusedKeys.first {
+                throw attributes.error(unknown, "is not a key of a \(entry.op) node")
+            }
             let inputNames = entry.inputs ?? entry.input.map { [$0] }
             var inputs: [Int] = []
             if let inputNames {
                 for n in inputNames {
                     guard let j = indexOf[n] else {
-                        throw NetworkError("\(path): node '\(name)' takes input '\(n)', which is not an earlier node")
+                        throw NetworkError(.badGraph, file: path, node: name, "takes input '\(n)', which is not an earlier node")
                     }
                     inputs.append(j)
                 }
             } else {
                 inputs = [i - 1]
             }
-            let op: Op
-            switch entry.op.lowercased() {
-            case "linear":
-                guard let w = entry.weight else { throw NetworkError("\(path): linear node '\(name)' has no \"weight\"") }
-                op = .linear(weight: w, bias: entry.bias)
-            case "relu": op = .activation(.relu)
-            case "tanh": op = .activation(.tanh)
-            case "gelu": op = .activation(.gelu)
-            case "flatten": op = .flatten
-            case "add": op = .add
-            default:
-                throw NetworkError("\(path): node '\(name)' has unknown op \"\(entry.op)\" (known: linear, relu, tanh, gelu, flatten, add)")
-            }
-            let expectedInputs = op == .add ? 2 : 1
-            guard inputs.count == expectedInputs else {
-                throw NetworkError("\(path): node '\(name)' (\(entry.op)) takes \(expectedInputs) input(s), got \(inputs.count)")
+            guard inputs.count == op.inputCount else {
+                throw NetworkError(.badGraph, file: path, node: name, "\(entry.op) takes \(op.inputCount) input(s), got \(inputs.count)")
             }
             indexOf[name] = nodes.count
-            nodes.append(Node(name: name, op: op, inputs: inputs))
+            nodes.append(Node(name: name, anyOp: op, inputs: inputs))
         }
-        guard !nodes.isEmpty else { throw NetworkError("\(path): no nodes") }
+        guard !nodes.isEmpty else { throw NetworkError(.badGraph, file: path, "no nodes") }
         var output = nodes.count - 1
         if let o = self.output {
-            guard let j = indexOf[o], j >= 0 else { throw NetworkError("\(path): output '\(o)' is not a node") }
+            guard let j = indexOf[o], j >= 0 else { throw NetworkError(.badGraph, file: path, key: "output", "'\(o)' is not a node") }
             output = j
         }
-        return Architecture(nodes: nodes, output: output, permutations: permutations ?? [])
+        let shape = try inputShape.map { dims in
+            try dims.map { d -> Int? in
+                guard let d, d != -1 else { return nil }
+                guard d > 0 else {
+                    throw NetworkError(.badAttribute, file: path, key: "input_shape", "dimensions must be positive (or -1 / null for unknown), not \(d)")
+                }
+                return d
+            }
+        }
+        return Architecture(nodes: nodes, output: output, inputShape: shape, permutations: permutations ?? [])
     }
 }
 
@@ -139,14 +197,13 @@ extension Architecture {
     public var file: ArchitectureFile {
         func name(_ j: Int) -> String { j == Architecture.inputIndex ? "input" : nodes[j].name }
         let entries = nodes.map { node -> ArchitectureFile.NodeEntry in
-            var e = ArchitectureFile.NodeEntry(name: node.name, op: node.op.kindName)
-            if case let .linear(w, b) = node.op {
-                e.weight = w
-                e.bias = b
-            }
+            var attributes: [String: JSONValue] = [:]
+            node.op.write(to: &attributes)
+            var e = ArchitectureFile.NodeEntry(name: node.name, op: node.op.typeName, attributes: attributes)
             if node.inputs.count == 1 { e.input = name(node.inputs[0]) } else { e.inputs = node.inputs.map(name) }
             return e
         }
-        return ArchitectureFile(nodes: entries, output: nodes[output].name, permutations: permutations.isEmpty ? nil : permutations)
+        return ArchitectureFile(nodes: entries, output: nodes[output].name, inputShape: inputShape,
+                                permutations: permutations.isEmpty ? nil : permutations)
     }
 }

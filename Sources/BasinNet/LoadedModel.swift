@@ -29,7 +29,8 @@ public struct LoadedModel: Sendable {
     public var architecture: Architecture { network.architecture }
     public var url: URL { source.files.first! }
     public var path: String { source.displayPath }
-    /// Each tensor's stored dtype, to write merges and aligned models back in the same dtypes.
+    /// Each tensor's stored dtype, to write merges and aligned models back in the same dtypes (int64
+    /// buffers such as num_batches_tracked stay int64).
     public var dtypes: [String: DType] {
         Dictionary(uniqueKeysWithValues: source.names.compactMap { n in source.info(n).map { (n, $0.dtype) } })
     }
@@ -39,16 +40,26 @@ public struct LoadedModel: Sendable {
     }
 
     public init(source: any TensorSource, architecture choice: ArchitectureChoice = ArchitectureChoice()) throws {
+        try self.init(source: source, architecture: choice.architecture(for: source))
+    }
+
+    public init(source: any TensorSource, architecture: Architecture) throws {
         self.source = source
-        let architecture = try choice.architecture(for: source)
+        var architecture = architecture
+        var slots: [String: ParameterSlot] = [:]
+        for slot in architecture.parameterSlots where slots[slot.name] == nil { slots[slot.name] = slot }
         for name in source.names {
-            if let info = source.info(name), !info.dtype.isFloatingPoint, architecture.parameterNames.contains(name) {
+            if let info = source.info(name), !info.dtype.isFloatingPoint, let slot = slots[name], !slot.integer {
                 throw BasinIOError(.unsupportedDType, file: source.displayPath, tensor: name,
                                    "is \(info.dtype.rawValue); parameters must be F32, F16, BF16 or F64")
             }
         }
-        params = try ParameterSet(source: source)
+        let params = try ParameterSet(source: source)
+        self.params = params
         outputs = try architecture.validate(params, source: source.displayPath)
+        if architecture.inputShape == nil {
+            architecture.inputShape = architecture.resolvedInputShape(shapeOf: { params[$0]?.shape })
+        }
         network = Network(architecture)
     }
 
@@ -58,16 +69,46 @@ public struct LoadedModel: Sendable {
         return network.evaluate(override ?? params, on: data)
     }
 
+    /// Checks that the data's samples fit the model's input (reshaped to the declared input shape when they
+    /// hold as many values) and its labels its output.
     public static func check(_ data: Dataset, fits model: LoadedModel) throws {
-        if let first = model.architecture.linearNodes.first, case let .linear(w, _) = model.architecture.nodes[first].op,
-           let weight = model.params[w], model.architecture.nodes[first].inputs == [Architecture.inputIndex] {
-            let features = data.x.columns
-            guard weight.shape[1] == features else {
-                throw NetworkError("data set '\(data.name)' has \(features) features per sample but \(model.path) takes \(weight.shape[1]) (tensor '\(w)')")
+        let arch = model.architecture
+        let sample = data.sampleShape
+        var input: SampleShape = sample
+        if let declared = arch.inputShape {
+            if let known = Shapes.known(declared) {
+                if known != sample {
+                    let have = sample.reduce(1, *), want = known.reduce(1, *)
+                    guard have == want else {
+                        if known.count == 1 && sample.count == 1 {
+                            throw NetworkError(.dataMismatch, "data set '\(data.name)' has \(have) features per sample but \(model.path) takes \(want)")
+                        }
+                        throw NetworkError(.dataMismatch, "data set '\(data.name)' has samples of shape \(sample) (\(have) values) but \(model.path) takes \(known) (\(want) values)")
+                    }
+                    input = known
+                }
+            } else {
+                guard declared.count == sample.count, zip(declared, sample).allSatisfy({ $0 == nil || $0 == $1 }) else {
+                    throw NetworkError(.dataMismatch, "data set '\(data.name)' has samples of shape \(sample) but \(model.path) takes \(Shapes.describe(declared))")
+                }
+            }
+        }
+        let shapes: [SampleShape?]
+        do {
+            shapes = try arch.inferShapes(shapeOf: { model.params[$0]?.shape }, input: input, source: model.path)
+        } catch let e as NetworkError {
+            throw NetworkError(.dataMismatch, file: model.path, node: e.node, tensor: e.tensor,
+                               "data set '\(data.name)' (samples of shape \(sample)) does not fit: \(e.problem)")
+        }
+        if let logits = shapes[arch.output] {
+            let positions = Array(logits.dropLast())
+            guard positions.count == data.labelShape.count,
+                  zip(positions, data.labelShape).allSatisfy({ $0 == nil || $0 == $1 }) else {
+                throw NetworkError(.dataMismatch, "data set '\(data.name)' has labels of shape [N] + \(data.labelShape) but \(model.path) gives logits of shape [N] + \(Shapes.describe(logits))")
             }
         }
         if let maxLabel = data.y.max(), Int(maxLabel) >= model.outputs {
-            throw NetworkError("data set '\(data.name)' has label \(maxLabel) but \(model.path) has only \(model.outputs) outputs")
+            throw NetworkError(.dataMismatch, "data set '\(data.name)' has label \(maxLabel) but \(model.path) has only \(model.outputs) outputs")
         }
     }
 }

@@ -2,261 +2,319 @@ import BasinIO
 import BasinTensor
 import Foundation
 
-/// Loss and accuracy of a model on a data set.
-public struct Metrics: Sendable, Codable, Equatable {
-    /// Mean softmax cross-entropy (natural log).
-    public var loss: Double
-    /// Fraction of samples whose argmax logit is the label.
-    public var accuracy: Double
-    public var samples: Int
+/// An output given to the interpreter instead of computed by the node's op.
+public enum SuppliedOutput: Sendable {
+    case tensor(Tensor)
+    /// sum_k c_k parts[i_k] for `terms` (i_k, c_k): the node's output for a combination of parameter sets,
+    /// from its outputs for each set (valid for ops linear in their parameters). Combined in one pass with
+    /// any fused element-wise op after the node.
+    case combination(parts: [Tensor], terms: [(Int, Float)])
 
-    public init(loss: Double, accuracy: Double, samples: Int) {
-        self.loss = loss
-        self.accuracy = accuracy
-        self.samples = samples
+    func materialize(epilogue: (any ElementwiseOp)?) -> Tensor {
+        switch self {
+        case let .tensor(t):
+            guard let epilogue else { return t }
+            var y = t
+            y.withUnsafeMutableBufferPointer { epilogue.apply($0) }
+            return y
+        case let .combination(parts, terms):
+            let shape = parts[terms[0].0].shape
+            let count = parts[terms[0].0].count
+            // Chunks small enough to stay in cache between the terms and the epilogue.
+            let chunk = 2048
+            return Tensor(shape: shape) { out in
+                let o = out.baseAddress!
+                var start = 0
+                while start < count {
+                    let len = min(chunk, count - start)
+                    let oc = o + start
+                    let (i0, c0) = terms[0]
+                    parts[i0].withUnsafeBufferPointer { z in
+                        let z0 = z.baseAddress! + start
+                        for j in 0..<len { oc[j] = c0 * z0[j] }
+                    }
+                    for (i, c) in terms.dropFirst() {
+                        parts[i].withUnsafeBufferPointer { z in
+                            let zi = z.baseAddress! + start
+                            for j in 0..<len { oc[j] += c * zi[j] }
+                        }
+                    }
+                    epilogue?.apply(UnsafeMutableBufferPointer(start: oc, count: len))
+                    start += len
+                }
+            }
+        }
     }
-
-    public var error: Double { 1 - accuracy }
 }
 
-/// An architecture ready to run: forward, backward and evaluation, batched on BLAS.
+/// The graph interpreter: runs any architecture of registered ops for evaluation (intermediates freed
+/// after their last reader, element-wise ops applied in place or fused into the op before them), for
+/// training (every output kept, then backward), or exposing chosen nodes' outputs (activation matching).
+/// Path evaluation's speed-up lives here too: nodes linear in their parameters that read only the input
+/// are computed once per control point (`outputsPerParameterSet`) and supplied as combinations.
 public struct Network: Sendable {
     public let architecture: Architecture
-    /// For each node, the index of the last node that reads its output (to free it early when evaluating).
-    private let lastUse: [Int]
+    private let readers: [[Int]]
 
     public init(_ architecture: Architecture) {
         self.architecture = architecture
-        var last = Array(repeating: -1, count: architecture.nodes.count)
-        for (i, node) in architecture.nodes.enumerated() {
-            for j in node.inputs where j >= 0 { last[j] = max(last[j], i) }
+        readers = architecture.readers
+    }
+
+    /// What a forward run computes and keeps.
+    public struct RunOptions: Sendable {
+        public var mode: ForwardMode
+        /// Keep every node's output and what backward needs (training).
+        public var keepAll: Bool
+        /// Nodes whose outputs must survive the run besides the output (e.g. for activation statistics).
+        public var expose: Set<Int>
+        /// Nodes to compute (with their ancestors); default: the output.
+        public var targets: Set<Int>?
+        /// Outputs given instead of computed; their ancestors are not computed unless another node needs them.
+        public var supplied: [Int: SuppliedOutput]
+        /// Path evaluation's arithmetic: products first, then bias and a fused activation in one pass.
+        public var fused: Bool
+        /// Train mode: running statistics as the plain average over batches (BatchNorm reset).
+        public var cumulativeStatistics: Bool
+        /// Seed for random ops in train mode (dropout); each node gets its own stream from it.
+        public var seed: UInt64
+
+        public init(mode: ForwardMode = .eval, keepAll: Bool = false, expose: Set<Int> = [], targets: Set<Int>? = nil,
+                    supplied: [Int: SuppliedOutput] = [:], fused: Bool = false, cumulativeStatistics: Bool = false, seed: UInt64 = 0) {
+            self.mode = mode
+            self.keepAll = keepAll
+            self.expose = expose
+            self.targets = targets
+            self.supplied = supplied
+            self.fused = fused
+            self.cumulativeStatistics = cumulativeStatistics
+            self.seed = seed
         }
-        last[architecture.output] = Int.max
-        lastUse = last
+    }
+
+    /// The result of a forward run.
+    public struct Trace: Sendable {
+        /// The network input as the nodes saw it (reshaped to the declared input shape).
+        public let input: Tensor
+        /// Each node's output (nil: not computed, or freed).
+        public var outputs: [Tensor?]
+        /// What each op saved for backward.
+        var saved: [(any Sendable)?]
+        /// Buffers the run updated (train mode), in the order of the updates.
+        public var bufferUpdates: [(String, Tensor)]
+        public let mode: ForwardMode
     }
 
     // MARK: Forward
 
-    /// Every node's output for one batch. `keepAll: false` frees intermediate outputs once consumed
-    /// (evaluation); backward needs them all. `overrides` supplies the outputs of some nodes (they are
-    /// not computed), which lets path evaluation feed a precomputed first-layer pre-activation.
-    public func forwardTrace(_ x: Tensor, _ params: ParameterSet, overrides: [Int: Tensor] = [:], keepAll: Bool = true) -> [Tensor?] {
-        var outputs = [Tensor?](repeating: nil, count: architecture.nodes.count)
-        for (i, node) in architecture.nodes.enumerated() {
-            if let o = overrides[i] {
-                outputs[i] = o
-            } else if !keepAll, case let .activation(a) = node.op, let j = node.inputs.first, j >= 0, lastUse[j] == i {
-                // The input dies here: take it out of the trace so the activation runs in place without a copy.
-                var y = outputs[j]!
+    /// Data whose samples hold as many values as the declared input shape is reshaped to it.
+    public func shapedInput(_ x: Tensor) -> Tensor {
+        guard let s = Shapes.known(architecture.inputShape), x.rank >= 1 else { return x }
+        guard Array(x.shape.dropFirst()) != s, x.count == x.rows * s.reduce(1, *) else { return x }
+        return x.reshaped([x.rows] + s)
+    }
+
+    public func run(_ x: Tensor, _ params: ParameterSet, _ options: RunOptions = RunOptions()) -> Trace {
+        let nodes = architecture.nodes
+        let n = nodes.count
+        let input = shapedInput(x)
+        let keepers = (options.targets ?? [architecture.output]).union(options.expose)
+        // The nodes to compute: ancestors of what is wanted, stopping at supplied outputs.
+        var needed = [Bool](repeating: options.keepAll, count: n)
+        if !options.keepAll {
+            var stack = Array(keepers)
+            while let i = stack.popLast() {
+                guard !needed[i] else { continue }
+                needed[i] = true
+                if options.supplied[i] == nil { stack += nodes[i].inputs.filter { $0 >= 0 } }
+            }
+        }
+        // Each output's last reader, and how many nodes read it.
+        var last = [Int](repeating: -1, count: n)
+        var readerCount = [Int](repeating: 0, count: n)
+        for i in 0..<n where needed[i] && options.supplied[i] == nil {
+            for j in Set(nodes[i].inputs) where j >= 0 {
+                last[j] = max(last[j], i)
+                readerCount[j] += 1
+            }
+        }
+        for k in keepers { last[k] = Int.max }
+        let freeing = !options.keepAll
+        // An element-wise node that is the only reader of its input runs as that node's epilogue.
+        var epilogueOf = [Int?](repeating: nil, count: n)
+        var isEpilogue = [Bool](repeating: false, count: n)
+        if freeing {
+            for j in 0..<n where needed[j] && options.supplied[j] == nil && nodes[j].op is any ElementwiseOp {
+                let i = nodes[j].inputs[0]
+                guard i >= 0, readerCount[i] == 1, last[i] == j, !isEpilogue[i], epilogueOf[i] == nil else { continue }
+                epilogueOf[i] = j
+                isEpilogue[j] = true
+            }
+        }
+        var outputs = [Tensor?](repeating: nil, count: n)
+        var saved = [(any Sendable)?](repeating: nil, count: n)
+        var updates: [(String, Tensor)] = []
+        for i in 0..<n where needed[i] {
+            let node = nodes[i]
+            if isEpilogue[i] {
+                // Already applied by the node before it.
+                let j = node.inputs[0]
+                outputs[i] = outputs[j]
                 outputs[j] = nil
-                Network.activate(a, &y)
-                outputs[i] = y
-            } else {
-                outputs[i] = apply(node, inputs: node.inputs.map { $0 < 0 ? x : outputs[$0]! }, params: params)
+                continue
             }
-            if !keepAll {
-                for j in node.inputs where j >= 0 && lastUse[j] == i { outputs[j] = nil }
+            let epilogue = epilogueOf[i].map { nodes[$0].op as! any ElementwiseOp }
+            if let supplied = options.supplied[i] {
+                outputs[i] = supplied.materialize(epilogue: epilogue)
+                continue
+            }
+            var args: [Tensor] = []
+            args.reserveCapacity(node.inputs.count)
+            for j in node.inputs {
+                if j < 0 {
+                    args.append(input)
+                } else if freeing && last[j] == i && readerCount[j] == 1 && node.inputs.count(where: { $0 == j }) == 1 {
+                    // Its last reader: hand the op the only reference, so it can work in place.
+                    args.append(outputs[j]!)
+                    outputs[j] = nil
+                } else {
+                    args.append(outputs[j]!)
+                }
+            }
+            var inputs = OpInputs(args)
+            var context = ForwardContext(mode: options.mode, params: params, cumulativeStatistics: options.cumulativeStatistics,
+                                         fused: options.fused, epilogue: epilogue, recordForBackward: options.keepAll,
+                                         seed: options.seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
+            var y = node.op.forward(&inputs, &context)
+            if let e = context.epilogue { y.withUnsafeMutableBufferPointer { e.apply($0) } }
+            outputs[i] = y
+            saved[i] = context.saved
+            updates += context.bufferUpdates
+            if freeing {
+                for j in node.inputs where j >= 0 && last[j] == i { outputs[j] = nil }
             }
         }
-        return outputs
+        return Trace(input: input, outputs: outputs, saved: saved, bufferUpdates: updates, mode: options.mode)
     }
 
-    /// The logits for a batch.
+    /// Every node's output for one batch (eval mode). `keepAll: false` frees intermediate outputs once
+    /// consumed; `overrides` supplies the outputs of some nodes (they are not computed).
+    public func forwardTrace(_ x: Tensor, _ params: ParameterSet, overrides: [Int: Tensor] = [:], keepAll: Bool = true) -> [Tensor?] {
+        run(x, params, RunOptions(keepAll: keepAll, supplied: overrides.mapValues { .tensor($0) })).outputs
+    }
+
+    /// The logits for a batch (eval mode).
     public func logits(_ x: Tensor, _ params: ParameterSet, overrides: [Int: Tensor] = [:]) -> Tensor {
-        forwardTrace(x, params, overrides: overrides, keepAll: false)[architecture.output]!
+        run(x, params, RunOptions(supplied: overrides.mapValues { .tensor($0) })).outputs[architecture.output]!
     }
 
-    private func apply(_ node: Node, inputs: [Tensor], params: ParameterSet) -> Tensor {
-        switch node.op {
-        case let .linear(w, b):
-            return Network.linear(inputs[0], weight: params[w]!, bias: b.flatMap { params[$0] })
-        case let .activation(a):
-            var y = inputs[0]
-            Network.activate(a, &y)
-            return y
-        case .flatten:
-            let x = inputs[0]
-            return x.reshaped([x.rows, x.columns])
-        case .add:
-            return inputs[0] + inputs[1]
-        }
-    }
-
-    /// x [N, in] W^T [in, out] + b: the bias is broadcast into the output first and sgemm adds the product.
+    /// x [N, in] W^T + b with the bias broadcast into the output first (see `Linear.apply`).
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-        let n = x.rows, inF = x.columns, outF = weight.shape[0]
-        precondition(weight.shape[1] == inF, "linear: input has \(inF) features, weight is \(weight.shape)")
-        var y = Tensor(shape: [n, outF]) { out in
-            if let bias {
-                bias.withUnsafeBufferPointer { b in
-                    for r in 0..<n { (out.baseAddress! + r * outF).update(from: b.baseAddress!, count: outF) }
-                }
-            } else {
-                out.initialize(repeating: 0)
-            }
-        }
-        x.withUnsafeBufferPointer { xs in
-            weight.withUnsafeBufferPointer { ws in
-                y.withUnsafeMutableBufferPointer { ys in
-                    BLAS.sgemm(transA: false, transB: true, m: n, n: outF, k: inF, alpha: 1,
-                               a: xs.baseAddress!, lda: inF, b: ws.baseAddress!, ldb: inF, beta: 1,
-                               c: ys.baseAddress!, ldc: outF)
-                }
-            }
-        }
-        return y
+        Linear.apply(x, weight: weight, bias: bias)
     }
 
     /// Applies an activation in place.
     public static func activate(_ a: Activation, _ y: inout Tensor) {
-        y.withUnsafeMutableBufferPointer { v in
-            switch a {
-            case .relu:
-                for i in 0..<v.count { v[i] = v[i] > 0 ? v[i] : 0 }
-            case .tanh:
-                for i in 0..<v.count { v[i] = Foundation.tanh(v[i]) }
-            case .gelu:
-                // Exact form, as PyTorch's default: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)).
-                for i in 0..<v.count { v[i] = 0.5 * v[i] * (1 + erff(v[i] * 0.70710678118654752)) }
-            }
+        y.withUnsafeMutableBufferPointer { ActivationOp(a).apply($0) }
+    }
+
+    // MARK: Combinations of parameter sets (path evaluation)
+
+    /// Nodes linear in their parameters that read the network input directly or through layout-only ops
+    /// (a flatten): for a combination of parameter sets their output is the same combination of their
+    /// outputs for each set, which can be computed once per set.
+    public var combinableNodes: [Int] {
+        let nodes = architecture.nodes
+        func layoutOfInput(_ j: Int) -> Bool {
+            if j == Architecture.inputIndex { return true }
+            guard j >= 0, nodes[j].op.isLayoutOnly, nodes[j].op.parameters.isEmpty, nodes[j].inputs.count == 1 else { return false }
+            return layoutOfInput(nodes[j].inputs[0])
+        }
+        return nodes.indices.filter { i in
+            nodes[i].op.isLinearInParameters && nodes[i].inputs.count == 1 && layoutOfInput(nodes[i].inputs[0])
         }
     }
 
-    // MARK: Loss
-
-    /// Sum over rows of softmax cross-entropy, the number of argmax hits, and (optionally) the gradient of
-    /// the *mean* loss over `normaliser` samples with respect to the logits.
-    public static func crossEntropy(_ logits: Tensor, labels: ArraySlice<Int32>, normaliser: Int? = nil,
-                                    wantGradient: Bool = false) -> (lossSum: Double, correct: Int, gradient: Tensor?) {
-        let n = logits.rows, c = logits.columns
-        precondition(labels.count == n, "\(labels.count) labels for \(n) rows")
-        var lossSum = 0.0
-        var correct = 0
-        var grad: Tensor? = wantGradient ? Tensor.zeros([n, c]) : nil
-        let scale = 1.0 / Double(normaliser ?? n)
-        logits.withUnsafeBufferPointer { z in
-            var g = grad?.storage ?? []
-            g.withUnsafeMutableBufferPointer { gs in
-                for r in 0..<n {
-                    let row = z.baseAddress! + r * c
-                    let label = Int(labels[labels.startIndex + r])
-                    var best = 0
-                    var m = row[0]
-                    for j in 1..<c where row[j] > m {
-                        m = row[j]
-                        best = j
-                    }
-                    if best == label { correct += 1 }
-                    var s = 0.0
-                    for j in 0..<c { s += Foundation.exp(Double(row[j] - m)) }
-                    let lse = Double(m) + Foundation.log(s)
-                    let target = label >= 0 && label < c ? Double(row[label]) : Double.nan
-                    lossSum += lse - target
-                    if wantGradient {
-                        let gr = gs.baseAddress! + r * c
-                        for j in 0..<c {
-                            let p = Foundation.exp(Double(row[j]) - lse)
-                            gr[j] = Float((p - (j == label ? 1 : 0)) * scale)
-                        }
-                    }
-                }
-            }
-            if wantGradient { grad = Tensor(shape: [n, c], storage: g) }
+    /// The outputs of `nodes` for each parameter set, on one batch: [node: [output per set]].
+    public func outputsPerParameterSet(nodes: [Int], sets: [ParameterSet], input x: Tensor) -> [Int: [Tensor]] {
+        var out: [Int: [Tensor]] = [:]
+        for set in sets {
+            let trace = run(x, set, RunOptions(targets: Set(nodes)))
+            for i in nodes { out[i, default: []].append(trace.outputs[i]!) }
         }
-        return (lossSum, correct, grad)
+        return out
     }
 
-    // MARK: Evaluation
-
-    /// Loss and accuracy over a whole data set, in batches.
-    public func evaluate(_ params: ParameterSet, on data: Dataset, batchSize: Int = 1024) -> Metrics {
-        evaluate(on: data, batchSize: batchSize) { batch, _ in logits(batch, params) }
+    /// Tensors that no node reads except those in `nodes` (not needed once their outputs are supplied).
+    public func parameters(readOnlyBy nodes: [Int]) -> Set<String> {
+        let chosen = Set(nodes)
+        let elsewhere = Set(architecture.nodes.indices.filter { !chosen.contains($0) }.flatMap { architecture.nodes[$0].op.parameterNames })
+        return Set(nodes.flatMap { architecture.nodes[$0].op.parameterNames }).subtracting(elsewhere)
     }
 
-    /// Evaluation with a custom way to produce each batch's logits (used by path evaluation).
-    public func evaluate(on data: Dataset, batchSize: Int = 1024, logits: (Tensor, Range<Int>) -> Tensor) -> Metrics {
-        var lossSum = 0.0
-        var correct = 0
-        var start = 0
-        let x = data.x.reshaped([data.count, data.x.columns])
-        while start < data.count {
-            let end = min(data.count, start + batchSize)
-            let batch = start == 0 && end == data.count ? x : x.rows(start..<end)
-            let z = logits(batch, start..<end)
-            let r = Network.crossEntropy(z, labels: data.y[start..<end])
-            lossSum += r.lossSum
-            correct += r.correct
-            start = end
+    /// Whether a run with `supplied` outputs reads the network input at all.
+    public func readsInput(supplied: Set<Int>) -> Bool {
+        let nodes = architecture.nodes
+        var needed = Set<Int>()
+        var stack = [architecture.output]
+        while let i = stack.popLast() {
+            guard needed.insert(i).inserted, !supplied.contains(i) else { continue }
+            if nodes[i].inputs.contains(Architecture.inputIndex) { return true }
+            stack += nodes[i].inputs.filter { $0 >= 0 }
         }
-        let n = max(1, data.count)
-        return Metrics(loss: lossSum / Double(n), accuracy: Double(correct) / Double(n), samples: data.count)
+        return false
     }
 
     // MARK: Backward
 
-    /// Mean cross-entropy over the batch, its accuracy, and the gradient with respect to every parameter.
-    public func lossAndGradients(_ params: ParameterSet, x: Tensor, y: ArraySlice<Int32>) -> (metrics: Metrics, gradients: ParameterSet) {
-        let trace = forwardTrace(x, params, keepAll: true)
-        let (lossSum, correct, dLogits) = Network.crossEntropy(trace[architecture.output]!, labels: y, wantGradient: true)
-        let grads = backward(trace: trace, input: x, params: params, outputGradient: dLogits!)
-        let n = max(1, x.rows)
-        return (Metrics(loss: lossSum / Double(n), accuracy: Double(correct) / Double(n), samples: x.rows), grads)
+    /// One training step's numbers: the loss, the gradients and the buffers the train-mode forward updated.
+    public struct Step: Sendable {
+        public var metrics: Metrics
+        public var gradients: ParameterSet
+        public var bufferUpdates: [(String, Tensor)]
     }
 
-    /// Back-propagates `outputGradient` (d loss / d logits) through a trace; returns d loss / d parameter for
-    /// every parameter the graph uses (parameters shared by several nodes accumulate).
-    public func backward(trace: [Tensor?], input: Tensor, params: ParameterSet, outputGradient: Tensor) -> ParameterSet {
+    /// Mean cross-entropy over the batch's scored positions, accuracy, the gradient with respect to every
+    /// parameter, and (train mode) the updated buffers.
+    public func step(_ params: ParameterSet, x: Tensor, y: ArraySlice<Int32>, mode: ForwardMode = .train,
+                     cumulativeStatistics: Bool = false, seed: UInt64 = 0) -> Step {
+        let trace = run(x, params, RunOptions(mode: mode, keepAll: true, cumulativeStatistics: cumulativeStatistics, seed: seed))
+        let ce = Network.crossEntropy(trace.outputs[architecture.output]!, labels: y, wantGradient: true)
+        let grads = backward(trace, params: params, outputGradient: ce.gradient!)
+        let n = max(1, ce.count)
+        return Step(metrics: Metrics(loss: ce.lossSum / Double(n), accuracy: Double(ce.correct) / Double(n), samples: x.rows),
+                    gradients: grads, bufferUpdates: trace.bufferUpdates)
+    }
+
+    /// Mean cross-entropy over the batch, its accuracy, and the gradient with respect to every parameter
+    /// (train mode: BatchNorm normalises with the batch's statistics).
+    public func lossAndGradients(_ params: ParameterSet, x: Tensor, y: ArraySlice<Int32>,
+                                 mode: ForwardMode = .train) -> (metrics: Metrics, gradients: ParameterSet) {
+        let s = step(params, x: x, y: y, mode: mode)
+        return (s.metrics, s.gradients)
+    }
+
+    /// Back-propagates `outputGradient` (d loss / d logits) through a trace kept whole (`keepAll`); returns
+    /// d loss / d parameter for every parameter the graph uses (parameters shared by several nodes accumulate).
+    public func backward(_ trace: Trace, params: ParameterSet, outputGradient: Tensor) -> ParameterSet {
         let nodes = architecture.nodes
         var grad = [Tensor?](repeating: nil, count: nodes.count)
         grad[architecture.output] = outputGradient
         var pgrads: [String: Tensor] = [:]
-        func accumulate(_ j: Int, _ g: Tensor) {
-            guard j >= 0 else { return }
-            if grad[j] == nil { grad[j] = g } else { grad[j]!.addScaled(g, 1) }
-        }
-        func accumulateParam(_ name: String, _ g: Tensor) {
-            if pgrads[name] == nil { pgrads[name] = g } else { pgrads[name]!.addScaled(g, 1) }
-        }
         for i in stride(from: nodes.count - 1, through: 0, by: -1) {
             guard let dy = grad[i] else { continue }
+            grad[i] = nil
             let node = nodes[i]
-            let xIn = node.inputs.first.map { $0 < 0 ? input : trace[$0]! }
-            switch node.op {
-            case let .linear(w, b):
-                let x = xIn!.reshaped([xIn!.rows, xIn!.columns])
-                let weight = params[w]!
-                // dW = dY^T X, db = column sums of dY, dX = dY W.
-                accumulateParam(w, dy.matmul(x, transposeSelf: true))
-                if let b { accumulateParam(b, dy.sumRows()) }
-                if node.inputs[0] >= 0 { accumulate(node.inputs[0], dy.matmul(weight).reshaped(xIn!.shape)) }
-            case let .activation(a):
-                let y = trace[i]!
-                var dx = dy
-                dx.withUnsafeMutableBufferPointer { d in
-                    y.withUnsafeBufferPointer { yv in
-                        switch a {
-                        case .relu:
-                            for k in 0..<d.count where !(yv[k] > 0) { d[k] = 0 }
-                        case .tanh:
-                            for k in 0..<d.count { d[k] *= 1 - yv[k] * yv[k] }
-                        case .gelu:
-                            xIn!.withUnsafeBufferPointer { xv in
-                                for k in 0..<d.count {
-                                    let v = xv[k]
-                                    let cdf = 0.5 * (1 + erff(v * 0.70710678118654752))
-                                    let pdf = 0.39894228040143268 * expf(-0.5 * v * v)
-                                    d[k] *= cdf + v * pdf
-                                }
-                            }
-                        }
-                    }
-                }
-                accumulate(node.inputs[0], dx)
-            case .flatten:
-                accumulate(node.inputs[0], dy.reshaped(xIn!.shape))
-            case .add:
-                accumulate(node.inputs[0], dy)
-                accumulate(node.inputs[1], dy)
+            var context = BackwardContext(inputs: node.inputs.map { $0 < 0 ? trace.input : trace.outputs[$0]! },
+                                          output: trace.outputs[i]!, outputGradient: dy, saved: trace.saved[i], params: params,
+                                          mode: trace.mode, wantsInputGradient: node.inputs.map { $0 >= 0 })
+            node.op.backward(&context)
+            for (name, g) in context.parameterGradients {
+                if pgrads[name] == nil { pgrads[name] = g } else { pgrads[name]!.addScaled(g, 1) }
+            }
+            for (k, j) in node.inputs.enumerated() where j >= 0 {
+                guard let g = context.inputGradients[k] else { continue }
+                if grad[j] == nil { grad[j] = g } else { grad[j]!.addScaled(g, 1) }
             }
         }
         var out = ParameterSet()

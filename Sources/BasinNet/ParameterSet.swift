@@ -45,14 +45,14 @@ public struct ParameterSet: Sendable, Equatable {
     public func checkCompatible(with other: ParameterSet, _ label: String = "models") throws {
         for n in names {
             guard let o = other.tensors[n] else {
-                throw NetworkError("\(label): tensor '\(n)' is missing from one of the models")
+                throw NetworkError(.incompatibleModels, file: label, tensor: n, "is missing from one of the models")
             }
             guard o.shape == tensors[n]!.shape else {
-                throw NetworkError("\(label): tensor '\(n)' has shape \(tensors[n]!.shape) in one model and \(o.shape) in the other")
+                throw NetworkError(.incompatibleModels, file: label, tensor: n, "has shape \(tensors[n]!.shape) in one model and \(o.shape) in the other")
             }
         }
         if let extra = other.names.first(where: { tensors[$0] == nil }) {
-            throw NetworkError("\(label): tensor '\(extra)' is missing from one of the models")
+            throw NetworkError(.incompatibleModels, file: label, tensor: extra, "is missing from one of the models")
         }
     }
 
@@ -95,11 +95,4 @@ public struct ParameterSet: Sendable, Equatable {
                       protecting inputs: [URL] = []) throws {
         try SafeTensorsWriter.write(pairs, to: url, dtype: dtype, metadata: metadata, protecting: inputs)
     }
-}
-
-/// A problem with an architecture, its parameters or its inputs.
-public struct NetworkError: Error, CustomStringConvertible, LocalizedError, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-    public var errorDescription: String? { description }
 }

@@ -69,6 +69,7 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         var dataset = try Dataset(path: data)
         if let classes {
+            guard dataset.labelShape.isEmpty else { throw ValidationError("--classes needs class labels y [N]; '\(data)' holds a label per position") }
             let keep = Set(try classes.split(separator: ",").map { s -> Int32 in
                 guard let v = Int32(s.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--classes: '\(s)' is not a class index") }
                 return v

@@ -28,7 +28,7 @@ final class ArchitectureTests: XCTestCase {
         for i in 0..<12 { tensors += [("layers.\(i).weight", [3 + i + 1, 3 + i]), ("layers.\(i).bias", [3 + i + 1])] }
         let arch = try Architecture.inferMLP(from: try write(tensors))
         XCTAssertEqual(arch.linearNodes.count, 12)
-        guard case let .linear(w, _) = arch.nodes[arch.linearNodes[10]].op else { return XCTFail() }
+        guard let w = (arch.nodes[arch.linearNodes[10]].op as? Linear)?.weight else { return XCTFail() }
         XCTAssertEqual(w, "layers.10.weight")
         XCTAssertEqual(arch.nodes.count, 23, "an activation between layers and none after the last")
 

@@ -32,7 +32,7 @@ public enum ActivationMatching {
             }
         }
         var acc = spec.groups.map { Accumulator($0.size) }
-        let x = data.x.reshaped([data.count, data.x.columns])
+        let x = data.x
         var begin = 0
         while begin < data.count {
             if cancel?.isCancelled == true { throw CancellationError() }

@@ -53,7 +53,7 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
     public static func inferMLP(_ architecture: Architecture, params: ParameterSet) throws -> PermutationSpec {
         let nodes = architecture.nodes
         for node in nodes {
-            if case .add = node.op {
+            if node.op is Add {
                 throw NetworkError("permutation spec: the network has a residual 'add' node ('\(node.name)'), so its permutations cannot be inferred; declare them under \"permutations\" in the architecture file (--arch)")
             }
         }
@@ -63,7 +63,8 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
         let linears = architecture.linearNodes
         var groups: [Group] = []
         for (k, li) in linears.enumerated().dropLast() {
-            guard case let .linear(w, b) = nodes[li].op, case let .linear(wNext, _) = nodes[linears[k + 1]].op else { continue }
+            guard let linear = nodes[li].op as? Linear, let next = nodes[linears[k + 1]].op as? Linear else { continue }
+            let (w, b, wNext) = (linear.weight, linear.bias, next.weight)
             guard let weight = params[w], weight.rank == 2 else {
                 throw NetworkError("permutation spec: tensor '\(w)' is missing or not [out, in]")
             }
@@ -72,7 +73,7 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
             axes.append(Axis(param: wNext, axis: 1))
             // The unit outputs are read after the activations between this layer and the next.
             var carrier = li
-            while carrier + 1 < linears[k + 1], case .activation = nodes[carrier + 1].op { carrier += 1 }
+            while carrier + 1 < linears[k + 1], nodes[carrier + 1].op is ActivationOp { carrier += 1 }
             let prefix = w.hasSuffix(".weight") ? String(w.dropLast(".weight".count)) : nodes[li].name
             groups.append(Group(name: "P_\(prefix)", size: weight.shape[0], axes: axes, node: nodes[carrier].name))
         }
@@ -99,9 +100,9 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
             var node: String?
             let nodes = architecture.nodes
             for (i, n) in nodes.enumerated() {
-                guard case let .linear(w, _) = n.op, declaration.axes.contains(Axis(param: w, axis: 0)) else { continue }
+                guard let w = (n.op as? Linear)?.weight, declaration.axes.contains(Axis(param: w, axis: 0)) else { continue }
                 var carrier = i
-                while carrier + 1 < nodes.count, case .activation = nodes[carrier + 1].op,
+                while carrier + 1 < nodes.count, nodes[carrier + 1].op is ActivationOp,
                       nodes[carrier + 1].inputs == [carrier] { carrier += 1 }
                 node = nodes[carrier].name
                 break

@@ -9,10 +9,10 @@ public enum DataAwareMerge {
     /// from the first `samples` rows of `data` (true labels).
     public static func diagonalFisher(network: Network, params: ParameterSet, data: Dataset, samples: Int = 256) -> ParameterSet {
         let n = min(samples, data.count)
-        let x = data.x.reshaped([data.count, data.x.columns])
+        let x = data.x
         var fisher = params.mapTensors { _, t in Tensor.zeros(like: t) }
         for s in 0..<n {
-            let (_, g) = network.lossAndGradients(params, x: x.rows(s..<(s + 1)), y: data.y[s..<(s + 1)])
+            let (_, g) = network.lossAndGradients(params, x: x.rows(s..<(s + 1)), y: data.labels(s..<(s + 1)))
             for name in params.names {
                 guard let gt = g[name] else { continue }
                 var f = fisher[name]!
@@ -68,7 +68,7 @@ public enum DataAwareMerge {
         var out = try ParameterMerge.uniformSoup(models)
         let arch = network.architecture
         let n = min(samples, data.count)
-        let x = data.x.reshaped([data.count, data.x.columns])
+        let x = data.x
         // Gram sums per linear node, accumulated in Double over batches.
         var totalGram: [Int: [Double]] = [:]
         var totalRHS: [Int: [Double]] = [:]
@@ -99,7 +99,8 @@ public enum DataAwareMerge {
                 start = end
             }
             for node in arch.linearNodes {
-                guard case let .linear(wName, bName) = arch.nodes[node].op, var g = grams[node] else { continue }
+                guard let linear = arch.nodes[node].op as? Linear, var g = grams[node] else { continue }
+                let (wName, bName) = (linear.weight, linear.bias)
                 let w = params[wName]!
                 let outDim = w.rows, inDim = w.columns
                 let bias = bName.flatMap { params[$0] }
@@ -139,7 +140,8 @@ public enum DataAwareMerge {
             }
         }
         for node in arch.linearNodes {
-            guard case let .linear(wName, bName) = arch.nodes[node].op, var a = totalGram[node], var b = totalRHS[node] else { continue }
+            guard let linear = arch.nodes[node].op as? Linear, var a = totalGram[node], var b = totalRHS[node] else { continue }
+            let (wName, bName) = (linear.weight, linear.bias)
             let w = reference[wName]!
             let outDim = w.rows, inDim = w.columns, d = inDim + (bName.flatMap { reference[$0] } == nil ? 0 : 1)
             let info = BLAS.solveSPD(n: d, nrhs: outDim, a: &a, b: &b)

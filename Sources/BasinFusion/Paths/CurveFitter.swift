@@ -150,7 +150,7 @@ public struct CurveFitter: Sendable {
         let bendRange = path.bendIndices
         // Flat list of trainable tensors: bend-major, then name order.
         var tensors = bendRange.flatMap { j in names.map { path.controlPoints[j][$0]! } }
-        let x = data.x.reshaped([data.count, data.x.columns])
+        let x = data.x
         let batchSize = max(1, config.batchSize)
         let batches = (data.count + batchSize - 1) / batchSize
         var epochLosses: [Double] = []
@@ -167,7 +167,7 @@ public struct CurveFitter: Sendable {
                 let t = generator.nextUnit()
                 let idx = Array(order[(b * batchSize)..<min(data.count, (b + 1) * batchSize)])
                 let (loss, grads) = CurveFitter.lossAndBendGradients(network: network, path: path, t: t,
-                                                                    x: x.gatherRows(idx), y: idx.map { data.y[$0] }[...])
+                                                                    x: x.gatherRows(idx), y: data.labels(at: idx))
                 lossSum += loss
                 let flatGrads = grads.flatMap { g in names.map { g[$0]! } }
                 switch config.optimizer {

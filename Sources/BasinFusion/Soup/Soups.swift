@@ -150,7 +150,7 @@ public enum Soup {
             return out
         }
         var rng = SeededGenerator(seed: seed)
-        let x = heldOut.x.reshaped([heldOut.count, heldOut.x.columns])
+        let x = heldOut.x
         for _ in 0..<steps {
             let lam = lambdas(alphas)
             let theta = soup(lam)
@@ -159,7 +159,7 @@ public enum Soup {
                 batch = (x, heldOut.y[...])
             } else {
                 let idx = (0..<batchSize).map { _ in Int(rng.next() % UInt64(heldOut.count)) }
-                batch = (x.gatherRows(idx), ArraySlice(idx.map { heldOut.y[$0] }))
+                batch = (x.gatherRows(idx), heldOut.labels(at: idx))
             }
             let (_, grads) = network.lossAndGradients(theta, x: batch.0, y: batch.1)
             // d loss / d lambda[g][i], then through the softmax to alpha.
