@@ -23,6 +23,54 @@ public enum ActivationMatching {
             return i
         }
 
+        var correlations = try correlate(a, b, network: network, nodes: nodeIndex, spec: spec, data: data, batchSize: batchSize,
+                                         cancel: cancel)
+        var perms: [[Int]] = []
+        for (gi, g) in spec.groups.enumerated() {
+            if cancel?.isCancelled == true { throw CancellationError() }
+            let n = g.size
+            let corr = correlations[gi].values
+            let solution = try LinearAssignment.solve(cost: corr, rows: n, columns: n, maximize: true)
+            // Keep the identity unless the assignment is strictly better (ties, e.g. dead units, stay put).
+            let identityTotal = (0..<n).reduce(0.0) { $0 + corr[$1 * n + $1] }
+            perms.append(solution.total > identityTotal + 1e-12 * max(1, abs(identityTotal)) ? solution.columnForRow : Array(0..<n))
+        }
+        try breakDeadUnitTies(&perms, correlations: &correlations, reference: a, model: b, network: network, nodes: nodeIndex,
+                              spec: spec, data: data, batchSize: batchSize, cancel: cancel)
+
+        var layers: [MatchReport.Layer] = []
+        var steps: [MatchReport.Step] = []
+        var before = 0.0
+        for (gi, g) in spec.groups.enumerated() {
+            let layer = MatchReport.Layer(name: g.name, similarity: correlations[gi].values, size: g.size, permutation: perms[gi])
+            layers.append(layer)
+            before += layer.meanSimilarityBefore * Double(g.size)
+            steps.append(.init(step: gi + 1, sweep: 1, permutation: g.name, objective: 0, improved: layer.moved > 0))
+        }
+        // Objective after step k: matched correlation of the groups done so far plus identity for the rest.
+        var identityRest = layers.map { $0.meanSimilarityBefore * Double($0.size) }
+        var running = identityRest.reduce(0, +)
+        for (k, layer) in layers.enumerated() {
+            running += layer.meanSimilarityAfter * Double(layer.size) - identityRest[k]
+            identityRest[k] = 0
+            steps[k].objective = running
+        }
+        let report = MatchReport(method: .activation, data: data.name, layers: layers, objectiveBefore: before,
+                                 steps: steps, sweeps: 1, seconds: Benchmarks.now() - start)
+        return AlignmentResult(permutations: perms, aligned: spec.apply(perms, to: b), report: report, spec: spec)
+    }
+
+    /// Pearson correlations of every unit of A with every unit of B at one node per group, over the data.
+    struct Correlation {
+        /// Row-major n x n, A's units in rows; 0 where either unit is dead.
+        var values: [Double]
+        /// Units with no variance on the data.
+        var deadA: [Bool], deadB: [Bool]
+    }
+
+    static func correlate(_ a: ParameterSet, _ b: ParameterSet, network: Network, nodes nodeIndex: [Int],
+                          spec: PermutationSpec, data: Dataset, batchSize: Int, cancel: CancellationFlag?) throws -> [Correlation] {
+        let nodes = network.architecture.nodes
         // Running sums per group: sum and sum of squares per unit, and the cross products A^T B.
         struct Accumulator {
             var sumA: [Double], sumB: [Double], sqA: [Double], sqB: [Double], cross: [Double]
@@ -44,7 +92,7 @@ public enum ActivationMatching {
                 let n = g.size
                 let za = traceA[nodeIndex[gi]]!, zb = traceB[nodeIndex[gi]]!
                 guard za.columns == n, za.rows == end - begin else {
-                    throw NetworkError("activation matching: node '\(g.node!)' gives \(za.shape) activations per batch, not [samples, \(n)] for permutation '\(g.name)'")
+                    throw NetworkError("activation matching: node '\(nodes[nodeIndex[gi]].name)' gives \(za.shape) activations per batch, not [samples, \(n)] for permutation '\(g.name)'")
                 }
                 let za2 = za.reshaped([za.rows, n]), zb2 = zb.reshaped([zb.rows, n])
                 let cross = za2.matmul(zb2, transposeSelf: true)
@@ -67,13 +115,8 @@ public enum ActivationMatching {
         }
 
         let count = Double(data.count)
-        var perms: [[Int]] = []
-        var layers: [MatchReport.Layer] = []
-        var steps: [MatchReport.Step] = []
-        var before = 0.0
-        for (gi, g) in spec.groups.enumerated() {
-            if cancel?.isCancelled == true { throw CancellationError() }
-            let n = g.size
+        return spec.groups.indices.map { gi in
+            let n = spec.groups[gi].size
             let s = acc[gi]
             let meanA = s.sumA.map { $0 / count }, meanB = s.sumB.map { $0 / count }
             let stdA = (0..<n).map { max(0, s.sqA[$0] / count - meanA[$0] * meanA[$0]).squareRoot() }
@@ -86,28 +129,50 @@ public enum ActivationMatching {
                     corr[i * n + j] = stdA[i] > 0 && stdB[j] > 0 ? cov / (stdA[i] * stdB[j]) : 0
                 }
             }
-            let solution = try LinearAssignment.solve(cost: corr, rows: n, columns: n, maximize: true)
-            // Keep the identity unless the assignment is strictly better (ties, e.g. dead units, stay put).
-            let identityTotal = (0..<n).reduce(0.0) { $0 + corr[$1 * n + $1] }
-            let perm = solution.total > identityTotal + 1e-12 * max(1, abs(identityTotal)) ? solution.columnForRow : Array(0..<n)
-            perms.append(perm)
-            let layer = MatchReport.Layer(name: g.name, similarity: corr, size: n, permutation: perm)
-            layers.append(layer)
-            before += layer.meanSimilarityBefore * Double(n)
-            steps.append(.init(step: gi + 1, sweep: 1, permutation: g.name, objective: 0,
-                               improved: layer.moved > 0))
+            return Correlation(values: corr, deadA: stdA.map { $0 == 0 }, deadB: stdB.map { $0 == 0 })
         }
-        // Objective after step k: matched correlation of the groups done so far plus identity for the rest.
-        var identityRest = layers.map { $0.meanSimilarityBefore * Double($0.size) }
-        var running = identityRest.reduce(0, +)
-        for (k, layer) in layers.enumerated() {
-            running += layer.meanSimilarityAfter * Double(layer.size) - identityRest[k]
-            identityRest[k] = 0
-            steps[k].objective = running
+    }
+
+    /// A dead unit (no variance on the data, e.g. a ReLU that never fires) correlates 0 with every unit, so the
+    /// assignment says nothing about the pairs it is in: any reshuffle among the pairs with a dead unit on
+    /// either side has the same total correlation, and which one a solver returns is an accident of its
+    /// tie-breaking. Those pairs are re-matched by the correlation of the units' inputs to the activation
+    /// (pre-activations, which still vary), allowing no pair of two live units, so the total correlation
+    /// stays the optimum.
+    static func breakDeadUnitTies(_ perms: inout [[Int]], correlations: inout [Correlation], reference a: ParameterSet,
+                                  model b: ParameterSet, network: Network, nodes nodeIndex: [Int], spec: PermutationSpec,
+                                  data: Dataset, batchSize: Int, cancel: CancellationFlag?) throws {
+        let nodes = network.architecture.nodes
+        // The node before the activations that end at each group's node.
+        let preIndex = nodeIndex.map { i -> Int in
+            var k = i
+            while nodes[k].op is ActivationOp, nodes[k].inputs.count == 1, nodes[k].inputs[0] >= 0 { k = nodes[k].inputs[0] }
+            return k
         }
-        let report = MatchReport(method: .activation, data: data.name, layers: layers, objectiveBefore: before,
-                                 steps: steps, sweeps: 1, seconds: Benchmarks.now() - start)
-        return AlignmentResult(permutations: perms, aligned: spec.apply(perms, to: b), report: report, spec: spec)
+        let tied = spec.groups.indices.map { gi -> [Int] in
+            let c = correlations[gi]
+            return perms[gi].indices.filter { c.deadA[$0] || c.deadB[perms[gi][$0]] }
+        }
+        let groups = spec.groups.indices.filter { tied[$0].count > 1 && preIndex[$0] != nodeIndex[$0] }
+        guard !groups.isEmpty else { return }
+        let pre = try correlate(a, b, network: network, nodes: preIndex, spec: spec, data: data, batchSize: batchSize, cancel: cancel)
+        for gi in groups {
+            let rows = tied[gi], columns = rows.map { perms[gi][$0] }
+            let n = spec.groups[gi].size, m = rows.count
+            let c = correlations[gi]
+            var cost = [Double](repeating: -.infinity, count: m * m)
+            for (r, i) in rows.enumerated() {
+                for (k, j) in columns.enumerated() where c.deadA[i] || c.deadB[j] {
+                    cost[r * m + k] = pre[gi].values[i * n + j]
+                }
+            }
+            // Feasible: the current pairs are allowed.
+            let solution = try LinearAssignment.solve(cost: cost, rows: m, columns: m, maximize: true)
+            var current = 0.0
+            for i in rows { current += pre[gi].values[i * n + perms[gi][i]] }
+            guard solution.total > current + 1e-12 * max(1, abs(current)) else { continue }
+            for (r, i) in rows.enumerated() { perms[gi][i] = columns[solution.columnForRow[r]] }
+        }
     }
 }
 

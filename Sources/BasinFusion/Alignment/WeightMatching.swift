@@ -10,54 +10,50 @@ import Foundation
 /// similarity matrix of its units, the others held fixed), until a full sweep improves nothing or
 /// `maxSweeps` is reached. The objective after every step is recorded in the report.
 /// Setting `cancel` stops it between steps with a `CancellationError`.
+///
+/// The similarity matrices come from a `SimilarityCache`: B is never permuted; each step only adds the
+/// lines whose permutation changed since the group's matrix was last brought up to date.
 public enum WeightMatching {
+    /// Where the time of one weight matching went (`basin bench match`).
+    public struct Timing: Sendable, Codable, Equatable {
+        /// Building and updating similarity matrices (sgemm, gathers) and objectives.
+        public var similaritySeconds: Double
+        /// Converting similarities for the solver and solving the assignments.
+        public var solverSeconds: Double
+        /// Validation, views of A and B, the report and the permuted copy of B returned as `aligned`.
+        public var otherSeconds: Double
+        /// The coordinate descent alone: similarity + solver.
+        public var computeSeconds: Double { similaritySeconds + solverSeconds }
+    }
+
     public static func match(reference a: ParameterSet, model b: ParameterSet, spec: PermutationSpec,
-                             seed: UInt64 = 0, maxSweeps: Int = 100, cancel: CancellationFlag? = nil) throws -> AlignmentResult {
+                             seed: UInt64 = 0, maxSweeps: Int = 100, cancel: CancellationFlag? = nil,
+                             progress: (MatchReport.Step) -> Void = { _ in }) throws -> AlignmentResult {
+        try matchTimed(reference: a, model: b, spec: spec, seed: seed, maxSweeps: maxSweeps, cancel: cancel,
+                       progress: progress).result
+    }
+
+    /// `match`, with the time split between similarities and the solver.
+    public static func matchTimed(reference a: ParameterSet, model b: ParameterSet, spec: PermutationSpec,
+                                  seed: UInt64 = 0, maxSweeps: Int = 100, cancel: CancellationFlag? = nil,
+                                  progress: (MatchReport.Step) -> Void = { _ in }) throws -> (result: AlignmentResult, timing: Timing) {
         let start = Benchmarks.now()
         try a.checkCompatible(with: b, "weight matching")
         try spec.validate(a)
-        let byParam = spec.axesByParameter
+        let cache = try SimilarityCache(reference: a, model: b, spec: spec)
+        var timing = Timing(similaritySeconds: 0, solverSeconds: 0, otherSeconds: 0)
         var perms = spec.identity
-        // A's tensors unfolded along each permuted axis, once.
-        // A's tensors unfolded along each permuted axis, once; the columns of a matrix are used as they are
-        // (S += A^T B, no transposes).
-        let unfoldedA: [[(param: String, axis: Int, matrix: Tensor)]] = spec.groups.map { g in
-            g.axes.map { axis in
-                let t = a[axis.param]!
-                return (axis.param, axis.axis, t.rank == 2 && axis.axis == 1 ? t : PermutationSpec.unfold(t, axis: axis.axis))
-            }
+
+        var clock = Benchmarks.now()
+        timing.otherSeconds += clock - start
+        func lap(_ keyPath: WritableKeyPath<Timing, Double>) {
+            let now = Benchmarks.now()
+            timing[keyPath: keyPath] += now - clock
+            clock = now
         }
 
-        func objective(_ perms: [[Int]]) -> Double {
-            byParam.keys.sorted().reduce(0) { sum, name in
-                sum + a[name]!.dot(spec.applied(perms, to: b[name]!, name: name, byParam: byParam))
-            }
-        }
-
-        /// S[i, j] = similarity of unit i of A and unit j of B given the other permutations.
-        /// Terms of parameters with no other permuted axis never change, so they are computed once.
-        func similarity(_ gi: Int, _ perms: [[Int]], constant: Bool? = nil) -> Tensor {
-            let n = spec.groups[gi].size
-            var s = Tensor.zeros([n, n])
-            for (param, axis, ua) in unfoldedA[gi] {
-                if let constant, constant != (byParam[param]!.count == 1) { continue }
-                let pb = spec.applied(perms, to: b[param]!, name: param, skipAxis: axis, byParam: byParam)
-                if pb.rank == 2 && axis == 1 {
-                    s.addScaled(ua.matmul(pb, transposeSelf: true), 1)
-                } else {
-                    s.addScaled(ua.matmul(PermutationSpec.unfold(pb, axis: axis), transposeOther: true), 1)
-                }
-            }
-            return s
-        }
-        let constantTerms = spec.groups.indices.map { similarity($0, perms, constant: true) }
-        func currentSimilarity(_ gi: Int, _ perms: [[Int]]) -> [Double] {
-            var s = similarity(gi, perms, constant: false)
-            s.addScaled(constantTerms[gi], 1)
-            return s.storage.map(Double.init)
-        }
-
-        let before = objective(perms)
+        let before = cache.objective(perms)
+        lap(\.similaritySeconds)
         // A step changes only the terms of its own group, by (new - old) assignment totals, unless a parameter
         // has two axes in the group (a residual stream's square weight); then the objective is recomputed.
         let quadratic = spec.groups.map { g in Set(g.axes.map(\.param)).count < g.axes.count }
@@ -65,58 +61,341 @@ public enum WeightMatching {
         var steps: [MatchReport.Step] = []
         var generator = SeededGenerator(seed: seed)
         var sweeps = 0
+        var cost: [Double] = []
         while sweeps < maxSweeps {
             sweeps += 1
             var improvedAny = false
             for gi in generator.permutation(spec.groups.count) {
                 if cancel?.isCancelled == true { throw CancellationError() }
                 let n = spec.groups[gi].size
-                let s = currentSimilarity(gi, perms)
+                let s = cache.similarity(gi, perms)
+                lap(\.similaritySeconds)
+                // The solver works in float64 on costs -S (minimising); the similarities stay float32.
+                if cost.count != n * n { cost = [Double](repeating: 0, count: n * n) }
                 var old = 0.0
-                for i in 0..<n { old += s[i * n + perms[gi][i]] }
-                let solution = try LinearAssignment.solve(cost: s, rows: n, columns: n, maximize: true)
-                let improved = solution.total > old + 1e-12 * max(1, abs(old)) && solution.columnForRow != perms[gi]
+                s.withUnsafeBufferPointer { sp in
+                    cost.withUnsafeMutableBufferPointer { cp in
+                        for k in 0..<(n * n) { cp[k] = -Double(sp[k]) }
+                    }
+                    for i in 0..<n { old += Double(sp[i * n + perms[gi][i]]) }
+                }
+                let solution = try LinearAssignment.solve(cost: cost, rows: n, columns: n)
+                let total = -solution.total
+                lap(\.solverSeconds)
+                let improved = total > old + 1e-12 * max(1, abs(old)) && solution.columnForRow != perms[gi]
                 if improved {
                     perms[gi] = solution.columnForRow
                     improvedAny = true
-                    current = quadratic[gi] ? objective(perms) : current + (solution.total - old)
+                    current = quadratic[gi] ? cache.objective(perms) : current + (total - old)
+                    lap(\.similaritySeconds)
                 }
-                steps.append(.init(step: steps.count + 1, sweep: sweeps, permutation: spec.groups[gi].name,
-                                   objective: current, improved: improved))
+                let step = MatchReport.Step(step: steps.count + 1, sweep: sweeps, permutation: spec.groups[gi].name,
+                                            objective: current, improved: improved)
+                steps.append(step)
+                progress(step)
+                clock = Benchmarks.now()
             }
             if !improvedAny { break }
         }
 
+        // The report's similarities: each group's matrix with the others at their final permutations (already
+        // up to date unless a later step in the last sweep changed a permutation it depends on).
+        var similarities: [[Float]] = []
+        for gi in spec.groups.indices { similarities.append(cache.similarity(gi, perms)) }
+        lap(\.similaritySeconds)
         let layers = spec.groups.indices.map { gi in
-            MatchReport.Layer(name: spec.groups[gi].name, similarity: currentSimilarity(gi, perms), size: spec.groups[gi].size,
-                              permutation: perms[gi])
+            MatchReport.Layer(name: spec.groups[gi].name, similarity: similarities[gi].map(Double.init),
+                              size: spec.groups[gi].size, permutation: perms[gi])
         }
+        let aligned = spec.apply(perms, to: b)
+        lap(\.otherSeconds)
         let report = MatchReport(method: .weight, seed: seed, layers: layers, objectiveBefore: before, steps: steps,
                                  sweeps: sweeps, seconds: Benchmarks.now() - start)
-        return AlignmentResult(permutations: perms, aligned: spec.apply(perms, to: b), report: report, spec: spec)
+        return (AlignmentResult(permutations: perms, aligned: aligned, report: report, spec: spec), timing)
+    }
+}
+
+/// The similarity matrices of weight matching, kept up to date as the permutations change.
+///
+/// For a permutation group g, `S_g[i, j]` is the sum over the group's axes (parameter p, axis ax) of the
+/// inner product of unit i of A and unit j of B in p, with B's other permuted axes of p gathered by their
+/// current permutations. Each (p, ax) is a *term*: p viewed as lines across its other indices (A's line r
+/// holds unit i's entry at `[i]`), and `S_g += sum_r a_r b_{map[r]}^T`, where `map[r]` is the line of B that
+/// line r of A meets under the permutations of the other axes. Any rank and any axis work; a view costs no
+/// copy when the axis is the first or the last one, and one unpermuted copy made once otherwise.
+///
+/// B is never permuted: lines are gathered panel by panel into a scratch buffer as sgemm consumes them (a
+/// contiguous run of lines is passed to sgemm as it is). When a permutation changes, only the lines whose
+/// map changed are added again, as `S += A_K (B_new,K - B_old,K)^T`; after as many re-added lines as a term
+/// has, its group is recomputed from scratch, which bounds the float32 rounding the updates accumulate.
+/// Similarities are float32 (sgemm); the solver converts them to float64.
+final class SimilarityCache {
+    struct Term {
+        var group: Int
+        var param: String
+        /// True: the view is [lines, n] (the axis last); false: [n, lines].
+        var rowsForm: Bool
+        var lines: Int
+        var a: Tensor
+        var b: Tensor
+        /// Sizes of the other axes of the parameter, in order, and the group permuting each (nil: none).
+        var otherSizes: [Int]
+        var otherGroups: [Int?]
+        /// The map the group's matrix currently includes, and the lines re-added since it was recomputed.
+        var map: [Int] = []
+        var readded = 0
+
+        var isConstant: Bool { otherGroups.allSatisfy { $0 == nil } }
+
+        func map(for perms: [[Int]]) -> [Int] {
+            var out = [0]
+            out.reserveCapacity(lines)
+            for (size, group) in zip(otherSizes, otherGroups) {
+                var next = [Int]()
+                next.reserveCapacity(out.count * size)
+                for prefix in out {
+                    if let group {
+                        let p = perms[group]
+                        for k in 0..<size { next.append(prefix * size + p[k]) }
+                    } else {
+                        for k in 0..<size { next.append(prefix * size + k) }
+                    }
+                }
+                out = next
+            }
+            return out
+        }
+    }
+
+    let spec: PermutationSpec
+    private(set) var terms: [Term] = []
+    /// Per group: the terms that depend on no permutation, computed once; and the current matrix.
+    private var constant: [[Float]]
+    private var current: [[Float]]
+    private var ready: [Bool]
+    private var panelA: [Float] = []
+    private var panelB: [Float] = []
+
+    init(reference a: ParameterSet, model b: ParameterSet, spec: PermutationSpec) throws {
+        self.spec = spec
+        let byParam = spec.axesByParameter
+        for (gi, g) in spec.groups.enumerated() {
+            for axis in g.axes {
+                guard let ta = a[axis.param], let tb = b[axis.param] else {
+                    throw NetworkError("weight matching: tensor '\(axis.param)' of permutation '\(g.name)' is missing")
+                }
+                let shape = ta.shape
+                let ax = axis.axis
+                let outer = shape[..<ax].reduce(1, *), inner = shape[(ax + 1)...].reduce(1, *)
+                let rowsForm = outer > 1 && inner == 1
+                let view: (Tensor) -> Tensor = { t in
+                    if rowsForm { return t.reshaped([outer, g.size]) }
+                    return outer == 1 ? t.reshaped([g.size, inner]) : PermutationSpec.unfold(t, axis: ax)
+                }
+                var otherSizes: [Int] = [], otherGroups: [Int?] = []
+                for d in shape.indices where d != ax {
+                    otherSizes.append(shape[d])
+                    otherGroups.append((byParam[axis.param] ?? []).first { $0.axis == d }?.group)
+                }
+                terms.append(Term(group: gi, param: axis.param, rowsForm: rowsForm, lines: outer * inner,
+                                  a: view(ta), b: view(tb), otherSizes: otherSizes, otherGroups: otherGroups))
+            }
+        }
+        constant = spec.groups.map { [Float](repeating: 0, count: $0.size * $0.size) }
+        current = spec.groups.map { _ in [] }
+        ready = spec.groups.map { _ in false }
+        let identity = spec.identity
+        for t in terms.indices where terms[t].isConstant {
+            let map = terms[t].map(for: identity)
+            let gi = terms[t].group
+            add(term: t, lines: Array(0..<terms[t].lines), map: map, subtracting: nil, into: &constant[gi])
+        }
+    }
+
+    /// S_g for the given permutations (float32, row-major n x n).
+    func similarity(_ gi: Int, _ perms: [[Int]]) -> [Float] {
+        let variable = terms.indices.filter { terms[$0].group == gi && !terms[$0].isConstant }
+        if ready[gi] {
+            var updates: [(term: Int, changed: [Int], map: [Int])] = []
+            var fresh = false
+            for t in variable {
+                let map = terms[t].map(for: perms)
+                let changed = (0..<terms[t].lines).filter { map[$0] != terms[t].map[$0] }
+                if changed.isEmpty { continue }
+                if terms[t].readded + changed.count > terms[t].lines { fresh = true }
+                updates.append((t, changed, map))
+            }
+            if !fresh {
+                for u in updates {
+                    add(term: u.term, lines: u.changed, map: u.map, subtracting: terms[u.term].map, into: &current[gi])
+                    terms[u.term].map = u.map
+                    terms[u.term].readded += u.changed.count
+                }
+                return current[gi]
+            }
+        }
+        current[gi] = constant[gi]
+        for t in variable {
+            let map = terms[t].map(for: perms)
+            add(term: t, lines: Array(0..<terms[t].lines), map: map, subtracting: nil, into: &current[gi])
+            terms[t].map = map
+            terms[t].readded = 0
+        }
+        ready[gi] = true
+        return current[gi]
+    }
+
+    /// The weight-matching objective: sum over permuted parameters of <A_p, P(B_p)>, in float64, without
+    /// permuting B.
+    func objective(_ perms: [[Int]]) -> Double {
+        var seen = Set<String>()
+        var total = 0.0
+        for term in terms where seen.insert(term.param).inserted {
+            let n = spec.groups[term.group].size
+            let p = perms[term.group]
+            let map = term.map(for: perms)
+            let lines = term.lines
+            term.a.withUnsafeBufferPointer { a in
+                term.b.withUnsafeBufferPointer { b in
+                    if term.rowsForm {
+                        for r in 0..<lines {
+                            let ar = a.baseAddress! + r * n, br = b.baseAddress! + map[r] * n
+                            var s = 0.0
+                            for i in 0..<n { s += Double(ar[i]) * Double(br[p[i]]) }
+                            total += s
+                        }
+                    } else {
+                        for i in 0..<n {
+                            let ai = a.baseAddress! + i * lines, bi = b.baseAddress! + p[i] * lines
+                            var s = 0.0
+                            for r in 0..<lines { s += Double(ai[r]) * Double(bi[map[r]]) }
+                            total += s
+                        }
+                    }
+                }
+            }
+        }
+        return total
+    }
+
+    /// S += sum over `lines` r of a_r (b_{map[r]} - b_{old[r]})^T, in panels.
+    private func add(term t: Int, lines: [Int], map: [Int], subtracting old: [Int]?, into s: inout [Float]) {
+        let term = terms[t]
+        let n = spec.groups[term.group].size
+        let total = term.lines
+        let chunk = max(32, min(lines.count, (1 << 21) / max(1, n)))
+        if panelA.count < n * chunk { panelA = [Float](repeating: 0, count: n * chunk) }
+        if panelB.count < n * chunk { panelB = [Float](repeating: 0, count: n * chunk) }
+        term.a.withUnsafeBufferPointer { ab in
+            term.b.withUnsafeBufferPointer { bb in
+                panelA.withUnsafeMutableBufferPointer { pa in
+                    panelB.withUnsafeMutableBufferPointer { pb in
+                        s.withUnsafeMutableBufferPointer { sb in
+                            let a = ab.baseAddress!, b = bb.baseAddress!, pA = pa.baseAddress!, pB = pb.baseAddress!
+                            var begin = 0
+                            while begin < lines.count {
+                                let end = min(lines.count, begin + chunk)
+                                let c = end - begin
+                                let first = lines[begin]
+                                let contiguousA = lines[end - 1] - first == c - 1
+                                let firstB = map[first]
+                                var contiguousB = old == nil && contiguousA
+                                if contiguousB {
+                                    for k in begin..<end where map[lines[k]] != firstB + (k - begin) { contiguousB = false; break }
+                                }
+                                // A's lines: used in place when they are a contiguous run, else gathered.
+                                let aPointer: UnsafePointer<Float>
+                                let lda: Int
+                                if term.rowsForm {
+                                    if contiguousA {
+                                        aPointer = a + first * n; lda = n
+                                    } else {
+                                        for k in 0..<c { (pA + k * n).update(from: a + lines[begin + k] * n, count: n) }
+                                        aPointer = UnsafePointer(pA); lda = n
+                                    }
+                                } else if contiguousA {
+                                    aPointer = a + first; lda = total
+                                } else {
+                                    for i in 0..<n {
+                                        let src = a + i * total, dst = pA + i * c
+                                        for k in 0..<c { dst[k] = src[lines[begin + k]] }
+                                    }
+                                    aPointer = UnsafePointer(pA); lda = c
+                                }
+                                // B's lines at the map (minus those at the old map).
+                                let bPointer: UnsafePointer<Float>
+                                let ldb: Int
+                                if term.rowsForm {
+                                    if contiguousB {
+                                        bPointer = b + firstB * n; ldb = n
+                                    } else {
+                                        for k in 0..<c {
+                                            let r = lines[begin + k]
+                                            let dst = pB + k * n, src = b + map[r] * n
+                                            if let old {
+                                                let src0 = b + old[r] * n
+                                                for i in 0..<n { dst[i] = src[i] - src0[i] }
+                                            } else {
+                                                dst.update(from: src, count: n)
+                                            }
+                                        }
+                                        bPointer = UnsafePointer(pB); ldb = n
+                                    }
+                                    BLAS.sgemm(transA: true, transB: false, m: n, n: n, k: c, alpha: 1, a: aPointer, lda: lda,
+                                               b: bPointer, ldb: ldb, beta: 1, c: sb.baseAddress!, ldc: n)
+                                } else {
+                                    if contiguousB {
+                                        bPointer = b + firstB; ldb = total
+                                    } else {
+                                        for i in 0..<n {
+                                            let src = b + i * total, dst = pB + i * c
+                                            if let old {
+                                                for k in 0..<c { let r = lines[begin + k]; dst[k] = src[map[r]] - src[old[r]] }
+                                            } else {
+                                                for k in 0..<c { dst[k] = src[map[lines[begin + k]]] }
+                                            }
+                                        }
+                                        bPointer = UnsafePointer(pB); ldb = c
+                                    }
+                                    BLAS.sgemm(transA: false, transB: true, m: n, n: n, k: c, alpha: 1, a: aPointer, lda: lda,
+                                               b: bPointer, ldb: ldb, beta: 1, c: sb.baseAddress!, ldc: n)
+                                }
+                                begin = end
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
 /// The time of weight matching two randomly initialised MLPs, for `basin bench match`.
 public struct WeightMatchingBenchResult: Sendable, Codable, Equatable {
     public var sizes: [Int]
+    public var seed: UInt64
+    /// The whole `WeightMatching.match` call.
     public var seconds: Double
+    public var timing: WeightMatching.Timing
     public var sweeps: Int
     public var steps: Int
+    /// The permutation re-solved at each step, in order (for a reference implementation to follow).
+    public var order: [String]
     public var objectiveBefore: Double
     public var objectiveAfter: Double
 }
 
 extension WeightMatching {
     /// Weight-matches two independently initialised MLPs of the given sizes (seeds `seed + 1` and `seed + 2`).
-    /// Target for 784-512-512-10: under a second (release build).
-    public static func benchmark(sizes: [Int] = [784, 512, 512, 10], seed: UInt64 = 0) throws -> WeightMatchingBenchResult {
+    public static func benchmark(sizes: [Int] = [784, 512, 512, 10], seed: UInt64 = 0,
+                                 maxSweeps: Int = 100) throws -> WeightMatchingBenchResult {
         let (network, a, _) = Benchmarks.syntheticMLP(sizes: sizes, samples: 1, seed: seed &+ 1)
         let (_, b, _) = Benchmarks.syntheticMLP(sizes: sizes, samples: 1, seed: seed &+ 2)
         let spec = try PermutationSpec.make(for: network.architecture, params: a)
-        let result = try match(reference: a, model: b, spec: spec, seed: seed)
+        let (result, timing) = try matchTimed(reference: a, model: b, spec: spec, seed: seed, maxSweeps: maxSweeps)
         let r = result.report
-        return WeightMatchingBenchResult(sizes: sizes, seconds: r.seconds, sweeps: r.sweeps, steps: r.steps.count,
+        return WeightMatchingBenchResult(sizes: sizes, seed: seed, seconds: r.seconds, timing: timing, sweeps: r.sweeps,
+                                         steps: r.steps.count, order: r.steps.map(\.permutation),
                                          objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter)
     }
 }
