@@ -190,7 +190,7 @@ final class LinearAssignmentTests: XCTestCase {
         let results = LinearAssignment.benchmark(sizes: [8, 32], seed: 1)
         XCTAssertEqual(results.map(\.n), [8, 32])
         XCTAssertTrue(results.allSatisfy { $0.seconds >= 0 && $0.total > 0 })
-        XCTAssertEqual(results, results.map { r in LAPBenchResult(n: r.n, seconds: r.seconds, total: r.total) })
+        XCTAssertEqual(results, results.map { r in LAPBenchResult(n: r.n, seconds: r.seconds, cpuSeconds: r.cpuSeconds, total: r.total) })
     }
 
     func testFixturesMatchSciPy() throws {
@@ -208,6 +208,99 @@ final class LinearAssignmentTests: XCTestCase {
                 checkValid(a, cost, rows: shape[0], columns: shape[1])
                 XCTAssertEqual(a.total, want, accuracy: 1e-9 * max(abs(want), 1e-300), "\(name) maximize \(maximize)")
             }
+        }
+    }
+
+    // MARK: - Dual certificates
+
+    /// Checks the solver's dual certificate for a minimisation with rows <= columns: the assignment is a
+    /// matching, every reduced cost c[i][j] - u[i] - v[j] is >= 0 with u[i] = c[i][x[i]] - v[x[i]], and for
+    /// rectangular problems v <= 0 with v = 0 on the unassigned columns. Then sum(u) + sum(v) is a lower bound
+    /// on every assignment's cost (weak duality) and equals this one's, so it is optimal, whatever the solver
+    /// did to get there.
+    private func checkCertificate(_ cost: [Double], rows n: Int, columns m: Int, _ label: String,
+                                  file: StaticString = #filePath, line: UInt = #line) throws {
+        let (x, v) = try cost.withUnsafeBufferPointer {
+            try LinearAssignment.minimise($0.baseAddress!, n: n, m: m, allFinite: true)
+        }
+        XCTAssertEqual(x.count, n, label, file: file, line: line)
+        XCTAssertEqual(Set(x).count, n, "\(label): a column used twice", file: file, line: line)
+        XCTAssertTrue(x.allSatisfy { (0..<m).contains($0) }, label, file: file, line: line)
+        let scale = max(1, cost.map(abs).max() ?? 1, v.map(abs).max() ?? 1)
+        let tolerance = 1e-12 * scale
+        var worst = 0.0
+        for i in 0..<n {
+            let u = cost[i * m + x[i]] - v[x[i]]
+            for j in 0..<m { worst = min(worst, cost[i * m + j] - u - v[j]) }
+        }
+        XCTAssertGreaterThanOrEqual(worst, -tolerance, "\(label): negative reduced cost", file: file, line: line)
+        if n < m {
+            let used = Set(x)
+            for j in 0..<m {
+                XCTAssertLessThanOrEqual(v[j], tolerance, "\(label): positive column potential", file: file, line: line)
+                if !used.contains(j) { XCTAssertEqual(v[j], 0, accuracy: tolerance, "\(label): free column \(j)", file: file, line: line) }
+            }
+        }
+        // The public entry point agrees.
+        let a = try LinearAssignment.solve(cost: cost, rows: n, columns: m)
+        XCTAssertEqual(a.total, zip(0..<n, x).reduce(0) { $0 + cost[$1.0 * m + $1.1] }, accuracy: 1e-9 * scale, label,
+                       file: file, line: line)
+    }
+
+    /// Random instances of every shape the setup phase treats differently: no ties, integer ties of every
+    /// density (column reduction or row reduction start), constant rows and columns (dead units), a constant
+    /// matrix, negative costs and rectangular matrices (no setup).
+    func testDualCertificatesOnRandomInstances() throws {
+        var g = SeededGenerator(seed: 2024)
+        var count = 0
+        for n in [2, 3, 17, 64, 150, 301] {
+            for kind in 0..<8 {
+                let m = kind == 7 ? n + Int.random(in: 1...n, using: &g) : n
+                var cost = [Double](repeating: 0, count: n * m)
+                for k in cost.indices {
+                    switch kind {
+                    case 0: cost[k] = g.nextUnit()
+                    case 1: cost[k] = Double(Int.random(in: 0..<2, using: &g))
+                    case 2: cost[k] = Double(Int.random(in: 0..<10, using: &g))
+                    case 3: cost[k] = Double(Int.random(in: 0..<(n * n), using: &g))
+                    case 4: cost[k] = g.nextUnit() * 2 - 1
+                    case 5: cost[k] = 3
+                    default: cost[k] = (g.nextUnit() - 0.5) * 1e3
+                    }
+                }
+                if kind == 4 || kind == 6 {
+                    // Constant columns and rows, as dead units give a similarity matrix.
+                    for j in 0..<m where g.nextUnit() < 0.2 { for i in 0..<n { cost[i * m + j] = 0 } }
+                    for i in 0..<n where g.nextUnit() < 0.2 { for j in 0..<m { cost[i * m + j] = 0 } }
+                }
+                try checkCertificate(cost, rows: n, columns: m, "n \(n) x \(m), kind \(kind)")
+                count += 1
+            }
+        }
+        XCTAssertEqual(count, 48)
+    }
+
+    /// The benchmark's matrices (the same generator as scripts/alignment_reference.py): the optimum equals
+    /// SciPy's on each kind, and the certificate holds.
+    func testBenchmarkKindsMatchSciPy() throws {
+        let fixture = try XCTUnwrap(Fixtures.json("lap/bench-kinds-scipy.json") as? [String: Any])
+        let sizes = try XCTUnwrap(fixture["sizes"] as? [Int])
+        let totals = try XCTUnwrap(fixture["totals"] as? [String: [Double]])
+        for kind in LAPCostKind.allCases {
+            let want = try XCTUnwrap(totals[kind.rawValue])
+            var g = SeededGenerator(seed: 0)
+            for (k, n) in sizes.enumerated() {
+                let cost = LinearAssignment.benchmarkCosts(kind, n: n, generator: &g)
+                let a = try LinearAssignment.solve(cost: cost, rows: n, columns: n)
+                XCTAssertEqual(a.total, want[k], accuracy: 1e-9 * max(1, abs(want[k])), "\(kind) n \(n)")
+                try checkCertificate(cost, rows: n, columns: n, "\(kind) n \(n)")
+            }
+        }
+        let results = LinearAssignment.benchmark(kind: .correlation, sizes: sizes, seed: 0, repeats: 2)
+        XCTAssertEqual(results.map(\.n), sizes)
+        for (r, want) in zip(results, try XCTUnwrap(totals["correlation"])) {
+            XCTAssertEqual(r.total, want, accuracy: 1e-9 * max(1, abs(want)))
+            XCTAssertGreaterThanOrEqual(r.cpuSeconds, 0)
         }
     }
 }

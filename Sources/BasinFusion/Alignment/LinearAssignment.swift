@@ -95,7 +95,7 @@ public enum LinearAssignment {
         let (n, m) = transpose ? (columns, rows) : (rows, columns)
         var assigned: [Int]
         if !transpose && !maximize {
-            assigned = try minimise(cost.baseAddress!, n: n, m: m, allFinite: allFinite)
+            assigned = try minimise(cost.baseAddress!, n: n, m: m, allFinite: allFinite).columns
         } else {
             let work = UnsafeMutablePointer<Double>.allocate(capacity: n * m)
             defer { work.deallocate() }
@@ -105,7 +105,7 @@ public enum LinearAssignment {
             } else {
                 for k in 0..<(n * m) { work[k] = sign * cost[k] }
             }
-            assigned = try minimise(work, n: n, m: m, allFinite: allFinite)
+            assigned = try minimise(work, n: n, m: m, allFinite: allFinite).columns
         }
         var columnForRow: [Int]
         if transpose {
@@ -144,8 +144,10 @@ public enum LinearAssignment {
     // MARK: - The solver
 
     /// Minimises over a row-major `n x m` matrix with `n <= m`, whose entries are finite or `+inf`.
-    /// Returns the column of each row.
-    static func minimise(_ c: UnsafePointer<Double>, n: Int, m: Int, allFinite: Bool) throws -> [Int] {
+    /// Returns the column of each row and the column potentials `v`, a dual certificate of optimality: with
+    /// `u[i] = c[i][x[i]] - v[x[i]]`, every `c[i][j] - u[i] - v[j] >= 0` (up to rounding), and when n < m
+    /// also `v[j] <= 0`, with `v[j] = 0` for the columns left unassigned.
+    static func minimise(_ c: UnsafePointer<Double>, n: Int, m: Int, allFinite: Bool) throws -> (columns: [Int], potentials: [Double]) {
         precondition(n <= m)
         let x = UnsafeMutablePointer<Int>.allocate(capacity: n)      // column of each row, -1 if free
         let y = UnsafeMutablePointer<Int>.allocate(capacity: m)      // row of each column, -1 if free
@@ -251,7 +253,7 @@ public enum LinearAssignment {
                 if i == row { break }
             }
         }
-        return Array(UnsafeBufferPointer(start: x, count: n))
+        return (Array(UnsafeBufferPointer(start: x, count: n)), Array(UnsafeBufferPointer(start: v, count: m)))
     }
 
     /// The setup for square, finite instances: a partial assignment in which each assigned row's column has
