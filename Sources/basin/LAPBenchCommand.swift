@@ -84,7 +84,10 @@ struct MatchBench: ParsableCommand {
         if options.json { return try printJSON(r) }
         print(String(format: "weight matching MLP %@: %.3f s, %d sweeps (%d exact assignments), objective %.6g -> %.6g",
                      sizes.map(String.init).joined(separator: "-"), r.seconds, r.sweeps, r.steps, r.objectiveBefore, r.objectiveAfter))
-        print(String(format: "  coordinate descent %.3f s = similarities %.3f s + solver %.3f s; setup, report and permuted B %.3f s",
-                     r.timing.computeSeconds, r.timing.similaritySeconds, r.timing.solverSeconds, r.timing.otherSeconds))
+        let t = r.timing
+        print(String(format: "  coordinate descent %.3f s = similarities %.3f s + solver %.3f s (%d of %d solves skipped: matrix unchanged)",
+                     t.computeSeconds, t.similaritySeconds, t.solverSeconds, t.skippedSolves, r.steps))
+        print(String(format: "  cpu (all threads) %.3f s = similarities %.3f s + solver %.3f s; validation, report and permuted B %.3f s (cpu %.3f s)",
+                     t.computeCPUSeconds, t.similarityCPUSeconds, t.solverCPUSeconds, t.otherSeconds, t.otherCPUSeconds))
     }
 }

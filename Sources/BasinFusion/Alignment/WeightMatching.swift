@@ -14,16 +14,23 @@ import Foundation
 /// The similarity matrices come from a `SimilarityCache`: B is never permuted; each step only adds the
 /// lines whose permutation changed since the group's matrix was last brought up to date.
 public enum WeightMatching {
-    /// Where the time of one weight matching went (`basin bench match`).
+    /// Where the time of one weight matching went (`basin bench match`): wall-clock seconds, and CPU seconds
+    /// of the whole process (every BLAS thread) in the same phases.
     public struct Timing: Sendable, Codable, Equatable {
         /// Building and updating similarity matrices (sgemm, gathers) and objectives.
-        public var similaritySeconds: Double
+        public var similaritySeconds = 0.0
         /// Converting similarities for the solver and solving the assignments.
-        public var solverSeconds: Double
-        /// Validation, views of A and B, the report and the permuted copy of B returned as `aligned`.
-        public var otherSeconds: Double
+        public var solverSeconds = 0.0
+        /// Validation, the report and the permuted copy of B returned as `aligned`.
+        public var otherSeconds = 0.0
+        public var similarityCPUSeconds = 0.0
+        public var solverCPUSeconds = 0.0
+        public var otherCPUSeconds = 0.0
+        /// Solves skipped because the group's similarity had not changed since its last solve.
+        public var skippedSolves = 0
         /// The coordinate descent alone: similarity + solver.
         public var computeSeconds: Double { similaritySeconds + solverSeconds }
+        public var computeCPUSeconds: Double { similarityCPUSeconds + solverCPUSeconds }
     }
 
     public static func match(reference a: ParameterSet, model b: ParameterSet, spec: PermutationSpec,
@@ -38,22 +45,21 @@ public enum WeightMatching {
                                   seed: UInt64 = 0, maxSweeps: Int = 100, cancel: CancellationFlag? = nil,
                                   progress: (MatchReport.Step) -> Void = { _ in }) throws -> (result: AlignmentResult, timing: Timing) {
         let start = Benchmarks.now()
-        try a.checkCompatible(with: b, "weight matching")
-        try spec.validate(a)
-        let cache = try SimilarityCache(reference: a, model: b, spec: spec)
-        var timing = Timing(similaritySeconds: 0, solverSeconds: 0, otherSeconds: 0)
-        var perms = spec.identity
-
-        var clock = Benchmarks.now()
-        timing.otherSeconds += clock - start
-        func lap(_ keyPath: WritableKeyPath<Timing, Double>) {
-            let now = Benchmarks.now()
-            timing[keyPath: keyPath] += now - clock
+        var timing = Timing()
+        var clock = (wall: start, cpu: processCPUTime())
+        func lap(_ wall: WritableKeyPath<Timing, Double>, _ cpu: WritableKeyPath<Timing, Double>) {
+            let now = (wall: Benchmarks.now(), cpu: processCPUTime())
+            timing[keyPath: wall] += now.wall - clock.wall
+            timing[keyPath: cpu] += now.cpu - clock.cpu
             clock = now
         }
-
+        try a.checkCompatible(with: b, "weight matching")
+        try spec.validate(a)
+        lap(\.otherSeconds, \.otherCPUSeconds)
+        let cache = try SimilarityCache(reference: a, model: b, spec: spec)
+        var perms = spec.identity
         let before = cache.objective(perms)
-        lap(\.similaritySeconds)
+        lap(\.similaritySeconds, \.similarityCPUSeconds)
         // A step changes only the terms of its own group, by (new - old) assignment totals, unless a parameter
         // has two axes in the group (a residual stream's square weight); then the objective is recomputed.
         let quadratic = spec.groups.map { g in Set(g.axes.map(\.param)).count < g.axes.count }
@@ -68,32 +74,39 @@ public enum WeightMatching {
             for gi in generator.permutation(spec.groups.count) {
                 if cancel?.isCancelled == true { throw CancellationError() }
                 let n = spec.groups[gi].size
-                let s = cache.similarity(gi, perms)
-                lap(\.similaritySeconds)
-                // The solver works in float64 on costs -S (minimising); the similarities stay float32.
-                if cost.count != n * n { cost = [Double](repeating: 0, count: n * n) }
-                var old = 0.0
-                s.withUnsafeBufferPointer { sp in
-                    cost.withUnsafeMutableBufferPointer { cp in
-                        for k in 0..<(n * n) { cp[k] = -Double(sp[k]) }
+                let (s, changed) = cache.similarityForSolve(gi, perms)
+                lap(\.similaritySeconds, \.similarityCPUSeconds)
+                var improved = false
+                if changed {
+                    // The solver works in float64 on costs -S (minimising); the similarities stay float32.
+                    if cost.count != n * n { cost = [Double](repeating: 0, count: n * n) }
+                    var old = 0.0
+                    s.withUnsafeBufferPointer { sp in
+                        cost.withUnsafeMutableBufferPointer { cp in
+                            for k in 0..<(n * n) { cp[k] = -Double(sp[k]) }
+                        }
+                        for i in 0..<n { old += Double(sp[i * n + perms[gi][i]]) }
                     }
-                    for i in 0..<n { old += Double(sp[i * n + perms[gi][i]]) }
-                }
-                let solution = try LinearAssignment.solve(cost: cost, rows: n, columns: n)
-                let total = -solution.total
-                lap(\.solverSeconds)
-                let improved = total > old + 1e-12 * max(1, abs(old)) && solution.columnForRow != perms[gi]
-                if improved {
-                    perms[gi] = solution.columnForRow
-                    improvedAny = true
-                    current = quadratic[gi] ? cache.objective(perms) : current + (total - old)
-                    lap(\.similaritySeconds)
+                    let solution = try LinearAssignment.solve(cost: cost, rows: n, columns: n)
+                    let total = -solution.total
+                    lap(\.solverSeconds, \.solverCPUSeconds)
+                    improved = total > old + 1e-12 * max(1, abs(old)) && solution.columnForRow != perms[gi]
+                    if improved {
+                        perms[gi] = solution.columnForRow
+                        improvedAny = true
+                        current = quadratic[gi] ? cache.objective(perms) : current + (total - old)
+                        lap(\.similaritySeconds, \.similarityCPUSeconds)
+                    }
+                } else {
+                    // The same matrix as at this group's last solve: the (deterministic) solver would return the
+                    // same assignment, which is either the current permutation or was not an improvement on it.
+                    timing.skippedSolves += 1
                 }
                 let step = MatchReport.Step(step: steps.count + 1, sweep: sweeps, permutation: spec.groups[gi].name,
                                             objective: current, improved: improved)
                 steps.append(step)
                 progress(step)
-                clock = Benchmarks.now()
+                lap(\.otherSeconds, \.otherCPUSeconds)
             }
             if !improvedAny { break }
         }
@@ -102,13 +115,13 @@ public enum WeightMatching {
         // up to date unless a later step in the last sweep changed a permutation it depends on).
         var similarities: [[Float]] = []
         for gi in spec.groups.indices { similarities.append(cache.similarity(gi, perms)) }
-        lap(\.similaritySeconds)
+        lap(\.similaritySeconds, \.similarityCPUSeconds)
         let layers = spec.groups.indices.map { gi in
             MatchReport.Layer(name: spec.groups[gi].name, similarity: similarities[gi].map(Double.init),
                               size: spec.groups[gi].size, permutation: perms[gi])
         }
         let aligned = spec.apply(perms, to: b)
-        lap(\.otherSeconds)
+        lap(\.otherSeconds, \.otherCPUSeconds)
         let report = MatchReport(method: .weight, seed: seed, layers: layers, objectiveBefore: before, steps: steps,
                                  sweeps: sweeps, seconds: Benchmarks.now() - start)
         return (AlignmentResult(permutations: perms, aligned: aligned, report: report, spec: spec), timing)
@@ -126,8 +139,9 @@ public enum WeightMatching {
 ///
 /// B is never permuted: lines are gathered panel by panel into a scratch buffer as sgemm consumes them (a
 /// contiguous run of lines is passed to sgemm as it is). When a permutation changes, only the lines whose
-/// map changed are added again, as `S += A_K (B_new,K - B_old,K)^T`; after as many re-added lines as a term
-/// has, its group is recomputed from scratch, which bounds the float32 rounding the updates accumulate.
+/// map changed are added again, as `S += A_K (B_new,K - B_old,K)^T`; after four times as many re-added lines
+/// as a term has, its group is recomputed from scratch, which bounds the float32 rounding the updates
+/// accumulate.
 /// Similarities are float32 (sgemm); the solver converts them to float64.
 final class SimilarityCache {
     struct Term {
@@ -173,6 +187,8 @@ final class SimilarityCache {
     private var constant: [[Float]]
     private var current: [[Float]]
     private var ready: [Bool]
+    /// Per group: whether the matrix changed since `similarityForSolve` last returned it.
+    private var changedSinceSolve: [Bool]
     private var panelA: [Float] = []
     private var panelB: [Float] = []
 
@@ -204,12 +220,21 @@ final class SimilarityCache {
         constant = spec.groups.map { [Float](repeating: 0, count: $0.size * $0.size) }
         current = spec.groups.map { _ in [] }
         ready = spec.groups.map { _ in false }
+        changedSinceSolve = spec.groups.map { _ in true }
         let identity = spec.identity
         for t in terms.indices where terms[t].isConstant {
             let map = terms[t].map(for: identity)
             let gi = terms[t].group
             add(term: t, lines: Array(0..<terms[t].lines), map: map, subtracting: nil, into: &constant[gi])
         }
+    }
+
+    /// S_g for the given permutations, and whether it differs from the matrix this returned last time for
+    /// the group (always true the first time).
+    func similarityForSolve(_ gi: Int, _ perms: [[Int]]) -> (similarity: [Float], changed: Bool) {
+        let s = similarity(gi, perms)
+        defer { changedSinceSolve[gi] = false }
+        return (s, changedSinceSolve[gi])
     }
 
     /// S_g for the given permutations (float32, row-major n x n).
@@ -222,9 +247,10 @@ final class SimilarityCache {
                 let map = terms[t].map(for: perms)
                 let changed = (0..<terms[t].lines).filter { map[$0] != terms[t].map[$0] }
                 if changed.isEmpty { continue }
-                if terms[t].readded + changed.count > terms[t].lines { fresh = true }
+                if terms[t].readded + changed.count > 4 * terms[t].lines { fresh = true }
                 updates.append((t, changed, map))
             }
+            if !updates.isEmpty { changedSinceSolve[gi] = true }
             if !fresh {
                 for u in updates {
                     add(term: u.term, lines: u.changed, map: u.map, subtracting: terms[u.term].map, into: &current[gi])
@@ -383,6 +409,13 @@ public struct WeightMatchingBenchResult: Sendable, Codable, Equatable {
     public var order: [String]
     public var objectiveBefore: Double
     public var objectiveAfter: Double
+}
+
+/// CPU seconds used by the whole process so far (all threads).
+func processCPUTime() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
 extension WeightMatching {
