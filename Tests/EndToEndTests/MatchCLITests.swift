@@ -71,9 +71,28 @@ final class MatchCLITests: XCTestCase {
     }
 
     func testBenchLapJSON() throws {
-        let r = try BasinBinary.run(["bench", "lap", "--sizes", "16", "64", "--json"])
+        for kind in ["uniform", "integer", "correlation"] {
+            let r = try BasinBinary.run(["bench", "lap", "--kind", kind, "--sizes", "16", "64", "--repeats", "1", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            XCTAssertEqual(report["kind"] as? String, kind)
+            let rows = try XCTUnwrap(report["results"] as? [[String: Any]])
+            XCTAssertEqual(rows.map { $0["n"] as? Int }, [16, 64])
+            XCTAssertTrue(rows.allSatisfy { ($0["cpuSeconds"] as? Double ?? -1) >= 0 })
+        }
+        let bad = try BasinBinary.run(["bench", "lap", "--kind", "gaussian"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("gaussian"), bad.stderr)
+    }
+
+    func testBenchMatchJSONNamesTheSteps() throws {
+        let r = try BasinBinary.run(["bench", "match", "--sizes", "12", "10", "8", "3", "--max-sweeps", "2", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let rows = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [[String: Any]]
-        XCTAssertEqual(rows.map { $0["n"] as? Int }, [16, 64])
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let order = try XCTUnwrap(report["order"] as? [String])
+        XCTAssertEqual(order.count, report["steps"] as? Int)
+        XCTAssertLessThanOrEqual(order.count, 4)
+        XCTAssertEqual(Set(order), ["P_layers.0", "P_layers.1"])
+        XCTAssertNotNil((report["timing"] as? [String: Any])?["solverCPUSeconds"])
     }
 }
