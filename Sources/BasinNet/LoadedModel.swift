@@ -2,7 +2,8 @@ import BasinIO
 import BasinTensor
 import Foundation
 
-/// How to find a model's architecture: inferred MLP with an activation, or an architecture file.
+/// How to find a model's architecture: an architecture file or ONNX graph (`file`), the graph of a model that is
+/// itself an `.onnx` file, or an MLP inferred from the tensor names with an activation.
 public struct ArchitectureChoice: Sendable {
     public var activation: Activation
     public var file: URL?
@@ -13,7 +14,11 @@ public struct ArchitectureChoice: Sendable {
     }
 
     public func architecture(for source: any TensorSource) throws -> Architecture {
-        if let file { return try ArchitectureFile.load(file) }
+        if let file {
+            if file.pathExtension.lowercased() == "onnx" { return try ONNXArchitecture.load(file) }
+            return try ArchitectureFile.load(file)
+        }
+        if let graph = source as? ONNXModel { return try ONNXArchitecture.architecture(from: graph) }
         return try Architecture.inferMLP(from: source, activation: activation)
     }
 }

@@ -12,7 +12,7 @@ struct ArchitectureOptions: ParsableArguments {
     @Option(help: "Activation between inferred linear layers: relu, tanh or gelu.")
     var activation: Activation = .relu
 
-    @Option(name: .customLong("arch"), help: "Architecture JSON file (see docs/formats.md); overrides inference and --activation.")
+    @Option(name: .customLong("arch"), help: "Architecture: a JSON file (docs/formats.md) or an ONNX graph (docs/onnx.md); overrides inference and --activation.")
     var archFile: String?
 
     var choice: ArchitectureChoice {

@@ -43,6 +43,14 @@ public struct ONNXTensor: Sendable, Equatable {
     /// Little-endian element bytes.
     public let bytes: [UInt8]
 
+    public init(name: String, dtype: DType, shape: [Int], bytes: [UInt8]) {
+        precondition(bytes.count == Tensor.elementCount(shape) * dtype.byteSize, "ONNXTensor: \(bytes.count) bytes for \(shape) of \(dtype)")
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.bytes = bytes
+    }
+
     /// The elements widened to Float32.
     public var tensor: Tensor { bytes.withUnsafeBytes { Tensor(shape: shape, dtype: dtype, bytes: $0) } }
 

@@ -8,7 +8,8 @@ CNN fixtures (../cnn, exported by PyTorch itself) do not exercise:
     as Constant nodes;
   - nn.Linear on an input that is not 2-D: Transpose(weight) -> MatMul -> Add(bias);
   - a constant-shape Reshape, Tanh, biased Conv, AveragePool, ReduceMean over H and W, MaxPool with stride 1
-    and padding, Gemm with transB = 0, Identity on a computed value.
+    and padding, Gemm with transB = 0 reading Transpose(weight), Identity on a computed value;
+  - two graphs Basin must refuse: an unsupported op (Sin) and a Gemm whose weight is stored [in, out].
 Logits are those of onnx.reference.ReferenceEvaluator (numpy; independent of Basin) on the first 32 rows of
 digits-test, x reshaped to the graph input. Needs: pip install onnx numpy (onnx 1.23.2 was used).
 
@@ -107,7 +108,7 @@ def mlp_gelu():
 
 def mlp_matmul_tanh():
     inits = [init("fc1.weight", 24, 64), init("fc1.bias", 24, scale=0.1),
-             init("fc2.weight", 24, 10), init("fc2.bias", 10, scale=0.1)]
+             init("fc2.weight", 10, 24), init("fc2.bias", 10, scale=0.1)]
     nodes = [
         const("shape", [-1, 64], np.int64),
         helper.make_node("Reshape", ["x", "shape"], ["flat"], name="/Reshape"),
@@ -116,8 +117,9 @@ def mlp_matmul_tanh():
         helper.make_node("Add", ["fc1.bias", "mm"], ["h"], name="/fc1/Add"),
         helper.make_node("Tanh", ["h"], ["t"], name="/act/Tanh"),
         helper.make_node("Identity", ["t"], ["t2"], name="/Identity"),
-        # fc2.weight is stored [in, out] (x @ W + b in user code): Gemm without transB.
-        helper.make_node("Gemm", ["t2", "fc2.weight", "fc2.bias"], ["logits"], name="/fc2/Gemm", alpha=1.0, beta=1.0),
+        # Gemm reading its weight through a Transpose, as before the exporter fuses it into transB = 1.
+        helper.make_node("Transpose", ["fc2.weight"], ["fc2_t"], name="/fc2/Transpose", perm=[1, 0]),
+        helper.make_node("Gemm", ["t2", "fc2_t", "fc2.bias"], ["logits"], name="/fc2/Gemm", alpha=1.0, beta=1.0),
     ]
     return model("mlp_matmul_tanh", nodes, inits, [1, 8, 8])
 
@@ -150,21 +152,28 @@ def unsupported():
     return model("unsupported", nodes, inits, [64])
 
 
+def gemm_in_out():
+    """x @ W + b with W stored [in, out]: Basin's linear layers hold PyTorch's [out, in], so this is refused."""
+    inits = [init("w", 64, 10), init("b", 10)]
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["logits"], name="/Gemm")]
+    return model("gemm_in_out", nodes, inits, [64])
+
+
 def main():
     digits = read_safetensors(sys.argv[1])
     x = digits["x"][:ROWS].astype(np.float32)
     expected = {}
-    for make in (mlp_gelu, mlp_matmul_tanh, cnn_pools, unsupported):
+    for make in (mlp_gelu, mlp_matmul_tanh, cnn_pools, unsupported, gemm_in_out):
         m = make()
         name = m.graph.name.replace("_", "-")
         onnx.save(m, os.path.join(HERE, f"{name}.onnx"))
-        if make is unsupported:
+        if make in (unsupported, gemm_in_out):
             continue
         dims = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim[1:]]
         (logits,) = ReferenceEvaluator(m).run(None, {"x": x.reshape(ROWS, *dims)})
         expected[name] = logits
     write_safetensors(os.path.join(HERE, "expected-logits.safetensors"), expected)
-    print("wrote", ", ".join(sorted(expected)), "and unsupported.onnx")
+    print("wrote", ", ".join(sorted(expected)), "and the refused unsupported.onnx, gemm-in-out.onnx")
 
 
 if __name__ == "__main__":
