@@ -5,11 +5,10 @@ import Foundation
 /// Converts an ONNX graph (as `torch.onnx.export` writes it: opset 17, eval mode, `do_constant_folding=False`)
 /// into a Basin architecture whose parameters are the graph's initializers, by name.
 ///
-/// Supported: Conv (2-D, groups 1, dilation 1, symmetric padding), BatchNormalization (inference form),
-/// Relu, Tanh, Gelu and the exporter's Erf decomposition of exact GELU, MaxPool, AveragePool, GlobalAveragePool,
-/// ReduceMean over H and W, Gemm, MatMul (with a following bias Add), Add of two computed values, Flatten,
-/// Reshape to [batch, features], Identity and Dropout (identities at inference), Transpose of a weight feeding
-/// MatMul or Gemm, and Constant nodes these read. Anything else is an error naming the node and its op.
+/// Supported (`supportedOps`): Relu, Tanh, Gelu and the exporter's Erf decomposition of exact GELU, Gemm, MatMul
+/// (with a following bias Add), Add of two computed values, Flatten, Reshape to [batch, features], Identity and
+/// Dropout (identities at inference), Transpose of a weight feeding MatMul or Gemm, and Constant nodes these read.
+/// Anything else is an error naming the node and its op.
 public enum ONNXArchitecture {
     /// The architecture of `model`'s graph.
     public static func architecture(from model: ONNXModel) throws -> Architecture {
@@ -18,8 +17,7 @@ public enum ONNXArchitecture {
     }
 
     /// The ONNX op types the converter reads (some only in the forms docs/onnx.md lists).
-    public static let supportedOps = ["Conv", "BatchNormalization", "Relu", "Tanh", "Gelu", "MaxPool", "AveragePool",
-                                      "GlobalAveragePool", "ReduceMean", "Gemm", "MatMul", "Add", "Flatten", "Reshape",
+    public static let supportedOps = ["Relu", "Tanh", "Gelu", "Gemm", "MatMul", "Add", "Flatten", "Reshape",
                                       "Identity", "Dropout", "Transpose", "Constant"]
 
     /// Reads an `.onnx` file and converts its graph (for `--arch G.onnx`).
