@@ -19,6 +19,8 @@ public struct ArchitectureChoice: Sendable {
             return try ArchitectureFile.load(file)
         }
         if let graph = source as? ONNXModel { return try ONNXArchitecture.architecture(from: graph) }
+        // A Hugging Face folder says what it is in config.json.
+        if let model = source as? HuggingFaceModel { return try TransformerArchitecture(model: model).architecture }
         return try Architecture.inferMLP(from: source, activation: activation)
     }
 }
@@ -114,6 +116,15 @@ public struct LoadedModel: Sendable {
         }
         if let maxLabel = data.y.max(), Int(maxLabel) >= model.outputs {
             throw NetworkError(.dataMismatch, "data set '\(data.name)' has label \(maxLabel) but \(model.path) has only \(model.outputs) outputs")
+        }
+        // Token ids index an embedding's rows: each must be one of them.
+        for node in arch.nodes where node.inputs.contains(Architecture.inputIndex) {
+            guard let embedding = node.op as? Embedding, let rows = model.params[embedding.weight]?.shape.first else { continue }
+            if let bad = Embedding.firstInvalidID(data.x, vocabulary: rows) {
+                let width = max(1, data.x.columns)
+                throw NetworkError(.dataMismatch, file: model.path, node: node.name, tensor: embedding.weight,
+                                   "data set '\(data.name)' has token id \(bad.value) at row \(bad.index / width), position \(bad.index % width); the embedding has \(rows) rows (ids 0..<\(rows))")
+            }
         }
     }
 }

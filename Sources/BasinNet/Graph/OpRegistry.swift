@@ -6,6 +6,15 @@ public enum OpRegistry {
         ActivationOp.self,
         Flatten.self,
         Add.self,
+        Multiply.self,
+        Embedding.self,
+        PositionEmbedding.self,
+        RotaryEmbedding.self,
+        LayerNorm.self,
+        RMSNorm.self,
+        HFConv1D.self,
+        CausalAttention.self,
+        LMHead.self,
     ]
 
     /// Op type by the name an architecture file uses (case-insensitive).

@@ -4,9 +4,14 @@ import Foundation
 /// Element-wise activation functions.
 public enum Activation: String, Sendable, Codable, CaseIterable {
     case relu, tanh, gelu
+    /// GPT-2's tanh approximation of GELU (Hugging Face `gelu_new`).
+    case geluNew = "gelu_new"
+    /// x sigmoid(x) (LLaMA's MLP gate).
+    case silu
 }
 
-/// An element-wise activation: `{"op": "relu"}`, `"tanh"` or `"gelu"` (PyTorch's exact erf form).
+/// An element-wise activation: `{"op": "relu"}`, `"tanh"`, `"gelu"` (PyTorch's exact erf form),
+/// `"gelu_new"` (the tanh approximation GPT-2 uses) or `"silu"`.
 public struct ActivationOp: ElementwiseOp {
     public static let typeNames = Activation.allCases.map(\.rawValue)
 
@@ -31,6 +36,10 @@ public struct ActivationOp: ElementwiseOp {
         case .gelu:
             // Exact form, as PyTorch's default: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)).
             for i in 0..<v.count { v[i] = 0.5 * v[i] * (1 + erff(v[i] * 0.70710678118654752)) }
+        case .geluNew:
+            TransformerActivationKernel.geluNew(v)
+        case .silu:
+            TransformerActivationKernel.silu(v)
         }
     }
 
@@ -53,6 +62,14 @@ public struct ActivationOp: ElementwiseOp {
                             let pdf = 0.39894228040143268 * expf(-0.5 * v * v)
                             d[k] *= cdf + v * pdf
                         }
+                    }
+                case .geluNew:
+                    c.inputs[0].withUnsafeBufferPointer { xv in
+                        for k in 0..<d.count { d[k] *= TransformerActivationKernel.geluNewDerivative(xv[k]) }
+                    }
+                case .silu:
+                    c.inputs[0].withUnsafeBufferPointer { xv in
+                        for k in 0..<d.count { d[k] *= TransformerActivationKernel.siluDerivative(xv[k]) }
                     }
                 }
             }

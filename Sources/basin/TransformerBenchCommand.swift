@@ -1,0 +1,45 @@
+import ArgumentParser
+import BasinFusion
+import BasinNet
+import BasinTensor
+import Foundation
+
+struct TransformerBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "transformer",
+        abstract: "Forward tokens/s of a GPT-2-small-shaped network (12 layers, 768 wide, 12 heads, sequence 128, batch 8, random float32 weights), plainly and through the path evaluator.")
+
+    @OptionGroup var options: BenchOptions
+
+    @Option(help: "Layers.") var layers: Int = 12
+    @Option(help: "Model width.") var width: Int = 768
+    @Option(help: "Attention heads.") var heads: Int = 12
+    @Option(help: "Vocabulary size.") var vocabulary: Int = 50257
+    @Option(help: "Sequence length.") var sequence: Int = 128
+    @Option(help: "Sequences per batch.") var batch: Int = 8
+    @Option(help: "Forward passes timed (the best is reported).") var repeats: Int = 3
+    @Option(help: "Points of the linear path evaluated.") var points: Int = 5
+
+    func validate() throws {
+        for (name, v) in [("--layers", layers), ("--width", width), ("--heads", heads), ("--vocabulary", vocabulary),
+                          ("--sequence", sequence), ("--batch", batch), ("--repeats", repeats)] where v < 1 {
+            throw ValidationError("\(name) must be at least 1, not \(v)")
+        }
+        if width % heads != 0 { throw ValidationError("--heads \(heads) must divide --width \(width)") }
+        if points < 2 { throw ValidationError("--points must be at least 2 (the two ends), not \(points)") }
+    }
+
+    func run() throws {
+        options.apply()
+        let config = TransformerBenchmark.gpt2Small(layers: layers, width: width, heads: heads, vocabulary: vocabulary, positions: max(sequence, 1024))
+        let f = try TransformerBenchmark.run(config: config, sequence: sequence, batch: batch, repeats: repeats, pathPoints: points)
+        if options.json { return try printJSON(f) }
+        print("OpenBLAS threads: \(BLAS.threads)")
+        print(String(format: "GPT-2 shape: %d layers, %d wide, %d heads, vocabulary %d, %.1fM parameters (float32)",
+                     f.layers, f.width, f.heads, f.vocabulary, Double(f.parameters) / 1e6))
+        print(String(format: "forward, batch %d x sequence %d: %.1f ms, %.0f tokens/s, %.1f GFLOP/s",
+                     f.batch, f.sequence, f.forwardSeconds * 1e3, f.forwardTokensPerSecond, f.forwardGflops))
+        print(String(format: "path evaluator, %d points of a linear path (loss on the batch at each): %.1f ms (setup %.1f ms), %.0f tokens/s",
+                     f.pathPoints, f.pathSeconds * 1e3, f.pathSetupSeconds * 1e3, f.pathTokensPerSecond))
+    }
+}
