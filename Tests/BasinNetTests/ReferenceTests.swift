@@ -53,7 +53,9 @@ final class ReferenceTests: XCTestCase {
     func testGradientsMatchPyTorch() throws {
         let e = try Fixtures.json("gradients/expected.json") as! [String: Any]
         let data = try Dataset(url: Fixtures.digitsTest).slice(0..<32)
-        for activation in Activation.allCases {
+        // The activations PyTorch's gradients were recorded for (gelu_new and silu are checked in
+        // TransformerKernelTests).
+        for activation in [Activation.relu, .tanh, .gelu] {
             let model = try LoadedModel(path: Fixtures.mlpSeed0.path, architecture: ArchitectureChoice(activation: activation))
             let (metrics, grads) = model.network.lossAndGradients(model.params, x: data.x, y: data.y[...])
             let expectedLoss = (e[activation.rawValue] as! [String: Any])["loss"] as! Double
