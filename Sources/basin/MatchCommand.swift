@@ -7,53 +7,66 @@ import Foundation
 
 extension MatchMethod: ExpressibleByArgument {}
 
+extension AlignmentStrategy: ExpressibleByArgument {}
+
 struct MatchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "match",
-        abstract: "Permute model B's hidden units to line up with model A's (Git Re-Basin weight or activation matching).",
+        abstract: "Permute models' hidden units to line up with the first model's (Git Re-Basin weight or activation matching).",
         discussion: """
-        The aligned model computes the same function as B, keeps B's tensor names and dtypes, and records the \
-        method and the permutations in its metadata. Permutations are inferred for chains of linear layers; \
-        other networks declare them under "permutations" in an architecture file (--arch).
+        basin match A B --out B_ALIGNED aligns B to A. basin match A B C ... --out-dir DIR aligns every model after \
+        the first into A's frame and writes each to DIR (named after its input): matched to A one by one \
+        (--strategy reference), or by MergeMany (--strategy merge-many: each model matched to the mean of the \
+        others until nothing moves, then expressed in A's units). An aligned model computes the same function as \
+        its input, keeps its tensor names and dtypes, and records the method and the permutations in its metadata. \
+        Permutations are inferred for chains of linear layers; other networks declare them under "permutations" \
+        in an architecture file (--arch).
         """)
 
-    @Argument(help: "Reference model A.")
-    var modelA: String
-
-    @Argument(help: "Model B, to be permuted.")
-    var modelB: String
+    @Argument(help: "The reference model A, then the models to permute.")
+    var models: [String] = []
 
     @Option(help: "weight (parameter inner products) or activation (unit correlations on --data).")
     var method: MatchMethod = .weight
 
+    @Option(help: "With more than two models: reference (each matched to A) or merge-many (each matched to the mean of the others; weight matching).")
+    var strategy: AlignmentStrategy = .reference
+
     @Option(help: "Data set for activation matching: safetensors with x [N, ...] and labels y [N].")
     var data: String?
 
-    @Option(help: "Seed for the order of the weight-matching sweeps.")
+    @Option(help: "Seed for the order of the weight-matching sweeps (and of MergeMany's rounds).")
     var seed: UInt64 = 0
 
     @Option(help: "Most weight-matching sweeps over all permutations.")
     var maxSweeps: Int = 100
 
+    @Option(help: "Most MergeMany rounds over all models.")
+    var maxRounds: Int = 50
+
     @OptionGroup var arch: ArchitectureOptions
 
-    @Option(name: .shortAndLong, help: "Where to write aligned B (.safetensors).")
-    var out: String
+    @Option(name: .shortAndLong, help: "Two models: where to write aligned B (.safetensors).")
+    var out: String?
 
-    @Option(help: "Write the match report (JSON: similarity matrices, assignments, objective per step) here.")
+    @Option(help: "Where to write every aligned model after the first (a folder, created if missing).")
+    var outDir: String?
+
+    @Option(help: "Write the match report (JSON: similarity matrices, assignments, objective per step) here; with --out-dir, one report per aligned model.")
     var report: String?
 
     @Flag(help: "Print a JSON summary.")
     var json = false
 
+    struct Layer: Encodable {
+        var name: String
+        var size: Int
+        var moved: Int
+        var meanSimilarityBefore: Double
+        var meanSimilarityAfter: Double
+    }
+
     struct Summary: Encodable {
-        struct Layer: Encodable {
-            var name: String
-            var size: Int
-            var moved: Int
-            var meanSimilarityBefore: Double
-            var meanSimilarityAfter: Double
-        }
         var method: String
         var output: String
         var layers: [Layer]
@@ -63,16 +76,55 @@ struct MatchCommand: ParsableCommand {
         var seconds: Double
     }
 
+    struct ManySummary: Encodable {
+        struct Output: Encodable {
+            var model: String
+            var output: String
+            var layers: [Layer]
+            var objectiveBefore: Double
+            var objectiveAfter: Double
+            var sweeps: Int
+        }
+        var method: String
+        var strategy: String
+        var reference: String
+        var rounds: Int
+        var roundObjectives: [Double]
+        var outputs: [Output]
+        var seconds: Double
+    }
+
+    /// `--report` with `--out-dir`: every aligned model's report.
+    struct ManyReport: Encodable {
+        var method: MatchMethod
+        var strategy: AlignmentStrategy
+        var rounds: Int
+        var roundObjectives: [Double]
+        var reports: [MatchReport]
+    }
+
     func validate() throws {
+        if models.count < 2 { throw ValidationError("give a reference model and at least one model to align (basin match A B --out OUT)") }
         if method == .activation && data == nil {
             throw ValidationError("--method activation needs --data DATA to run both models on")
         }
+        if out != nil && outDir != nil { throw ValidationError("give either --out (two models) or --out-dir, not both") }
+        if out == nil && outDir == nil {
+            throw ValidationError(models.count == 2 ? "give --out FILE for aligned B (or --out-dir DIR)"
+                                                    : "give --out-dir DIR to write the \(models.count - 1) aligned models")
+        }
+        if out != nil && models.count > 2 { throw ValidationError("--out writes one model; give --out-dir DIR for \(models.count - 1) aligned models") }
+        if strategy == .mergeMany && method == .activation {
+            throw ValidationError("--strategy merge-many matches each model to the mean of the others by weight matching; it does not take --method activation")
+        }
+        if maxSweeps < 1 { throw ValidationError("--max-sweeps must be at least 1") }
+        if maxRounds < 1 { throw ValidationError("--max-rounds must be at least 1") }
     }
 
     func run() throws {
-        let a = try arch.load(modelA)
-        let b = try arch.load(modelB)
-        try a.params.checkCompatible(with: b.params, "\(a.path) and \(b.path)")
+        let loaded = try models.map { try arch.load($0) }
+        let a = loaded[0]
+        for m in loaded.dropFirst() { try a.params.checkCompatible(with: m.params, "\(a.path) and \(m.path)") }
         let spec = try PermutationSpec.make(for: a.architecture, params: a.params)
         guard !spec.groups.isEmpty else {
             throw ValidationError("\(a.path) has no hidden units to permute (a single layer)")
@@ -83,6 +135,25 @@ struct MatchCommand: ParsableCommand {
             try LoadedModel.check(d, fits: a)
             dataset = d
         }
+        if let out { return try runPair(a, loaded[1], spec: spec, dataset: dataset, out: out) }
+        try runMany(loaded, spec: spec, dataset: dataset, outDir: outDir!)
+    }
+
+    private func layers(_ r: MatchReport) -> [Layer] {
+        r.layers.map { .init(name: $0.name, size: $0.size, moved: $0.moved, meanSimilarityBefore: $0.meanSimilarityBefore,
+                             meanSimilarityAfter: $0.meanSimilarityAfter) }
+    }
+
+    private func printLayers(_ layers: [Layer]) {
+        let width = max(5, layers.map(\.name.count).max() ?? 5)
+        print("layer".padding(toLength: width, withPad: " ", startingAt: 0) + "  units  moved  mean similarity before -> after")
+        for l in layers {
+            print(l.name.padding(toLength: width, withPad: " ", startingAt: 0)
+                  + String(format: "  %5d  %5d  %.6g -> %.6g", l.size, l.moved, l.meanSimilarityBefore, l.meanSimilarityAfter))
+        }
+    }
+
+    private func runPair(_ a: LoadedModel, _ b: LoadedModel, spec: PermutationSpec, dataset: Dataset?, out: String) throws {
         var result = try Alignment.align(reference: a.params, model: b.params, spec: spec, method: method, seed: seed,
                                          maxSweeps: maxSweeps, network: a.network, data: dataset)
         result.report.modelA = a.path
@@ -101,20 +172,100 @@ struct MatchCommand: ParsableCommand {
         }
 
         let r = result.report
-        let summary = Summary(
-            method: method.rawValue, output: out,
-            layers: r.layers.map { .init(name: $0.name, size: $0.size, moved: $0.moved, meanSimilarityBefore: $0.meanSimilarityBefore,
-                                         meanSimilarityAfter: $0.meanSimilarityAfter) },
-            objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter, sweeps: r.sweeps, seconds: r.seconds)
+        let summary = Summary(method: method.rawValue, output: out, layers: layers(r), objectiveBefore: r.objectiveBefore,
+                              objectiveAfter: r.objectiveAfter, sweeps: r.sweeps, seconds: r.seconds)
         if json { return try printJSON(summary) }
         print("\(method.rawValue) matching of \(b.path) to \(a.path): \(r.sweeps) sweep(s), \(String(format: "%.3f", r.seconds)) s")
-        let width = max(5, r.layers.map(\.name.count).max() ?? 5)
-        print("layer".padding(toLength: width, withPad: " ", startingAt: 0) + "  units  moved  mean similarity before -> after")
-        for l in summary.layers {
-            print(l.name.padding(toLength: width, withPad: " ", startingAt: 0)
-                  + String(format: "  %5d  %5d  %.6g -> %.6g", l.size, l.moved, l.meanSimilarityBefore, l.meanSimilarityAfter))
-        }
+        printLayers(summary.layers)
         print(String(format: "objective %.6g -> %.6g", r.objectiveBefore, r.objectiveAfter))
         print("wrote \(out)" + (report.map { " and \($0)" } ?? ""))
+    }
+
+    /// The output file for each model after the first: DIR/<name>.safetensors, the name taken from the input
+    /// (a folder's own name, a file's name without its extensions), made unique by a -2, -3, ... suffix.
+    static func outputNames(for paths: [String]) -> [String] {
+        var used = Set<String>()
+        return paths.map { path in
+            let url = URL(fileURLWithPath: path)
+            var isDirectory: ObjCBool = false
+            var name = url.lastPathComponent
+            if !(FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue) {
+                for suffix in [".safetensors.index.json", ".safetensors", ".onnx"] where name.hasSuffix(suffix) && name.count > suffix.count {
+                    name = String(name.dropLast(suffix.count))
+                    break
+                }
+            }
+            if name.isEmpty || name == "." || name == ".." || name == "/" { name = "model" }
+            var candidate = name, k = 2
+            while !used.insert(candidate).inserted {
+                candidate = "\(name)-\(k)"
+                k += 1
+            }
+            return candidate + ".safetensors"
+        }
+    }
+
+    private func runMany(_ loaded: [LoadedModel], spec: PermutationSpec, dataset: Dataset?, outDir: String) throws {
+        let a = loaded[0]
+        let dir = URL(fileURLWithPath: outDir)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw BasinIOError(.invalidArgument, file: dir.path, "--out-dir must be a folder, and this is a file")
+            }
+        }
+        let inputs = loaded.flatMap(\.source.files)
+        let names = Self.outputNames(for: models.dropFirst().map { $0 })
+        let outputs = names.map { dir.appendingPathComponent($0) }
+        var reportURL: URL?
+        if let report { reportURL = URL(fileURLWithPath: report) }
+        // Refuse before any work if an output would replace an input (or the report another output).
+        for url in outputs + (reportURL.map { [$0] } ?? []) { try OutputGuard.check(output: url, inputs: inputs) }
+        if let reportURL { try OutputGuard.check(output: reportURL, inputs: outputs) }
+
+        let result = try Alignment.alignMany(loaded.map(\.params), spec: spec, method: method, strategy: strategy, seed: seed,
+                                             maxSweeps: maxSweeps, maxRounds: maxRounds, network: a.network, data: dataset)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var reports = result.reports
+        for k in 1..<loaded.count {
+            let m = loaded[k]
+            if strategy == .reference { reports[k - 1].modelA = a.path }
+            reports[k - 1].modelB = m.path
+            if method == .activation { reports[k - 1].data = data }
+            var metadata = m.source.metadata
+            for (key, v) in result.metadata(model: k, reference: a.path) { metadata[key] = v }
+            let dtypes = m.dtypes
+            try result.aligned[k].write(to: outputs[k - 1], dtype: { dtypes[$0] ?? .f32 }, metadata: metadata, protecting: inputs)
+        }
+        if let reportURL {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            let many = ManyReport(method: method, strategy: strategy, rounds: result.rounds, roundObjectives: result.roundObjectives,
+                                  reports: reports)
+            try encoder.encode(many).write(to: reportURL, options: .atomic)
+        }
+
+        let summary = ManySummary(
+            method: method.rawValue, strategy: strategy.rawValue, reference: a.path, rounds: result.rounds,
+            roundObjectives: result.roundObjectives,
+            outputs: (1..<loaded.count).map { k in
+                let r = reports[k - 1]
+                return .init(model: loaded[k].path, output: outputs[k - 1].path, layers: layers(r), objectiveBefore: r.objectiveBefore,
+                             objectiveAfter: r.objectiveAfter, sweeps: r.sweeps)
+            },
+            seconds: result.seconds)
+        if json { return try printJSON(summary) }
+        let how = strategy == .reference ? "each matched to \(a.path)" : "MergeMany, \(result.rounds) round(s), in the units of \(a.path)"
+        print("\(method.rawValue) matching of \(loaded.count - 1) models (\(how)): \(String(format: "%.3f", result.seconds)) s")
+        for o in summary.outputs {
+            print("\(o.model) -> \(o.output)")
+            printLayers(o.layers)
+        }
+        if strategy == .mergeMany {
+            print("mean objective against the mean of the others, per round: "
+                  + result.roundObjectives.map { String(format: "%.6g", $0) }.joined(separator: ", "))
+        }
+        print("wrote \(outputs.count) model(s) to \(outDir)" + (report.map { " and \($0)" } ?? ""))
     }
 }

@@ -70,6 +70,70 @@ final class MatchCLITests: XCTestCase {
         XCTAssertEqual(try SafeTensorsFile(url: out).metadata["basin.alignment.method"], "activation")
     }
 
+    /// `basin match A B C D --out-dir DIR`: every model after the first aligned into A's frame, named after its
+    /// input, by each strategy; the aligned models keep their function.
+    func testMatchManyModelsIntoAFolder() throws {
+        let seeds = Fixtures.repositoryRoot.appendingPathComponent("SampleModels/seeds")
+        let inputs = (0..<4).map { seeds.appendingPathComponent("mlp-seed\($0).safetensors").path }
+        // Two inputs with the same file name get distinct outputs.
+        let sub = dir.appendingPathComponent("copy")
+        try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: inputs[1]), to: sub.appendingPathComponent("mlp-seed1.safetensors"))
+        let models = inputs + [sub.appendingPathComponent("mlp-seed1.safetensors").path]
+        for strategy in ["reference", "merge-many"] {
+            let out = dir.appendingPathComponent(strategy), report = dir.appendingPathComponent("\(strategy).json")
+            let r = try BasinBinary.run(["match"] + models + ["--strategy", strategy, "--out-dir", out.path, "--report", report.path, "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            XCTAssertEqual(summary["strategy"] as? String, strategy)
+            let outputs = try XCTUnwrap(summary["outputs"] as? [[String: Any]])
+            XCTAssertEqual(outputs.compactMap { ($0["output"] as? String).map { URL(fileURLWithPath: $0).lastPathComponent } },
+                           ["mlp-seed1.safetensors", "mlp-seed2.safetensors", "mlp-seed3.safetensors", "mlp-seed1-2.safetensors"])
+            for (k, o) in outputs.enumerated() {
+                let file = URL(fileURLWithPath: o["output"] as! String)
+                XCTAssertEqual(try SafeTensorsFile(url: file).metadata["basin.alignment.strategy"], strategy)
+                XCTAssertEqual(try SafeTensorsFile(url: file).metadata["basin.alignment.reference"], inputs[0])
+                let e0 = try evalJSON(URL(fileURLWithPath: models[k + 1])), e1 = try evalJSON(file)
+                XCTAssertEqual(e0["loss"] as! Double, e1["loss"] as! Double, accuracy: 1e-5, "\(strategy) \(file.lastPathComponent)")
+            }
+            // The copy of seed 1 lines up exactly as seed 1 does.
+            let a = try SafeTensorsFile(url: out.appendingPathComponent("mlp-seed1.safetensors"))
+            let b = try SafeTensorsFile(url: out.appendingPathComponent("mlp-seed1-2.safetensors"))
+            if strategy == "reference" { XCTAssertEqual(try a.tensor("layers.0.weight"), try b.tensor("layers.0.weight")) }
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any])
+            XCTAssertEqual((json["reports"] as? [Any])?.count, 4)
+            XCTAssertEqual(json["strategy"] as? String, strategy)
+        }
+    }
+
+    func testMatchManyRefusals() throws {
+        let m = [Fixtures.mlpSeed0.path, Fixtures.mlpSeed1.path, Fixtures.mlpSeed1.path]
+        let out = dir.appendingPathComponent("x.safetensors").path
+        for (args, needle) in [(m + ["--out", out], "--out-dir"), (Array(m.prefix(2)), "--out"), (Array(m.prefix(1)) + ["--out", out], "at least one"),
+                               (m + ["--out-dir", dir.path, "--strategy", "merge-many", "--method", "activation", "--data", Fixtures.digitsTrain.path], "merge-many"),
+                               (m + ["--out", out, "--out-dir", dir.path], "not both")] {
+            let r = try BasinBinary.run(["match"] + args)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.stderr.contains(needle), "\(args): \(r.stderr)")
+        }
+        // An output that would replace an input is refused before anything is written.
+        let folder = dir.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let b = folder.appendingPathComponent("mlp-seed1.safetensors")
+        try FileManager.default.copyItem(at: Fixtures.mlpSeed1, to: b)
+        let r = try BasinBinary.run(["match", Fixtures.mlpSeed0.path, b.path, Fixtures.mlpSeed0.path, "--out-dir", folder.path])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("input"), r.stderr)
+        XCTAssertEqual(try Data(contentsOf: b), try Data(contentsOf: Fixtures.mlpSeed1))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["mlp-seed1.safetensors"])
+        // --out-dir naming a file.
+        let file = dir.appendingPathComponent("file")
+        try Data("x".utf8).write(to: file)
+        let f = try BasinBinary.run(["match"] + m + ["--out-dir", file.path])
+        XCTAssertNotEqual(f.status, 0)
+        XCTAssertTrue(f.stderr.contains("folder"), f.stderr)
+    }
+
     func testBenchLapJSON() throws {
         for kind in ["uniform", "integer", "correlation"] {
             let r = try BasinBinary.run(["bench", "lap", "--kind", kind, "--sizes", "16", "64", "--repeats", "1", "--json"])
