@@ -280,6 +280,43 @@ final class LinearAssignmentTests: XCTestCase {
         XCTAssertEqual(count, 48)
     }
 
+    /// Float32 costs are the same problem as their float64 values: the same optimum, a valid certificate.
+    func testFloatCostsSolveTheSameProblem() throws {
+        var g = SeededGenerator(seed: 77)
+        for (n, m) in [(1, 1), (2, 2), (7, 7), (50, 50), (120, 120), (31, 45), (9, 4)] {
+            for kind in 0..<3 {
+                let floats: [Float] = (0..<(n * m)).map { _ in
+                    switch kind {
+                    case 0: return Float(g.nextUnit())
+                    case 1: return Float(Int.random(in: 0..<5, using: &g))
+                    default: return g.nextUnit() < 0.2 ? 0 : Float(g.normal())
+                    }
+                }
+                let doubles = floats.map(Double.init)
+                for maximize in [false, true] {
+                    let a = try floats.withUnsafeBufferPointer { try LinearAssignment.solve(cost: $0, rows: n, columns: m, maximize: maximize) }
+                    let b = try LinearAssignment.solve(cost: doubles, rows: n, columns: m, maximize: maximize)
+                    checkValid(a, doubles, rows: n, columns: m)
+                    XCTAssertEqual(a.total, b.total, accuracy: 1e-12 * max(1, abs(b.total)), "\(n)x\(m) kind \(kind) maximize \(maximize)")
+                }
+                if n <= m && n > 0 {
+                    let (x, v) = try floats.withUnsafeBufferPointer { try LinearAssignment.minimise($0.baseAddress!, n: n, m: m, allFinite: true) }
+                    var worst = 0.0
+                    for i in 0..<n {
+                        let u = doubles[i * m + x[i]] - v[x[i]]
+                        for j in 0..<m { worst = min(worst, doubles[i * m + j] - u - v[j]) }
+                    }
+                    XCTAssertGreaterThanOrEqual(worst, -1e-9, "\(n)x\(m) kind \(kind)")
+                }
+            }
+        }
+        XCTAssertThrowsError(try [Float(1), .nan, 2, 3].withUnsafeBufferPointer { try LinearAssignment.solve(cost: $0, rows: 2, columns: 2) }) {
+            guard case let .invalidCost(r, c, _)? = $0 as? LinearAssignment.Error else { return XCTFail("\($0)") }
+            XCTAssertEqual(r, 0)
+            XCTAssertEqual(c, 1)
+        }
+    }
+
     /// The benchmark's matrices (the same generator as scripts/alignment_reference.py): the optimum equals
     /// SciPy's on each kind, and the certificate holds.
     func testBenchmarkKindsMatchSciPy() throws {

@@ -75,6 +75,19 @@ public enum LinearAssignment {
     /// Solves the assignment problem for a row-major `rows x columns` cost matrix.
     public static func solve(cost: UnsafeBufferPointer<Double>, rows: Int, columns: Int,
                              maximize: Bool = false) throws -> Assignment {
+        try solveGeneric(cost: cost, rows: rows, columns: columns, maximize: maximize)
+    }
+
+    /// Solves the assignment problem for a row-major `rows x columns` float32 cost matrix: exactly the problem
+    /// of the float64 values the costs represent (reduced costs and totals are float64), reading half the
+    /// memory (weight matching's similarities are float32).
+    public static func solve(cost: UnsafeBufferPointer<Float>, rows: Int, columns: Int,
+                             maximize: Bool = false) throws -> Assignment {
+        try solveGeneric(cost: cost, rows: rows, columns: columns, maximize: maximize)
+    }
+
+    static func solveGeneric<C: AssignmentCost>(cost: UnsafeBufferPointer<C>, rows: Int, columns: Int,
+                                                maximize: Bool) throws -> Assignment {
         guard rows >= 0, columns >= 0, cost.count == rows * columns else {
             throw Error.shapeMismatch(rows: rows, columns: columns, count: cost.count)
         }
@@ -86,7 +99,7 @@ public enum LinearAssignment {
         let allFinite = isAllFinite(cost)
         if !allFinite {
             for k in 0..<cost.count {
-                let value = cost[k]
+                let value = cost[k].asDouble
                 if value.isFinite || value == forbidden { continue }
                 throw Error.invalidCost(row: k / columns, column: k % columns, value: value)
             }
@@ -97,15 +110,17 @@ public enum LinearAssignment {
         if !transpose && !maximize {
             assigned = try minimise(cost.baseAddress!, n: n, m: m, allFinite: allFinite).columns
         } else {
-            let work = UnsafeMutablePointer<Double>.allocate(capacity: n * m)
+            // Negation and transposition are exact, in either precision.
+            let work = UnsafeMutablePointer<C>.allocate(capacity: n * m)
             defer { work.deallocate() }
-            let sign: Double = maximize ? -1 : 1
             if transpose {
-                for i in 0..<rows { for j in 0..<columns { work[j * m + i] = sign * cost[i * columns + j] } }
+                for i in 0..<rows {
+                    for j in 0..<columns { work[j * m + i] = maximize ? -cost[i * columns + j] : cost[i * columns + j] }
+                }
             } else {
-                for k in 0..<(n * m) { work[k] = sign * cost[k] }
+                for k in 0..<(n * m) { work[k] = -cost[k] }
             }
-            assigned = try minimise(work, n: n, m: m, allFinite: allFinite).columns
+            assigned = try minimise(UnsafePointer(work), n: n, m: m, allFinite: allFinite).columns
         }
         var columnForRow: [Int]
         if transpose {
@@ -115,27 +130,25 @@ public enum LinearAssignment {
             columnForRow = assigned
         }
         var total = 0.0
-        for (i, j) in columnForRow.enumerated() where j >= 0 { total += cost[i * columns + j] }
+        for (i, j) in columnForRow.enumerated() where j >= 0 { total += cost[i * columns + j].asDouble }
         return Assignment(columnForRow: columnForRow, total: total)
     }
 
     /// Whether every entry is finite, in one vectorised pass (`x - x` is 0 for finite x and NaN otherwise).
-    static func isAllFinite(_ values: UnsafeBufferPointer<Double>) -> Bool {
+    static func isAllFinite<C: AssignmentCost>(_ values: UnsafeBufferPointer<C>) -> Bool {
         guard let base = values.baseAddress else { return true }
-        let raw = UnsafeRawPointer(base)
         let count = values.count
         var a = SIMD4<Double>(repeating: 0), b = a
         var k = 0
         while k + 8 <= count {
-            let p = raw.loadUnaligned(fromByteOffset: k * 8, as: SIMD4<Double>.self)
-            let q = raw.loadUnaligned(fromByteOffset: (k + 4) * 8, as: SIMD4<Double>.self)
+            let p = C.load4(base + k), q = C.load4(base + k + 4)
             a += p - p
             b += q - q
             k += 8
         }
         var tail = 0.0
         while k < count {
-            tail += base[k] - base[k]
+            tail += base[k].asDouble - base[k].asDouble
             k += 1
         }
         return (a + b).sum() + tail == 0
@@ -147,18 +160,20 @@ public enum LinearAssignment {
     /// Returns the column of each row and the column potentials `v`, a dual certificate of optimality: with
     /// `u[i] = c[i][x[i]] - v[x[i]]`, every `c[i][j] - u[i] - v[j] >= 0` (up to rounding), and when n < m
     /// also `v[j] <= 0`, with `v[j] = 0` for the columns left unassigned.
-    static func minimise(_ c: UnsafePointer<Double>, n: Int, m: Int, allFinite: Bool) throws -> (columns: [Int], potentials: [Double]) {
+    static func minimise<C: AssignmentCost>(_ c: UnsafePointer<C>, n: Int, m: Int,
+                                            allFinite: Bool) throws -> (columns: [Int], potentials: [Double]) {
         precondition(n <= m)
         let x = UnsafeMutablePointer<Int>.allocate(capacity: n)      // column of each row, -1 if free
         let y = UnsafeMutablePointer<Int>.allocate(capacity: m)      // row of each column, -1 if free
         let v = UnsafeMutablePointer<Double>.allocate(capacity: m)   // column potentials
-        let d = UnsafeMutablePointer<Double>.allocate(capacity: m)   // shortest path lengths
+        let d = UnsafeMutablePointer<Double>.allocate(capacity: m)   // tentative distances (-inf: taken out)
+        let dist = UnsafeMutablePointer<Double>.allocate(capacity: m) // distances of the columns taken out
         let pred = UnsafeMutablePointer<Int>.allocate(capacity: m)   // predecessor row on the path
-        let cols = UnsafeMutablePointer<Int>.allocate(capacity: m)   // ready | scan | todo columns
+        let done = UnsafeMutablePointer<Int>.allocate(capacity: m)   // columns taken out, in order
         let free = UnsafeMutablePointer<Int>.allocate(capacity: n)
         defer {
-            x.deallocate(); y.deallocate(); v.deallocate(); d.deallocate()
-            pred.deallocate(); cols.deallocate(); free.deallocate()
+            x.deallocate(); y.deallocate(); v.deallocate(); d.deallocate(); dist.deallocate()
+            pred.deallocate(); done.deallocate(); free.deallocate()
         }
         x.initialize(repeating: -1, count: n)
         y.initialize(repeating: -1, count: m)
@@ -172,76 +187,95 @@ public enum LinearAssignment {
             freeCount = n
         }
 
+        // The shortest augmenting path from each free row: Dijkstra on reduced costs over contiguous arrays.
+        // d[j] is the tentative distance of a column still to do and -infinity once the column is taken out
+        // (its distance then kept in dist[j]), so a single vectorised comparison `reduced < d[j]` both finds
+        // shorter paths and skips the columns done. done[0..<doneCount] lists the columns taken out, in order;
+        // done[scanned..<doneCount] are at the current minimum distance and still to scan.
+        let rawV = UnsafeRawPointer(v), rawD = UnsafeRawPointer(d)
         for f in 0..<freeCount {
             let row = free[f]
-            // Dijkstra from `row` on reduced costs. cols[0..<low] are ready (distance final),
-            // cols[low..<up] are at the current minimum distance, cols[up..<m] are still to do.
             let crow = c + row * m
-            for j in 0..<m {
-                d[j] = crow[j] - v[j]
-                pred[j] = row
-                cols[j] = j
-            }
-            var low = 0, up = 0, last = 0
+            for j in 0..<m { d[j] = crow[j].asDouble - v[j] }
+            pred.update(repeating: row, count: m)
+            var doneCount = 0, scanned = 0
             var minDistance = 0.0
             var end = -1
             search: while true {
-                if up == low {
-                    // Collect every column at the minimum distance among those to do.
-                    last = low
-                    minDistance = d[cols[up]]
-                    up += 1
-                    var k = up
-                    while k < m {
-                        let j = cols[k]
-                        let h = d[j]
-                        if h <= minDistance {
-                            if h < minDistance {
-                                up = low
-                                minDistance = h
-                            }
-                            cols[k] = cols[up]
-                            cols[up] = j
-                            up += 1
-                        }
-                        k += 1
+                if scanned == doneCount {
+                    // The minimum distance among the columns to do, then every column at it (ties at once).
+                    var low = SIMD4<Double>(repeating: .infinity)
+                    var j = 0
+                    while j + 4 <= m {
+                        let h = rawD.loadUnaligned(fromByteOffset: j * 8, as: SIMD4<Double>.self)
+                        low = pointwiseMin(low, h.replacing(with: .infinity, where: h .== -.infinity))
+                        j += 4
+                    }
+                    minDistance = low.min()
+                    while j < m {
+                        if d[j] < minDistance && d[j] != -.infinity { minDistance = d[j] }
+                        j += 1
                     }
                     if minDistance == .infinity { throw Error.infeasible }
-                    for k in low..<up where y[cols[k]] < 0 {
-                        end = cols[k]
-                        break search
+                    for j in 0..<m where d[j] == minDistance {
+                        if y[j] < 0 {
+                            end = j
+                            break search
+                        }
+                        dist[j] = minDistance
+                        d[j] = -.infinity
+                        done[doneCount] = j
+                        doneCount += 1
                     }
                 }
-                // Scan one column at the minimum distance: relax the columns to do through its row.
-                let j1 = cols[low]
-                low += 1
+                // Scan one column at the minimum distance: relax the columns to do through its row, four at
+                // a time; the lanes where a path got shorter are handled one by one.
+                let j1 = done[scanned]
+                scanned += 1
                 let i = y[j1]
                 let ci = c + i * m
-                let u1 = ci[j1] - v[j1] - minDistance
-                var k = up
-                while k < m {
-                    let j = cols[k]
-                    let reduced = ci[j] - v[j] - u1
-                    if reduced < d[j] {
-                        pred[j] = i
+                let u1 = ci[j1].asDouble - v[j1] - minDistance
+                let u4 = SIMD4<Double>(repeating: u1)
+                var j = 0
+                while j < m {
+                    var r = SIMD4<Double>(repeating: .infinity)
+                    var width = 1
+                    if j + 4 <= m {
+                        r = C.load4(ci + j) - rawV.loadUnaligned(fromByteOffset: j * 8, as: SIMD4<Double>.self) - u4
+                        width = 4
+                        if !any(r .< rawD.loadUnaligned(fromByteOffset: j * 8, as: SIMD4<Double>.self)) {
+                            j += 4
+                            continue
+                        }
+                    } else {
+                        r[0] = ci[j].asDouble - v[j] - u1
+                    }
+                    for t in 0..<width {
+                        let jj = j + t
+                        let reduced = r[t]
+                        guard reduced < d[jj] else { continue }
+                        pred[jj] = i
                         if reduced == minDistance {
-                            if y[j] < 0 {
-                                end = j
+                            if y[jj] < 0 {
+                                end = jj
                                 break search
                             }
-                            cols[k] = cols[up]
-                            cols[up] = j
-                            up += 1
+                            dist[jj] = minDistance
+                            d[jj] = -.infinity
+                            done[doneCount] = jj
+                            doneCount += 1
+                        } else {
+                            d[jj] = reduced
                         }
-                        d[j] = reduced
                     }
-                    k += 1
+                    j += width
                 }
             }
-            // Update the potentials of the columns made ready, then flip the path.
-            for k in 0..<last {
-                let j = cols[k]
-                v[j] += d[j] - minDistance
+            // Update the potentials of the columns taken out (those at the final minimum gain nothing), then
+            // flip the path.
+            for k in 0..<doneCount {
+                let j = done[k]
+                v[j] += dist[j] - minDistance
             }
             var j = end
             while true {
@@ -279,7 +313,7 @@ public enum LinearAssignment {
     ///    The reduction is capped: late steps displace rows back and forth for little gain (measured: on 512
     ///    x 512 weight-similarity matrices an uncapped reduction runs ~66 n steps and costs 3-4x the capped
     ///    solve), and the shortest augmenting paths finish the few rows left over faster.
-    static func initialise(_ c: UnsafePointer<Double>, n: Int, x: UnsafeMutablePointer<Int>,
+    static func initialise<C: AssignmentCost>(_ c: UnsafePointer<C>, n: Int, x: UnsafeMutablePointer<Int>,
                            y: UnsafeMutablePointer<Int>, v: UnsafeMutablePointer<Double>,
                            free: UnsafeMutablePointer<Int>, scratchIndex: UnsafeMutablePointer<Int>) -> Int {
         // Column reduction: v[j] = min_i c[i][j], computed row by row to stream the matrix; counts[j] is the
@@ -287,11 +321,11 @@ public enum LinearAssignment {
         let argmin = scratchIndex
         let counts = UnsafeMutablePointer<Int>.allocate(capacity: n)
         defer { counts.deallocate() }
-        for j in 0..<n { v[j] = c[j]; argmin[j] = 0; counts[j] = 0 }
+        for j in 0..<n { v[j] = c[j].asDouble; argmin[j] = 0; counts[j] = 0 }
         for i in 1..<n {
             let ci = c + i * n
             for j in 0..<n {
-                let h = ci[j], vj = v[j]
+                let h = ci[j].asDouble, vj = v[j]
                 if h < vj {
                     v[j] = h
                     argmin[j] = i
@@ -338,7 +372,7 @@ public enum LinearAssignment {
                     let ci = c + i * n
                     var slack = Double.infinity
                     for j in 0..<n where j != j1 {
-                        let h = ci[j] - v[j]
+                        let h = ci[j].asDouble - v[j]
                         if h < slack { slack = h }
                     }
                     v[j1] -= slack
@@ -365,12 +399,12 @@ public enum LinearAssignment {
                 // The cheapest reduced cost `umin` (first at j1, last at j2 when tied), the next larger one
                 // `unext`, and a free column among the cheapest, if any.
                 let ci = c + i * n
-                var umin = ci[0] - v[0], unext = Double.infinity
+                var umin = ci[0].asDouble - v[0], unext = Double.infinity
                 var j1 = 0, j2 = 0, jfree = y[0] < 0 ? 0 : -1
                 var tie = false
                 if jfree < 0 || umin > lower {
                     for j in 1..<n {
-                        let h = ci[j] - v[j]
+                        let h = ci[j].asDouble - v[j]
                         if h < unext {
                             if h > umin {
                                 unext = h
@@ -422,5 +456,25 @@ public enum LinearAssignment {
             }
         }
         return freeCount
+    }
+}
+
+/// The element types of a cost matrix: read as float64, four at a time for the vectorised loops.
+protocol AssignmentCost: BinaryFloatingPoint {
+    var asDouble: Double { get }
+    static func load4(_ p: UnsafePointer<Self>) -> SIMD4<Double>
+}
+
+extension Double: AssignmentCost {
+    @inline(__always) var asDouble: Double { self }
+    @inline(__always) static func load4(_ p: UnsafePointer<Double>) -> SIMD4<Double> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Double>.self)
+    }
+}
+
+extension Float: AssignmentCost {
+    @inline(__always) var asDouble: Double { Double(self) }
+    @inline(__always) static func load4(_ p: UnsafePointer<Float>) -> SIMD4<Double> {
+        SIMD4<Double>(UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self))
     }
 }

@@ -67,7 +67,7 @@ public enum WeightMatching {
         var steps: [MatchReport.Step] = []
         var generator = SeededGenerator(seed: seed)
         var sweeps = 0
-        var cost: [Double] = []
+        var cost: [Float] = []
         while sweeps < maxSweeps {
             sweeps += 1
             var improvedAny = false
@@ -78,16 +78,16 @@ public enum WeightMatching {
                 lap(\.similaritySeconds, \.similarityCPUSeconds)
                 var improved = false
                 if changed {
-                    // The solver works in float64 on costs -S (minimising); the similarities stay float32.
-                    if cost.count != n * n { cost = [Double](repeating: 0, count: n * n) }
+                    // The solver minimises the float32 costs -S (exactly, with float64 reduced costs and totals).
+                    if cost.count != n * n { cost = [Float](repeating: 0, count: n * n) }
                     var old = 0.0
                     s.withUnsafeBufferPointer { sp in
                         cost.withUnsafeMutableBufferPointer { cp in
-                            for k in 0..<(n * n) { cp[k] = -Double(sp[k]) }
+                            for k in 0..<(n * n) { cp[k] = -sp[k] }
                         }
                         for i in 0..<n { old += Double(sp[i * n + perms[gi][i]]) }
                     }
-                    let solution = try LinearAssignment.solve(cost: cost, rows: n, columns: n)
+                    let solution = try cost.withUnsafeBufferPointer { try LinearAssignment.solve(cost: $0, rows: n, columns: n) }
                     let total = -solution.total
                     lap(\.solverSeconds, \.solverCPUSeconds)
                     improved = total > old + 1e-12 * max(1, abs(old)) && solution.columnForRow != perms[gi]
@@ -142,7 +142,7 @@ public enum WeightMatching {
 /// map changed are added again, as `S += A_K (B_new,K - B_old,K)^T`; after four times as many re-added lines
 /// as a term has, its group is recomputed from scratch, which bounds the float32 rounding the updates
 /// accumulate.
-/// Similarities are float32 (sgemm); the solver converts them to float64.
+/// Similarities are float32 (sgemm) and the solver reads them as they are (its reduced costs are float64).
 final class SimilarityCache {
     struct Term {
         var group: Int
