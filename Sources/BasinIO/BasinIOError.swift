@@ -13,6 +13,22 @@ public struct BasinIOError: Error, CustomStringConvertible, Equatable, Sendable 
         // ONNX files: not decodable as protobuf; decodable but not a valid graph; weights in external files;
         // valid ONNX that Basin does not read (sparse or chunked tensors); over protobuf's 2 GiB limit.
         case malformedProtobuf, badONNX, externalData, unsupportedONNX, fileTooLarge
+        /// A FIFO, device, socket (or a folder where a file is meant, and the reverse): refused before opening.
+        case notRegularFile
+        /// Following the path's symbolic links never ends.
+        case symlinkLoop
+        /// Two outputs of one command are the same file.
+        case outputsCollide
+        /// A shard named in an index points outside the index's folder.
+        case shardOutsideFolder
+        /// A data set with no rows.
+        case emptyDataset
+        /// A write hit the file-size limit (ulimit -f, EFBIG) or the disk is full (ENOSPC).
+        case noSpace
+        /// Tensors to be written hold NaN or infinite values.
+        case nonFiniteValues
+        /// A request needs more memory than the machine has.
+        case insufficientMemory
     }
 
     public let kind: Kind

@@ -45,7 +45,12 @@ public struct Dataset: Sendable {
     /// Loads a safetensors data set: `x` [N, ...] float and `y` [N] integer, or `input_ids` [N, L] and
     /// `labels` [N, L] integer (-100 = not scored).
     public init(url: URL) throws {
-        let file = try SafeTensorsFile(url: url)
+        try self.init(file: try SafeTensorsFile(url: url))
+    }
+
+    /// A data set from an opened safetensors file (checked: names, dtypes, shapes, label values, at least one row).
+    public init(file: SafeTensorsFile) throws {
+        let url = file.url
         let path = url.path
         let held = file.names.joined(separator: ", ")
         let inputName = file.info("x") != nil ? "x" : file.info("input_ids") != nil ? "input_ids" : nil
@@ -79,9 +84,15 @@ public struct Dataset: Sendable {
             guard xi.shape.count >= 2 else {
                 throw BasinIOError(.badDataset, file: path, tensor: "x", "has shape \(xi.shape); expected [N, features...]")
             }
+            guard xi.shape[0] == 0 || !xi.shape.dropFirst().contains(0) else {
+                throw BasinIOError(.badDataset, file: path, tensor: "x", "has shape \(xi.shape): samples with no features")
+            }
             x = try file.tensor("x")
         }
         let rows = xi.shape[0]
+        guard rows > 0 else {
+            throw BasinIOError(.emptyDataset, file: path, tensor: inputName, "has no rows (shape \(xi.shape)); a data set needs at least one sample")
+        }
         guard yi.shape.count == 1 || yi.shape.count == 2, yi.shape[0] == rows else {
             throw BasinIOError(.badDataset, file: path, tensor: labelName,
                                "has shape \(yi.shape); expected [\(rows)] (a class per row) or [\(rows), L] (a label per position) to match \(inputName)'s \(rows) rows")
@@ -131,12 +142,17 @@ public struct Dataset: Sendable {
     /// Writes the data set as safetensors: x as F32 and y as I64 (as PyTorch saves labels), or for token
     /// data input_ids and labels as I64.
     public func write(to url: URL) throws {
+        try writer(to: url).finish()
+    }
+
+    /// A writer holding this data set, to finish alone or with others as one (`SafeTensorsWriter.finish`, so
+    /// `basin split` writes both parts or neither). Data is written as it is: NaN features are not refused.
+    public func writer(to url: URL, protecting inputs: [URL] = []) throws -> SafeTensorsWriter {
         let labelTensor = Tensor(shape: [count] + labelShape, storage: y.map(Float.init))
-        if isTokens {
-            try SafeTensorsWriter.write([("input_ids", x), ("labels", labelTensor)], to: url, dtype: { _ in .i64 })
-        } else {
-            try SafeTensorsWriter.write([("x", x), (labelShape.isEmpty ? "y" : "labels", labelTensor)], to: url,
-                                        dtype: { $0 == "x" ? .f32 : .i64 })
-        }
+        let tensors = isTokens ? [("input_ids", x), ("labels", labelTensor)] : [("x", x), (labelShape.isEmpty ? "y" : "labels", labelTensor)]
+        let plan = tensors.map { TensorPlan(name: $0.0, dtype: $0.0 == "x" ? .f32 : .i64, shape: $0.1.shape) }
+        let w = try SafeTensorsWriter(url: url, plan: plan, protecting: inputs, checkFinite: false)
+        for (name, t) in tensors { try w.write(name, t) }
+        return w
     }
 }

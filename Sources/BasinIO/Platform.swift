@@ -24,27 +24,122 @@ enum Platform {
         var message: String { "\(call): \(String(cString: strerror(code)))" }
     }
 
-    /// A read-only private memory map of a whole file. Unchecked Sendable: it holds a raw pointer, which is
-    /// set once, only read through, and unmapped when the last reference goes.
+    /// What a path names, found with stat(2) (following symbolic links) before anything opens it.
+    enum FileKind: Equatable {
+        case regular(size: Int), directory, fifo, characterDevice, blockDevice, socket, other
+        case missing, symlinkLoop, failed(Int32)
+
+        var label: String {
+            switch self {
+            case .regular: "a file"
+            case .directory: "a folder"
+            case .fifo: "a FIFO (named pipe)"
+            case .characterDevice: "a character device"
+            case .blockDevice: "a block device"
+            case .socket: "a socket"
+            case .other: "not a regular file"
+            case .missing: "missing"
+            case .symlinkLoop: "a loop of symbolic links"
+            case let .failed(code): String(cString: strerror(code))
+            }
+        }
+    }
+
+    static func fileKind(_ path: String) -> FileKind {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            switch errno {
+            case ENOENT, ENOTDIR: return .missing
+            case ELOOP: return .symlinkLoop
+            case let code: return .failed(code)
+            }
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return .regular(size: Int(st.st_size))
+        case S_IFDIR: return .directory
+        case S_IFIFO: return .fifo
+        case S_IFCHR: return .characterDevice
+        case S_IFBLK: return .blockDevice
+        case S_IFSOCK: return .socket
+        default: return .other
+        }
+    }
+
+    /// Opens a regular file for reading without ever blocking: O_NONBLOCK so a FIFO cannot hang the open,
+    /// then fstat refuses anything but a regular file (the path may have changed since a stat).
+    static func openRegularForReading(_ path: String) throws -> (fd: Int32, size: Int) {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(call: "open", code: errno) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let code = errno
+            close(fd)
+            throw Failure(call: "fstat", code: code)
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw Failure(call: "open", code: (st.st_mode & S_IFMT) == S_IFDIR ? EISDIR : EINVAL)
+        }
+        return (fd, Int(st.st_size))
+    }
+
+    /// Reads a whole regular file of at most `limit` bytes.
+    static func readFile(_ path: String, limit: Int) throws -> [UInt8] {
+        let (fd, size) = try openRegularForReading(path)
+        defer { close(fd) }
+        guard size <= limit else { throw Failure(call: "read", code: EFBIG) }
+        var bytes = [UInt8](repeating: 0, count: size)
+        var offset = 0
+        while offset < size {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + offset, size - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Failure(call: "read", code: errno)
+            }
+            if n == 0 { break }
+            offset += n
+        }
+        return Array(bytes.prefix(offset))
+    }
+
+    /// A read-only private memory map of a whole file (or a private copy of some bytes, for parsing in memory).
+    /// A file's map is registered with the SIGBUS handler so a file that shrinks while mapped is named.
+    /// Unchecked Sendable: it holds a raw pointer, which is set once, only read through, and released when the last
+    /// reference goes.
     final class Mapping: @unchecked Sendable {
         let base: UnsafeRawPointer?
         let size: Int
+        private let owned: Bool
+        private let registration: Int?
 
         init(path: String) throws {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw Failure(call: "open", code: errno) }
+            let (fd, size) = try Platform.openRegularForReading(path)
             defer { close(fd) }
-            var st = stat()
-            guard fstat(fd, &st) == 0 else { throw Failure(call: "fstat", code: errno) }
-            guard (st.st_mode & S_IFMT) == S_IFREG else { throw Failure(call: "open", code: EISDIR) }
-            size = Int(st.st_size)
+            self.size = size
+            owned = false
             if size == 0 {
                 base = nil
+                registration = nil
                 return
             }
             let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
             guard let p, p != MAP_FAILED else { throw Failure(call: "mmap", code: errno) }
             base = UnsafeRawPointer(p)
+            registration = MappingRegistry.register(base: UnsafeRawPointer(p), size: size, path: path)
+        }
+
+        /// A private copy of `bytes` (no file).
+        init(copying bytes: UnsafeRawBufferPointer) {
+            size = bytes.count
+            owned = true
+            registration = nil
+            if bytes.isEmpty {
+                base = nil
+            } else {
+                let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 16)
+                p.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                base = UnsafeRawPointer(p)
+            }
         }
 
         var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
@@ -52,7 +147,7 @@ enum Platform {
         /// Tells the kernel the pages of [offset, offset+count) will not be needed soon, so a streaming reader
         /// keeps its resident set at about one tensor.
         func release(offset: Int, count: Int) {
-            guard let base, count > 0 else { return }
+            guard let base, count > 0, !owned else { return }
             let page = Int(sysconf(Int32(_SC_PAGESIZE)))
             let start = (offset / page) * page
             let end = min(size, offset + count)
@@ -61,7 +156,13 @@ enum Platform {
         }
 
         deinit {
-            if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+            guard let base else { return }
+            if owned {
+                UnsafeMutableRawPointer(mutating: base).deallocate()
+            } else {
+                MappingRegistry.unregister(registration)
+                munmap(UnsafeMutableRawPointer(mutating: base), size)
+            }
         }
     }
 
@@ -89,10 +190,18 @@ enum Platform {
         return (UInt64(st.st_dev), UInt64(st.st_ino))
     }
 
+    /// The absolute path with symbolic links and `.`/`..` resolved; for a path that does not exist (yet), its
+    /// nearest existing ancestor is resolved and the rest appended.
     static func resolvedPath(_ path: String) -> String {
-        guard let r = realpath(path, nil) else { return (path as NSString).standardizingPath }
-        defer { free(r) }
-        return String(cString: r)
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        if let r = realpath(absolute, nil) {
+            defer { free(r) }
+            return String(cString: r)
+        }
+        let standardized = (absolute as NSString).standardizingPath
+        let parent = (standardized as NSString).deletingLastPathComponent
+        guard parent != standardized, !parent.isEmpty else { return standardized }
+        return (resolvedPath(parent) as NSString).appendingPathComponent((standardized as NSString).lastPathComponent)
     }
 
     /// An open file descriptor for writing a temporary file.
@@ -163,10 +272,16 @@ enum Platform {
     /// Current resident set size in bytes (/proc/self/status VmRSS).
     static func currentResidentBytes() -> Int? { statusField("VmRSS:") }
 
-    /// A "Name:   N kB" line of /proc/self/status, in bytes; nil where there is no /proc (Basin supports Linux only).
-    private static func statusField(_ field: String) -> Int? {
+    /// A "Name:   N kB" line of /proc/meminfo, in bytes.
+    static func memInfoField(_ field: String) -> Int? { procField("/proc/meminfo", field) }
+
+    /// A "Name:   N kB" line of /proc/self/status, in bytes.
+    private static func statusField(_ field: String) -> Int? { procField("/proc/self/status", field) }
+
+    /// A "Name:   N kB" line of a /proc file, in bytes; nil where there is no /proc (Basin supports Linux only).
+    private static func procField(_ file: String, _ field: String) -> Int? {
         #if os(Linux)
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix(field) {
             let digits = line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
             return digits.map { $0 * 1024 }

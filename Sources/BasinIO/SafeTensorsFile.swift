@@ -107,14 +107,28 @@ public final class SafeTensorsFile: TensorSource, Sendable {
         try self.init(url: URL(fileURLWithPath: path))
     }
 
-    public init(url: URL) throws {
-        self.url = url
+    /// Opens and validates a file (a regular file only: FIFOs, devices and folders are refused before opening).
+    public convenience init(url: URL) throws {
         let file = url.path
+        try FileCheck.input(file)
+        let mapping: Platform.Mapping
         do {
             mapping = try Platform.Mapping(path: file)
         } catch let failure as Platform.Failure {
             throw BasinIOError(.unreadable, file: file, "cannot be read (\(failure.message))")
         }
+        try self.init(url: url, mapping: mapping)
+    }
+
+    /// Parses safetensors bytes held in memory (a private copy); `url` only names them in messages.
+    public convenience init(bytes: UnsafeRawBufferPointer, url: URL) throws {
+        try self.init(url: url, mapping: Platform.Mapping(copying: bytes))
+    }
+
+    private init(url: URL, mapping: Platform.Mapping) throws {
+        self.url = url
+        self.mapping = mapping
+        let file = url.path
         let bytes = mapping.bytes
         guard bytes.count >= 8 else {
             throw BasinIOError(.truncatedHeaderLength, file: file,

@@ -17,21 +17,6 @@ public struct TensorPlan: Sendable, Equatable {
     public var byteCount: Int { Tensor.elementCount(shape) * dtype.byteSize }
 }
 
-/// Refuses an output path that is one of the running command's inputs.
-public enum OutputGuard {
-    public static func check(output: URL, inputs: [URL]) throws {
-        let out = Platform.resolvedPath(output.path)
-        let outID = Platform.fileIdentity(output.path)
-        for input in inputs {
-            let sameIdentity = outID != nil && Platform.fileIdentity(input.path).map { $0 == outID! } == true
-            if sameIdentity || Platform.resolvedPath(input.path) == out {
-                throw BasinIOError(.wouldOverwriteInput, file: output.path,
-                                   "refusing to write here: it is an input of this command (\(input.path))")
-            }
-        }
-    }
-}
-
 /// Writes a safetensors file tensor by tensor, atomically: the data goes to a temporary file in the same
 /// folder, which is flushed and renamed over the destination only by `finish()`. A writer dropped
 /// before `finish()` (an error, a cancelled export) removes its temporary file and leaves the
@@ -39,16 +24,22 @@ public enum OutputGuard {
 public final class SafeTensorsWriter {
     public let url: URL
     public let plan: [TensorPlan]
+    /// Refuse tensors holding NaN or infinite values (unless `WritePolicy.allowNonFinite`).
+    public let checkFinite: Bool
     private let file: Platform.WriteFile
     private var next = 0
     private var finished = false
+    private var closed = false
     private var scratch: [UInt8] = []
     /// Bytes reserved for the header (after the 8-byte length), so `replaceMetadata` can rewrite it in place.
     private let headerLength: Int
+    private var cleanup: CleanupRegistry.Token?
 
-    public init(url: URL, plan: [TensorPlan], metadata: [String: String] = [:], protecting inputs: [URL] = []) throws {
+    public init(url: URL, plan: [TensorPlan], metadata: [String: String] = [:], protecting inputs: [URL] = [],
+                checkFinite: Bool = true) throws {
         self.url = url
         self.plan = plan
+        self.checkFinite = checkFinite
         try OutputGuard.check(output: url, inputs: inputs)
         var seen = Set<String>()
         for p in plan where !seen.insert(p.name).inserted {
@@ -56,15 +47,20 @@ public final class SafeTensorsWriter {
         }
         let folder = url.deletingLastPathComponent().path
         let temp = folder + "/." + url.lastPathComponent + ".basin-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
+        // Registered before it exists, so a signal between the two cannot leave it behind.
+        let token = CleanupRegistry.register(file: temp)
         do {
             file = try Platform.WriteFile(creatingExclusive: temp)
         } catch let failure as Platform.Failure {
+            CleanupRegistry.unregister(token)
             throw BasinIOError(.writeFailed, file: url.path, "cannot create a temporary file in \(folder) (\(failure.message))")
         }
+        cleanup = token
         let header: [UInt8]
         do { header = try SafeTensorsWriter.header(plan: plan, metadata: metadata) } catch {
             file.close()
-            Platform.unlink(file.path)
+            Platform.unlink(temp)
+            CleanupRegistry.unregister(token)
             throw BasinIOError(.writeFailed, file: url.path, "cannot encode the header (\(error))")
         }
         headerLength = header.count
@@ -73,17 +69,21 @@ public final class SafeTensorsWriter {
             try withUnsafeBytes(of: &length) { try file.write($0) }
             try header.withUnsafeBytes { try file.write($0) }
         } catch {
-            file.close()
-            Platform.unlink(file.path)
+            discard()
             throw wrap(error)
         }
     }
 
-    deinit {
-        if !finished {
-            file.close()
-            Platform.unlink(file.path)
-        }
+    deinit { discard() }
+
+    /// Removes the temporary file (a writer that will not be finished).
+    private func discard() {
+        guard !finished else { return }
+        if !closed { file.close() }
+        closed = true
+        Platform.unlink(file.path)
+        CleanupRegistry.unregister(cleanup)
+        cleanup = nil
     }
 
     /// The header JSON, padded with spaces to a multiple of 8 bytes as the reference writer does.
@@ -124,8 +124,28 @@ public final class SafeTensorsWriter {
 
     private func wrap(_ error: Error) -> Error {
         if error is BasinIOError { return error }
-        if let f = error as? Platform.Failure { return BasinIOError(.writeFailed, file: url.path, f.message) }
+        if let f = error as? Platform.Failure { return SafeTensorsWriter.failure(f, file: url.path) }
         return BasinIOError(.writeFailed, file: url.path, "\(error)")
+    }
+
+    static func failure(_ f: Platform.Failure, file: String) -> BasinIOError {
+        switch f.code {
+        case EFBIG:
+            return BasinIOError(.noSpace, file: file, "cannot be written: the file-size limit was reached (\(f.message); see ulimit -f); nothing was written")
+        case ENOSPC, EDQUOT:
+            return BasinIOError(.noSpace, file: file, "cannot be written: the disk is full (\(f.message)); nothing was written")
+        default:
+            return BasinIOError(.writeFailed, file: file, f.message)
+        }
+    }
+
+    private func checkFinite(_ name: String, _ raw: UnsafeRawBufferPointer, _ dtype: DType) throws {
+        guard checkFinite, !WritePolicy.allowNonFinite else { return }
+        let bad = NonFinite.count(raw, dtype: dtype)
+        if bad > 0 {
+            throw BasinIOError(.nonFiniteValues, file: url.path, tensor: name,
+                               "holds \(bad) NaN or infinite value\(bad == 1 ? "" : "s") of \(raw.count / max(1, dtype.byteSize)); refusing to write non-finite weights (basin: --allow-nonfinite writes them anyway)")
+        }
     }
 
     private func expect(_ name: String) throws -> TensorPlan {
@@ -152,6 +172,7 @@ public final class SafeTensorsWriter {
                 if tensor.count > 0 { DTypeConversion.encode(src.baseAddress!, count: tensor.count, as: p.dtype, into: dst.baseAddress!) }
             }
         }
+        try scratch.withUnsafeBytes { try checkFinite(name, UnsafeRawBufferPointer(rebasing: $0[0..<n]), p.dtype) }
         do { try scratch.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } } catch { throw wrap(error) }
         next += 1
     }
@@ -162,6 +183,7 @@ public final class SafeTensorsWriter {
         guard rawBytes.count == p.byteCount else {
             throw BasinIOError(.writeFailed, file: url.path, tensor: name, "has \(rawBytes.count) bytes where \(p.byteCount) were planned")
         }
+        try checkFinite(name, rawBytes, p.dtype)
         do { try file.write(rawBytes) } catch { throw wrap(error) }
         next += 1
     }
@@ -180,14 +202,46 @@ public final class SafeTensorsWriter {
 
     /// Flushes the file and renames it into place.
     public func finish() throws {
+        try flush()
+        try commit()
+    }
+
+    /// Finishes several writers as one: every file is flushed before any is renamed into place, and if a
+    /// rename fails the ones already renamed are removed (e.g. `basin split`'s two outputs).
+    public static func finish(_ writers: [SafeTensorsWriter]) throws {
+        for w in writers { try w.flush() }
+        var done: [SafeTensorsWriter] = []
+        do {
+            for w in writers {
+                try w.commit()
+                done.append(w)
+            }
+        } catch {
+            for w in done { Platform.unlink(w.url.path) }
+            throw error
+        }
+    }
+
+    private func flush() throws {
         guard next == plan.count else {
             throw BasinIOError(.writeFailed, file: url.path, "only \(next) of \(plan.count) planned tensors were written")
         }
+        guard !closed else { return }
         do {
             try file.sync()
             file.close()
+            closed = true
+        } catch {
+            throw wrap(error)
+        }
+    }
+
+    private func commit() throws {
+        do {
             try Platform.rename(file.path, url.path)
             finished = true
+            CleanupRegistry.unregister(cleanup)
+            cleanup = nil
             Platform.syncDirectory(url.deletingLastPathComponent().path)
         } catch {
             throw wrap(error)
@@ -196,9 +250,9 @@ public final class SafeTensorsWriter {
 
     /// Writes the tensors in order, each in `dtype(name)` (F32 by default), atomically.
     public static func write(_ tensors: [(String, Tensor)], to url: URL, dtype: (String) -> DType = { _ in .f32 },
-                             metadata: [String: String] = [:], protecting inputs: [URL] = []) throws {
+                             metadata: [String: String] = [:], protecting inputs: [URL] = [], checkFinite: Bool = true) throws {
         let plan = tensors.map { TensorPlan(name: $0.0, dtype: dtype($0.0), shape: $0.1.shape) }
-        let writer = try SafeTensorsWriter(url: url, plan: plan, metadata: metadata, protecting: inputs)
+        let writer = try SafeTensorsWriter(url: url, plan: plan, metadata: metadata, protecting: inputs, checkFinite: checkFinite)
         for (name, t) in tensors { try writer.write(name, t) }
         try writer.finish()
     }
@@ -208,6 +262,7 @@ public final class SafeTensorsWriter {
 public enum FileDigest {
     /// Lower-case hex SHA-256 of a file's bytes (memory-mapped, hashed in 1 MiB steps).
     public static func sha256(_ url: URL) throws -> String {
+        try FileCheck.input(url.path)
         let mapping: Platform.Mapping
         do { mapping = try Platform.Mapping(path: url.path) } catch let f as Platform.Failure {
             throw BasinIOError(.unreadable, file: url.path, "cannot be read (\(f.message))")

@@ -13,13 +13,14 @@ public final class ShardedCheckpoint: TensorSource, Sendable {
     public var displayPath: String { indexURL.path }
     public var files: [URL] { [indexURL] + shards.map(\.url) }
 
-    public init(indexURL: URL) throws {
-        self.indexURL = indexURL
-        let file = indexURL.path
-        let data: Data
-        do { data = try Data(contentsOf: indexURL) } catch {
-            throw BasinIOError(.unreadable, file: file, "cannot be read (\(error.localizedDescription))")
-        }
+    /// An index's contents: its metadata and which shard (a path relative to the index's folder) holds each tensor.
+    public struct Index: Sendable, Equatable {
+        public var metadata: [String: String]
+        public var weightMap: [String: String]
+    }
+
+    /// Parses index JSON. Every shard path must stay inside the index's folder: no absolute paths, no `..`.
+    public static func parseIndex(_ data: Data, file: String) throws -> Index {
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw BasinIOError(.badIndex, file: file, "is not a JSON object (expected {\"metadata\": ..., \"weight_map\": ...})")
         }
@@ -30,29 +31,40 @@ public final class ShardedCheckpoint: TensorSource, Sendable {
         if let m = object["metadata"] as? [String: Any] {
             for (k, v) in m { meta[k] = (v as? String) ?? "\(v)" }
         }
-        let folder = indexURL.deletingLastPathComponent()
-        var shardFiles: [String] = []
-        var shardIndexByFile: [String: Int] = [:]
         var assigned: [String: String] = [:]
         for (name, value) in weightMap {
             guard let shard = value as? String else {
                 throw BasinIOError(.badIndex, file: file, tensor: name, "weight_map entry is not a file name")
             }
-            guard !shard.contains("/") || !shard.hasPrefix("/") else {
-                throw BasinIOError(.badIndex, file: file, tensor: name, "shard \"\(shard)\" must be a path relative to the index")
+            let parts = shard.split(separator: "/", omittingEmptySubsequences: false)
+            guard !shard.isEmpty, !shard.hasPrefix("/"), !shard.contains("\0"), !parts.contains(".."), !parts.contains("."), !parts.contains("") else {
+                throw BasinIOError(.shardOutsideFolder, file: file, tensor: name,
+                                   "shard \"\(shard)\" must be a file name (or relative path) inside the index's folder: no absolute paths, no '..'")
             }
             assigned[name] = shard
-            if shardIndexByFile[shard] == nil {
-                shardIndexByFile[shard] = shardFiles.count
-                shardFiles.append(shard)
-            }
+        }
+        return Index(metadata: meta, weightMap: assigned)
+    }
+
+    public init(indexURL: URL) throws {
+        self.indexURL = indexURL
+        let file = indexURL.path
+        let index = try ShardedCheckpoint.parseIndex(FileCheck.read(indexURL), file: file)
+        let meta = index.metadata
+        let assigned = index.weightMap
+        let folder = indexURL.deletingLastPathComponent()
+        var shardFiles: [String] = []
+        var shardIndexByFile: [String: Int] = [:]
+        for shard in assigned.values.sorted() where shardIndexByFile[shard] == nil {
+            shardIndexByFile[shard] = shardFiles.count
+            shardFiles.append(shard)
         }
         shardFiles.sort()
         var opened: [SafeTensorsFile] = []
         for shard in shardFiles {
             let url = folder.appendingPathComponent(shard)
-            guard FileManager.default.fileExists(atPath: url.path) else {
-                let example = assigned.first { $0.value == shard }?.key
+            guard Platform.fileKind(url.path) != .missing else {
+                let example = assigned.filter { $0.value == shard }.keys.min()
                 throw BasinIOError(.missingShard, file: file, tensor: example,
                                    "shard \"\(shard)\" named in weight_map does not exist at \(url.path)")
             }
@@ -109,11 +121,8 @@ public enum ModelFile {
     }
 
     public static func open(_ url: URL) throws -> any TensorSource {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-            throw BasinIOError(.unreadable, file: url.path, "does not exist")
-        }
-        if isDirectory.boolValue {
+        try FileCheck.input(url.path, folderAllowed: true)
+        if case .directory = Platform.fileKind(url.path) {
             if HuggingFaceModel.isModelDirectory(url) { return try HuggingFaceModel(directory: url) }
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
             let indexes = entries.filter { $0.hasSuffix(".index.json") }

@@ -35,6 +35,9 @@ public final class CheckpointWriter {
     private var createdFolder: URL?
     private var finished = false
     private var metadataReplaced = false
+    /// The folder this run made and the files already renamed into place, removed if a signal arrives before
+    /// `finish` is done (docs/reliability.md).
+    private var cleanup: [CleanupRegistry.Token?] = []
 
     /// Whether `out` names a folder output (anything not ending in `.safetensors`).
     public static func isFolder(_ out: URL) -> Bool { out.pathExtension != "safetensors" }
@@ -100,6 +103,7 @@ public final class CheckpointWriter {
                 }
             } else {
                 createdFolder = out
+                cleanup.append(CleanupRegistry.register(directory: out.path))
             }
             do { try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true) } catch {
                 throw BasinIOError(.writeFailed, file: out.path, "cannot create the output folder (\(error.localizedDescription))")
@@ -124,6 +128,8 @@ public final class CheckpointWriter {
     private func removeCreatedFolder() {
         writers = []
         if let createdFolder { try? FileManager.default.removeItem(at: createdFolder) }
+        cleanup.forEach(CleanupRegistry.unregister)
+        cleanup = []
     }
 
     private func writer() throws -> SafeTensorsWriter {
@@ -190,15 +196,18 @@ public final class CheckpointWriter {
         }
         var renamed: [URL] = []
         do {
+            let more = folder != nil || indexURL != nil
             for (i, w) in writers.enumerated() {
                 try w!.finish()
                 renamed.append(shardURLs[i])
+                if more { cleanup.append(CleanupRegistry.register(file: shardURLs[i].path)) }
             }
             if let folder {
                 for extra in extraFiles {
                     let url = folder.appendingPathComponent(extra.name)
-                    try extra.data.write(to: url, options: .atomic)
+                    try AtomicFile.write(extra.data, to: url)
                     renamed.append(url)
+                    cleanup.append(CleanupRegistry.register(file: url.path))
                 }
             }
             if let indexURL {
@@ -210,7 +219,7 @@ public final class CheckpointWriter {
                 meta["total_size"] = plan.reduce(0) { $0 + $1.byteCount }
                 let object: [String: Any] = ["metadata": meta, "weight_map": weightMap]
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-                try data.write(to: indexURL, options: .atomic)
+                try AtomicFile.write(data, to: indexURL)
                 renamed.append(indexURL)
             }
         } catch {
@@ -219,5 +228,7 @@ public final class CheckpointWriter {
         }
         writers = []
         finished = true
+        cleanup.forEach(CleanupRegistry.unregister)
+        cleanup = []
     }
 }
