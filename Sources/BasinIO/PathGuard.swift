@@ -35,6 +35,16 @@ public enum FileCheck {
         }
     }
 
+    /// Throws unless `path` is an existing folder or missing (an output folder the command creates); a file,
+    /// FIFO or device there is refused by name.
+    public static func outputDirectory(_ path: String) throws {
+        switch Platform.fileKind(path) {
+        case .directory, .missing: return
+        case .symlinkLoop: throw BasinIOError(.symlinkLoop, file: path, "cannot be used: its symbolic links form a loop")
+        case let kind: throw BasinIOError(.notRegularFile, file: path, "is \(kind.label); an output folder is needed here")
+        }
+    }
+
     /// Throws unless the folder an output file goes into exists.
     public static func outputFolder(of url: URL) throws {
         let parent = url.deletingLastPathComponent().path

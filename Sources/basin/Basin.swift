@@ -16,4 +16,11 @@ struct Basin: ParsableCommand {
         ],
         defaultSubcommand: ExploreCommand.self
     )
+
+    /// Installs the signal handlers (temporary files removed on SIGINT/SIGTERM/SIGHUP, SIGXFSZ ignored, a
+    /// clear message when a mapped input shrinks) before parsing and running the command.
+    static func main() {
+        ProcessSignals.install()
+        main(nil)
+    }
 }

@@ -19,6 +19,10 @@ struct BenchOptions: ParsableArguments {
     @Flag(help: "Print JSON.")
     var json = false
 
+    func validate() throws {
+        if let threads { try Check.range(threads, 1...Check.maxThreads, "--threads") }
+    }
+
     func apply() {
         if let threads { BLAS.setThreads(threads) }
     }
@@ -39,6 +43,10 @@ struct EvalBench: ParsableCommand {
         var sgemm: Benchmarks.SgemmFigure
         var eval: Benchmarks.EvalFigure
         var evalFractionOfSgemm: Double
+    }
+
+    func validate() throws {
+        try Check.range(batch, 1...10_000, "--batch")
     }
 
     func run() throws {

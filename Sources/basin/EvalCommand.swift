@@ -18,7 +18,13 @@ struct EvalCommand: ParsableCommand {
     var json = false
 
     func run() throws {
+        var io = IOPlan()
+        try io.model(model)
+        try io.file(data)
+        try io.file(arch.archFile)
+        try io.check()
         let loaded = try arch.load(model)
+        warnNonFinite(loaded)
         let dataset = try Dataset(path: data)
         let m = try loaded.evaluate(on: dataset)
         if json {
@@ -54,6 +60,8 @@ struct InspectCommand: ParsableCommand {
     }
 
     func run() throws {
+        var io = IOPlan()
+        try io.model(model)
         let source = try ModelFile.open(model)
         let entries = source.names.compactMap { n in source.info(n).map { Entry(name: n, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) } }
         let report = Report(file: source.displayPath, tensors: entries,

@@ -45,9 +45,9 @@ struct ExploreCommand: ParsableCommand {
 
     mutating func validate() throws {
         if models.count == 1 { throw ValidationError("give two or more models (or none for the sample session)") }
-        if points < 3 { throw ValidationError("--points must be at least 3") }
-        if fitEpochs < 1 { throw ValidationError("--fit-epochs must be at least 1") }
-        if landscape < 3 { throw ValidationError("--landscape must be at least 3") }
+        try Check.range(points, 3...1001, "--points")
+        try Check.range(fitEpochs, 1...10_000, "--fit-epochs")
+        try Check.range(landscape, 3...201, "--landscape")
     }
 
     func run() throws {
@@ -61,8 +61,17 @@ struct ExploreCommand: ParsableCommand {
             }
         }
         if dataPaths.isEmpty { throw ValidationError("give a data set with --data (train, then test)") }
+        var io = IOPlan()
+        try io.models(modelPaths)
+        try io.model(base)
+        try io.files(dataPaths)
+        try io.file(heldout)
+        try io.file(architecture.archFile)
+        if let theme, theme.contains("/") || theme.hasSuffix(".theme") { try io.file(theme) }
+        try io.check()
         let engine = try ExplorerEngine.load(models: modelPaths, data: dataPaths, base: base, heldOut: heldout,
                                               architecture: architecture.choice)
+        for m in engine.models + (engine.base.map { [$0] } ?? []) { warnNonFinite(m) }
         let themeValue = try ThemeLoader.resolve(choice: theme, executablePath: SampleSession.executablePath)
         var options = ExplorerOptions()
         options.fitEpochs = fitEpochs

@@ -63,23 +63,40 @@ struct FitCommand: ParsableCommand {
     @Flag(help: "No progress output.")
     var quiet = false
 
+    @OptionGroup var nonFinite: NonFiniteOptions
+
     func validate() throws {
         guard type != .linear else { throw ValidationError("--type must be bezier or polychain (a linear path has nothing to fit)") }
-        guard bends >= 1 else { throw ValidationError("--bends must be at least 1") }
-        guard epochs >= 1, batch >= 1 else { throw ValidationError("--epochs and --batch must be positive") }
-        guard lr > 0 else { throw ValidationError("--lr must be positive") }
+        try Check.range(bends, 1...64, "--bends")
+        try Check.range(epochs, 1...Check.maxIterations, "--epochs")
+        try Check.range(batch, 1...Check.maxBatch, "--batch")
+        try Check.finite(lr, 0...1e6, "--lr", openLower: true)
+        try Check.finite(momentum, 0...1, "--momentum")
+        try Check.finite(l2, 0...1e6, "--l2")
     }
 
     func run() throws {
+        nonFinite.apply()
+        var io = IOPlan()
+        try io.models([modelA, modelB])
+        try io.files([data])
+        try io.file(initBends)
+        try io.file(test)
+        try io.file(arch.archFile)
+        io.output(out)
+        try io.check()
         let a = try arch.load(modelA)
         let b = try arch.load(modelB)
+        let badA = warnNonFinite(a), badB = warnNonFinite(b)
+        try refuseNonFinite(badA || badB, "the endpoints")
         try a.params.checkCompatible(with: b.params, "\(a.path) and \(b.path)")
         guard a.architecture == b.architecture else { throw ValidationError("\(modelB) has a different architecture from \(modelA)") }
         let train = try Dataset(path: data)
         try LoadedModel.check(train, fits: a)
+        let testData = try test.map { try Dataset(path: $0) }
+        if let testData { try LoadedModel.check(testData, fits: a) }
+        try MemoryBudget.check(MemoryBudget.product(a.params.scalarCount, bends + 2, 4, 4), for: "a curve with \(bends) bend(s) of \(a.params.scalarCount) parameters")
         let outURL = URL(fileURLWithPath: out)
-        try OutputGuard.check(output: outURL, inputs: a.source.files + b.source.files + [URL(fileURLWithPath: data)]
-                              + (initBends.map { [URL(fileURLWithPath: $0)] } ?? []))
         let shaA = try FileDigest.sha256(of: a.source), shaB = try FileDigest.sha256(of: b.source)
 
         var config = CurveFitConfig(type: type, bends: bends, epochs: epochs, learningRate: lr, batchSize: batch, seed: seed)
@@ -125,9 +142,7 @@ struct FitCommand: ParsableCommand {
                             protecting: a.source.files + b.source.files)
         print("wrote \(out): \(bends) \(type.rawValue) bend(s), final epoch mean loss "
               + String(format: "%.5f", result.epochLosses.last ?? .nan))
-        if let test {
-            let testData = try Dataset(path: test)
-            try LoadedModel.check(testData, fits: a)
+        if let testData {
             let m = PathEvaluator(path: result.path, network: a.network, datasets: [testData]).metrics(points: 25)![0]
             print(String(format: "%@: loss barrier %.5f, max loss %.5f, min accuracy %.4f", testData.name, m.barrier.loss,
                          m.lossSummary.max, m.accuracySummary.min))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BasinFusion
+import BasinIO
 import Foundation
 
 extension LAPCostKind: ExpressibleByArgument {}
@@ -29,8 +30,11 @@ struct LAPBench: ParsableCommand {
     var repeats: Int = 3
 
     func validate() throws {
-        if let bad = sizes.first(where: { $0 < 1 }) { throw ValidationError("size \(bad) must be positive") }
-        if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+        guard !sizes.isEmpty else { throw ValidationError("--sizes needs at least one size") }
+        for n in sizes { try Check.range(n, 1...65_536, "each of --sizes") }
+        try Check.range(repeats, 1...1000, "--repeats")
+        // The n x n cost matrix (Double) and the solver's working copies.
+        try MemoryBudget.check(MemoryBudget.product(sizes.max()!, sizes.max()!, 8, 2), for: "--sizes \(sizes.max()!)")
     }
 
     struct Report: Encodable {
@@ -75,7 +79,12 @@ struct MatchBench: ParsableCommand {
         if sizes.count < 3 || sizes.contains(where: { $0 < 1 }) {
             throw ValidationError("--sizes needs at least three positive layer sizes (one hidden layer)")
         }
-        if maxSweeps < 1 { throw ValidationError("--max-sweeps must be at least 1") }
+        try Check.range(maxSweeps, 1...Check.maxIterations, "--max-sweeps")
+        for n in sizes { try Check.range(n, 1...65_536, "each of --sizes") }
+        // Two MLPs (Float32) and a similarity matrix per hidden layer (Double).
+        let hidden = sizes.dropFirst().dropLast().max() ?? 1
+        try MemoryBudget.check(MemoryBudget.sum([MemoryBudget.product(MemoryEstimate.mlpParameters(sizes), 4, 4),
+                                                 MemoryBudget.product(hidden, hidden, 8, 4)]), for: "--sizes \(sizes.map(String.init).joined(separator: " "))")
     }
 
     func run() throws {

@@ -58,6 +58,8 @@ struct MatchCommand: ParsableCommand {
     @Flag(help: "Print a JSON summary.")
     var json = false
 
+    @OptionGroup var nonFinite: NonFiniteOptions
+
     struct Layer: Encodable {
         var name: String
         var size: Int
@@ -105,6 +107,8 @@ struct MatchCommand: ParsableCommand {
 
     func validate() throws {
         if models.count < 2 { throw ValidationError("give a reference model and at least one model to align (basin match A B --out OUT)") }
+        try Check.range(maxSweeps, 1...Check.maxIterations, "--max-sweeps")
+        try Check.range(maxRounds, 1...Check.maxIterations, "--max-rounds")
         if method == .activation && data == nil {
             throw ValidationError("--method activation needs --data DATA to run both models on")
         }
@@ -117,12 +121,28 @@ struct MatchCommand: ParsableCommand {
         if strategy == .mergeMany && method == .activation {
             throw ValidationError("--strategy merge-many matches each model to the mean of the others by weight matching; it does not take --method activation")
         }
-        if maxSweeps < 1 { throw ValidationError("--max-sweeps must be at least 1") }
-        if maxRounds < 1 { throw ValidationError("--max-rounds must be at least 1") }
     }
 
     func run() throws {
+        nonFinite.apply()
+        var io = IOPlan()
+        try io.models(models)
+        try io.file(data)
+        try io.file(arch.archFile)
+        io.output(out)
+        if let outDir {
+            // The folder is created if missing; the files it would hold are checked like any output.
+            try FileCheck.outputDirectory(outDir)
+            for name in Self.outputNames(for: Array(models.dropFirst())) {
+                io.output(URL(fileURLWithPath: outDir).appendingPathComponent(name).path, folderMayBeMissing: true)
+            }
+        }
+        io.output(report)
+        try io.check()
         let loaded = try models.map { try arch.load($0) }
+        var bad = false
+        for m in loaded where warnNonFinite(m) { bad = true }
+        try refuseNonFinite(bad, "the models")
         let a = loaded[0]
         for m in loaded.dropFirst() { try a.params.checkCompatible(with: m.params, "\(a.path) and \(m.path)") }
         let spec = try PermutationSpec.make(for: a.architecture, params: a.params)
@@ -166,9 +186,7 @@ struct MatchCommand: ParsableCommand {
         let dtypes = b.dtypes
         try result.aligned.write(to: outURL, dtype: { dtypes[$0] ?? .f32 }, metadata: metadata, protecting: [a.url, b.url])
         if let report {
-            let url = URL(fileURLWithPath: report)
-            try OutputGuard.check(output: url, inputs: [a.url, b.url, outURL])
-            try result.report.jsonData().write(to: url, options: .atomic)
+            try AtomicFile.write(try result.report.jsonData(), to: URL(fileURLWithPath: report), protecting: a.source.files + b.source.files + [outURL])
         }
 
         let r = result.report

@@ -33,9 +33,14 @@ struct MergeBench: ParsableCommand {
     @Option(help: "Merge threads (default: the cores).")
     var mergeThreads: Int?
 
+    func validate() throws {
+        _ = try parseByteSize(size, option: "--size")
+        if let mergeThreads { try Check.range(mergeThreads, 1...Check.maxThreads, "--merge-threads") }
+    }
+
     func run() throws {
         options.apply()
-        let bytes = try parseByteSize(size)
+        let bytes = try parseByteSize(size, option: "--size")
         let list = try methods.split(separator: ",").map { name -> MergeMethod in
             guard let m = MergeMethod(rawValue: String(name)), MergeMethod.mergekitMethods.contains(m) else {
                 throw ValidationError("unknown method '\(name)' (e.g. linear,task_arithmetic,ties)")
@@ -43,6 +48,14 @@ struct MergeBench: ParsableCommand {
             return m
         }
         let folder = dir.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
+        try FileCheck.folder(folder.path)
+        // Three inputs, the copy and the merge: about 5x --size.
+        if let free = try? FileManager.default.attributesOfFileSystem(forPath: folder.path)[.systemFreeSize] as? NSNumber {
+            let needed = MemoryBudget.product(bytes, 5)
+            guard free.int64Value >= Int64(needed) else {
+                throw CLIError(.insufficientDisk, "\(folder.path) has \(formatBytes(Int(free.int64Value))) free but --size \(size) needs about \(formatBytes(needed)) (5x); use --dir or a smaller --size")
+            }
+        }
         let f = try MergeBenchmark.run(directory: folder, bytesPerModel: bytes, sharded: sharded, methods: list, threads: mergeThreads) {
             if !options.json { printError($0) }
         }

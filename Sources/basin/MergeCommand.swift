@@ -32,17 +32,6 @@ func printMetricsTable(_ rows: [MetricsRow], json: Bool, dataName: String, testN
     }
 }
 
-/// Parses "5GB", "500MB", "2GiB", "1000000" into bytes.
-func parseByteSize(_ s: String) throws -> Int {
-    let t = s.trimmingCharacters(in: .whitespaces).uppercased()
-    let units: [(String, Double)] = [("GIB", 1_073_741_824), ("MIB", 1_048_576), ("KIB", 1024), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("G", 1e9), ("M", 1e6), ("K", 1e3), ("B", 1)]
-    for (suffix, factor) in units where t.hasSuffix(suffix) {
-        if let v = Double(t.dropLast(suffix.count)), v > 0 { return Int(v * factor) }
-    }
-    if let v = Int(t), v > 0 { return v }
-    throw ValidationError("cannot read '\(s)' as a size (e.g. 5GB, 500MB, 2GiB or a number of bytes)")
-}
-
 struct MergeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "merge",
@@ -104,14 +93,24 @@ struct MergeCommand: ParsableCommand {
         if output != nil && out != nil { throw ValidationError("give the output once: as the second argument or with --out") }
         if output == nil && out == nil { throw ValidationError("missing the output: basin merge RECIPE OUT (a folder or a .safetensors file)") }
         guard evaluateJobs >= 1 && evaluateJobs <= 64 else { throw ValidationError("--evaluate-jobs must be between 1 and 64") }
+        _ = try parseByteSize(shardSize, option: "--shard-size")
     }
 
     func run() throws {
+        // Writers refuse NaN/Inf unless asked (the streamed merge also refuses such inputs, naming them).
+        WritePolicy.allowNonFinite = allowNonfinite
+        var io = IOPlan()
+        try io.file(self.recipe)
         var recipe = try MergeRecipe.load(URL(fileURLWithPath: self.recipe))
         if let seed { recipe.seed = seed }
         let outPath = output ?? out!
+        try io.models(recipe.modelURLs.map(\.path) + (recipe.baseURL.map { [$0.path] } ?? []))
+        try io.file(data)
+        try io.file(architecture.archFile)
+        io.checkpoint(outPath)
+        try io.check()
         let outURL = URL(fileURLWithPath: outPath)
-        let shardBytes = try parseByteSize(shardSize)
+        let shardBytes = try parseByteSize(shardSize, option: "--shard-size")
         var options = MergeRunOptions()
         options.shardSize = shardBytes
         options.allowNonFinite = allowNonfinite
@@ -123,6 +122,9 @@ struct MergeCommand: ParsableCommand {
             guard let dataset else { throw ValidationError("\(recipe.method.rawValue) needs --data to estimate its statistics") }
             guard !dryRun else { throw ValidationError("--dry-run plans streamed merges; \(recipe.method.rawValue) runs in memory on the loaded networks") }
             let models = try recipe.modelURLs.map { try architecture.load($0.path) }
+            var anyNonFinite = false
+            for m in models where warnNonFinite(m) { anyNonFinite = true }
+            try refuseNonFinite(anyNonFinite, "the recipe's models")
             for m in models { try LoadedModel.check(dataset, fits: m) }
             let merged = try MergeExport.dataAwareMerge(recipe, models: models, data: dataset)
             let dtypes = models[0].dtypes

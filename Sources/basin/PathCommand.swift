@@ -44,8 +44,8 @@ struct PathCommand: ParsableCommand {
     func validate() throws {
         guard models.count >= 2 else { throw ValidationError("give at least two models") }
         guard !data.isEmpty else { throw ValidationError("give at least one --data set") }
-        guard points >= 2 else { throw ValidationError("--points must be at least 2 (got \(points))") }
-        guard batch >= 1 else { throw ValidationError("--batch must be positive") }
+        try Check.range(points, 2...PathCommand.maxPoints, "--points")
+        try Check.range(batch, 1...Check.maxBatch, "--batch")
         if json && csv { throw ValidationError("choose one of --json and --csv") }
         if bends != nil && models.count != 2 { throw ValidationError("--bends needs exactly two models (the endpoints)") }
         if let type, type != .linear, bends == nil {
@@ -74,8 +74,18 @@ struct PathCommand: ParsableCommand {
         var datasets: [Block]
     }
 
+    /// More points than this add nothing a plot can show and only take time.
+    static let maxPoints = 10_001
+
     func run() throws {
+        var io = IOPlan()
+        try io.models(models)
+        try io.files(data)
+        try io.file(bends)
+        try io.file(arch.archFile)
+        try io.check()
         let loaded = try models.map { try arch.load($0) }
+        for m in loaded { warnNonFinite(m) }
         let first = loaded[0]
         for (i, m) in loaded.enumerated().dropFirst() {
             try first.params.checkCompatible(with: m.params, "\(first.path) and \(m.path)")
@@ -100,6 +110,10 @@ struct PathCommand: ParsableCommand {
             path = try .chain(loaded.map(\.params))
         }
 
+        // The fast evaluator keeps X W^T of every control point for every data set.
+        let firstWidth = first.params.pairs.first { $0.1.rank == 2 }?.1.shape[0] ?? 1
+        let rows = MemoryBudget.sum(datasets.map(\.count))
+        try MemoryBudget.check(MemoryBudget.product(path.controlPoints.count, rows, firstWidth, 4), for: "evaluating the path on \(rows) rows")
         let evaluator = PathEvaluator(path: path, network: first.network, datasets: datasets, batchSize: batch, fast: !naive)
         let showProgress = standardErrorIsTerminal && !json && !csv
         let results = evaluator.metrics(points: points, length: path.length(), onPoint: { i, _ in
@@ -161,6 +175,15 @@ struct PathBench: ParsableCommand {
 
     @Flag(help: "Also time the naive evaluation (weights built per point, whole network run).")
     var naive = false
+
+    func validate() throws {
+        try Check.range(points, 2...PathCommand.maxPoints, "--points")
+        try Check.range(samples, 1...10_000_000, "--samples")
+        try Check.range(batch, 1...Check.maxBatch, "--batch")
+        try Check.range(bends, 1...64, "--bends")
+        // Synthetic 784-feature inputs plus the first-layer products of every control point.
+        try MemoryBudget.check(MemoryBudget.product(samples, 784 + 512 * (bends + 2), 4, 2), for: "--samples \(samples)")
+    }
 
     struct Report: Encodable {
         var threads: Int

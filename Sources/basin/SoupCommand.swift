@@ -52,13 +52,32 @@ struct SoupCommand: ParsableCommand {
     @Flag(help: "Print metrics as JSON.")
     var json = false
 
-    func run() throws {
+    @OptionGroup var nonFinite: NonFiniteOptions
+
+    func validate() throws {
         guard models.count >= 1 else { throw ValidationError("give at least one model") }
+        try Check.range(steps, 1...Check.maxIterations, "--steps")
+        if perLayer && !learned { throw ValidationError("--per-layer goes with --learned") }
+    }
+
+    func run() throws {
+        nonFinite.apply()
+        var io = IOPlan()
+        try io.models(models)
+        try io.file(data)
+        try io.file(test)
+        try io.file(architecture.archFile)
+        if let out { io.checkpoint(out) }
+        try io.check()
         let heldOut = try Dataset(path: data)
         let testSet = try test.map { try Dataset(path: $0) }
         let loaded = try models.map { try architecture.load($0) }
+        var anyNonFinite = false
+        for m in loaded where warnNonFinite(m) { anyNonFinite = true }
+        if out != nil { try refuseNonFinite(anyNonFinite, "the ingredients") }
         for m in loaded {
             try LoadedModel.check(heldOut, fits: m)
+            if let testSet { try LoadedModel.check(testSet, fits: m) }
             try loaded[0].params.checkCompatible(with: m.params, "soup ingredients \(loaded[0].path) and \(m.path)")
         }
         let network = loaded[0].network

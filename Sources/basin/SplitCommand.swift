@@ -19,13 +19,22 @@ struct SplitCommand: ParsableCommand {
     @Argument(help: "Output for rows at..<N.")
     var tail: String
 
+    func validate() throws {
+        try Check.atLeast(at, 1, "--at")
+    }
+
     func run() throws {
+        var io = IOPlan()
+        try io.file(data)
+        io.output(head)
+        io.output(tail)
+        try io.check()
         let d = try Dataset(path: data)
-        guard at > 0, at < d.count else { throw ValidationError("--at must be between 1 and \(d.count - 1) for \(data) (\(d.count) rows)") }
-        let input = URL(fileURLWithPath: data)
-        for out in [head, tail] { try OutputGuard.check(output: URL(fileURLWithPath: out), inputs: [input]) }
-        try d.slice(0..<at).write(to: URL(fileURLWithPath: head))
-        try d.slice(at..<d.count).write(to: URL(fileURLWithPath: tail))
+        guard at < d.count else { throw ValidationError("--at must be between 1 and \(d.count - 1) for \(data) (\(d.count) rows)") }
+        // Both files are written in full before either is renamed into place: all or nothing.
+        let writers = [try d.slice(0..<at).writer(to: URL(fileURLWithPath: head), protecting: io.inputs),
+                       try d.slice(at..<d.count).writer(to: URL(fileURLWithPath: tail), protecting: io.inputs)]
+        try SafeTensorsWriter.finish(writers)
         print("\(head): \(at) rows; \(tail): \(d.count - at) rows")
     }
 }

@@ -66,42 +66,93 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "No per-epoch lines.")
     var quiet = false
 
+    @OptionGroup var nonFinite: NonFiniteOptions
+
+    func validate() throws {
+        try Check.finite(lr, 0...1e6, "--lr", openLower: true)
+        try Check.finite(momentum, 0...1, "--momentum")
+        try Check.finite(weightDecay, 0...1e6, "--weight-decay")
+        try Check.range(epochs, 1...Check.maxIterations, "--epochs")
+        try Check.range(batch, 1...Check.maxBatch, "--batch")
+        if let limit { try Check.atLeast(limit, 1, "--limit") }
+        if let checkpointEvery { try Check.range(checkpointEvery, 1...epochs, "--checkpoint-every") }
+        if (checkpointEvery == nil) != (checkpointDir == nil) {
+            throw ValidationError("--checkpoint-every and --checkpoint-dir go together (give both, or neither)")
+        }
+        if checkpointName != nil && checkpointDir == nil { throw ValidationError("--checkpoint-name needs --checkpoint-every and --checkpoint-dir") }
+        if initFrom == nil {
+            let widths = try parseWidths(sizes, option: "--sizes")
+            guard widths.count >= 2 else { throw ValidationError("--sizes needs at least an input and an output width") }
+        }
+        _ = try classList()
+    }
+
+    private func classList() throws -> Set<Int32>? {
+        guard let classes else { return nil }
+        return Set(try classes.split(separator: ",", omittingEmptySubsequences: false).map { s -> Int32 in
+            guard let v = Int32(s.trimmingCharacters(in: .whitespaces)), v >= 0 else {
+                throw ValidationError("--classes: '\(s)' is not a class index (0, 1, ...)")
+            }
+            return v
+        })
+    }
+
+    /// The checkpoint files this run will write.
+    private func checkpointURLs(stem: String) -> [(Int, URL)] {
+        guard let every = checkpointEvery, let dir = checkpointDir else { return [] }
+        return stride(from: every, through: epochs, by: every).map { epoch in
+            (epoch, URL(fileURLWithPath: dir).appendingPathComponent(String(format: "%@-epoch%03d.safetensors", checkpointName ?? stem, epoch)))
+        }
+    }
+
     func run() throws {
+        nonFinite.apply()
+        let outURL = URL(fileURLWithPath: out)
+        let checkpoints = checkpointURLs(stem: outURL.deletingPathExtension().lastPathComponent)
+        var io = IOPlan()
+        try io.file(data)
+        try io.model(initFrom)
+        try io.file(test)
+        io.output(out)
+        for (_, url) in checkpoints { io.output(url.path) }
+        if let checkpointDir { try FileCheck.folder(checkpointDir) }
+        try io.check()
+
         var dataset = try Dataset(path: data)
-        if let classes {
+        if let keep = try classList() {
             guard dataset.labelShape.isEmpty else { throw ValidationError("--classes needs class labels y [N]; '\(data)' holds a label per position") }
-            let keep = Set(try classes.split(separator: ",").map { s -> Int32 in
-                guard let v = Int32(s.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--classes: '\(s)' is not a class index") }
-                return v
-            })
             dataset = dataset.subset(dataset.y.indices.filter { keep.contains(dataset.y[$0]) })
         }
         if let limit { dataset = dataset.slice(0..<min(limit, dataset.count)) }
         guard dataset.count > 0 else { throw ValidationError("no training rows left after --classes/--limit") }
+        let testSet = try test.map { try Dataset(path: $0) }
 
         var network: Network
         var params: ParameterSet
-        let inputs: [URL]
         if let initFrom {
             let base = try LoadedModel(path: initFrom, architecture: ArchitectureChoice(activation: activation))
+            try refuseNonFinite(warnNonFinite(base), initFrom)
+            try LoadedModel.check(dataset, fits: base)
+            if let testSet { try LoadedModel.check(testSet, fits: base) }
             network = base.network
             params = base.params
-            inputs = base.source.files
         } else {
-            let widths = try sizes.split(separator: ",").map { s -> Int in
-                guard let v = Int(s.trimmingCharacters(in: .whitespaces)), v > 0 else { throw ValidationError("--sizes: '\(s)' is not a positive width") }
-                return v
+            let widths = try parseWidths(sizes, option: "--sizes")
+            for d in [dataset] + (testSet.map { [$0] } ?? []) {
+                guard widths[0] == d.x.columns else {
+                    throw CLIError(.incompatibleData, "data set '\(d.name)' has \(d.x.columns) features per sample but --sizes starts with \(widths[0]); give --sizes \(([d.x.columns] + widths.dropFirst()).map(String.init).joined(separator: ","))")
+                }
+                guard d.classCount <= widths.last! else {
+                    throw CLIError(.incompatibleData, "data set '\(d.name)' has labels up to \(d.classCount - 1) but --sizes ends with \(widths.last!) outputs (one per class)")
+                }
             }
-            guard widths.count >= 2 else { throw ValidationError("--sizes needs at least an input and an output width") }
+            try MemoryBudget.check(MemoryEstimate.training(widths: widths, batch: min(batch, dataset.count)), for: "--sizes \(sizes) with --batch \(batch)")
             let layers = (0..<(widths.count - 1)).map { (weight: "layers.\($0).weight", bias: Optional("layers.\($0).bias")) }
             let arch = Architecture.mlp(layers: layers, activation: activation)
             var g = SeededGenerator(seed: seed)
             params = Trainer.initialise(arch, sizes: widths, generator: &g)
             network = Network(arch)
-            inputs = []
         }
-        let outURL = URL(fileURLWithPath: out)
-        try OutputGuard.check(output: outURL, inputs: inputs + [URL(fileURLWithPath: data)])
         var config = TrainingConfig()
         config.optimizer = optimizer
         config.learningRate = lr
@@ -116,14 +167,12 @@ struct TrainCommand: ParsableCommand {
         try Trainer.train(network: network, params: &params, data: dataset, config: config, progress: { r in
             if !quiet { printError(String(format: "epoch %3d  loss %.5f  accuracy %.4f", r.epoch, r.meanLoss, r.accuracy)) }
         }, checkpoint: { epoch, p in
-            guard let every = checkpointEvery, let dir = checkpointDir, epoch % every == 0 else { return }
-            let stem = checkpointName ?? outURL.deletingPathExtension().lastPathComponent
-            let url = URL(fileURLWithPath: dir).appendingPathComponent(String(format: "%@-epoch%03d.safetensors", stem, epoch))
+            guard let url = checkpoints.first(where: { $0.0 == epoch })?.1 else { return }
             try p.write(to: url, metadata: metadata.merging(["basin.epoch": String(epoch)]) { a, _ in a })
         })
         try params.write(to: outURL, metadata: metadata)
-        if let test {
-            let m = network.evaluate(params, on: try Dataset(path: test))
+        if let testSet {
+            let m = network.evaluate(params, on: testSet)
             print(String(format: "%@: test loss %.6f  accuracy %.4f", out, m.loss, m.accuracy))
         }
     }

@@ -13,6 +13,10 @@ struct UIBench: ParsableCommand {
     @Option(help: "Times the key script is replayed.")
     var repeats: Int = 3
 
+    func validate() throws {
+        try Check.range(repeats, 1...1000, "--repeats")
+    }
+
     func run() throws {
         options.apply()
         let samples = try SampleSession.locate()

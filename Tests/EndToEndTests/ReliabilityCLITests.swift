@@ -1,0 +1,373 @@
+import BasinIO
+import BasinTensor
+import BasinTestSupport
+import Foundation
+import XCTest
+
+/// docs/reliability.md, as a hostile user meets it: the real binary, every case of the table. Each case
+/// checks the exit status, that the message names the file or option, that there is no trace, and that
+/// inputs are byte for byte untouched and nothing is left behind.
+final class ReliabilityCLITests: XCTestCase {
+    var dir: URL!
+    var data: URL!
+    var test: URL!
+    var model: URL!
+    var other: URL!
+
+    override func setUpWithError() throws {
+        guard BasinBinary.url != nil else { throw XCTSkip("basin executable not built") }
+        dir = try Fixtures.temporaryDirectory()
+        data = dir.appendingPathComponent("data.safetensors")
+        test = dir.appendingPathComponent("test.safetensors")
+        model = dir.appendingPathComponent("a.safetensors")
+        other = dir.appendingPathComponent("b.safetensors")
+        try FileManager.default.copyItem(at: Fixtures.digitsTest, to: data)
+        try FileManager.default.copyItem(at: Fixtures.digitsTest, to: test)
+        try FileManager.default.copyItem(at: Fixtures.mlpSeed0, to: model)
+        try FileManager.default.copyItem(at: Fixtures.mlpSeed1, to: other)
+    }
+
+    override func tearDownWithError() throws { if let dir { try? FileManager.default.removeItem(at: dir) } }
+
+    private func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    /// The files in the test folder and their bytes' digests.
+    private func snapshot() throws -> [String: String] {
+        var out: [String: String] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir.path) {
+            let p = dir.appendingPathComponent(name)
+            var isDir: ObjCBool = false
+            _ = FileManager.default.fileExists(atPath: p.path, isDirectory: &isDir)
+            if isDir.boolValue {
+                out[name] = "folder"
+            } else if let attrs = try? FileManager.default.attributesOfItem(atPath: p.path), attrs[.type] as? FileAttributeType == .typeRegular {
+                out[name] = try FileDigest.sha256(p)
+            } else {
+                out[name] = "special"
+            }
+        }
+        return out
+    }
+
+    /// Runs basin, expects a failure whose one-line message contains every `mentions`, and nothing changed on disk.
+    @discardableResult
+    private func refused(_ args: [String], _ mentions: String..., status: Int32? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> BasinBinary.Result {
+        let before = try snapshot()
+        let r = try BasinBinary.run(args)
+        if let status {
+            XCTAssertEqual(r.status, status, r.stderr, file: file, line: line)
+        } else {
+            XCTAssertNotEqual(r.status, 0, "exit 0 for \(args): \(r.stderr)", file: file, line: line)
+        }
+        for m in mentions { XCTAssertTrue(r.stderr.contains(m), "'\(m)' not in: \(r.stderr)", file: file, line: line) }
+        XCTAssertTrue(r.stderr.hasPrefix("Error: ") || r.stderr.contains("\nError: "), r.stderr, file: file, line: line)
+        XCTAssertFalse(r.stderr.contains("Fatal error") || r.stderr.contains("Stack dump") || r.stderr.contains("Backtrace"), r.stderr, file: file, line: line)
+        XCTAssertEqual(try snapshot(), before, "files changed for \(args)", file: file, line: line)
+        return r
+    }
+
+    private func train(_ extra: [String], out: String) -> [String] {
+        ["train", "--data", data.path, "--sizes", "64,8,10", "--epochs", "1", "--quiet", "--out", out] + extra
+    }
+
+    // MARK: 1. No output may replace an input
+
+    func testEveryWayOfNamingAnInputAsAnOutputIsRefused() throws {
+        let dataName = data.path
+        // train: --out is --data, --test, --init-from; a checkpoint lands on --data.
+        try refused(train([], out: dataName), "refusing to write here", dataName)
+        try refused(train(["--test", test.path], out: test.path), "refusing to write here")
+        try refused(["train", "--data", data.path, "--init-from", model.path, "--epochs", "1", "--quiet", "--out", model.path], "refusing to write here")
+        try FileManager.default.copyItem(at: data, to: dir.appendingPathComponent("ck-epoch001.safetensors"))
+        try refused(["train", "--data", path("ck-epoch001.safetensors"), "--sizes", "64,8,10", "--epochs", "1", "--quiet", "--out", path("m.safetensors"),
+                     "--checkpoint-every", "1", "--checkpoint-dir", dir.path, "--checkpoint-name", "ck"], "ck-epoch001.safetensors", "refusing to write here")
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("ck-epoch001.safetensors"))
+        // The same file under other names: a symbolic link, a hard link, a path through "..".
+        try FileManager.default.createSymbolicLink(atPath: path("link.safetensors"), withDestinationPath: dataName)
+        try refused(train([], out: path("link.safetensors")), "refusing to write here")
+        try FileManager.default.linkItem(atPath: dataName, toPath: path("hard.safetensors"))
+        try refused(train([], out: path("hard.safetensors")), "the same file under another name")
+        try FileManager.default.createDirectory(atPath: path("sub"), withIntermediateDirectories: false)
+        try refused(train([], out: dir.path + "/sub/../data.safetensors"), "refusing to write here")
+        // match: --out and --report on an input.
+        try refused(["match", model.path, other.path, "--out", data.path, "--method", "activation", "--data", data.path], "refusing")
+        try refused(["match", model.path, other.path, "--out", path("m.safetensors"), "--report", model.path], "refusing")
+        try refused(["match", model.path, other.path, "--out", path("m.safetensors"), "--report", path("m.safetensors")], "two outputs")
+        // fit: --out on the bends it starts from, on the data.
+        try refused(["fit", model.path, other.path, "--data", data.path, "--epochs", "1", "--init-bends", test.path, "--out", test.path], "refusing")
+        try refused(["fit", model.path, other.path, "--data", data.path, "--epochs", "1", "--out", data.path], "refusing")
+        // soup: --out on the held-out data and on the test data.
+        try refused(["soup", model.path, other.path, "--data", data.path, "--out", data.path], "refusing")
+        try refused(["soup", model.path, other.path, "--data", data.path, "--test", test.path, "--out", test.path], "refusing")
+        // split: either output on the input, or both outputs one file.
+        try refused(["split", data.path, "--at", "10", data.path, path("t.safetensors")], "refusing")
+        try refused(["split", data.path, "--at", "10", path("h.safetensors"), dataName], "refusing")
+        try refused(["split", data.path, "--at", "10", path("h.safetensors"), path("h.safetensors")], "two outputs")
+        // merge: --out on the data, on the recipe, into a folder holding an input's shards.
+        let recipe = dir.appendingPathComponent("r.yaml")
+        try "merge_method: linear\nmodels:\n  - {model: a.safetensors}\n  - {model: b.safetensors}\n".write(to: recipe, atomically: true, encoding: .utf8)
+        try refused(["merge", recipe.path, "--out", data.path, "--data", data.path], "refusing")
+        try refused(["merge", recipe.path, "--out", recipe.path], "is a file")
+        let sharded = dir.appendingPathComponent("sharded")
+        try FileManager.default.createDirectory(at: sharded, withIntermediateDirectories: false)
+        try FileManager.default.copyItem(at: model, to: sharded.appendingPathComponent("model-00001-of-00001.safetensors"))
+        try JSONSerialization.data(withJSONObject: ["weight_map": Dictionary(uniqueKeysWithValues: try SafeTensorsFile(url: model).names.map { ($0, "model-00001-of-00001.safetensors") })])
+            .write(to: sharded.appendingPathComponent("model.safetensors.index.json"))
+        try "merge_method: linear\nmodels:\n  - {model: sharded}\n  - {model: b.safetensors}\n".write(to: recipe, atomically: true, encoding: .utf8)
+        try refused(["merge", recipe.path, "--out", sharded.path], "refusing to write here")
+        // Outputs that are not regular files.
+        try refused(train([], out: "/dev/null"), "/dev/null", "character device")
+        try refused(train([], out: path("sub")), "is a folder")
+        try refused(train([], out: path("no/such/folder/m.safetensors")), "does not exist")
+    }
+
+    // MARK: 2. Only regular files are read
+
+    func testFIFOsDevicesFoldersAndSymlinkLoopsAreRefusedByNameWithoutHanging() throws {
+        let fifo = path("pipe.safetensors")
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        let start = Date()
+        try refused(["eval", fifo, "--data", data.path], fifo, "FIFO")
+        try refused(["eval", model.path, "--data", fifo], fifo, "FIFO")
+        try refused(["inspect", fifo], "FIFO")
+        try refused(["train", "--data", "/dev/zero", "--out", path("m.safetensors")], "/dev/zero", "character device")
+        try refused(["eval", model.path, "--data", dir.path], "is a folder")
+        try refused(["eval", model.path, "--data", data.path, "--arch", fifo], "FIFO")
+        let recipe = path("r.yaml")
+        XCTAssertEqual(mkfifo(recipe, 0o644), 0)
+        try refused(["merge", recipe, "--out", path("o.safetensors")], "FIFO")
+        try FileManager.default.createSymbolicLink(atPath: path("l1"), withDestinationPath: path("l2"))
+        try FileManager.default.createSymbolicLink(atPath: path("l2"), withDestinationPath: path("l1"))
+        try refused(["eval", path("l1"), "--data", data.path], "symbolic links form a loop")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 60, "nothing blocked on the FIFO")
+    }
+
+    func testShardOutsideTheIndexFolderIsRefused() throws {
+        let folder = dir.appendingPathComponent("m")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
+        try JSONSerialization.data(withJSONObject: ["weight_map": ["layers.0.weight": "../a.safetensors"]])
+            .write(to: folder.appendingPathComponent("model.safetensors.index.json"))
+        try refused(["inspect", folder.path], "../a.safetensors", "inside the index's folder")
+    }
+
+    // MARK: 3. Values are checked before any work
+
+    func testDataThatDoesNotFitTheNetworkIsAnErrorBeforeTraining() throws {
+        try refused(train([], out: path("m.safetensors")).map { $0 == "64,8,10" ? "32,8,10" : $0 }, "64 features", "--sizes starts with 32")
+        try refused(train([], out: path("m.safetensors")).map { $0 == "64,8,10" ? "64,8,5" : $0 }, "labels up to 9", "5 outputs")
+        let small = path("small.safetensors")
+        XCTAssertEqual(try BasinBinary.run(["train", "--data", data.path, "--sizes", "64,8,10", "--epochs", "1", "--quiet", "--out", small]).status, 0)
+        let features = path("f32.safetensors")
+        try Dataset(x: Tensor(shape: [4, 32], repeating: 0.5), y: [0, 1, 2, 3]).write(to: URL(fileURLWithPath: features))
+        try refused(["eval", small, "--data", features], "32 features", "takes 64")
+        try refused(["path", small, small, "--data", features], "32 features")
+        try refused(["soup", model.path, other.path, "--data", data.path, "--test", features], "32 features")
+        try refused(["fit", model.path, other.path, "--data", data.path, "--test", features, "--out", path("f.safetensors")], "32 features")
+        try refused(["train", "--data", data.path, "--sizes", "64,8,10", "--test", features, "--out", path("m.safetensors")], "32 features")
+        try refused(["train", "--data", data.path, "--init-from", model.path, "--out", path("m.safetensors"), "--test", features], "32 features")
+    }
+
+    func testEmptyDataIsAnError() throws {
+        let empty = path("empty.safetensors")
+        try SafeTensorsWriter.write([("x", Tensor(shape: [0, 64], storage: [])), ("y", Tensor(shape: [0], storage: []))],
+                                    to: URL(fileURLWithPath: empty), dtype: { $0 == "y" ? .i64 : .f32 })
+        try refused(["eval", model.path, "--data", empty], empty, "no rows")
+        try refused(["train", "--data", empty, "--out", path("m.safetensors")], "no rows")
+        try refused(["train", "--data", data.path, "--classes", "42", "--sizes", "64,8,10", "--out", path("m.safetensors")], "no training rows")
+    }
+
+    func testEveryNumericOptionIsRangeCheckedAtParseTime() throws {
+        let out = path("m.safetensors")
+        let cases: [([String], String)] = [
+            (["train", "--data", data.path, "--out", out, "--lr", "nan"], "--lr must be a finite number"),
+            (["train", "--data", data.path, "--out", out, "--lr", "inf"], "--lr must be a finite number"),
+            (["train", "--data", data.path, "--out", out, "--lr", "-1"], "--lr"),
+            (["train", "--data", data.path, "--out", out, "--momentum", "2"], "--momentum"),
+            (["train", "--data", data.path, "--out", out, "--weight-decay", "nan"], "--weight-decay"),
+            (["train", "--data", data.path, "--out", out, "--batch", "0"], "--batch must be between 1"),
+            (["train", "--data", data.path, "--out", out, "--batch", "9223372036854775807"], "--batch must be between 1"),
+            (["train", "--data", data.path, "--out", out, "--epochs", "0"], "--epochs"),
+            (["train", "--data", data.path, "--out", out, "--sizes", "64,0,10"], "not a positive width"),
+            (["train", "--data", data.path, "--out", out, "--sizes", "64,99999999999999999999,10"], "not a positive width"),
+            (["train", "--data", data.path, "--out", out, "--classes", "-1"], "--classes"),
+            (["train", "--data", data.path, "--out", out, "--checkpoint-every", "1"], "go together"),
+            (["train", "--data", data.path, "--out", out, "--limit", "0"], "--limit"),
+            (["fit", model.path, other.path, "--data", data.path, "--out", out, "--batch", "0"], "--batch"),
+            (["fit", model.path, other.path, "--data", data.path, "--out", out, "--lr", "nan"], "--lr"),
+            (["fit", model.path, other.path, "--data", data.path, "--out", out, "--l2", "-1"], "--l2"),
+            (["fit", model.path, other.path, "--data", data.path, "--out", out, "--bends", "100000"], "--bends"),
+            (["path", model.path, other.path, "--data", data.path, "--points", "1"], "--points"),
+            (["path", model.path, other.path, "--data", data.path, "--points", "100000000"], "--points must be between 2 and 10001"),
+            (["path", model.path, other.path, "--data", data.path, "--batch", "0"], "--batch"),
+            (["match", model.path, other.path, "--out", out, "--max-sweeps", "0"], "--max-sweeps"),
+            (["soup", model.path, "--data", data.path, "--learned", "--steps", "0"], "--steps"),
+            (["explore", model.path, other.path, "--data", data.path, "--points", "100000000"], "--points"),
+            (["explore", model.path, other.path, "--data", data.path, "--landscape", "100000"], "--landscape"),
+            (["merge", "r.yaml", "--out", out, "--shard-size", "99999999999999GB"], "too large"),
+            (["merge", "r.yaml", "--out", out, "--shard-size", "99999999999999999999"], "cannot read"),
+            (["merge", "r.yaml", "--out", out, "--shard-size", "infGB"], "cannot read"),
+            (["merge", "r.yaml", "--out", out, "--shard-size=-5MB"], "positive"),
+            (["merge", "r.yaml", "--out", out, "--shard-size", "0"], "positive"),
+            (["bench", "--threads", "99999999999"], "--threads"),
+            (["bench", "--batch", "0"], "--batch"),
+            (["bench", "lap", "--sizes", "0"], "--sizes"),
+            (["bench", "lap", "--sizes", "1000000"], "--sizes"),
+            (["bench", "match", "--sizes", "784", "1000000", "10"], "--sizes"),
+            (["bench", "path", "--samples", "0"], "--samples"),
+            (["bench", "path", "--points", "0"], "--points"),
+            (["bench", "merge", "--size", "9999999999999999999999GB"], "--size"),
+            (["bench", "ui", "--repeats", "0"], "--repeats"),
+        ]
+        for (args, message) in cases {
+            let r = try refused(args, message, status: 64)
+            XCTAssertTrue(r.stderr.contains("Usage:"), "a usage error for \(args)")
+        }
+    }
+
+    func testARequestBeyondTheMachinesMemoryIsRefusedBeforeAllocating() throws {
+        try refused(["train", "--data", data.path, "--sizes", "64,1000000,1000000,10", "--out", path("m.safetensors")],
+                    "needs about", "of memory but this machine has")
+        try refused(["bench", "path", "--samples", "10000000", "--bends", "64"], "of memory")
+    }
+
+    // MARK: 4. Non-finite weights
+
+    private func nonFiniteModel() throws -> String {
+        let bad = path("nan.safetensors")
+        var params = try SafeTensorsFile(url: model).allTensors()
+        params[0].1.storage[3] = .nan
+        params[0].1.storage[7] = .infinity
+        WritePolicy.allowNonFinite = true
+        defer { WritePolicy.allowNonFinite = false }
+        try SafeTensorsWriter.write(params, to: URL(fileURLWithPath: bad))
+        return bad
+    }
+
+    func testNonFiniteWeightsAreReportedAndNeverMergedOrExportedSilently() throws {
+        let bad = try nonFiniteModel()
+        let tensor = try SafeTensorsFile(url: model).names[0]
+        // Evaluating warns (tensor and count) and goes on.
+        let e = try BasinBinary.run(["eval", bad, "--data", data.path])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        XCTAssertTrue(e.stderr.contains("warning: \(bad): tensor '\(tensor)' has 2 NaN or infinite values"), e.stderr)
+        // Merging and exporting refuse, naming the input tensor, unless --allow-nonfinite.
+        let recipe = path("r.yaml")
+        try "merge_method: linear\nmodels:\n  - {model: nan.safetensors}\n  - {model: b.safetensors}\n".write(toFile: recipe, atomically: true, encoding: .utf8)
+        let out = path("merged.safetensors")
+        try refused(["merge", recipe, "--out", out], "NaN or infinite", "--allow-nonfinite")
+        try refused(["soup", bad, other.path, "--data", data.path, "--out", out], "--allow-nonfinite")
+        try refused(["match", bad, other.path, "--out", out], "--allow-nonfinite")
+        try refused(["fit", bad, other.path, "--data", data.path, "--epochs", "1", "--out", out], "--allow-nonfinite")
+        let allowed = try BasinBinary.run(["merge", recipe, "--out", out, "--allow-nonfinite"])
+        XCTAssertEqual(allowed.status, 0, allowed.stderr)
+        XCTAssertTrue(allowed.stderr.contains("warning: "), allowed.stderr)
+        XCTAssertEqual(try NonFinite.scan(SafeTensorsFile(url: URL(fileURLWithPath: out))).first?.count, 2)
+    }
+
+    func testAMergeThatOverflowsToInfinityIsNotWritten() throws {
+        // Finite inputs, but weights of 1e308 overflow Float32: the writer refuses the infinite result.
+        let recipe = path("r.yaml")
+        try "merge_method: linear\nmodels:\n  - {model: a.safetensors, parameters: {weight: 1.0e308}}\n  - {model: b.safetensors, parameters: {weight: 1.0e308}}\nparameters: {normalize: false}\n"
+            .write(toFile: recipe, atomically: true, encoding: .utf8)
+        try refused(["merge", recipe, "--out", path("o.safetensors")], "NaN or infinite")
+    }
+
+    // MARK: 5. Interrupted and size-limited writes leave nothing
+
+    /// Starts basin, waits until `ready` says it is mid-write, sends `signal`, and returns the result.
+    private func interrupt(_ args: [String], signal: Int32, ready: @escaping () -> Bool) throws -> (Int32, Bool) {
+        let p = Process()
+        p.executableURL = BasinBinary.url!
+        p.arguments = args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var caught = false
+        let deadline = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < deadline {
+            if ready() {
+                kill(p.processIdentifier, signal)
+                caught = true
+                break
+            }
+            usleep(200)
+        }
+        p.waitUntilExit()
+        return (p.terminationStatus, caught)
+    }
+
+    private func temporaryFiles(in folder: URL) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".tmp") }
+    }
+
+    func testSIGTERMDuringAWriteRemovesTheTemporaryFile() throws {
+        let out = path("big.safetensors")
+        for attempt in 1...3 {
+            let (status, caught) = try interrupt(["train", "--data", data.path, "--sizes", "64,2048,2048,10", "--epochs", "1", "--limit", "2",
+                                                  "--quiet", "--out", out], signal: SIGTERM) { !self.temporaryFiles(in: self.dir).isEmpty }
+            if !caught { continue }
+            XCTAssertEqual(status, SIGTERM, "ended by SIGTERM (a shell shows 143)")
+            XCTAssertEqual(temporaryFiles(in: dir), [], "attempt \(attempt)")
+            // Either the signal came before the rename (no output) or just after (a complete output).
+            if FileManager.default.fileExists(atPath: out) { XCTAssertNoThrow(try SafeTensorsFile(url: URL(fileURLWithPath: out))) }
+            return
+        }
+        XCTFail("never caught the write in progress")
+    }
+
+    func testSIGINTDuringAShardedMergeRemovesTheFolderItMade() throws {
+        // Two 2 x 16 MB models, merged into 4 MB shards in a new folder.
+        for name in ["big-a.safetensors", "big-b.safetensors"] {
+            try SafeTensorsWriter.write((0..<8).map { ("w\($0)", Tensor(shape: [1024, 1024], repeating: Float($0))) },
+                                        to: dir.appendingPathComponent(name))
+        }
+        let recipe = path("r.yaml")
+        try "merge_method: linear\nmodels:\n  - {model: big-a.safetensors}\n  - {model: big-b.safetensors}\n".write(toFile: recipe, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("merged")
+        for _ in 1...3 {
+            let (status, caught) = try interrupt(["merge", recipe, "--out", out.path, "--shard-size", "4MB"], signal: SIGINT) {
+                !self.temporaryFiles(in: out).isEmpty
+            }
+            if !caught {
+                try? FileManager.default.removeItem(at: out)
+                continue
+            }
+            XCTAssertEqual(status, SIGINT)
+            if FileManager.default.fileExists(atPath: out.path) {
+                // Only a merge that finished just before the signal may stay, and then it is complete.
+                XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("model.safetensors.index.json").path))
+                XCTAssertEqual(temporaryFiles(in: out), [])
+            }
+            return
+        }
+        XCTFail("never caught the merge in progress")
+    }
+
+    func testAFileSizeLimitGivesAClearErrorAndLeavesNothing() throws {
+        let basin = BasinBinary.url!.path
+        let out = path("m.safetensors")
+        let r = try BasinBinary.runProcess(URL(fileURLWithPath: "/bin/bash"),
+                                           ["-c", "ulimit -f 20; exec \"$0\" \"$@\"", basin, "train", "--data", data.path, "--sizes", "64,128,128,10",
+                                            "--epochs", "1", "--quiet", "--out", out])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("\(out): cannot be written: the file-size limit was reached"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        XCTAssertEqual(temporaryFiles(in: dir), [])
+    }
+
+    func testSplitIsAllOrNothing() throws {
+        // The head (1 row) fits under the limit, the tail does not: neither may be left.
+        let basin = BasinBinary.url!.path
+        let head = path("head.safetensors"), tail = path("tail.safetensors")
+        let r = try BasinBinary.runProcess(URL(fileURLWithPath: "/bin/bash"),
+                                           ["-c", "ulimit -f 40; exec \"$0\" \"$@\"", basin, "split", data.path, "--at", "1", head, tail])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("file-size limit"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: head))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tail))
+        XCTAssertEqual(temporaryFiles(in: dir), [])
+        let ok = try BasinBinary.run(["split", data.path, "--at", "1", head, tail])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertEqual(try Dataset(path: head).count + Dataset(path: tail).count, 497)
+    }
+}
