@@ -10,6 +10,8 @@ let package = Package(
         // The engine: what a program needs to read models and data, evaluate paths, align, merge and soup.
         // The UI modules (BasinUI, BasinCurses, BasinExplorer) are in no product and use `package` access.
         .library(name: "BasinFusion", targets: ["BasinTensor", "BasinIO", "BasinNet", "BasinFusion"]),
+        // Fuzzing (docs/reliability.md): .ci/fuzz builds it with -sanitize=fuzzer into .build-fuzz.
+        .executable(name: "basin-fuzz", targets: ["BasinFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -17,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         // ONNX: the runtime library only; Sources/BasinIO/ONNX/onnx.pb.swift is generated once and committed.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // The only C: OpenBLAS (cblas + LAPACK) and ncursesw, each behind one shim header.
@@ -46,10 +49,15 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // The readers users hand files to, as functions of bytes for libFuzzer, and its driver.
+        .target(name: "BasinFuzzTargets", dependencies: ["BasinIO", "BasinNet", "BasinFusion", "BasinTensor"]),
+        .executableTarget(name: "BasinFuzz", dependencies: ["BasinFuzzTargets"]),
+
         // Locates Tests/Fixtures (copied from ../shared) from the source tree, so tests need nothing beside the clone.
         .target(name: "BasinTestSupport", dependencies: ["BasinIO", "BasinTensor"], path: "Tests/BasinTestSupport"),
         .testTarget(name: "BasinTensorTests", dependencies: ["BasinTestSupport", "BasinTensor"]),
-        .testTarget(name: "BasinIOTests", dependencies: ["BasinTestSupport", "BasinIO", "BasinTensor"]),
+        .testTarget(name: "BasinIOTests", dependencies: ["BasinTestSupport", "BasinIO", "BasinTensor", "BasinFuzzTargets",
+                                                         .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "BasinNetTests", dependencies: ["BasinTestSupport", "BasinNet", "BasinIO", "BasinTensor"]),
         .testTarget(name: "BasinFusionTests", dependencies: ["BasinTestSupport", "BasinFusion", "BasinNet", "BasinIO", "BasinTensor"]),
         .testTarget(name: "BasinUITests", dependencies: ["BasinTestSupport", "BasinUI"]),
