@@ -18,6 +18,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case recipe
     /// An architecture file (JSON).
     case arch
+    /// An ONNX model (protobuf): graph, attributes, initializers served as tensors.
+    case onnx
 
     /// Runs one input. Errors are the expected outcome for hostile bytes and are swallowed; anything else
     /// (a trap) is what the fuzzer looks for.
@@ -55,6 +57,12 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .arch:
             guard let file = try? JSONDecoder().decode(ArchitectureFile.self, from: Data(bytes)) else { return }
             _ = try? file.architecture(path: name.path)
+        case .onnx:
+            guard let model = try? ONNXModel(bytes: Data(bytes), url: name) else { return }
+            for n in model.names {
+                guard let info = model.info(n), info.elementCount <= 1 << 20 else { continue }
+                _ = try? model.tensor(n)
+            }
         }
     }
 }

@@ -164,8 +164,7 @@ public final class ONNXModel: TensorSource, @unchecked Sendable {
         try self.init(url: URL(fileURLWithPath: path))
     }
 
-    public init(url: URL) throws {
-        self.url = url
+    public convenience init(url: URL) throws {
         let file = url.path
         let size: Int
         do {
@@ -198,6 +197,24 @@ public final class ONNXModel: TensorSource, @unchecked Sendable {
         } catch {
             throw BasinIOError(.malformedProtobuf, file: file, "is not a valid ONNX protobuf (\(Self.describe(error)))")
         }
+        try self.init(model: model, url: url)
+    }
+
+    /// Parses ONNX bytes held in memory; `url` only names them in messages (the fuzz target's entry).
+    public convenience init(bytes: Data, url: URL) throws {
+        guard bytes.count <= Self.maximumFileSize else {
+            throw BasinIOError(.fileTooLarge, file: url.path, "is \(bytes.count) bytes, more than the \(Self.maximumFileSize)-byte limit of a protobuf message")
+        }
+        let model: Onnx_ModelProto
+        do { model = try Onnx_ModelProto(serializedBytes: bytes) } catch {
+            throw BasinIOError(.malformedProtobuf, file: url.path, "is not a valid ONNX protobuf (\(Self.describe(error)))")
+        }
+        try self.init(model: model, url: url)
+    }
+
+    private init(model: Onnx_ModelProto, url: URL) throws {
+        self.url = url
+        let file = url.path
         guard model.hasGraph, model.irVersion > 0 else {
             throw BasinIOError(.badONNX, file: file,
                                model.hasGraph ? "declares no IR version: not an ONNX model" : "has no graph: not an ONNX model")
