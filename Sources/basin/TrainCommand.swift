@@ -114,7 +114,8 @@ struct TrainCommand: ParsableCommand {
         try io.model(initFrom)
         try io.file(test)
         io.output(out)
-        for (_, url) in checkpoints { io.output(url.path) }
+        // The last checkpoint may be the --out file itself (SampleModels/generate.sh does this): the same weights, written twice.
+        for (_, url) in checkpoints where url.standardizedFileURL.path != outURL.standardizedFileURL.path { io.output(url.path) }
         if let checkpointDir { try FileCheck.folder(checkpointDir) }
         try io.check()
 
