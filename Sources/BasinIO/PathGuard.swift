@@ -85,7 +85,7 @@ public enum OutputTarget: Sendable {
     case file(URL)
     /// A checkpoint as `CheckpointWriter` lays it out: a `.safetensors` file (split into
     /// `STEM-00001-of-0000N.safetensors` + `STEM.safetensors.index.json` beside it when large), or a folder
-    /// holding `model-00001-of-0000N.safetensors` and `model.safetensors.index.json`.
+    /// (a Hugging Face layout: weights, index, config and tokenizer files), in which no input may live.
     case checkpoint(URL)
 }
 
@@ -192,7 +192,7 @@ public enum OutputGuard {
                         throw BasinIOError(.notRegularFile, file: url.path, "is \(kind.label); an output must be a folder or a regular file")
                     }
                     files = []
-                    family = Family(folder: url, stem: "model")
+                    family = Family(folder: url, stem: nil)
                 }
             }
         }
@@ -207,19 +207,21 @@ public enum OutputGuard {
         }
     }
 
-    /// `STEM-#####-of-#####.safetensors` and `STEM.safetensors.index.json` in a folder.
+    /// `STEM-#####-of-#####.safetensors` and `STEM.safetensors.index.json` in a folder, or (no stem) every file
+    /// in a folder output: a merge there would replace or mix with whatever model files it holds.
     struct Family {
         let folder: URL
         let resolvedFolder: String
-        let stem: String
+        let stem: String?
 
-        init(folder: URL, stem: String) {
+        init(folder: URL, stem: String?) {
             self.folder = folder
             resolvedFolder = Platform.resolvedPath(folder.path)
             self.stem = stem
         }
 
         func matches(_ name: String) -> Bool {
+            guard let stem else { return true }
             if name == stem + ".safetensors.index.json" { return true }
             guard name.hasPrefix(stem + "-"), name.hasSuffix(".safetensors") else { return false }
             let middle = name.dropFirst(stem.count + 1).dropLast(".safetensors".count)

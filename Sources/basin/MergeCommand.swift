@@ -133,6 +133,13 @@ struct MergeCommand: ParsableCommand {
             printError("merged \(merged.count) tensors with \(recipe.method.rawValue) into \(outputs.last!)")
         } else {
             let plan = try MergePlan(recipe: recipe)
+            if allowNonfinite && !dryRun {
+                // Allowed, but still reported: one warning per input tensor holding NaN or infinite values.
+                for url in recipe.modelURLs + (recipe.baseURL.map { [$0] } ?? []) {
+                    let source = try ModelFile.open(url)
+                    for f in try NonFinite.scan(source) { printError(NonFinite.warning(file: source.displayPath, f)) }
+                }
+            }
             if dryRun {
                 let report = MergeDryRun(plan: plan, out: outURL, options: options)
                 if json { try printJSON(report) } else { print(report.text()) }

@@ -15,7 +15,11 @@ struct IOPlan {
     /// A model: a .safetensors file, an index (its shards count as inputs too), or a folder holding one.
     mutating func model(_ path: String?) throws {
         guard let path else { return }
-        try FileCheck.input(path, folderAllowed: true)
+        do {
+            try FileCheck.input(path, folderAllowed: true)
+        } catch let e as BasinIOError where e.kind == .unreadable {
+            return  // missing: the command's own load says where it looked
+        }
         let url = URL(fileURLWithPath: path)
         inputs.append(url)
         // A model that opens contributes its files (index + shards); one that does not is reported by the

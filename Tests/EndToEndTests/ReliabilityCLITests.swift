@@ -105,7 +105,7 @@ final class ReliabilityCLITests: XCTestCase {
         try refused(["split", data.path, "--at", "10", path("h.safetensors"), path("h.safetensors")], "two outputs")
         // merge: --out on the data, on the recipe, into a folder holding an input's shards.
         let recipe = dir.appendingPathComponent("r.yaml")
-        try "merge_method: linear\nmodels:\n  - {model: a.safetensors}\n  - {model: b.safetensors}\n".write(to: recipe, atomically: true, encoding: .utf8)
+        try "merge_method: linear\nmodels:\n  - {model: a.safetensors, parameters: {weight: 1}}\n  - {model: b.safetensors, parameters: {weight: 1}}\n".write(to: recipe, atomically: true, encoding: .utf8)
         try refused(["merge", recipe.path, "--out", data.path, "--data", data.path], "refusing")
         try refused(["merge", recipe.path, "--out", recipe.path], "is a file")
         let sharded = dir.appendingPathComponent("sharded")
@@ -113,7 +113,7 @@ final class ReliabilityCLITests: XCTestCase {
         try FileManager.default.copyItem(at: model, to: sharded.appendingPathComponent("model-00001-of-00001.safetensors"))
         try JSONSerialization.data(withJSONObject: ["weight_map": Dictionary(uniqueKeysWithValues: try SafeTensorsFile(url: model).names.map { ($0, "model-00001-of-00001.safetensors") })])
             .write(to: sharded.appendingPathComponent("model.safetensors.index.json"))
-        try "merge_method: linear\nmodels:\n  - {model: sharded}\n  - {model: b.safetensors}\n".write(to: recipe, atomically: true, encoding: .utf8)
+        try "merge_method: linear\nmodels:\n  - {model: sharded, parameters: {weight: 1}}\n  - {model: b.safetensors, parameters: {weight: 1}}\n".write(to: recipe, atomically: true, encoding: .utf8)
         try refused(["merge", recipe.path, "--out", sharded.path], "refusing to write here")
         // Outputs that are not regular files.
         try refused(train([], out: "/dev/null"), "/dev/null", "character device")
@@ -252,7 +252,7 @@ final class ReliabilityCLITests: XCTestCase {
         XCTAssertTrue(e.stderr.contains("warning: \(bad): tensor '\(tensor)' has 2 NaN or infinite values"), e.stderr)
         // Merging and exporting refuse, naming the input tensor, unless --allow-nonfinite.
         let recipe = path("r.yaml")
-        try "merge_method: linear\nmodels:\n  - {model: nan.safetensors}\n  - {model: b.safetensors}\n".write(toFile: recipe, atomically: true, encoding: .utf8)
+        try "merge_method: linear\nmodels:\n  - {model: nan.safetensors, parameters: {weight: 1}}\n  - {model: b.safetensors, parameters: {weight: 1}}\n".write(toFile: recipe, atomically: true, encoding: .utf8)
         let out = path("merged.safetensors")
         try refused(["merge", recipe, "--out", out], "NaN or infinite", "--allow-nonfinite")
         try refused(["soup", bad, other.path, "--data", data.path, "--out", out], "--allow-nonfinite")
@@ -265,11 +265,15 @@ final class ReliabilityCLITests: XCTestCase {
     }
 
     func testAMergeThatOverflowsToInfinityIsNotWritten() throws {
-        // Finite inputs, but weights of 1e308 overflow Float32: the writer refuses the infinite result.
+        // Finite inputs near Float32's largest value: their unnormalised sum is +Inf, which the writer refuses.
+        let huge = path("huge.safetensors")
+        let params = try SafeTensorsFile(url: model).allTensors().map { ($0.0, Tensor(shape: $0.1.shape, repeating: 3e38)) }
+        try SafeTensorsWriter.write(params, to: URL(fileURLWithPath: huge))
+        try SafeTensorsWriter.write(params, to: URL(fileURLWithPath: path("huge2.safetensors")))
         let recipe = path("r.yaml")
-        try "merge_method: linear\nmodels:\n  - {model: a.safetensors, parameters: {weight: 1.0e308}}\n  - {model: b.safetensors, parameters: {weight: 1.0e308}}\nparameters: {normalize: false}\n"
+        try "merge_method: linear\nmodels:\n  - {model: huge.safetensors, parameters: {weight: 1}}\n  - {model: huge2.safetensors, parameters: {weight: 1}}\nparameters: {normalize: false}\n"
             .write(toFile: recipe, atomically: true, encoding: .utf8)
-        try refused(["merge", recipe, "--out", path("o.safetensors")], "NaN or infinite")
+        try refused(["merge", recipe, "--out", path("o.safetensors")], "NaN or infinite", "--allow-nonfinite")
     }
 
     // MARK: 5. Interrupted and size-limited writes leave nothing
@@ -322,7 +326,7 @@ final class ReliabilityCLITests: XCTestCase {
                                         to: dir.appendingPathComponent(name))
         }
         let recipe = path("r.yaml")
-        try "merge_method: linear\nmodels:\n  - {model: big-a.safetensors}\n  - {model: big-b.safetensors}\n".write(toFile: recipe, atomically: true, encoding: .utf8)
+        try "merge_method: linear\nmodels:\n  - {model: big-a.safetensors, parameters: {weight: 1}}\n  - {model: big-b.safetensors, parameters: {weight: 1}}\n".write(toFile: recipe, atomically: true, encoding: .utf8)
         let out = dir.appendingPathComponent("merged")
         for _ in 1...3 {
             let (status, caught) = try interrupt(["merge", recipe, "--out", out.path, "--shard-size", "4MB"], signal: SIGINT) {

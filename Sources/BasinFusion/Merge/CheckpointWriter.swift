@@ -35,6 +35,8 @@ public final class CheckpointWriter {
     private var createdFolder: URL?
     private var finished = false
     private var metadataReplaced = false
+    /// Passed to every shard writer: refuse NaN/Inf (docs/reliability.md) unless the merge allows them.
+    private let checkFinite: Bool
     /// The folder this run made and the files already renamed into place, removed if a signal arrives before
     /// `finish` is done (docs/reliability.md).
     private var cleanup: [CleanupRegistry.Token?] = []
@@ -76,7 +78,8 @@ public final class CheckpointWriter {
     }
 
     public init(out: URL, plan: [TensorPlan], metadata: [String: String], shardSize: Int = CheckpointWriter.defaultShardSize,
-                protecting inputs: [URL], extraFiles: [(name: String, data: Data)] = []) throws {
+                protecting inputs: [URL], extraFiles: [(name: String, data: Data)] = [], checkFinite: Bool = true) throws {
+        self.checkFinite = checkFinite
         self.plan = plan
         self.metadata = metadata
         self.inputs = inputs
@@ -139,7 +142,7 @@ public final class CheckpointWriter {
         }
         guard current < shardPlans.count else { throw BasinIOError(.writeFailed, file: shardURLs.last!.path, "more tensors than planned") }
         if let w = writers[current] { return w }
-        let w = try SafeTensorsWriter(url: shardURLs[current], plan: shardPlans[current], metadata: metadata, protecting: inputs)
+        let w = try SafeTensorsWriter(url: shardURLs[current], plan: shardPlans[current], metadata: metadata, protecting: inputs, checkFinite: checkFinite)
         writers[current] = w
         return w
     }
@@ -192,7 +195,7 @@ public final class CheckpointWriter {
     public func finish() throws {
         // Shards with no tensor yet (empty plan) still get created so the layout is complete.
         for i in writers.indices where writers[i] == nil {
-            writers[i] = try SafeTensorsWriter(url: shardURLs[i], plan: shardPlans[i], metadata: metadata, protecting: inputs)
+            writers[i] = try SafeTensorsWriter(url: shardURLs[i], plan: shardPlans[i], metadata: metadata, protecting: inputs, checkFinite: checkFinite)
         }
         var renamed: [URL] = []
         do {

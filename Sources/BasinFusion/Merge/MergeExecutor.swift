@@ -62,7 +62,7 @@ public enum MergeExecutor {
         let writer: CheckpointWriter
         do {
             writer = try CheckpointWriter(out: out, plan: plan.tensorPlans, metadata: meta, shardSize: options.shardSize,
-                                          protecting: plan.inputFiles, extraFiles: extras)
+                                          protecting: plan.inputFiles, extraFiles: extras, checkFinite: !options.allowNonFinite)
         } catch let e as BasinIOError {
             throw MergeError(.output, file: e.file, e.problem)
         }
