@@ -94,31 +94,39 @@ static inline int basin_locale_is_utf8(void) {
 
 /// Async-signal-tolerant restore for fatal/termination signals: endwin() is not
 /// strictly async-signal-safe, but it is what ncurses itself does in its own
-/// handlers; we then write a newline-free reset and _exit.
+/// handlers. The signal then goes on to the handler installed before the
+/// explorer's (BasinIO's, which removes unfinished outputs and names a mapped
+/// file that shrank; see docs/reliability.md), or the default action: a fault
+/// (SIGSEGV, SIGBUS, ... raised by the hardware) by returning, so the faulting
+/// instruction runs again under that handler with its address; anything sent
+/// (kill, raise, abort) by raising it again.
 static volatile sig_atomic_t basin_curses_active = 0;
-static inline void basin_signal_restore(int sig) {
+static inline struct sigaction *basin_previous_action(int sig) {
+    static struct sigaction actions[65];
+    return &actions[sig > 0 && sig < 65 ? sig : 0];
+}
+static inline void basin_signal_restore(int sig, siginfo_t *info, void *context) {
+    (void)context;
     if (basin_curses_active) { basin_curses_active = 0; endwin(); }
-    signal(sig, SIG_DFL);
+    if (sig > 0 && sig < 65) sigaction(sig, basin_previous_action(sig), NULL); else signal(sig, SIG_DFL);
+    if (info && info->si_code > 0 && (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE)) return;
     raise(sig);
 }
 static inline void basin_install_signal_handlers(void) {
     basin_curses_active = 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = basin_signal_restore;
+    sa.sa_sigaction = basin_signal_restore;
+    sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    sigaction(SIGQUIT, &sa, NULL);
-    sigaction(SIGSEGV, &sa, NULL);
-    sigaction(SIGBUS, &sa, NULL);
-    sigaction(SIGABRT, &sa, NULL);
-    sigaction(SIGILL, &sa, NULL);
-    sigaction(SIGFPE, &sa, NULL);
+    int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE,
 #ifdef SIGTRAP
-    sigaction(SIGTRAP, &sa, NULL);
+                     SIGTRAP,
 #endif
+    };
+    for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        sigaction(signals[i], &sa, signals[i] < 65 ? basin_previous_action(signals[i]) : NULL);
+    }
 }
 static inline void basin_mark_curses_inactive(void) { basin_curses_active = 0; }
 #endif

@@ -43,6 +43,8 @@ struct ExploreCommand: ParsableCommand {
     @Option(help: "Landscape grid points per side.")
     var landscape: Int = 21
 
+    @OptionGroup var nonFinite: NonFiniteOptions
+
     mutating func validate() throws {
         if models.count == 1 { throw ValidationError("give two or more models (or none for the sample session)") }
         try Check.range(points, 3...1001, "--points")
@@ -61,6 +63,7 @@ struct ExploreCommand: ParsableCommand {
             }
         }
         if dataPaths.isEmpty { throw ValidationError("give a data set with --data (train, then test)") }
+        nonFinite.apply()
         var io = IOPlan()
         try io.models(modelPaths)
         try io.model(base)

@@ -127,6 +127,24 @@ final class ExplorerTmuxTests: XCTestCase {
         XCTAssertTrue(recipe.contains("path: bezier") && recipe.contains("t: 0.55") && recipe.contains("bends: fitted"), recipe)
     }
 
+    /// docs/reliability.md: a termination signal restores the terminal first, then BasinIO's handler ends the
+    /// process by the same signal (128 + 15 in the shell).
+    func testSIGTERMRestoresTheTerminalAndEndsWithTheSignal() throws {
+        let basin = BasinBinary.url!.path
+        let d = dir.path
+        try start(width: 100, height: 30, "cd '\(d)'; LANG=C.UTF-8 '\(basin)' </dev/tty 2>'\(d)/stderr.txt' & echo $! >'\(d)/pid.txt'; wait $!; echo exited $? >'\(d)/status.txt'; sleep 30")
+        try waitFor("barrier (loss)")
+        let pid = try XCTUnwrap(Int32(String(contentsOf: dir.appendingPathComponent("pid.txt"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        XCTAssertEqual(kill(pid, SIGTERM), 0)
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("status.txt").path) { usleep(100_000) }
+        let status = try String(contentsOf: dir.appendingPathComponent("status.txt"), encoding: .utf8)
+        XCTAssertEqual(status.trimmingCharacters(in: .whitespacesAndNewlines), "exited 143")
+        // The explorer's screen is gone: ncurses left the alternate screen before the process ended.
+        let s = try screen()
+        XCTAssertFalse(s.contains("barrier (loss)"), s)
+    }
+
     func testTooSmallTerminalShowsAMessageAndQuits() throws {
         let basin = BasinBinary.url!.path
         try start(width: 60, height: 15, "'\(basin)'; sleep 5")

@@ -24,8 +24,12 @@ package final class ExplorerEngine: Sendable {
     package let network: Network
     /// Where greedy soup chooses its ingredients: a held-out set, else the last data set.
     package let heldOut: Dataset?
+    /// Every file the session read (models with their shards, data sets, the architecture file): an export may
+    /// replace none of them (docs/reliability.md).
+    package let inputFiles: [URL]
 
-    package init(models: [LoadedModel], datasets: [Dataset], base: LoadedModel? = nil, heldOut: Dataset? = nil) throws {
+    package init(models: [LoadedModel], datasets: [Dataset], base: LoadedModel? = nil, heldOut: Dataset? = nil,
+                 otherInputs: [URL] = []) throws {
         guard models.count >= 2 else { throw ExplorerError("the explorer needs at least two models (got \(models.count))") }
         guard !datasets.isEmpty else { throw ExplorerError("the explorer needs a data set (--data)") }
         for m in models.dropFirst() + (base.map { [$0] } ?? []) {
@@ -33,6 +37,7 @@ package final class ExplorerEngine: Sendable {
         }
         for d in datasets + (heldOut.map { [$0] } ?? []) { try LoadedModel.check(d, fits: models[0]) }
         self.heldOut = heldOut
+        self.inputFiles = (models + (base.map { [$0] } ?? [])).flatMap(\.source.files) + otherInputs
         self.models = models
         self.datasets = datasets
         self.base = base
@@ -46,7 +51,8 @@ package final class ExplorerEngine: Sendable {
         let models = try paths.map { try LoadedModel(path: $0, architecture: architecture) }
         let sets = try data.map { try Dataset(path: $0) }
         let b = try base.map { try LoadedModel(path: $0, architecture: architecture) }
-        return try ExplorerEngine(models: models, datasets: sets, base: b, heldOut: try heldOut.map { try Dataset(path: $0) })
+        return try ExplorerEngine(models: models, datasets: sets, base: b, heldOut: try heldOut.map { try Dataset(path: $0) },
+                                  otherInputs: (data + (heldOut.map { [$0] } ?? [])).map { URL(fileURLWithPath: $0) } + (architecture.file.map { [$0] } ?? []))
     }
 
     /// File names without directories and extensions, kept unique.
@@ -207,11 +213,12 @@ package final class ExplorerEngine: Sendable {
     package func export(_ p: ParameterSet, to path: String, recipe: String) throws -> (model: URL, recipe: URL) {
         var url = URL(fileURLWithPath: path)
         if url.pathExtension.isEmpty { url.appendPathExtension("safetensors") }
-        let inputs = models.map(\.url) + (base.map { [$0.url] } ?? [])
-        let dtypes = models[0].dtypes
-        try p.write(to: url, dtype: { dtypes[$0] ?? .f32 }, metadata: ["basin.recipe": recipe], protecting: inputs)
         let r = url.deletingPathExtension().appendingPathExtension("recipe.yaml")
-        try recipe.write(to: r, atomically: true, encoding: .utf8)
+        // Both files checked against every input before either is written; both written atomically.
+        try OutputGuard.check(outputs: [.file(url), .file(r)], inputs: inputFiles)
+        let dtypes = models[0].dtypes
+        try p.write(to: url, dtype: { dtypes[$0] ?? .f32 }, metadata: ["basin.recipe": recipe], protecting: inputFiles)
+        try AtomicFile.write(Data(recipe.utf8), to: r, protecting: inputFiles)
         return (url, r)
     }
 }
