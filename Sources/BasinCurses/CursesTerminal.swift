@@ -7,8 +7,22 @@ import Darwin
 #endif
 
 package struct CursesError: Error, CustomStringConvertible {
+    /// What went wrong, for tests and callers to match on.
+    package enum Kind: String, Sendable {
+        /// Standard input or output is not a terminal.
+        case notATerminal
+        /// TERM is unset or "dumb".
+        case noTerminalType
+        /// ncurses could not start on this terminal.
+        case initFailed
+    }
+
+    package var kind: Kind
     package var description: String
-    package init(_ d: String) { description = d }
+    package init(_ kind: Kind, _ d: String) {
+        self.kind = kind
+        description = d
+    }
 }
 
 /// The real terminal, on ncursesw. Create it, run a loop on it, call `shutdown()` (or use
@@ -29,15 +43,15 @@ package final class CursesTerminal: Terminal {
     /// Initialises curses. `theme` is resolved per frame under the detected capability.
     package init(theme: Theme = .dark, environment: [String: String] = ProcessInfo_environment()) throws {
         guard isatty(STDIN_FILENO) != 0, isatty(STDOUT_FILENO) != 0 else {
-            throw CursesError("the explorer needs an interactive terminal (stdin/stdout are not a TTY)")
+            throw CursesError(.notATerminal, "the explorer needs an interactive terminal (stdin/stdout are not a TTY)")
         }
         guard let term = environment["TERM"], !term.isEmpty, term != "dumb" else {
-            throw CursesError("TERM is not set (or is 'dumb'): cannot start the terminal UI")
+            throw CursesError(.noTerminalType, "TERM is not set (or is 'dumb'): cannot start the terminal UI")
         }
         setlocale(LC_ALL, "")
         unicode = basin_locale_is_utf8() != 0
         set_escdelay(25)
-        guard initscr() != nil else { throw CursesError("initscr failed for TERM=\(term)") }
+        guard initscr() != nil else { throw CursesError(.initFailed, "initscr failed for TERM=\(term)") }
         active = true
         basin_install_signal_handlers()
         raw()           // ^C arrives as a key (the app quits on it); handlers cover kill -INT etc.

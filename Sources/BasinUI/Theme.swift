@@ -69,10 +69,22 @@ package struct RoleStyle: Hashable, Sendable {
 }
 
 package struct ThemeError: Error, CustomStringConvertible, Equatable {
+    /// What went wrong, for tests and callers to match on.
+    package enum Kind: String, Sendable {
+        /// The file cannot be read (missing, not a regular file, not UTF-8).
+        case unreadable
+        /// No theme of that name in the themes folders.
+        case notFound
+        /// A line of the file is wrong (the line number says which).
+        case syntax
+    }
+
+    package var kind: Kind
     package var file: String
     package var line: Int?
     package var message: String
-    package init(file: String, line: Int?, message: String) {
+    package init(_ kind: Kind = .syntax, file: String, line: Int?, message: String) {
+        self.kind = kind
         self.file = file
         self.line = line
         self.message = message

@@ -8,9 +8,14 @@ import Foundation
 package enum ThemeLoader {
     package static func load(path: String) throws -> Theme {
         let url = URL(fileURLWithPath: path)
+        // A FIFO or device would block or never end: only regular files are read (docs/reliability.md).
+        if let type = try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)[.type] as? FileAttributeType,
+           type != .typeRegular {
+            throw ThemeError(.unreadable, file: path, line: nil, message: "is not a regular file; a theme is a text file")
+        }
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-            throw ThemeError(file: path, line: nil, message: "cannot read theme file (\(error.localizedDescription))")
+            throw ThemeError(.unreadable, file: path, line: nil, message: "cannot read theme file (\(error.localizedDescription))")
         }
         let name = url.deletingPathExtension().lastPathComponent
         return try Theme.parse(text, name: name, file: path)
@@ -52,7 +57,7 @@ package enum ThemeLoader {
         let where_ = directories.isEmpty ? "no themes directory found (set BASIN_THEMES_DIR)"
             : "searched: " + directories.joined(separator: ", ")
         let avail = availableThemes(in: directories)
-        throw ThemeError(file: "\(name).theme", line: nil,
+        throw ThemeError(.notFound, file: "\(name).theme", line: nil,
                          message: "theme '\(name)' not found; \(where_)" + (avail.isEmpty ? "" : "; available: " + avail.joined(separator: ", ")))
     }
 
