@@ -43,7 +43,40 @@ final class SignalTests: XCTestCase {
         }
     }
 
+    func testFileSizeLimitGivesNoSpaceErrorAndLeavesNothing() throws {
+        // In a child: the limit is process-wide and would also cut this runner's own log.
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try child("testChildWritesPastTheFileSizeLimit", mode: "efbig", dir: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("kinds: noSpace noSpace"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("file-size limit"), r.stdout)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [])
+    }
+
     // MARK: Children (no-ops unless run as a child)
+
+    func testChildWritesPastTheFileSizeLimit() throws {
+        guard ProcessInfo.processInfo.environment[Self.childKey] == "efbig", let d = ProcessInfo.processInfo.environment[Self.dirKey] else { return }
+        ProcessSignals.install()  // SIGXFSZ ignored, so the write fails with EFBIG instead of killing the process
+        let dir = URL(fileURLWithPath: d)
+        var old = rlimit()
+        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+        var limit = old
+        limit.rlim_cur = 4096
+        var kinds: [String] = [], messages: [String] = []
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit), 0)
+        do { try SafeTensorsWriter.write([("w", Tensor(shape: [4096], repeating: 1))], to: dir.appendingPathComponent("big.safetensors")) } catch let e as BasinIOError {
+            kinds.append(e.kind.rawValue)
+            messages.append(e.description)
+        }
+        do { try AtomicFile.write(Data(count: 10_000), to: dir.appendingPathComponent("big.json")) } catch let e as BasinIOError {
+            kinds.append(e.kind.rawValue)
+        }
+        _ = setrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+        FileHandle.standardOutput.write(Data("kinds: \(kinds.joined(separator: " ")); \(messages.joined())\n".utf8))
+        exit(0)
+    }
 
     func testChildReadsAFileThatShrinks() throws {
         guard ProcessInfo.processInfo.environment[Self.childKey] == "sigbus", let d = ProcessInfo.processInfo.environment[Self.dirKey] else { return }
