@@ -34,6 +34,9 @@ public enum ProcessSignals {
         guard !installed else { return }
         installed = true
         SignalTables.prepare()
+        // A last net: whatever is still registered when the process exits (exit() after an error while another
+        // thread still held a writer) is unfinished, so it goes too.
+        atexit { SignalTables.runCleanup() }
         signal(SIGXFSZ, SIG_IGN)
         for sig in [SIGINT, SIGTERM, SIGHUP] {
             var sa = sigaction()

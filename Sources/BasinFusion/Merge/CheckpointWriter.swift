@@ -128,6 +128,12 @@ public final class CheckpointWriter {
         if !finished { removeCreatedFolder() }
     }
 
+    /// Gives up an unfinished output now: the shard writers' temporary files and the folder this writer made go at
+    /// once, not whenever the last reference is dropped (which may be on another thread, after the error is shown).
+    public func discard() {
+        if !finished { removeCreatedFolder() }
+    }
+
     private func removeCreatedFolder() {
         writers = []
         if let createdFolder { try? FileManager.default.removeItem(at: createdFolder) }

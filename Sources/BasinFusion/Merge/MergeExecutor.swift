@@ -86,6 +86,7 @@ public enum MergeExecutor {
         } catch {
             pipeline.cancel()
             hasher?.cancel()
+            writer.discard()
             if let e = error as? BasinIOError, e.kind == .writeFailed { throw MergeError(.output, file: e.file, tensor: e.tensor, e.problem) }
             throw error
         }
