@@ -157,6 +157,18 @@ final class SlotTable: @unchecked Sendable {
     }
 }
 
+/// What the handlers read, as plain values set once by `prepare()` before any handler is installed. The handlers
+/// touch nothing else: no class references (retain/release), no generic types whose metadata could be created
+/// (and allocated) on first use, no Range or stride iteration, only while loops over raw memory. A handler that
+/// allocated could deadlock on malloc's lock held by the code it interrupted, which a debug build did.
+nonisolated(unsafe) private var cleanupMemory: UnsafeMutableRawPointer?
+nonisolated(unsafe) private var cleanupSlots = 0
+nonisolated(unsafe) private var cleanupStride = 0
+nonisolated(unsafe) private var mappingMemory: UnsafeMutableRawPointer?
+nonisolated(unsafe) private var mappingSlots = 0
+nonisolated(unsafe) private var mappingStride = 0
+nonisolated(unsafe) private var previousBus: UnsafeMutablePointer<sigaction>?
+
 enum SignalTables {
     static let cleanup = SlotTable(count: 256, pathBytes: Int(PATH_MAX))
     static let mappings = SlotTable(count: 1024, pathBytes: 1024)
@@ -166,22 +178,55 @@ enum SignalTables {
         return p
     }()
 
-    /// Touches every global the handlers use, so none is lazily initialised inside a handler.
+    /// Sets the plain values the handlers read, so nothing is initialised (or allocated) inside a handler.
     static func prepare() {
-        _ = cleanup.count
-        _ = mappings.count
-        _ = previousBusAction
+        cleanupMemory = cleanup.memory
+        cleanupSlots = cleanup.count
+        cleanupStride = SlotTable.header + cleanup.pathBytes
+        mappingMemory = mappings.memory
+        mappingSlots = mappings.count
+        mappingStride = SlotTable.header + mappings.pathBytes
+        previousBus = previousBusAction
     }
 
-    /// Removes the registered files, then the registered folders. Async-signal-safe.
+    /// Removes the registered files, then the registered folders (innermost last registered first).
+    /// Async-signal-safe: see the note on the values above.
     static func runCleanup() {
-        let t = cleanup
-        for i in 0..<t.count where t.state(i) == 1 { _ = unlink(t.path(i)) }
-        for i in stride(from: t.count - 1, through: 0, by: -1) where t.state(i) == 2 { _ = rmdir(t.path(i)) }
+        guard let memory = cleanupMemory else { return }
+        let n = cleanupSlots, stride = cleanupStride
+        var i = 0
+        while i < n {
+            let slot = memory + i * stride
+            if slot.load(as: Int.self) == 1 { _ = unlink((slot + SlotTable.header).assumingMemoryBound(to: CChar.self)) }
+            i += 1
+        }
+        i = n - 1
+        while i >= 0 {
+            let slot = memory + i * stride
+            if slot.load(as: Int.self) == 2 { _ = rmdir((slot + SlotTable.header).assumingMemoryBound(to: CChar.self)) }
+            i -= 1
+        }
     }
 
     static func writeError(_ s: StaticString) {
         _ = write(2, s.utf8Start, s.utf8CodeUnitCount)
+    }
+
+    /// The path of the registered mapping holding `address`, if any (async-signal-safe).
+    static func mappedFile(containing address: UInt) -> UnsafeMutablePointer<CChar>? {
+        guard let memory = mappingMemory else { return nil }
+        let n = mappingSlots, stride = mappingStride
+        var i = 0
+        while i < n {
+            let slot = memory + i * stride
+            if slot.load(as: Int.self) != 0 {
+                let base = slot.load(fromByteOffset: 8, as: UInt.self)
+                let size = slot.load(fromByteOffset: 16, as: UInt.self)
+                if address >= base && address - base < size { return (slot + SlotTable.header).assumingMemoryBound(to: CChar.self) }
+            }
+            i += 1
+        }
+        return nil
     }
 }
 
@@ -192,7 +237,6 @@ private func basinTerminationHandler(_ sig: Int32) {
 }
 
 private func basinBusHandler(_ sig: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ context: UnsafeMutableRawPointer?) {
-    let t = SignalTables.mappings
     var address: UInt = 0
     if let info {
         #if canImport(Darwin)
@@ -201,18 +245,14 @@ private func basinBusHandler(_ sig: Int32, _ info: UnsafeMutablePointer<siginfo_
         address = UInt(bitPattern: info.pointee._sifields._sigfault.si_addr)
         #endif
     }
-    for i in 0..<t.count where t.state(i) != 0 {
-        let base = t.base(i)
-        if address >= base && address < base &+ t.size(i) {
-            SignalTables.writeError("Error: ")
-            let p = t.path(i)
-            _ = write(2, p, strlen(p))
-            SignalTables.writeError(": the file shrank while Basin was reading it (truncated or rewritten by another program?); stopped, and removed this run's unfinished outputs\n")
-            SignalTables.runCleanup()
-            _exit(128 + SIGBUS)
-        }
+    if let p = SignalTables.mappedFile(containing: address) {
+        SignalTables.writeError("Error: ")
+        _ = write(2, p, strlen(p))
+        SignalTables.writeError(": the file shrank while Basin was reading it (truncated or rewritten by another program?); stopped, and removed this run's unfinished outputs\n")
+        SignalTables.runCleanup()
+        _exit(128 + SIGBUS)
     }
     // Not an input's mapping: a genuine fault. Hand it to whoever handled SIGBUS before; returning re-runs the
     // faulting instruction under that handler (or the default action).
-    sigaction(SIGBUS, SignalTables.previousBusAction, nil)
+    if let previousBus { sigaction(SIGBUS, previousBus, nil) } else { signal(SIGBUS, SIG_DFL) }
 }
