@@ -46,8 +46,13 @@ struct MatchCommand: ParsableCommand {
 
     @OptionGroup var arch: ArchitectureOptions
 
+<<<<<<< HEAD
     @Option(name: .shortAndLong, help: "Two models: where to write aligned B (.safetensors).")
     var out: String?
+=======
+    @Option(name: .shortAndLong, help: "Where to write aligned B: a .safetensors file, or a folder (a Hugging Face folder with B's config.json when B is one).")
+    var out: String
+>>>>>>> cc885a7 (Fusion on the transformer fixtures: RegMean solves GPT-2's Conv1D ([in, out]) and untied LM heads with every token position a row (tied weights averaged), softmax over the vocabulary for ensembles and learned soups, in-memory merges and match written to a folder are Hugging Face folders (config.json copied); tests reproduce uniform soup, task arithmetic 0.5/1.0 and every mergekit merge's per-operation metrics, greedy/learned soups, ensembles, Fisher, RegMean, Bezier fit on the GPT-2 pair, sharded HF export)
 
     @Option(help: "Where to write every aligned model after the first (a folder, created if missing).")
     var outDir: String?
@@ -184,7 +189,13 @@ struct MatchCommand: ParsableCommand {
         var metadata = b.source.metadata
         for (k, v) in result.metadata { metadata[k] = v }
         let dtypes = b.dtypes
-        try result.aligned.write(to: outURL, dtype: { dtypes[$0] ?? .f32 }, metadata: metadata, protecting: [a.url, b.url])
+        if CheckpointWriter.isFolder(outURL) {
+            // A folder: as save_pretrained lays one out, with B's config.json when B is a Hugging Face model.
+            try MergeExport.write(result.aligned, to: outURL, dtype: { dtypes[$0] ?? .f32 }, recipe: nil,
+                                  inputs: [(b.path, b.source), (a.path, a.source)], extraMetadata: metadata)
+        } else {
+            try result.aligned.write(to: outURL, dtype: { dtypes[$0] ?? .f32 }, metadata: metadata, protecting: [a.url, b.url])
+        }
         if let report {
             try AtomicFile.write(try result.report.jsonData(), to: URL(fileURLWithPath: report), protecting: a.source.files + b.source.files + [outURL])
         }

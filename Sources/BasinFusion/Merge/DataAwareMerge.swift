@@ -57,19 +57,56 @@ public enum DataAwareMerge {
         return try fisherMerge(models: models, fishers: fishers, weights: weights)
     }
 
+    /// A layer RegMean solves: a product with a weight read by this node alone (a linear layer, GPT-2's
+    /// Conv1D with its [in, out] layout, an untied LM head).
+    struct RegMeanSite {
+        var node: Int
+        var weight: String
+        var bias: String?
+        /// The weight is stored [in, out] (GPT-2's Conv1D) rather than [out, in].
+        var inputMajor: Bool
+    }
+
+    static func regMeanSites(_ arch: Architecture) -> [RegMeanSite] {
+        var readers: [String: Int] = [:]
+        for node in arch.nodes { for name in Set(node.op.parameterNames) { readers[name, default: 0] += 1 } }
+        return arch.nodes.indices.compactMap { i -> RegMeanSite? in
+            let op = arch.nodes[i].op
+            let site: RegMeanSite? = if let l = op as? Linear {
+                RegMeanSite(node: i, weight: l.weight, bias: l.bias, inputMajor: false)
+            } else if let c = op as? HFConv1D {
+                RegMeanSite(node: i, weight: c.weight, bias: c.bias, inputMajor: true)
+            } else if let h = op as? LMHead {
+                RegMeanSite(node: i, weight: h.weight, bias: h.bias, inputMajor: false)
+            } else {
+                nil
+            }
+            // A weight shared with another node (tied embeddings) is not this layer's alone: it is averaged.
+            guard let site, readers[site.weight] == 1 else { return nil }
+            return site
+        }
+    }
+
     /// RegMean (Jin et al. 2023): for each linear layer y = x W^T + b, with G_i = X_i^T X_i the Gram matrix of the
     /// layer's inputs in model i (a column of ones appended so the bias is solved jointly), the merged
     /// [W b]^T = (sum_i G_i)^-1 sum_i G_i [W_i b_i]^T, solved with LAPACK (Cholesky). Off-diagonal Gram entries
-    /// are scaled by `alpha` (the paper's regularisation); other tensors are averaged.
+    /// are scaled by `alpha` (the paper's regularisation); other tensors are averaged. Every position of a
+    /// sequence is a row of X (token data), and GPT-2's Conv1D ([in, out]) and an untied LM head count as linear
+    /// layers; a weight another node also reads (tied embeddings) is averaged.
     public static func regMean(network: Network, models: [ParameterSet], data: Dataset, samples: Int = 1024,
                                alpha: Double = 0.9, batchSize: Int = 256) throws -> ParameterSet {
         guard let reference = models.first else { throw MergeError("regmean of no models") }
         for m in models { try reference.checkCompatible(with: m) }
         var out = try ParameterMerge.uniformSoup(models)
         let arch = network.architecture
+        let sites = regMeanSites(arch)
         let n = min(samples, data.count)
         let x = data.x
-        // Gram sums per linear node, accumulated in Double over batches.
+        /// (in, out) of a site's weight.
+        func dims(_ site: RegMeanSite, _ w: Tensor) -> (inDim: Int, outDim: Int) {
+            site.inputMajor ? (w.shape[0], w.shape[1]) : (w.shape[1], w.shape[0])
+        }
+        // Gram sums per site, accumulated in Double over batches.
         var totalGram: [Int: [Double]] = [:]
         var totalRHS: [Int: [Double]] = [:]
         for params in models {
@@ -78,10 +115,11 @@ public enum DataAwareMerge {
             while start < n {
                 let end = min(n, start + batchSize)
                 let trace = network.forwardTrace(x.rows(start..<end), params, keepAll: true)
-                for node in arch.linearNodes {
-                    let input = arch.nodes[node].inputs[0]
+                for site in sites {
+                    let input = arch.nodes[site.node].inputs[0]
                     let xin = input < 0 ? x.rows(start..<end) : trace[input]!
-                    let rows = xin.rows, cols = xin.columns
+                    let cols = dims(site, params[site.weight]!).inDim
+                    let rows = xin.count / max(1, cols)
                     // Augment with a ones column: [X 1].
                     var aug = Tensor.zeros([rows, cols + 1])
                     aug.withUnsafeMutableBufferPointer { a in
@@ -93,17 +131,18 @@ public enum DataAwareMerge {
                         }
                     }
                     let g = aug.matmul(aug, transposeSelf: true)
-                    if grams[node] == nil { grams[node] = [Double](repeating: 0, count: g.count) }
-                    for j in 0..<g.count { grams[node]![j] += Double(g[j]) }
+                    if grams[site.node] == nil { grams[site.node] = [Double](repeating: 0, count: g.count) }
+                    g.withUnsafeBufferPointer { gs in
+                        for j in 0..<gs.count { grams[site.node]![j] += Double(gs[j]) }
+                    }
                 }
                 start = end
             }
-            for node in arch.linearNodes {
-                guard let linear = arch.nodes[node].op as? Linear, var g = grams[node] else { continue }
-                let (wName, bName) = (linear.weight, linear.bias)
-                let w = params[wName]!
-                let outDim = w.rows, inDim = w.columns
-                let bias = bName.flatMap { params[$0] }
+            for site in sites {
+                guard var g = grams[site.node] else { continue }
+                let w = params[site.weight]!
+                let (inDim, outDim) = dims(site, w)
+                let bias = site.bias.flatMap { params[$0] }
                 let d = inDim + (bias == nil ? 0 : 1)
                 if bias == nil {
                     // Without a bias only the X^T X block of the augmented Gram applies.
@@ -117,10 +156,12 @@ public enum DataAwareMerge {
                 for i in 0..<d { g[i * d + i] += ridge }
                 // [W b]^T : d x outDim.
                 var wt = [Double](repeating: 0, count: d * outDim)
-                for o in 0..<outDim {
-                    for i in 0..<inDim { wt[i * outDim + o] = Double(w[o * inDim + i]) }
-                    if let bias { wt[inDim * outDim + o] = Double(bias[o]) }
+                w.withUnsafeBufferPointer { ws in
+                    for o in 0..<outDim {
+                        for i in 0..<inDim { wt[i * outDim + o] = Double(site.inputMajor ? ws[i * outDim + o] : ws[o * inDim + i]) }
+                    }
                 }
+                if let bias { for o in 0..<outDim { wt[inDim * outDim + o] = Double(bias[o]) } }
                 var rhs = [Double](repeating: 0, count: d * outDim)
                 g.withUnsafeBufferPointer { a in
                     wt.withUnsafeBufferPointer { b in
@@ -130,24 +171,27 @@ public enum DataAwareMerge {
                         }
                     }
                 }
-                if totalGram[node] == nil {
-                    totalGram[node] = g
-                    totalRHS[node] = rhs
+                if totalGram[site.node] == nil {
+                    totalGram[site.node] = g
+                    totalRHS[site.node] = rhs
                 } else {
-                    for j in 0..<g.count { totalGram[node]![j] += g[j] }
-                    for j in 0..<rhs.count { totalRHS[node]![j] += rhs[j] }
+                    for j in 0..<g.count { totalGram[site.node]![j] += g[j] }
+                    for j in 0..<rhs.count { totalRHS[site.node]![j] += rhs[j] }
                 }
             }
         }
-        for node in arch.linearNodes {
-            guard let linear = arch.nodes[node].op as? Linear, var a = totalGram[node], var b = totalRHS[node] else { continue }
-            let (wName, bName) = (linear.weight, linear.bias)
-            let w = reference[wName]!
-            let outDim = w.rows, inDim = w.columns, d = inDim + (bName.flatMap { reference[$0] } == nil ? 0 : 1)
+        for site in sites {
+            guard var a = totalGram[site.node], var b = totalRHS[site.node] else { continue }
+            let w = reference[site.weight]!
+            let (inDim, outDim) = dims(site, w)
+            let d = inDim + (site.bias.flatMap { reference[$0] } == nil ? 0 : 1)
             let info = BLAS.solveSPD(n: d, nrhs: outDim, a: &a, b: &b)
-            guard info == 0 else { throw MergeError("regmean: the Gram matrix of '\(wName)' is not positive definite (LAPACK info \(info))") }
-            out[wName] = Tensor(shape: w.shape, storage: (0..<(outDim * inDim)).map { k in Float(b[(k % inDim) * outDim + k / inDim]) })
-            if let bName, let bt = reference[bName] {
+            guard info == 0 else { throw MergeError("regmean: the Gram matrix of '\(site.weight)' is not positive definite (LAPACK info \(info))") }
+            // b holds [W b]^T (d x out): row i of it is input i.
+            out[site.weight] = Tensor(shape: w.shape, storage: (0..<(outDim * inDim)).map { k in
+                site.inputMajor ? Float(b[k]) : Float(b[(k % inDim) * outDim + k / inDim])
+            })
+            if let bName = site.bias, let bt = reference[bName] {
                 out[bName] = Tensor(shape: bt.shape, storage: (0..<outDim).map { Float(b[inDim * outDim + $0]) })
             }
         }

@@ -22,8 +22,13 @@ public enum MergeExport {
         meta["basin.inputs_sha256"] = String(decoding: data, as: UTF8.self)
         meta.merge(extraMetadata) { _, new in new }
         let plan = params.pairs.map { TensorPlan(name: $0.0, dtype: dtype($0.0), shape: $0.1.shape) }
+        // A folder output of Hugging Face models is one too: the first model's config.json beside the weights.
+        var extra: [(name: String, data: Data)] = []
+        if CheckpointWriter.isFolder(out), let hf = inputs.lazy.compactMap({ $0.source as? HuggingFaceModel }).first {
+            extra.append((HuggingFaceModel.configName, hf.configData))
+        }
         let writer = try CheckpointWriter(out: out, plan: plan, metadata: meta, shardSize: shardSize,
-                                          protecting: inputs.flatMap { $0.source.files })
+                                          protecting: inputs.flatMap { $0.source.files }, extraFiles: extra)
         for (name, t) in params.pairs { try writer.write(name, t) }
         try writer.finish()
         return writer.outputFiles

@@ -30,8 +30,10 @@ public enum Soup {
         }
     }
 
+    /// Softmax over the last axis (classes or vocabulary), for logits [N, C] or [N, L, V].
     static func softmaxRows(_ z: inout Tensor) {
-        let r = z.rows, c = z.columns
+        let c = z.shape.last ?? 1
+        let r = c == 0 ? 0 : z.count / c
         z.withUnsafeMutableBufferPointer { v in
             for i in 0..<r {
                 let row = v.baseAddress! + i * c
