@@ -46,13 +46,8 @@ struct MatchCommand: ParsableCommand {
 
     @OptionGroup var arch: ArchitectureOptions
 
-<<<<<<< HEAD
-    @Option(name: .shortAndLong, help: "Two models: where to write aligned B (.safetensors).")
+    @Option(name: .shortAndLong, help: "Two models: where to write aligned B: a .safetensors file, or a folder (a Hugging Face folder with B's config.json when B is one).")
     var out: String?
-=======
-    @Option(name: .shortAndLong, help: "Where to write aligned B: a .safetensors file, or a folder (a Hugging Face folder with B's config.json when B is one).")
-    var out: String
->>>>>>> cc885a7 (Fusion on the transformer fixtures: RegMean solves GPT-2's Conv1D ([in, out]) and untied LM heads with every token position a row (tied weights averaged), softmax over the vocabulary for ensembles and learned soups, in-memory merges and match written to a folder are Hugging Face folders (config.json copied); tests reproduce uniform soup, task arithmetic 0.5/1.0 and every mergekit merge's per-operation metrics, greedy/learned soups, ensembles, Fisher, RegMean, Bezier fit on the GPT-2 pair, sharded HF export)
 
     @Option(help: "Where to write every aligned model after the first (a folder, created if missing).")
     var outDir: String?

@@ -11,6 +11,11 @@ import Foundation
 public enum ActivationMatching {
     public static func match(reference a: ParameterSet, model b: ParameterSet, network: Network, spec: PermutationSpec,
                              data: Dataset, batchSize: Int = 1024, cancel: CancellationFlag? = nil) throws -> AlignmentResult {
+        if spec.hasAttentionHeads {
+            // Head groups move blocks of units under the GQA constraint: the transformer matcher solves them.
+            return try TransformerPermutations.activationMatch(reference: a, model: b, network: network, spec: spec, data: data,
+                                                               cancel: cancel)
+        }
         let start = Benchmarks.now()
         try a.checkCompatible(with: b, "activation matching")
         try spec.validate(a)

@@ -34,16 +34,27 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
     }
 
     public var groups: [Group]
+    /// Transformers: groups that are attention heads (their `axes` are empty; the head blocks are here).
+    public var attentionHeads: [AttentionHeadGroup]?
+    /// Transformers: the nodes whose outputs are the residual stream (for activation matching of its group).
+    public var residualNodes: [String]?
 
     public init(groups: [Group]) {
         self.groups = groups
     }
 
-    /// The spec for a model: the architecture's declared permutations if it has any, otherwise inferred for
-    /// a chain of linear layers (one group per hidden layer).
+    /// True when some groups are attention heads (matched by `TransformerPermutations`).
+    public var hasAttentionHeads: Bool { !(attentionHeads ?? []).isEmpty }
+
+    /// The spec for a model: the architecture's declared permutations if it has any, a transformer's groups
+    /// (MLPs, attention heads, residual stream) if it has attention, otherwise inferred for a chain of linear
+    /// layers (one group per hidden layer).
     public static func make(for architecture: Architecture, params: ParameterSet) throws -> PermutationSpec {
         if !architecture.permutations.isEmpty {
             return try declared(architecture, params: params)
+        }
+        if TransformerPermutations.applies(to: architecture) {
+            return try TransformerPermutations.spec(architecture, params: params)
         }
         return try inferMLP(architecture, params: params)
     }
@@ -158,11 +169,12 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
                          "permutation for '\(g.name)' is not a permutation of 0..<\(g.size)")
         }
         let byParam = axesByParameter
-        return params.mapTensors { name, tensor in
+        let out = params.mapTensors { name, tensor in
             var t = tensor
             for (axis, gi) in byParam[name] ?? [] { t = PermutationSpec.gather(t, axis: axis, permutation: permutations[gi]) }
             return t
         }
+        return hasAttentionHeads ? TransformerPermutations.applyHeads(self, permutations, to: out) : out
     }
 
     /// Applies the permutations to one tensor on every axis except `skipAxis`.

@@ -44,6 +44,13 @@ public enum WeightMatching {
     public static func matchTimed(reference a: ParameterSet, model b: ParameterSet, spec: PermutationSpec,
                                   seed: UInt64 = 0, maxSweeps: Int = 100, cancel: CancellationFlag? = nil,
                                   progress: (MatchReport.Step) -> Void = { _ in }) throws -> (result: AlignmentResult, timing: Timing) {
+        if spec.hasAttentionHeads {
+            // Head groups move blocks of units under the GQA constraint: the transformer matcher solves them.
+            let t0 = Benchmarks.now(), c0 = processCPUTime()
+            let r = try TransformerPermutations.weightMatch(reference: a, model: b, spec: spec, seed: seed, maxSweeps: maxSweeps,
+                                                            cancel: cancel, progress: progress)
+            return (r, Timing(otherSeconds: Benchmarks.now() - t0, otherCPUSeconds: processCPUTime() - c0))
+        }
         let start = Benchmarks.now()
         var timing = Timing()
         var clock = (wall: start, cpu: processCPUTime())
