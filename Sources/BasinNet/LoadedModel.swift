@@ -79,7 +79,13 @@ public struct LoadedModel: Sendable {
     /// Checks that the data's samples fit the model's input (reshaped to the declared input shape when they
     /// hold as many values) and its labels its output.
     public static func check(_ data: Dataset, fits model: LoadedModel) throws {
-        let arch = model.architecture
+        try check(data, fits: model.architecture, params: model.params, outputs: model.outputs, name: model.path)
+    }
+
+    /// `check` for an architecture and parameters not loaded from a file (`name` stands for the model).
+    public static func check(_ data: Dataset, fits arch: Architecture, params: ParameterSet, outputs: Int, name: String) throws {
+        struct Model { let params: ParameterSet; let outputs: Int; let path: String }
+        let model = Model(params: params, outputs: outputs, path: name)
         let sample = data.sampleShape
         var input: SampleShape = sample
         if let declared = arch.inputShape {

@@ -69,3 +69,43 @@ public enum Trainer {
         }
     }
 }
+
+extension Trainer {
+    /// Recomputes every BatchNorm's running statistics as `torch.optim.swa_utils.update_bn` does: statistics
+    /// reset (mean 0, variance 1, no batches), then one train-mode pass over `data` in order, in batches of
+    /// `batchSize` (the last one kept, however small), each BatchNorm's running mean and variance ending as the
+    /// plain average over the batches of the batch mean and unbiased variance, and num_batches_tracked as the
+    /// number of batches. Trained parameters are unchanged.
+    public static func resetBatchNormStatistics(network: Network, params: ParameterSet, data: Dataset, batchSize: Int = 64) -> ParameterSet {
+        let norms = network.architecture.nodes.compactMap { $0.op as? BatchNorm }
+        var p = params
+        // With no batches tracked, a cumulative update replaces the statistics by the batch's own.
+        for bn in norms {
+            guard let c = p[bn.runningMean]?.count else { continue }
+            p[bn.runningMean] = Tensor(shape: [c], repeating: 0)
+            p[bn.runningVar] = Tensor(shape: [c], repeating: 1)
+            if let n = bn.numBatchesTracked, let t = p[n] { p[n] = Tensor(shape: t.shape, repeating: 0) }
+        }
+        var sums: [String: [Double]] = [:]
+        var batches = 0
+        var start = 0
+        let size = max(1, batchSize)
+        while start < data.count {
+            let end = min(data.count, start + size)
+            let trace = network.run(data.x.rows(start..<end), p, Network.RunOptions(mode: .train, cumulativeStatistics: true))
+            let statistics = Set(norms.flatMap { [$0.runningMean, $0.runningVar] })
+            for (name, t) in trace.bufferUpdates where statistics.contains(name) {
+                if sums[name] == nil { sums[name] = [Double](repeating: 0, count: t.count) }
+                for k in 0..<t.count { sums[name]![k] += Double(t[k]) }
+            }
+            batches += 1
+            start = end
+        }
+        guard batches > 0 else { return p }
+        for (name, s) in sums { p[name] = Tensor(shape: [s.count], storage: s.map { Float($0 / Double(batches)) }) }
+        for bn in norms {
+            if let n = bn.numBatchesTracked, let t = p[n] { p[n] = Tensor(shape: t.shape, repeating: Float(batches)) }
+        }
+        return p
+    }
+}

@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Print speed and memory figures for this machine.",
-        subcommands: [EvalBench.self, PathBench.self, LAPBench.self, MatchBench.self, MergeBench.self, UIBench.self, TransformerBench.self],
+        subcommands: [EvalBench.self, PathBench.self, ConvBench.self, LAPBench.self, MatchBench.self, MergeBench.self, UIBench.self, TransformerBench.self],
         defaultSubcommand: EvalBench.self)
 }
 

@@ -7,16 +7,19 @@ import Foundation
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train an MLP classifier (seeded and reproducible) and write it as safetensors with PyTorch-style names.")
+        abstract: "Train a classifier, an MLP of --sizes or any graph given with --arch (seeded and reproducible), and write it as safetensors with PyTorch-style names.")
 
     @Option(help: "Training data set (safetensors with x and y).")
     var data: String
 
-    @Option(help: "Layer widths, input first, e.g. 64,128,128,10 (ignored with --init).")
+    @Option(help: "Layer widths, input first, e.g. 64,128,128,10 (ignored with --init-from or --arch).")
     var sizes: String = "64,128,128,10"
 
     @Option(help: "Activation between layers: relu, tanh or gelu.")
     var activation: Activation = .relu
+
+    @Option(name: .customLong("arch"), help: "Architecture JSON file (see docs/formats.md): train this graph (PyTorch's default initialisation) instead of an MLP of --sizes.")
+    var archFile: String?
 
     @Option(help: "Start from this model's weights instead of a fresh initialisation (fine-tuning).")
     var initFrom: String?
@@ -80,7 +83,7 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError("--checkpoint-every and --checkpoint-dir go together (give both, or neither)")
         }
         if checkpointName != nil && checkpointDir == nil { throw ValidationError("--checkpoint-name needs --checkpoint-every and --checkpoint-dir") }
-        if initFrom == nil {
+        if initFrom == nil && archFile == nil {
             let widths = try parseWidths(sizes, option: "--sizes")
             guard widths.count >= 2 else { throw ValidationError("--sizes needs at least an input and an output width") }
         }
@@ -113,6 +116,7 @@ struct TrainCommand: ParsableCommand {
         try io.file(data)
         try io.model(initFrom)
         try io.file(test)
+        try io.file(archFile)
         io.output(out)
         // The last checkpoint may be the --out file itself (SampleModels/generate.sh does this): the same weights, written twice.
         for (_, url) in checkpoints where url.standardizedFileURL.path != outURL.standardizedFileURL.path { io.output(url.path) }
@@ -131,12 +135,22 @@ struct TrainCommand: ParsableCommand {
         var network: Network
         var params: ParameterSet
         if let initFrom {
-            let base = try LoadedModel(path: initFrom, architecture: ArchitectureChoice(activation: activation))
+            let base = try LoadedModel(path: initFrom, architecture: ArchitectureChoice(activation: activation, file: archFile.map { URL(fileURLWithPath: $0) }))
             try refuseNonFinite(warnNonFinite(base), initFrom)
             try LoadedModel.check(dataset, fits: base)
             if let testSet { try LoadedModel.check(testSet, fits: base) }
             network = base.network
             params = base.params
+        } else if let archFile {
+            var arch = try ArchitectureFile.load(URL(fileURLWithPath: archFile))
+            if arch.inputShape == nil { arch.inputShape = dataset.sampleShape.map { $0 } }
+            var g = SeededGenerator(seed: seed)
+            params = try arch.initialParameters(generator: &g)
+            let outputs = try arch.validate(params, source: archFile)
+            for d in [dataset] + (testSet.map { [$0] } ?? []) {
+                try LoadedModel.check(d, fits: arch, params: params, outputs: outputs, name: archFile)
+            }
+            network = Network(arch)
         } else {
             let widths = try parseWidths(sizes, option: "--sizes")
             for d in [dataset] + (testSet.map { [$0] } ?? []) {
@@ -162,16 +176,20 @@ struct TrainCommand: ParsableCommand {
         config.epochs = epochs
         config.batchSize = batch
         config.seed = seed
-        let metadata = ["basin.trained": "optimizer=\(optimizer.rawValue) lr=\(lr) epochs=\(epochs) batch=\(batch) seed=\(seed) activation=\(activation.rawValue)"
+        // Integer buffers (BatchNorm's num_batches_tracked) are written back as int64, like PyTorch.
+        let integers = Set(network.architecture.parameterSlots.filter(\.integer).map(\.name))
+        let dtype: (String) -> DType = { integers.contains($0) ? .i64 : .f32 }
+        let metadata = ["basin.trained": "optimizer=\(optimizer.rawValue) lr=\(lr) epochs=\(epochs) batch=\(batch) seed=\(seed) "
+                        + (archFile.map { "arch=\(URL(fileURLWithPath: $0).lastPathComponent)" } ?? "activation=\(activation.rawValue)")
                         + (initFrom.map { " init=\(URL(fileURLWithPath: $0).lastPathComponent)" } ?? "")
                         + (classes.map { " classes=\($0)" } ?? "") + (limit.map { " limit=\($0)" } ?? "")]
         try Trainer.train(network: network, params: &params, data: dataset, config: config, progress: { r in
             if !quiet { printError(String(format: "epoch %3d  loss %.5f  accuracy %.4f", r.epoch, r.meanLoss, r.accuracy)) }
         }, checkpoint: { epoch, p in
             guard let url = checkpoints.first(where: { $0.0 == epoch })?.1 else { return }
-            try p.write(to: url, metadata: metadata.merging(["basin.epoch": String(epoch)]) { a, _ in a })
+            try p.write(to: url, dtype: dtype, metadata: metadata.merging(["basin.epoch": String(epoch)]) { a, _ in a })
         })
-        try params.write(to: outURL, metadata: metadata)
+        try params.write(to: outURL, dtype: dtype, metadata: metadata)
         if let testSet {
             let m = network.evaluate(params, on: testSet)
             print(String(format: "%@: test loss %.6f  accuracy %.4f", out, m.loss, m.accuracy))

@@ -15,6 +15,14 @@ public enum OpRegistry {
         HFConv1D.self,
         CausalAttention.self,
         LMHead.self,
+        Conv2d.self,
+        MaxPool2d.self,
+        AvgPool2d.self,
+        GlobalAvgPool.self,
+        BatchNorm.self,
+        Reshape.self,
+        Identity.self,
+        Dropout.self,
     ]
 
     /// Op type by the name an architecture file uses (case-insensitive).
