@@ -18,8 +18,11 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case recipe
     /// An architecture file (JSON).
     case arch
-    /// An ONNX model (protobuf): graph, attributes, initializers served as tensors.
+    /// An ONNX model (protobuf): graph, attributes, initializers served as tensors, and the graph converted to
+    /// an architecture.
     case onnx
+    /// A Hugging Face `config.json` (GPT-2 / LLaMA family) and the transformer graph built from it.
+    case config
 
     /// Runs one input. Errors are the expected outcome for hostile bytes and are swallowed; anything else
     /// (a trap) is what the fuzzer looks for.
@@ -63,6 +66,11 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                 guard let info = model.info(n), info.elementCount <= 1 << 20 else { continue }
                 _ = try? model.tensor(n)
             }
+            _ = try? ONNXArchitecture.architecture(from: model)
+        case .config:
+            guard let config = try? TransformerConfig(data: Data(bytes), file: name.path) else { return }
+            let built = TransformerArchitecture(config: config)
+            _ = built.architecture.nodes.count
         }
     }
 }
