@@ -39,9 +39,11 @@ public final class HuggingFaceModel: TensorSource {
     public init(directory: URL) throws {
         self.directory = directory
         let config = directory.appendingPathComponent(Self.configName)
-        do { configData = try Data(contentsOf: config) } catch {
-            throw BasinIOError(.unreadable, file: config.path, "cannot be read: a Hugging Face model folder needs config.json (\(error.localizedDescription))")
+        // FileCheck.read: a FIFO or device named config.json is refused (it would block), and so is a huge one.
+        if case .missing = Platform.fileKind(config.path) {
+            throw BasinIOError(.unreadable, file: config.path, "cannot be read: a Hugging Face model folder needs config.json")
         }
+        configData = try FileCheck.read(config)
         guard (try? JSONSerialization.jsonObject(with: configData)) is [String: Any] else {
             throw BasinIOError(.badJSON, file: config.path, "is not a JSON object")
         }

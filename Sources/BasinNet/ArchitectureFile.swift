@@ -124,9 +124,8 @@ public struct ArchitectureFile: Codable, Sendable {
     public static func load(_ url: URL) throws -> Architecture {
         let path = url.path
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw NetworkError(.badFile, file: path, "cannot be read (\(error.localizedDescription))")
-        }
+        // FileCheck.read refuses FIFOs, devices and oversized files (a BasinIOError naming the file).
+        data = try FileCheck.read(url)
         let file: ArchitectureFile
         do { file = try JSONDecoder().decode(ArchitectureFile.self, from: data) } catch let DecodingError.keyNotFound(key, ctx) {
             throw NetworkError(.badFile, file: path, key: key.stringValue,

@@ -104,7 +104,21 @@ struct MergeCommand: ParsableCommand {
         var recipe = try MergeRecipe.load(URL(fileURLWithPath: self.recipe))
         if let seed { recipe.seed = seed }
         let outPath = output ?? out!
-        try io.models(recipe.modelURLs.map(\.path) + (recipe.baseURL.map { [$0.path] } ?? []))
+        // Every model the recipe names (models:, base_model, and each slice's sources and base) is an input.
+        var modelURLs = recipe.modelURLs + (recipe.baseURL.map { [$0] } ?? [])
+        for s in recipe.slices {
+            modelURLs += s.sources.map { recipe.resolve($0.model) } + (s.baseModel.map { [recipe.resolve($0)] } ?? [])
+        }
+        try io.models(modelURLs.map(\.path))
+        // So are the tokenizer files a folder output may get copies of (a model folder's, or tokenizer_source's).
+        var tokenizerFolders = modelURLs
+        if case let .model(path)? = recipe.tokenizerSource { tokenizerFolders.append(recipe.resolve(path)) }
+        for folder in tokenizerFolders {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+            try io.files(HuggingFaceModel.tokenizerFiles.map { folder.appendingPathComponent($0).path }
+                .filter { FileManager.default.fileExists(atPath: $0) })
+        }
         try io.file(data)
         try io.file(architecture.archFile)
         io.checkpoint(outPath)

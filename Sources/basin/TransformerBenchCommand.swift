@@ -2,6 +2,7 @@ import ArgumentParser
 import BasinFusion
 import BasinNet
 import BasinTensor
+import BasinIO
 import Foundation
 
 struct TransformerBench: ParsableCommand {
@@ -21,16 +22,32 @@ struct TransformerBench: ParsableCommand {
     @Option(help: "Points of the linear path evaluated.") var points: Int = 5
 
     func validate() throws {
-        for (name, v) in [("--layers", layers), ("--width", width), ("--heads", heads), ("--vocabulary", vocabulary),
-                          ("--sequence", sequence), ("--batch", batch), ("--repeats", repeats)] where v < 1 {
-            throw ValidationError("\(name) must be at least 1, not \(v)")
-        }
+        try Check.range(layers, 1...1024, "--layers")
+        try Check.range(width, 1...65536, "--width")
+        try Check.range(heads, 1...width, "--heads")
+        // Token ids travel as float32, which holds every integer only up to 2^24.
+        try Check.range(vocabulary, 1...(1 << 24), "--vocabulary")
+        try Check.range(sequence, 1...65536, "--sequence")
+        try Check.range(batch, 1...Check.maxBatch, "--batch")
+        try Check.range(repeats, 1...1000, "--repeats")
+        try Check.range(points, 2...1001, "--points")
         if width % heads != 0 { throw ValidationError("--heads \(heads) must divide --width \(width)") }
-        if points < 2 { throw ValidationError("--points must be at least 2 (the two ends), not \(points)") }
+    }
+
+    /// Float32 bytes the run holds at its peak: two models and the interpolated one (parameters ~ 12 d^2 per layer
+    /// plus the embeddings), and the forward pass's activations (per token: the logits, ~16 d per layer, and the
+    /// attention scores of every head).
+    static func memoryEstimate(layers: Int, width: Int, heads: Int, vocabulary: Int, sequence: Int, batch: Int) -> Int {
+        let m = MemoryBudget.self
+        let parameters = m.sum([m.product(layers, 12, width, width), m.product(vocabulary, width), m.product(max(sequence, 1024), width)])
+        let perToken = m.sum([vocabulary, m.product(layers, 16, width), m.product(heads, sequence)])
+        return m.sum([m.product(parameters, 3, 4), m.product(batch, sequence, perToken, 4)])
     }
 
     func run() throws {
         options.apply()
+        try MemoryBudget.check(Self.memoryEstimate(layers: layers, width: width, heads: heads, vocabulary: vocabulary, sequence: sequence, batch: batch),
+                               for: "bench transformer with these sizes")
         let config = TransformerBenchmark.gpt2Small(layers: layers, width: width, heads: heads, vocabulary: vocabulary, positions: max(sequence, 1024))
         let f = try TransformerBenchmark.run(config: config, sequence: sequence, batch: batch, repeats: repeats, pathPoints: points)
         if options.json { return try printJSON(f) }

@@ -121,6 +121,88 @@ final class ReliabilityCLITests: XCTestCase {
         try refused(train([], out: path("no/such/folder/m.safetensors")), "does not exist")
     }
 
+    // MARK: 1b. Inputs and outputs of the newer commands (match --out-dir, Hugging Face folders, slices, tokenizers)
+
+    func testMatchOutDirNeverReplacesAnInput() throws {
+        // The aligned copy of b.safetensors would be DIR/b.safetensors: with DIR the models' own folder, that is b.
+        try refused(["match", model.path, other.path, "--out-dir", dir.path], "refusing to write here", other.path)
+        try refused(["match", model.path, other.path, "--out-dir", data.path], data.path, "an output folder is needed")
+        let fifo = path("pipe")
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        try refused(["match", model.path, other.path, "--out-dir", fifo], fifo, "FIFO")
+        // The report may not be one of the aligned models (the folder, missing, is created).
+        try refused(["match", model.path, other.path, "--out-dir", path("aligned"), "--report", path("aligned/b.safetensors")], "two outputs")
+        try refused(["match", model.path, other.path, "--out-dir", path("aligned"), "--max-rounds", "0"], "--max-rounds", status: 64)
+        // A third model whose output name is the data file's.
+        let third = dir.appendingPathComponent("more")
+        try FileManager.default.createDirectory(at: third, withIntermediateDirectories: false)
+        try FileManager.default.copyItem(at: other, to: third.appendingPathComponent("data.safetensors"))
+        try refused(["match", model.path, third.appendingPathComponent("data.safetensors").path, "--out-dir", dir.path,
+                     "--method", "activation", "--data", data.path], "refusing to write here", data.path)
+        let ok = try BasinBinary.run(["match", model.path, other.path, "--out-dir", path("aligned")])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path("aligned/b.safetensors")))
+    }
+
+    /// A copy of the tiny GPT-2 fixture folder.
+    private func gpt2Folder(_ name: String, seed: Int = 0) throws -> URL {
+        let folder = dir.appendingPathComponent(name)
+        try FileManager.default.copyItem(at: Fixtures.url("transformers/gpt2-tiny-seed\(seed)"), to: folder)
+        return folder
+    }
+
+    func testHuggingFaceFoldersWithHostileFilesAreRefusedByName() throws {
+        let tokens = Fixtures.url("data/modarith-test.safetensors").path
+        let start = Date()
+        // config.json a FIFO: refused at once, not read forever.
+        let piped = try gpt2Folder("piped")
+        try FileManager.default.removeItem(at: piped.appendingPathComponent("config.json"))
+        XCTAssertEqual(mkfifo(piped.appendingPathComponent("config.json").path, 0o644), 0)
+        try refused(["eval", piped.path, "--data", tokens], "config.json", "FIFO")
+        try refused(["inspect", piped.path], "config.json", "FIFO")
+        // config.json not JSON, or with a value out of range: the file and the key are named.
+        let broken = try gpt2Folder("broken")
+        try "{not json".write(to: broken.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        try refused(["eval", broken.path, "--data", tokens], "config.json", "JSON")
+        let zeroHeads = try gpt2Folder("zero-heads")
+        let configURL = zeroHeads.appendingPathComponent("config.json")
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+        config["n_head"] = 0
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        try refused(["eval", zeroHeads.path, "--data", tokens], "config.json", "n_head")
+        // Token ids beyond the vocabulary (27 tokens): refused before evaluating.
+        let wide = path("ids.safetensors")
+        try Dataset(x: Tensor(shape: [2, 4], storage: [0, 1, 2, 99, 0, 1, 2, 3]), labels: [1, 2, 3, 4, 1, 2, 3, 4], labelShape: [4], isTokens: true)
+            .write(to: URL(fileURLWithPath: wide))
+        try refused(["eval", try gpt2Folder("g").path, "--data", wide], "99")
+        // An .onnx model that is a FIFO.
+        XCTAssertEqual(mkfifo(path("pipe.onnx"), 0o644), 0)
+        try refused(["eval", path("pipe.onnx"), "--data", data.path], "pipe.onnx", "FIFO")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 60, "nothing blocked on a FIFO")
+    }
+
+    func testMergeOutputsNeverReplaceSliceSourcesOrTokenizerFiles() throws {
+        let g0 = try gpt2Folder("g0"), g1 = try gpt2Folder("g1", seed: 1)
+        let tok = dir.appendingPathComponent("tok")
+        try FileManager.default.createDirectory(at: tok, withIntermediateDirectories: false)
+        try "{}".write(to: tok.appendingPathComponent("tokenizer_config.json"), atomically: true, encoding: .utf8)
+        try "{\"model\": {}}".write(to: tok.appendingPathComponent("tokenizer.json"), atomically: true, encoding: .utf8)
+        let recipe = dir.appendingPathComponent("r.yaml")
+        // The output is the folder tokenizer_source names (not a model of the merge): its tokenizer files are inputs.
+        try "merge_method: linear\nmodels:\n  - {model: g0, parameters: {weight: 1}}\n  - {model: g1, parameters: {weight: 1}}\ntokenizer_source: tok\n"
+            .write(to: recipe, atomically: true, encoding: .utf8)
+        try refused(["merge", recipe.path, tok.path], "refusing to write here")
+        // A tokenizer file that is a FIFO.
+        try FileManager.default.removeItem(at: tok.appendingPathComponent("tokenizer.json"))
+        XCTAssertEqual(mkfifo(tok.appendingPathComponent("tokenizer.json").path, 0o644), 0)
+        try refused(["merge", recipe.path, path("out")], "tokenizer.json", "FIFO")
+        // slices: the output is a slice's source.
+        try "merge_method: passthrough\nslices:\n  - sources:\n      - {model: g1, layer_range: [0, 2]}\n".write(to: recipe, atomically: true, encoding: .utf8)
+        try refused(["merge", recipe.path, g1.path], "refusing to write here")
+        try refused(["merge", recipe.path, "--out", g1.appendingPathComponent("model.safetensors").path], "refusing to write here")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: g0.appendingPathComponent("config.json").path))
+    }
+
     // MARK: 2. Only regular files are read
 
     func testFIFOsDevicesFoldersAndSymlinkLoopsAreRefusedByNameWithoutHanging() throws {
@@ -217,6 +299,13 @@ final class ReliabilityCLITests: XCTestCase {
             (["bench", "path", "--points", "0"], "--points"),
             (["bench", "merge", "--size", "9999999999999999999999GB"], "--size"),
             (["bench", "ui", "--repeats", "0"], "--repeats"),
+            (["bench", "transformer", "--layers", "0"], "--layers"),
+            (["bench", "transformer", "--width", "9999999"], "--width"),
+            (["bench", "transformer", "--vocabulary", "99999999"], "--vocabulary"),
+            (["bench", "transformer", "--heads", "7"], "must divide"),
+            (["bench", "transformer", "--sequence", "0"], "--sequence"),
+            (["bench", "transformer", "--points", "100000000"], "--points"),
+            (["match", model.path, other.path, "--out-dir", out, "--max-rounds", "0"], "--max-rounds"),
         ]
         for (args, message) in cases {
             let r = try refused(args, message, status: 64)
@@ -228,6 +317,7 @@ final class ReliabilityCLITests: XCTestCase {
         try refused(["train", "--data", data.path, "--sizes", "64,1000000,1000000,10", "--out", path("m.safetensors")],
                     "needs about", "of memory but this machine has")
         try refused(["bench", "path", "--samples", "10000000", "--bends", "64"], "of memory")
+        try refused(["bench", "transformer", "--layers", "1024", "--width", "65536", "--heads", "64"], "of memory")
     }
 
     // MARK: 4. Non-finite weights

@@ -197,7 +197,7 @@ public enum MergeExecutor {
             }
             let found = HuggingFaceModel.tokenizerFiles.filter { FileManager.default.fileExists(atPath: url.appendingPathComponent($0).path) }
             guard !found.isEmpty else { throw MergeError(.missingModel, file: plan.recipe.file, key: "tokenizer_source", "'\(path)' holds no tokenizer files") }
-            for f in found { files.append((f, try Data(contentsOf: url.appendingPathComponent(f)))) }
+            for f in found { files.append((f, try FileCheck.read(url.appendingPathComponent(f)))) }
             return files
         }
         if let tokenizerModel {
@@ -205,7 +205,8 @@ public enum MergeExecutor {
             if found.isEmpty && plan.recipe.tokenizerSource == .base {
                 throw MergeError(.missingModel, file: plan.recipe.file, key: "tokenizer_source", "the base model \(tokenizerModel.displayPath) holds no tokenizer files")
             }
-            for url in found { files.append((url.lastPathComponent, try Data(contentsOf: url))) }
+            // FileCheck.read: a FIFO or device among the tokenizer files is refused by name instead of blocking.
+            for url in found { files.append((url.lastPathComponent, try FileCheck.read(url))) }
         } else if plan.recipe.tokenizerSource == .base {
             throw MergeError(.missingModel, file: plan.recipe.file, key: "tokenizer_source", "the base model is not a Hugging Face folder, so it has no tokenizer to copy")
         }

@@ -1,3 +1,4 @@
+import BasinIO
 import Foundation
 
 /// A problem with a Hugging Face `config.json`: a matchable `kind`, the file and the key concerned.
@@ -133,9 +134,8 @@ public struct TransformerConfig: Sendable, Equatable {
 
     public init(url: URL) throws {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw TransformerConfigError(.badJSON, file: url.path, "cannot be read (\(error.localizedDescription))")
-        }
+        // FileCheck.read refuses FIFOs, devices and oversized files (a BasinIOError naming the file).
+        data = try FileCheck.read(url)
         try self.init(data: data, file: url.path)
     }
 
@@ -248,6 +248,13 @@ public struct TransformerConfig: Sendable, Equatable {
         for (value, key) in [(vocabularySize, keys.0), (hiddenSize, keys.1), (layers, keys.2), (heads, keys.3),
                              (keyValueHeads, keys.4), (intermediateSize, keys.5), (headDim, family == .gpt2 ? keys.3 : "head_dim")] where value <= 0 {
             throw TransformerConfigError(.badField, file: file, key: key, "is \(value); it must be positive")
+        }
+        // Upper bounds, so a hostile config.json cannot make the graph builder loop for ever or sizes overflow:
+        // far beyond any published model, and token ids travel as float32, exact only up to 2^24.
+        for (value, key, limit) in [(vocabularySize, keys.0, 1 << 24), (hiddenSize, keys.1, 1 << 20), (layers, keys.2, 10_000),
+                                    (heads, keys.3, 1 << 16), (keyValueHeads, keys.4, 1 << 16), (intermediateSize, keys.5, 1 << 22),
+                                    (headDim, family == .gpt2 ? keys.3 : "head_dim", 1 << 16)] where value > limit {
+            throw TransformerConfigError(.badField, file: file, key: key, "is \(value); Basin builds models with at most \(limit)")
         }
         guard heads % keyValueHeads == 0 else {
             throw TransformerConfigError(.badField, file: file, key: keys.4,
