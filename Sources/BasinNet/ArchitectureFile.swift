@@ -124,8 +124,11 @@ public struct ArchitectureFile: Codable, Sendable {
     public static func load(_ url: URL) throws -> Architecture {
         let path = url.path
         let data: Data
-        // FileCheck.read refuses FIFOs, devices and oversized files (a BasinIOError naming the file).
-        data = try FileCheck.read(url)
+        // FileCheck.read refuses FIFOs, devices and oversized files (a BasinIOError naming the file, kept as
+        // it is); a file that cannot be read at all is this reader's badFile.
+        do { data = try FileCheck.read(url) } catch let e as BasinIOError where e.kind == .unreadable {
+            throw NetworkError(.badFile, file: path, e.problem)
+        }
         let file: ArchitectureFile
         do { file = try JSONDecoder().decode(ArchitectureFile.self, from: data) } catch let DecodingError.keyNotFound(key, ctx) {
             throw NetworkError(.badFile, file: path, key: key.stringValue,

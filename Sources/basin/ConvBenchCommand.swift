@@ -1,4 +1,5 @@
 import ArgumentParser
+import BasinIO
 import BasinNet
 import BasinTensor
 import Foundation
@@ -24,12 +25,15 @@ struct ConvBench: ParsableCommand {
     }
 
     func validate() throws {
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
-        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+        try Check.range(batch, 1...65536, "--batch")
+        try Check.range(repeats, 1...1000, "--repeats")
     }
 
     func run() throws {
         options.apply()
+        // ResNet-20 on 3x32x32 holds about 0.75 MB of activations per image and its widest im2col buffer
+        // (3x3x16 x 32x32 floats) another 0.6 MB: 2 MiB per image is a safe upper estimate.
+        try MemoryBudget.check(MemoryBudget.product(batch, 2 << 20), for: "bench conv --batch \(batch)")
         // Best sgemm rate from before and after, so a busy moment during its measurement cannot flatter the ratio.
         let before = Benchmarks.sgemmRate()
         let c = try ConvBenchmark.run(batch: batch, repeats: repeats)

@@ -129,7 +129,8 @@ struct MatchCommand: ParsableCommand {
         try io.models(models)
         try io.file(data)
         try io.file(arch.archFile)
-        io.output(out)
+        // --out may be a file or a folder (a Hugging Face folder when B is one): checked as a checkpoint.
+        if let out { io.checkpoint(out) }
         if let outDir {
             // The folder is created if missing; the files it would hold are checked like any output.
             try FileCheck.outputDirectory(outDir)

@@ -245,7 +245,14 @@ final class ExplorerRunLoopTests: XCTestCase {
         script += [.key(.char("q"))]
         let term = TestTerminal(width: 100, height: 30, script: script)
         let loop = RunLoop(app: app)
-        let final = try loop.run(on: term)
+        var final = try loop.run(on: term)
+        // Under load the fit can outlast the script's second of sleeps: run the loop again (the inbox and the
+        // app persist) until both curves are in, for at most about 30 s more, instead of failing on a busy machine.
+        var rounds = 0
+        while rounds < 30 && !(final.state.path.curves[.path(.bezier)]?.done == true && final.state.path.curves[.path(.linear)]?.done == true) {
+            final = try loop.run(on: TestTerminal(width: 100, height: 30, script: Array(repeating: .sleep(100), count: 10) + [.key(.char("q"))]))
+            rounds += 1
+        }
         XCTAssertEqual(final.state.path.type, .bezier)
         XCTAssertEqual(final.state.path.curves[.path(.bezier)]?.done, true)
         XCTAssertEqual(final.state.path.curves[.path(.linear)]?.done, true)

@@ -49,4 +49,16 @@ final class ExportReliabilityTests: XCTestCase {
             XCTAssertEqual(($0 as? BasinIOError)?.kind, .wouldOverwriteInput)
         }
     }
+
+    func testEngineErrorsCarryAKind() throws {
+        let engine = try sampleEngine()
+        func kind(_ body: () throws -> Void) -> ExplorerError.Kind? {
+            do { try body() } catch let e as ExplorerError { return e.kind } catch { XCTFail("\(error)") }
+            return nil
+        }
+        XCTAssertEqual(kind { _ = try engine.soupRecipe(.ties, coefficients: [1, 1], lambda: 1) }, .needsBase)
+        XCTAssertEqual(kind { _ = try engine.soupRecipe(.weighted, coefficients: [0, 0], lambda: 1) }, .invalidValue)
+        XCTAssertEqual(kind { _ = try engine.soupRecipe(.slerp, coefficients: [0, 0], lambda: 1) }, .invalidValue)
+        XCTAssertEqual(kind { _ = try ExplorerEngine(models: [engine.models[0]], datasets: engine.datasets) }, .missingInput)
+    }
 }

@@ -151,6 +151,16 @@ final class ReliabilityCLITests: XCTestCase {
         return folder
     }
 
+    func testMatchIntoAFolderNeverReplacesAnInput() throws {
+        let g0 = try gpt2Folder("g0"), g1 = try gpt2Folder("g1", seed: 1)
+        // A folder output is B's folder itself, or the folder holding A's weights.
+        try refused(["match", g0.path, g1.path, "--out", g1.path], "refusing to write here")
+        try refused(["match", g0.path, g1.path, "--out", dir.path + "/g0/../g0"], "refusing to write here")
+        let ok = try BasinBinary.run(["match", g0.path, g1.path, "--out", path("aligned")])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path("aligned/config.json")))
+    }
+
     func testHuggingFaceFoldersWithHostileFilesAreRefusedByName() throws {
         let tokens = Fixtures.url("data/modarith-test.safetensors").path
         let start = Date()
@@ -299,6 +309,9 @@ final class ReliabilityCLITests: XCTestCase {
             (["bench", "path", "--points", "0"], "--points"),
             (["bench", "merge", "--size", "9999999999999999999999GB"], "--size"),
             (["bench", "ui", "--repeats", "0"], "--repeats"),
+            (["bench", "conv", "--batch", "0"], "--batch"),
+            (["bench", "conv", "--batch", "99999999999"], "--batch"),
+            (["bench", "conv", "--repeats", "0"], "--repeats"),
             (["bench", "transformer", "--layers", "0"], "--layers"),
             (["bench", "transformer", "--width", "9999999"], "--width"),
             (["bench", "transformer", "--vocabulary", "99999999"], "--vocabulary"),
@@ -318,6 +331,7 @@ final class ReliabilityCLITests: XCTestCase {
                     "needs about", "of memory but this machine has")
         try refused(["bench", "path", "--samples", "10000000", "--bends", "64"], "of memory")
         try refused(["bench", "transformer", "--layers", "1024", "--width", "65536", "--heads", "64"], "of memory")
+        try refused(["bench", "conv", "--batch", "60000"], "of memory")
     }
 
     // MARK: 4. Non-finite weights

@@ -4,10 +4,27 @@ import BasinNet
 import BasinTensor
 import Foundation
 
-/// An explorer error shown in a popup.
-package struct ExplorerError: Error, CustomStringConvertible, LocalizedError, Sendable {
+/// An explorer error shown in a popup, with a kind tests match on (as BasinIOError).
+package struct ExplorerError: Error, CustomStringConvertible, LocalizedError, Equatable, Sendable {
+    package enum Kind: String, Sendable {
+        /// The session lacks what it needs (two models, a data set).
+        case missingInput
+        /// The method needs a base model the session was not started with.
+        case needsBase
+        /// The request does not fit the session (SLERP with other than two models, a linear path to fit).
+        case unsupportedRequest
+        /// Values that would do nothing (all coefficients zero).
+        case invalidValue
+    }
+
+    package let kind: Kind
     package let description: String
-    package init(_ d: String) { description = d }
+    package init(_ kind: Kind, _ d: String) {
+        self.kind = kind
+        description = d
+    }
+    /// A request the session cannot carry out.
+    package init(_ d: String) { self.init(.unsupportedRequest, d) }
     package var errorDescription: String? { description }
 }
 
@@ -30,8 +47,8 @@ package final class ExplorerEngine: Sendable {
 
     package init(models: [LoadedModel], datasets: [Dataset], base: LoadedModel? = nil, heldOut: Dataset? = nil,
                  otherInputs: [URL] = []) throws {
-        guard models.count >= 2 else { throw ExplorerError("the explorer needs at least two models (got \(models.count))") }
-        guard !datasets.isEmpty else { throw ExplorerError("the explorer needs a data set (--data)") }
+        guard models.count >= 2 else { throw ExplorerError(.missingInput, "the explorer needs at least two models (got \(models.count))") }
+        guard !datasets.isEmpty else { throw ExplorerError(.missingInput, "the explorer needs a data set (--data)") }
         for m in models.dropFirst() + (base.map { [$0] } ?? []) {
             try models[0].params.checkCompatible(with: m.params, "\(models[0].path) and \(m.path)")
         }
@@ -89,7 +106,7 @@ package final class ExplorerEngine: Sendable {
     /// Fits the bend of a polychain / Bezier path between a and b on the first data set (Garipov et al.).
     package func fitBend(_ type: PathType, from a: ParameterSet, to b: ParameterSet, epochs: Int, cancel: CancellationFlag,
                          progress: @escaping @Sendable (FitProgress) -> Void) throws -> ParameterSet {
-        guard type != .linear else { throw ExplorerError("a linear path has no bend to fit") }
+        guard type != .linear else { throw ExplorerError(.unsupportedRequest, "a linear path has no bend to fit") }
         let config = CurveFitConfig(type: type, bends: 1, epochs: epochs)
         let fitter = try CurveFitter(network: network, start: a, end: b, data: datasets[0], config: config)
         var lastReport = Date.distantPast
@@ -155,19 +172,19 @@ package final class ExplorerEngine: Sendable {
     package func soupRecipe(_ method: SoupMethod, coefficients: [Double], lambda: Double,
                             density: Double = ExplorerEngine.soupDensity) throws -> MergeRecipe {
         if method.needsBase && base == nil {
-            throw ExplorerError("\(method.label) merges task vectors: start the explorer with --base BASE_MODEL")
+            throw ExplorerError(.needsBase, "\(method.label) merges task vectors: start the explorer with --base BASE_MODEL")
         }
         var global: [String: ParameterValue] = [:]
         var entries: [MergeRecipe.ModelEntry]
         switch method {
         case .slerp:
-            guard models.count == 2 else { throw ExplorerError("SLERP interpolates two models; \(models.count) are loaded") }
+            guard models.count == 2 else { throw ExplorerError(.unsupportedRequest, "SLERP interpolates two models; \(models.count) are loaded") }
             let total = coefficients[0] + coefficients[1]
-            guard total > 0 else { throw ExplorerError("all coefficients are zero") }
+            guard total > 0 else { throw ExplorerError(.invalidValue, "all coefficients are zero") }
             global["t"] = .scalar(coefficients[1] / total)
             entries = models.map { MergeRecipe.ModelEntry(model: $0.url.path) }
         default:
-            guard coefficients.contains(where: { $0 > 0 }) else { throw ExplorerError("all coefficients are zero") }
+            guard coefficients.contains(where: { $0 > 0 }) else { throw ExplorerError(.invalidValue, "all coefficients are zero") }
             entries = zip(models, coefficients).map { m, c in
                 var p: [String: ParameterValue] = ["weight": .scalar(c)]
                 if method.usesDensity { p["density"] = .scalar(density) }

@@ -134,8 +134,11 @@ public struct TransformerConfig: Sendable, Equatable {
 
     public init(url: URL) throws {
         let data: Data
-        // FileCheck.read refuses FIFOs, devices and oversized files (a BasinIOError naming the file).
-        data = try FileCheck.read(url)
+        // FileCheck.read refuses FIFOs, devices and oversized files (a BasinIOError naming the file, kept as
+        // it is); a file that cannot be read at all is this reader's badJSON, as before.
+        do { data = try FileCheck.read(url) } catch let e as BasinIOError where e.kind == .unreadable {
+            throw TransformerConfigError(.badJSON, file: url.path, e.problem)
+        }
         try self.init(data: data, file: url.path)
     }
 
