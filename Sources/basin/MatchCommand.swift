@@ -129,8 +129,8 @@ struct MatchCommand: ParsableCommand {
         try io.models(models)
         try io.file(data)
         try io.file(arch.archFile)
-        // --out may be a file or a folder (a Hugging Face folder when B is one): checked as a checkpoint.
-        if let out { io.checkpoint(out) }
+        // A folder output (a Hugging Face folder) follows the checkpoint rule: its files, not the folder, are outputs.
+        if let out, CheckpointWriter.isFolder(URL(fileURLWithPath: out)) { io.checkpoint(out) } else { io.output(out) }
         if let outDir {
             // The folder is created if missing; the files it would hold are checked like any output.
             try FileCheck.outputDirectory(outDir)
