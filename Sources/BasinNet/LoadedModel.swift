@@ -15,7 +15,7 @@ public struct ArchitectureChoice: Sendable {
 
     public func architecture(for source: any TensorSource) throws -> Architecture {
         if let file {
-            if file.pathExtension.lowercased() == "onnx" { return try ONNXArchitecture.load(file) }
+            if file.pathExtension.lowercased() == "onnx" { return try ONNXArchitecture.load(file, weights: source) }
             return try ArchitectureFile.load(file)
         }
         if let graph = source as? ONNXModel { return try ONNXArchitecture.architecture(from: graph) }

@@ -5,24 +5,30 @@ import Foundation
 /// Converts an ONNX graph (as `torch.onnx.export` writes it: opset 17, eval mode, `do_constant_folding=False`)
 /// into a Basin architecture whose parameters are the graph's initializers, by name.
 ///
-/// Supported (`supportedOps`): Relu, Tanh, Gelu and the exporter's Erf decomposition of exact GELU, Gemm, MatMul
-/// (with a following bias Add), Add of two computed values, Flatten, Reshape to [batch, features], Identity and
-/// Dropout (identities at inference), Transpose of a weight feeding MatMul or Gemm, and Constant nodes these read.
-/// Anything else is an error naming the node and its op.
+/// Supported (`supportedOps`): Conv (2-D, groups 1, dilation 1, symmetric padding), BatchNormalization (inference
+/// form), Relu, Tanh, Gelu and the exporter's Erf decomposition of exact GELU, MaxPool, AveragePool,
+/// GlobalAveragePool, ReduceMean over H and W, Gemm, MatMul (with a following bias Add), Add of two computed
+/// values, Flatten, Reshape to a constant shape, Identity and Dropout (identities at inference), Transpose of a
+/// weight feeding MatMul or Gemm, and Constant nodes these read. Anything else is an error naming the node and
+/// its op.
 public enum ONNXArchitecture {
     /// The architecture of `model`'s graph.
-    public static func architecture(from model: ONNXModel) throws -> Architecture {
-        var converter = Converter(model: model)
+    /// `weights` is where the parameters will come from (default: the graph itself): a BatchNorm whose
+    /// `<module>.num_batches_tracked` is there binds it, so training and a BatchNorm reset keep it up to date
+    /// (ONNX graphs do not carry it).
+    public static func architecture(from model: ONNXModel, weights: (any TensorSource)? = nil) throws -> Architecture {
+        var converter = Converter(model: model, weights: weights ?? model)
         return try converter.run()
     }
 
     /// The ONNX op types the converter reads (some only in the forms docs/onnx.md lists).
-    public static let supportedOps = ["Relu", "Tanh", "Gelu", "Gemm", "MatMul", "Add", "Flatten", "Reshape",
+    public static let supportedOps = ["Conv", "BatchNormalization", "Relu", "Tanh", "Gelu", "MaxPool", "AveragePool",
+                                      "GlobalAveragePool", "ReduceMean", "Gemm", "MatMul", "Add", "Flatten", "Reshape",
                                       "Identity", "Dropout", "Transpose", "Constant"]
 
     /// Reads an `.onnx` file and converts its graph (for `--arch G.onnx`).
-    public static func load(_ url: URL) throws -> Architecture {
-        try architecture(from: ONNXModel(url: url))
+    public static func load(_ url: URL, weights: (any TensorSource)? = nil) throws -> Architecture {
+        try architecture(from: ONNXModel(url: url), weights: weights)
     }
 }
 
@@ -39,6 +45,8 @@ private struct Converter {
     }
 
     let model: ONNXModel
+    /// Where the weights will come from (for optional tensors such as num_batches_tracked).
+    let weights: any TensorSource
     var values: [String: Value] = [:]
     var nodes: [Node] = []
     /// Nodes absorbed into a pattern (the Erf form of GELU) and so skipped.
@@ -48,7 +56,10 @@ private struct Converter {
     /// Basin linear nodes made from a MatMul (no bias yet), with the MatMul's output name.
     var matMulOutputs: [Int: String] = [:]
 
-    init(model: ONNXModel) { self.model = model }
+    init(model: ONNXModel, weights: any TensorSource) {
+        self.model = model
+        self.weights = weights
+    }
 
     var file: String { model.displayPath }
 
@@ -266,6 +277,12 @@ private struct Converter {
             try require(node, "axis", axis == 1, "axis = \(axis) is not supported (only 1: keep the batch axis, flatten the rest)")
             emit(node, Flatten(), inputs: [try computed(node.inputs[0], of: node, role: "input")])
         case "Reshape": try reshape(node)
+        case "Conv": try conv(node)
+        case "BatchNormalization": try batchNorm(node)
+        case "MaxPool", "AveragePool": try pool(node)
+        case "GlobalAveragePool":
+            emit(node, GlobalAvgPool(keepDims: true), inputs: [try computed(node.inputs[0], of: node, role: "input")])
+        case "ReduceMean": try reduceMean(node)
         case "Transpose": try transpose(node)
         case "Gemm": try gemm(node)
         case "MatMul": try matMul(node)
@@ -328,9 +345,88 @@ private struct Converter {
         return true
     }
 
+    // MARK: Convolutional ops
 
+    mutating func conv(_ node: ONNXNode) throws {
+        let x = try computed(node.inputs[0], of: node, role: "input X")
+        guard let weight = try parameter(node, 1, role: "weight W") else { return }
+        let bias = try parameter(node, 2, role: "bias B", optional: true)
+        guard let shape = model.info(weight)?.shape ?? weights.info(weight)?.shape, shape.count == 4 else {
+            throw error(.unknownOp, node, tensor: weight, "Basin supports 2-D convolutions only (a weight [out, in, kh, kw])")
+        }
+        let group = try int(node, "group", default: 1)
+        try require(node, "group", group == 1, "group = \(group) is not supported (only 1: no grouped or depthwise convolution)")
+        let w = try window(node, kernel: [shape[2], shape[3]])
+        emit(node, Conv2d(weight: weight, bias: bias, outChannels: shape[0], kernel: w.kernel, stride: w.stride, padding: w.padding),
+             inputs: [x])
+    }
 
+    mutating func batchNorm(_ node: ONNXNode) throws {
+        let x = try computed(node.inputs[0], of: node, role: "input X")
+        guard node.inputs.count == 5 else { throw error(.badGraph, node, "BatchNormalization takes five inputs (X, scale, B, mean, var)") }
+        let training = try int(node, "training_mode", default: 0)
+        try require(node, "training_mode", training == 0,
+                    "training_mode = \(training) is not supported (export in eval mode: the running statistics are used)")
+        try requireOnlyFirstOutputUsed(node)
+        let scale = try parameter(node, 1, role: "scale")!, bias = try parameter(node, 2, role: "bias B")!
+        let mean = try parameter(node, 3, role: "mean")!, variance = try parameter(node, 4, role: "var")!
+        let epsilon = try float(node, "epsilon", default: 1e-5)
+        try require(node, "epsilon", epsilon > 0, "epsilon = \(epsilon) must be positive")
+        // ONNX's momentum m weighs the old running value (running = m running + (1 - m) batch); PyTorch's weighs
+        // the batch. Stored as float32, so 1 - 0.9 reads as 0.10000002: rounded to 7 decimals.
+        let onnxMomentum = Double(try float(node, "momentum", default: 0.9))
+        try require(node, "momentum", onnxMomentum >= 0 && onnxMomentum <= 1, "momentum = \(onnxMomentum) is not in [0, 1]")
+        let momentum = ((1 - onnxMomentum) * 1e7).rounded() / 1e7
+        // PyTorch's counter beside the statistics, when the weights carry it (the graph never does).
+        var tracked: String?
+        if mean.hasSuffix(".running_mean") {
+            let name = String(mean.dropLast("running_mean".count)) + "num_batches_tracked"
+            if weights.info(name) != nil { tracked = name }
+        }
+        let channels = model.info(mean)?.shape.first ?? weights.info(mean)?.shape.first
+        emit(node, BatchNorm(weight: scale, bias: bias, runningMean: mean, runningVar: variance, numBatchesTracked: tracked,
+                             eps: Double(epsilon), momentum: momentum, numFeatures: channels), inputs: [x])
+    }
 
+    mutating func pool(_ node: ONNXNode) throws {
+        let x = try computed(node.inputs[0], of: node, role: "input X")
+        try requireOnlyFirstOutputUsed(node)
+        let ceil = try int(node, "ceil_mode", default: 0)
+        try require(node, "ceil_mode", ceil == 0, "ceil_mode = \(ceil) is not supported (only 0, PyTorch's default floor mode)")
+        if node.opType == "MaxPool" {
+            let order = try int(node, "storage_order", default: 0)
+            try require(node, "storage_order", order == 0, "storage_order = \(order) is not supported (only 0)")
+        }
+        let w = try window(node)
+        for axis in 0..<2 where w.padding[axis] * 2 > w.kernel[axis] {
+            throw error(.badAttribute, node, key: "pads", "pads \(w.padding) are more than half the kernel \(w.kernel) (PyTorch refuses them too)")
+        }
+        if node.opType == "MaxPool" {
+            emit(node, MaxPool2d(kernel: w.kernel, stride: w.stride, padding: w.padding), inputs: [x])
+        } else {
+            // ONNX's default is 0; PyTorch's exporter writes the attribute (nn.AvgPool2d's default is True).
+            let include = try int(node, "count_include_pad", default: 0)
+            emit(node, AvgPool2d(kernel: w.kernel, stride: w.stride, padding: w.padding, countIncludePad: include != 0), inputs: [x])
+        }
+    }
+
+    /// ReduceMean over the two spatial axes of [N, C, H, W] (PyTorch's `x.mean((2, 3))`): a global average pool.
+    mutating func reduceMean(_ node: ONNXNode) throws {
+        let x = try computed(node.inputs[0], of: node, role: "input")
+        // Opset 13-17: `axes` attribute; opset 18: second input.
+        var axes = try ints(node, "axes")
+        if axes == nil, node.inputs.count > 1, !node.inputs[1].isEmpty {
+            guard let given = integers(node.inputs[1]) else {
+                throw error(.unknownOp, node, tensor: node.inputs[1], "its axes are computed in the graph; Basin supports ReduceMean over constant axes only")
+            }
+            axes = given
+        }
+        let normalised = Set((axes ?? []).map { $0 < 0 ? $0 + 4 : $0 })
+        try require(node, "axes", normalised == [2, 3] && axes?.count == 2,
+                    "ReduceMean over axes \(axes.map { "\($0)" } ?? "all") is not supported (only [2, 3]: the spatial mean of [N, C, H, W])")
+        let keep = try int(node, "keepdims", default: 1)
+        emit(node, GlobalAvgPool(keepDims: keep != 0), inputs: [x])
+    }
 
     mutating func reshape(_ node: ONNXNode) throws {
         let x = try computed(node.inputs[0], of: node, role: "input")
@@ -340,12 +436,18 @@ private struct Converter {
         }
         let allowZero = try int(node, "allowzero", default: 0)
         try require(node, "allowzero", allowZero == 0 || !target.contains(0), "allowzero with a 0 in the shape is not supported")
-        // [batch, features]: the batch axis kept (0) or inferred (-1 with the rest fixed).
-        guard target.count == 2, target[0] == 0 || target[0] == -1, target[1] == -1 || target[1] >= 1,
-              !(target[0] == -1 && target[1] == -1) else {
-            throw error(.unknownOp, node, "Reshape to \(target) is not supported (only to [batch, features]: [-1, k], [0, -1] or [0, k])")
+        // The batch axis kept (0) or inferred (-1 with the rest fixed); the rest is one sample's shape.
+        let rest = Array(target.dropFirst())
+        guard target.count >= 2, target[0] == 0 || (target[0] == -1 && !rest.contains(-1)),
+              rest.allSatisfy({ $0 == -1 || $0 >= 1 }), rest.filter({ $0 == -1 }).count <= 1 else {
+            throw error(.unknownOp, node, "Reshape to \(target) is not supported (only shapes that keep the batch axis: [0, ...] or [-1, d1, ...] with the rest fixed; no 0 after the first entry)")
         }
-        emit(node, Flatten(), inputs: [x])
+        if rest == [-1] {
+            emit(node, Flatten(), inputs: [x])
+        } else {
+            // The per-sample shape is checked against the input when the graph's shapes are inferred.
+            emit(node, Reshape(shape: rest.map { $0 == -1 ? nil : $0 }), inputs: [x])
+        }
     }
 
     mutating func transpose(_ node: ONNXNode) throws {
