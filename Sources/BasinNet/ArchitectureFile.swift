@@ -6,9 +6,33 @@ public struct PermutationDeclaration: Sendable, Equatable, Codable {
     public struct Axis: Sendable, Equatable, Codable {
         public var param: String
         public var axis: Int
-        public init(param: String, axis: Int) {
+        /// Entries of the axis per unit: unit k spans entries k*block ..< (k+1)*block (a linear layer reading
+        /// flattened [C, H, W] channels has block H*W on its input axis). 1 unless stated; written only when not 1.
+        public var block: Int
+
+        public init(param: String, axis: Int, block: Int = 1) {
             self.param = param
             self.axis = axis
+            self.block = block
+        }
+
+        enum CodingKeys: String, CodingKey { case param, axis, block }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            param = try c.decode(String.self, forKey: .param)
+            axis = try c.decode(Int.self, forKey: .axis)
+            block = try c.decodeIfPresent(Int.self, forKey: .block) ?? 1
+            guard block >= 1 else {
+                throw DecodingError.dataCorruptedError(forKey: .block, in: c, debugDescription: "block must be at least 1")
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(param, forKey: .param)
+            try c.encode(axis, forKey: .axis)
+            if block != 1 { try c.encode(block, forKey: .block) }
         }
     }
 

@@ -18,9 +18,11 @@ struct MatchCommand: ParsableCommand {
         the first into A's frame and writes each to DIR (named after its input): matched to A one by one \
         (--strategy reference), or by MergeMany (--strategy merge-many: each model matched to the mean of the \
         others until nothing moves, then expressed in A's units). An aligned model computes the same function as \
-        its input, keeps its tensor names and dtypes, and records the method and the permutations in its metadata. \
-        Permutations are inferred for chains of linear layers; other networks declare them under "permutations" \
-        in an architecture file (--arch).
+        its input, keeps its tensor names and dtypes (BatchNorm running statistics move with their channels), and \
+        records the method and the permutations in its metadata. Permutation groups are derived from the graph \
+        (an MLP inferred from names, or --arch FILE.json / G.onnx: a conv or linear layer's outputs open a group, \
+        BatchNorm and pooling carry it, residual adds merge groups, image channels and classes never move) unless \
+        an architecture file declares them under "permutations"; the report (--report) lists each group's tensors.
         """)
 
     @Argument(help: "The reference model A, then the models to permute.")
@@ -174,6 +176,14 @@ struct MatchCommand: ParsableCommand {
         }
     }
 
+    /// Each group's tensors: `name[axis]` (with the entries per unit when not 1).
+    private func printGroups(_ spec: PermutationSpec) {
+        for g in spec.groups {
+            let axes = g.axes.map { "\($0.param)[\($0.axis)]" + ($0.block == 1 ? "" : "x\($0.block)") }
+            print("\(g.name): " + axes.joined(separator: " "))
+        }
+    }
+
     private func runPair(_ a: LoadedModel, _ b: LoadedModel, spec: PermutationSpec, dataset: Dataset?, out: String) throws {
         var result = try Alignment.align(reference: a.params, model: b.params, spec: spec, method: method, seed: seed,
                                          maxSweeps: maxSweeps, network: a.network, data: dataset)
@@ -202,6 +212,7 @@ struct MatchCommand: ParsableCommand {
         if json { return try printJSON(summary) }
         print("\(method.rawValue) matching of \(b.path) to \(a.path): \(r.sweeps) sweep(s), \(String(format: "%.3f", r.seconds)) s")
         printLayers(summary.layers)
+        printGroups(spec)
         print(String(format: "objective %.6g -> %.6g", r.objectiveBefore, r.objectiveAfter))
         print("wrote \(out)" + (report.map { " and \($0)" } ?? ""))
     }

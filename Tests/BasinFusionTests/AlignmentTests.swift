@@ -182,13 +182,17 @@ final class AlignmentTests: XCTestCase {
         arch.permutations = [PermutationDeclaration(name: "missing", axes: [.init(param: "nope", axis: 0)])]
         XCTAssertThrowsError(try PermutationSpec.make(for: arch, params: a.params))
 
-        // A residual network needs declared permutations.
+        // Undeclared permutations of a graph that is not a chain are derived from it: an add of the logits to
+        // themselves merges only the classes, which never move, so the hidden layers keep their groups.
         var residual = a.architecture
         residual.permutations = []
         residual.nodes.append(Node(name: "skip", op: .add, inputs: [residual.nodes.count - 1, residual.nodes.count - 1]))
-        XCTAssertThrowsError(try PermutationSpec.make(for: residual, params: a.params)) { error in
-            XCTAssertTrue("\(error)".contains("--arch"), "\(error)")
-        }
+        XCTAssertThrowsError(try PermutationSpec.inferMLP(residual, params: a.params))
+        let derived = try PermutationSpec.make(for: residual, params: a.params)
+        let chain = try PermutationSpec.inferMLP(a.architecture, params: a.params)
+        XCTAssertEqual(derived.groups.map(\.name), chain.groups.map(\.name))
+        XCTAssertEqual(derived.groups.map(\.axes), chain.groups.map(\.axes))
+        XCTAssertEqual(derived.groups.map(\.node), chain.groups.map(\.node))
     }
 
     func testWeightMatchingBenchmarkRuns() throws {
@@ -221,6 +225,14 @@ final class AlignmentTests: XCTestCase {
         XCTAssertThrowsError(try PermutationSpec.inferMLP(arch, params: params))
         let spec = try PermutationSpec.make(for: arch, params: params)
         XCTAssertEqual(spec.groups.map(\.node), ["act1"])
+        // Without the declaration the same stream is derived from the graph (the add merges fc1's and fc2's
+        // outputs), read after the last activation on it.
+        var undeclared = arch
+        undeclared.permutations = []
+        let derived = try PermutationSpec.make(for: undeclared, params: params)
+        XCTAssertEqual(derived.groups.count, 1)
+        XCTAssertEqual(Set(derived.groups[0].axes.map { "\($0.param):\($0.axis)" }), Set(spec.groups[0].axes.map { "\($0.param):\($0.axis)" }))
+        XCTAssertEqual(derived.groups[0].node, "act2")
         let perm = g.permutation(h)
         let b = spec.apply([perm], to: params)
         let network = Network(arch)

@@ -60,7 +60,7 @@ public enum ActivationMatching {
             identityRest[k] = 0
             steps[k].objective = running
         }
-        let report = MatchReport(method: .activation, data: data.name, layers: layers, objectiveBefore: before,
+        let report = MatchReport(method: .activation, data: data.name, layers: layers, groups: spec.groups, objectiveBefore: before,
                                  steps: steps, sweeps: 1, seconds: Benchmarks.now() - start)
         return AlignmentResult(permutations: perms, aligned: spec.apply(perms, to: b), report: report, spec: spec)
     }
@@ -85,6 +85,7 @@ public enum ActivationMatching {
             }
         }
         var acc = spec.groups.map { Accumulator($0.size) }
+        var observations = [Int](repeating: 0, count: spec.groups.count)
         let x = data.x
         var begin = 0
         while begin < data.count {
@@ -96,10 +97,14 @@ public enum ActivationMatching {
             for (gi, g) in spec.groups.enumerated() {
                 let n = g.size
                 let za = traceA[nodeIndex[gi]]!, zb = traceB[nodeIndex[gi]]!
-                guard za.columns == n, za.rows == end - begin else {
-                    throw NetworkError("activation matching: node '\(nodes[nodeIndex[gi]].name)' gives \(za.shape) activations per batch, not [samples, \(n)] for permutation '\(g.name)'")
+                // Units on axis `nodeAxis` of each sample (the last by default); every other position of a sample
+                // (an image's H x W, a sequence's tokens) is one more observation of each unit.
+                let axis = g.nodeAxis.map { $0 + 1 } ?? (za.rank - 1)
+                guard za.rows == end - begin, axis >= 1, axis < za.rank, za.shape[axis] == n else {
+                    throw NetworkError("activation matching: node '\(nodes[nodeIndex[gi]].name)' gives \(za.shape) activations per batch, which do not hold the \(n) units of permutation '\(g.name)' on axis \(axis)")
                 }
-                let za2 = za.reshaped([za.rows, n]), zb2 = zb.reshaped([zb.rows, n])
+                let za2 = unitsLast(za, axis: axis), zb2 = unitsLast(zb, axis: axis)
+                observations[gi] += za2.rows
                 let cross = za2.matmul(zb2, transposeSelf: true)
                 za2.withUnsafeBufferPointer { pa in
                     zb2.withUnsafeBufferPointer { pb in
@@ -119,8 +124,8 @@ public enum ActivationMatching {
             begin = end
         }
 
-        let count = Double(data.count)
         return spec.groups.indices.map { gi in
+            let count = Double(max(1, observations[gi]))
             let n = spec.groups[gi].size
             let s = acc[gi]
             let meanA = s.sumA.map { $0 / count }, meanB = s.sumB.map { $0 / count }
@@ -135,6 +140,24 @@ public enum ActivationMatching {
                 }
             }
             return Correlation(values: corr, deadA: stdA.map { $0 == 0 }, deadB: stdB.map { $0 == 0 })
+        }
+    }
+
+    /// The activations [N, ..., n, ...] with the units' axis last and every other position a row: [N * positions, n].
+    static func unitsLast(_ z: Tensor, axis: Int) -> Tensor {
+        let n = z.shape[axis]
+        if axis == z.rank - 1 { return z.reshaped([z.count / max(1, n), n]) }
+        let outer = z.shape[..<axis].reduce(1, *), inner = z.shape[(axis + 1)...].reduce(1, *)
+        return Tensor(shape: [outer * inner, n]) { out in
+            z.withUnsafeBufferPointer { src in
+                for o in 0..<outer {
+                    for k in 0..<n {
+                        let from = src.baseAddress! + (o * n + k) * inner
+                        let to = out.baseAddress! + o * inner * n + k
+                        for j in 0..<inner { to[j * n] = from[j] }
+                    }
+                }
+            }
         }
     }
 

@@ -70,6 +70,8 @@ public struct MatchReport: Sendable, Codable, Equatable {
     public var modelB: String?
     public var data: String?
     public var layers: [Layer]
+    /// The permutation groups: which axes of which tensors each permutes (`--report`; nil in older reports).
+    public var groups: [PermutationSpec.Group]?
     /// The objective before any step (identity permutations).
     public var objectiveBefore: Double
     public var steps: [Step]
@@ -77,8 +79,10 @@ public struct MatchReport: Sendable, Codable, Equatable {
     public var seconds: Double
 
     public init(method: MatchMethod, seed: UInt64? = nil, modelA: String? = nil, modelB: String? = nil, data: String? = nil,
-                layers: [Layer], objectiveBefore: Double, steps: [Step], sweeps: Int, seconds: Double) {
+                layers: [Layer], groups: [PermutationSpec.Group]? = nil, objectiveBefore: Double, steps: [Step], sweeps: Int,
+                seconds: Double) {
         self.method = method
+        self.groups = groups
         self.seed = seed
         self.modelA = modelA
         self.modelB = modelB

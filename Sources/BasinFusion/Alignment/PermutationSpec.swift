@@ -24,12 +24,16 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
         /// The architecture node whose output units this group permutes (post-activation where there is
         /// one), used by activation matching; nil when no single node carries them.
         public var node: String?
+        /// The axis of one sample of `node`'s output that indexes the units (0 for [C, H, W] images, the last
+        /// axis for features); nil: the last.
+        public var nodeAxis: Int?
 
-        public init(name: String, size: Int, axes: [Axis], node: String? = nil) {
+        public init(name: String, size: Int, axes: [Axis], node: String? = nil, nodeAxis: Int? = nil) {
             self.name = name
             self.size = size
             self.axes = axes
             self.node = node
+            self.nodeAxis = nodeAxis
         }
     }
 
@@ -47,8 +51,8 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
     public var hasAttentionHeads: Bool { !(attentionHeads ?? []).isEmpty }
 
     /// The spec for a model: the architecture's declared permutations if it has any, a transformer's groups
-    /// (MLPs, attention heads, residual stream) if it has attention, otherwise inferred for a chain of linear
-    /// layers (one group per hidden layer).
+    /// (MLPs, attention heads, residual stream) if it has attention, otherwise derived from the graph
+    /// (`derived`: one group per channel set; a chain of linear layers gets one per hidden layer).
     public static func make(for architecture: Architecture, params: ParameterSet) throws -> PermutationSpec {
         if !architecture.permutations.isEmpty {
             return try declared(architecture, params: params)
@@ -56,7 +60,7 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
         if TransformerPermutations.applies(to: architecture) {
             return try TransformerPermutations.spec(architecture, params: params)
         }
-        return try inferMLP(architecture, params: params)
+        return try derived(architecture, params: params)
     }
 
     /// One group per hidden layer of a chain of linear layers: rows of weight and bias of layer l and the
@@ -118,7 +122,10 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
                 node = nodes[carrier].name
                 break
             }
-            groups.append(Group(name: declaration.name, size: t.shape[first.axis], axes: declaration.axes, node: node))
+            guard first.block >= 1, t.shape[first.axis] % first.block == 0 else {
+                throw NetworkError("permutation spec: permutation '\(declaration.name)' has block \(first.block) on axis \(first.axis) of '\(first.param)' (shape \(t.shape)), which does not divide it")
+            }
+            groups.append(Group(name: declaration.name, size: t.shape[first.axis] / first.block, axes: declaration.axes, node: node))
         }
         let spec = PermutationSpec(groups: groups)
         try spec.validate(params)
@@ -138,8 +145,9 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
                 guard a.axis >= 0 && a.axis < t.rank else {
                     throw NetworkError("permutation spec: permutation '\(g.name)' names axis \(a.axis) of '\(a.param)', which has shape \(t.shape)")
                 }
-                guard t.shape[a.axis] == g.size else {
-                    throw NetworkError("permutation spec: permutation '\(g.name)' has \(g.size) units but axis \(a.axis) of '\(a.param)' (shape \(t.shape)) has \(t.shape[a.axis])")
+                guard a.block >= 1, t.shape[a.axis] == g.size * a.block else {
+                    let what = a.block == 1 ? "" : " (\(a.block) entries per unit)"
+                    throw NetworkError("permutation spec: permutation '\(g.name)' has \(g.size) units but axis \(a.axis) of '\(a.param)' (shape \(t.shape)) has \(t.shape[a.axis])\(what)")
                 }
                 if let other = seen["\(a.axis):\(a.param)"] {
                     throw NetworkError("permutation spec: axis \(a.axis) of '\(a.param)' is in both '\(other)' and '\(g.name)'")
@@ -149,11 +157,11 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
         }
     }
 
-    /// For each parameter, the groups acting on it: (axis, group index).
-    public var axesByParameter: [String: [(axis: Int, group: Int)]] {
-        var out: [String: [(axis: Int, group: Int)]] = [:]
+    /// For each parameter, the groups acting on it: (axis, group index, entries per unit).
+    public var axesByParameter: [String: [(axis: Int, group: Int, block: Int)]] {
+        var out: [String: [(axis: Int, group: Int, block: Int)]] = [:]
         for (gi, g) in groups.enumerated() {
-            for a in g.axes { out[a.param, default: []].append((a.axis, gi)) }
+            for a in g.axes { out[a.param, default: []].append((a.axis, gi, a.block)) }
         }
         return out
     }
@@ -171,7 +179,9 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
         let byParam = axesByParameter
         let out = params.mapTensors { name, tensor in
             var t = tensor
-            for (axis, gi) in byParam[name] ?? [] { t = PermutationSpec.gather(t, axis: axis, permutation: permutations[gi]) }
+            for (axis, gi, block) in byParam[name] ?? [] {
+                t = PermutationSpec.gather(t, axis: axis, permutation: permutations[gi], block: block)
+            }
             return t
         }
         return hasAttentionHeads ? TransformerPermutations.applyHeads(self, permutations, to: out) : out
@@ -179,19 +189,20 @@ public struct PermutationSpec: Sendable, Equatable, Codable {
 
     /// Applies the permutations to one tensor on every axis except `skipAxis`.
     func applied(_ permutations: [[Int]], to tensor: Tensor, name: String, skipAxis: Int? = nil,
-                 byParam: [String: [(axis: Int, group: Int)]]) -> Tensor {
+                 byParam: [String: [(axis: Int, group: Int, block: Int)]]) -> Tensor {
         var t = tensor
-        for (axis, gi) in byParam[name] ?? [] where axis != skipAxis {
-            t = PermutationSpec.gather(t, axis: axis, permutation: permutations[gi])
+        for (axis, gi, block) in byParam[name] ?? [] where axis != skipAxis {
+            t = PermutationSpec.gather(t, axis: axis, permutation: permutations[gi], block: block)
         }
         return t
     }
 
-    /// `out[..., k, ...] = t[..., perm[k], ...]` along `axis`.
-    public static func gather(_ t: Tensor, axis: Int, permutation perm: [Int]) -> Tensor {
+    /// `out[..., k, ...] = t[..., perm[k], ...]` along `axis`; with `block` b, entries k*b ..< (k+1)*b move
+    /// together as unit k.
+    public static func gather(_ t: Tensor, axis: Int, permutation perm: [Int], block: Int = 1) -> Tensor {
         let shape = t.shape
-        let outer = shape[..<axis].reduce(1, *), n = shape[axis], inner = shape[(axis + 1)...].reduce(1, *)
-        precondition(perm.count == n)
+        let outer = shape[..<axis].reduce(1, *), n = shape[axis] / block, inner = shape[(axis + 1)...].reduce(1, *) * block
+        precondition(perm.count == n && n * block == shape[axis])
         return Tensor(shape: shape) { out in
             t.withUnsafeBufferPointer { src in
                 for o in 0..<outer {

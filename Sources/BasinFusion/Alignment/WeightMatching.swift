@@ -33,16 +33,21 @@ public enum WeightMatching {
         public var computeCPUSeconds: Double { similarityCPUSeconds + solverCPUSeconds }
     }
 
+    /// `order`: the group order of the first sweeps by name (replaying a reference run); later sweeps draw
+    /// theirs from `seed`. `excluding`: parameters left out of the similarity (still permuted with their
+    /// groups), e.g. BatchNorm running statistics.
     public static func match(reference a: ParameterSet, model b: ParameterSet, spec: PermutationSpec,
-                             seed: UInt64 = 0, maxSweeps: Int = 100, cancel: CancellationFlag? = nil,
+                             seed: UInt64 = 0, maxSweeps: Int = 100, order: [[String]] = [], excluding: Set<String> = [],
+                             cancel: CancellationFlag? = nil,
                              progress: (MatchReport.Step) -> Void = { _ in }) throws -> AlignmentResult {
-        try matchTimed(reference: a, model: b, spec: spec, seed: seed, maxSweeps: maxSweeps, cancel: cancel,
-                       progress: progress).result
+        try matchTimed(reference: a, model: b, spec: spec, seed: seed, maxSweeps: maxSweeps, order: order, excluding: excluding,
+                       cancel: cancel, progress: progress).result
     }
 
     /// `match`, with the time split between similarities and the solver.
     public static func matchTimed(reference a: ParameterSet, model b: ParameterSet, spec: PermutationSpec,
-                                  seed: UInt64 = 0, maxSweeps: Int = 100, cancel: CancellationFlag? = nil,
+                                  seed: UInt64 = 0, maxSweeps: Int = 100, order: [[String]] = [], excluding: Set<String> = [],
+                                  cancel: CancellationFlag? = nil,
                                   progress: (MatchReport.Step) -> Void = { _ in }) throws -> (result: AlignmentResult, timing: Timing) {
         if spec.hasAttentionHeads {
             // Head groups move blocks of units under the GQA constraint: the transformer matcher solves them.
@@ -63,7 +68,19 @@ public enum WeightMatching {
         try a.checkCompatible(with: b, "weight matching")
         try spec.validate(a)
         lap(\.otherSeconds, \.otherCPUSeconds)
-        let cache = try SimilarityCache(reference: a, model: b, spec: spec)
+        let orders: [[Int]] = try order.map { sweep in
+            let indices = try sweep.map { name in
+                guard let i = spec.groups.firstIndex(where: { $0.name == name }) else {
+                    throw NetworkError("weight matching: the visit order names permutation '\(name)', which is not one of \(spec.groups.map(\.name).joined(separator: ", "))")
+                }
+                return i
+            }
+            guard indices.sorted() == Array(spec.groups.indices) else {
+                throw NetworkError("weight matching: a sweep of the visit order must name every permutation once (\(sweep.joined(separator: ", ")))")
+            }
+            return indices
+        }
+        let cache = try SimilarityCache(reference: a, model: b, spec: spec, excluded: excluding)
         var perms = spec.identity
         let before = cache.objective(perms)
         lap(\.similaritySeconds, \.similarityCPUSeconds)
@@ -78,7 +95,8 @@ public enum WeightMatching {
         while sweeps < maxSweeps {
             sweeps += 1
             var improvedAny = false
-            for gi in generator.permutation(spec.groups.count) {
+            let visit = sweeps <= orders.count ? orders[sweeps - 1] : generator.permutation(spec.groups.count)
+            for gi in visit {
                 if cancel?.isCancelled == true { throw CancellationError() }
                 let n = spec.groups[gi].size
                 let (s, changed) = cache.similarityForSolve(gi, perms)
@@ -129,7 +147,7 @@ public enum WeightMatching {
         }
         let aligned = spec.apply(perms, to: b)
         lap(\.otherSeconds, \.otherCPUSeconds)
-        let report = MatchReport(method: .weight, seed: seed, layers: layers, objectiveBefore: before, steps: steps,
+        let report = MatchReport(method: .weight, seed: seed, layers: layers, groups: spec.groups, objectiveBefore: before, steps: steps,
                                  sweeps: sweeps, seconds: Benchmarks.now() - start)
         return (AlignmentResult(permutations: perms, aligned: aligned, report: report, spec: spec), timing)
     }
@@ -199,26 +217,40 @@ final class SimilarityCache {
     private var panelA: [Float] = []
     private var panelB: [Float] = []
 
-    init(reference a: ParameterSet, model b: ParameterSet, spec: PermutationSpec) throws {
+    /// `excluded`: parameters left out of the similarities (and the objective); they are still permuted.
+    init(reference a: ParameterSet, model b: ParameterSet, spec: PermutationSpec, excluded: Set<String> = []) throws {
         self.spec = spec
         let byParam = spec.axesByParameter
         for (gi, g) in spec.groups.enumerated() {
-            for axis in g.axes {
+            for axis in g.axes where !excluded.contains(axis.param) {
                 guard let ta = a[axis.param], let tb = b[axis.param] else {
                     throw NetworkError("weight matching: tensor '\(axis.param)' of permutation '\(g.name)' is missing")
                 }
-                let shape = ta.shape
-                let ax = axis.axis
+                // An axis whose units span `block` entries is split in two: the units (permuted) and the entries
+                // within a unit (not permuted). A reshape: no copy.
+                let entries = byParam[axis.param] ?? []
+                var shape: [Int] = [], groupOf: [Int?] = [], ax = 0
+                for d in ta.shape.indices {
+                    let e = entries.first { $0.axis == d }
+                    if d == axis.axis { ax = shape.count }
+                    if let e, e.block > 1 {
+                        shape += [ta.shape[d] / e.block, e.block]
+                        groupOf += [e.group, nil]
+                    } else {
+                        shape.append(ta.shape[d])
+                        groupOf.append(e?.group)
+                    }
+                }
                 let outer = shape[..<ax].reduce(1, *), inner = shape[(ax + 1)...].reduce(1, *)
                 let rowsForm = outer > 1 && inner == 1
                 let view: (Tensor) -> Tensor = { t in
                     if rowsForm { return t.reshaped([outer, g.size]) }
-                    return outer == 1 ? t.reshaped([g.size, inner]) : PermutationSpec.unfold(t, axis: ax)
+                    return outer == 1 ? t.reshaped([g.size, inner]) : PermutationSpec.unfold(t.reshaped(shape), axis: ax)
                 }
                 var otherSizes: [Int] = [], otherGroups: [Int?] = []
                 for d in shape.indices where d != ax {
                     otherSizes.append(shape[d])
-                    otherGroups.append((byParam[axis.param] ?? []).first { $0.axis == d }?.group)
+                    otherGroups.append(groupOf[d])
                 }
                 terms.append(Term(group: gi, param: axis.param, rowsForm: rowsForm, lines: outer * inner,
                                   a: view(ta), b: view(tb), otherSizes: otherSizes, otherGroups: otherGroups))
