@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Regenerates every model in SampleModels/ with `basin train`, bit for bit.
-# Usage: SampleModels/generate.sh [OUTPUT_DIR]   (default: SampleModels itself)
+# Usage: SampleModels/generate.sh [OUTPUT_DIR [PARTS]]   (default: SampleModels itself, every part)
+# PARTS: "all", or a comma-separated list of mlp, gpt2-seed0, gpt2-seed1, llama-base, llama-ft-add, llama-ft-sub,
+# llama-ft-mul (the fine-tunes start from the llama-base made in this run, else from the committed one).
 # BASIN may name the binary to use; by default the release build is made and used.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 out="${1:-$here}"
+parts="${2:-all}"
+want() { [ "$parts" = all ] || [[ ",$parts," == *",$1,"* ]]; }
 if [ -z "${BASIN:-}" ]; then
   # Build output goes to stderr: errors show, and set -e stops the script on them.
   (cd "$root" && swift build -c release --product basin) >&2
@@ -17,6 +21,7 @@ data="$here/data"
 mkdir -p "$out/seeds" "$out/finetune" "$out/trajectory" "$out/data"
 train() { "$BASIN" train --quiet "$@"; }
 
+if want mlp; then
 # Held-out split for soups: the first 1000 training rows to fit on, the last 300 to choose ingredients by.
 "$BASIN" split "$data/digits-train.safetensors" --at 1000 "$out/data/digits-fit.safetensors" "$out/data/digits-val.safetensors"
 
@@ -43,4 +48,34 @@ train --data "$out/data/digits-fit.safetensors" --init-from "$out/finetune/base.
 train --data "$data/digits-train.safetensors" --sizes 64,128,128,10 --optimizer adam --lr 1e-3 --epochs 60 --batch 64 \
       --seed 10 --checkpoint-every 10 --checkpoint-dir "$out/trajectory" --checkpoint-name mlp-seed10 \
       --out "$out/trajectory/mlp-seed10-epoch060.safetensors"
+fi
+
+# (iv) Transformers on modular arithmetic (data/modarith-*, copied from the shared reference data: rows
+#      "a op b = c" with c = a op b mod 23 for op in +, -, x; the loss is on c only). Two GPT-2-style seeds
+#      trained alike (for alignment), and a LLaMA-style base (GQA, RoPE, SwiGLU) stopped early, then fine-tuned
+#      on one operation each (for task arithmetic and TIES). Configs: transformers/configs/*.json.
+tf="$out/transformers"
+cfg="$here/transformers/configs"
+for seed in 0 1; do
+  if want "gpt2-seed$seed"; then
+    mkdir -p "$tf"
+    train --config "$cfg/gpt2-tiny.json" --data "$data/modarith-train.safetensors" --optimizer adamw --lr 3e-3 --beta2 0.98 \
+          --weight-decay 1 --epochs 300 --decay 300 --batch 256 --seed "$seed" --out "$tf/gpt2-seed$seed"
+  fi
+done
+if want llama-base; then
+  mkdir -p "$tf"
+  train --config "$cfg/llama-tiny.json" --data "$data/modarith-train.safetensors" --optimizer adamw --lr 5e-3 --beta2 0.98 \
+        --weight-decay 1 --warmup 200 --epochs 100 --batch 256 --seed 0 --out "$tf/llama-base"
+fi
+base="$tf/llama-base"
+[ -d "$base" ] || base="$here/transformers/llama-base"
+for op in add:23:100 sub:24:101 mul:25:102; do
+  IFS=: read -r name token seed <<< "$op"
+  if want "llama-ft-$name"; then
+    mkdir -p "$tf"
+    train --init-from "$base" --data "$data/modarith-train.safetensors" --token-at "1=$token" --optimizer adamw --lr 1e-3 \
+          --beta2 0.98 --warmup 20 --epochs 30 --batch 128 --seed "$seed" --out "$tf/llama-ft-$name"
+  fi
+done
 echo "SampleModels written to $out"

@@ -2,6 +2,8 @@ import BasinTensor
 
 /// A first-order optimiser over a list of tensors (model parameters, path bends, soup coefficients).
 public protocol Optimizer {
+    /// Read at every step, so a schedule may change it between steps.
+    var learningRate: Float { get set }
     /// Updates `parameters` in place from their gradients (same order and shapes).
     mutating func step(_ parameters: inout [Tensor], gradients: [Tensor])
 }
@@ -104,11 +106,14 @@ extension Double {
 /// Which optimiser to build, as the CLI names them.
 public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
     case sgd, adam
+    /// AdamW: weight decay decoupled from the gradient, on tensors with two or more dimensions only.
+    case adamw
 
-    public func make(learningRate: Float, momentum: Float = 0.9, weightDecay: Float = 0) -> any Optimizer {
+    public func make(learningRate: Float, momentum: Float = 0.9, weightDecay: Float = 0, beta2: Float = 0.999) -> any Optimizer {
         switch self {
         case .sgd: SGD(learningRate: learningRate, momentum: momentum, weightDecay: weightDecay)
-        case .adam: Adam(learningRate: learningRate, weightDecay: weightDecay)
+        case .adam: Adam(learningRate: learningRate, beta2: beta2, weightDecay: weightDecay)
+        case .adamw: AdamW(learningRate: learningRate, beta2: beta2, weightDecay: weightDecay)
         }
     }
 }

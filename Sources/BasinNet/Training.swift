@@ -11,6 +11,12 @@ public struct TrainingConfig: Sendable {
     public var epochs: Int = 10
     public var batchSize: Int = 64
     public var seed: UInt64 = 0
+    /// Adam/AdamW's second-moment decay (transformer recipes often use 0.98).
+    public var beta2: Float = 0.999
+    /// A learning-rate schedule over the run's steps: linear warmup from 0 over `warmupSteps`, then constant,
+    /// then a linear decay to 0 over the last `decaySteps` (none when both are 0).
+    public var warmupSteps = 0
+    public var decaySteps = 0
 
     public init() {}
 }
@@ -42,7 +48,14 @@ public enum Trainer {
                              progress: (EpochReport) -> Void = { _ in },
                              checkpoint: (Int, ParameterSet) throws -> Void = { _, _ in }) rethrows {
         var generator = SeededGenerator(seed: config.seed)
-        var optimizer = config.optimizer.make(learningRate: config.learningRate, momentum: config.momentum, weightDecay: config.weightDecay)
+        var optimizer = config.optimizer.make(learningRate: config.learningRate, momentum: config.momentum, weightDecay: config.weightDecay,
+                                              beta2: config.beta2)
+        let stepsPerEpoch = (data.count + config.batchSize - 1) / max(1, config.batchSize)
+        let schedule = config.warmupSteps > 0 || config.decaySteps > 0
+            ? WarmupDecaySchedule(peak: config.learningRate, totalSteps: stepsPerEpoch * max(1, config.epochs),
+                                  warmupSteps: config.warmupSteps, decaySteps: config.decaySteps)
+            : nil
+        var stepIndex = 0
         let trained = Set(network.architecture.trainedParameterNames)
         let names = params.names.filter { trained.contains($0) }
         let totalPositions = max(1, data.y.reduce(0) { $0 + ($1 == Dataset.ignored ? 0 : 1) })
@@ -58,6 +71,8 @@ public enum Trainer {
                 let positions = Double(yb.reduce(0) { $0 + ($1 == Dataset.ignored ? 0 : 1) })
                 lossSum += step.metrics.loss * positions
                 correct += step.metrics.accuracy * positions
+                if let schedule { optimizer.learningRate = schedule.rate(at: stepIndex) }
+                stepIndex += 1
                 var tensors = names.map { params[$0]! }
                 optimizer.step(&tensors, gradients: names.map { step.gradients[$0] ?? Tensor.zeros(like: params[$0]!) })
                 for (n, t) in zip(names, tensors) { params[n] = t }

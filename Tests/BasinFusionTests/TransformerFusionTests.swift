@@ -168,4 +168,24 @@ final class TransformerFusionTests: XCTestCase {
             try assertMetrics(again.network, again.params, want["metrics"] as! [String: [Double]], "exported soup (\(label))")
         }
     }
+
+    /// SampleModels/transformers (made by SampleModels/generate.sh with `basin train`): each LLaMA fine-tune beats
+    /// the base on its own operation, and the two GPT-2 seeds fit their training data.
+    func testSampleTransformerFamily() throws {
+        let root = Fixtures.repositoryRoot.appendingPathComponent("SampleModels")
+        func load(_ n: String) throws -> LoadedModel { try LoadedModel(path: root.appendingPathComponent("transformers/\(n)").path) }
+        func set(_ n: String) throws -> Dataset { try Dataset(url: root.appendingPathComponent("data/modarith-\(n).safetensors")) }
+        let base = try load("llama-base")
+        XCTAssertTrue(base.source is HuggingFaceModel)
+        for op in ["add", "sub", "mul"] {
+            let ft = try load("llama-ft-\(op)"), d = try set("\(op)-test")
+            let mine = ft.network.evaluate(ft.params, on: d).accuracy, before = base.network.evaluate(base.params, on: d).accuracy
+            XCTAssertGreaterThan(mine, before, "llama-ft-\(op) on its own operation")
+        }
+        let train = try set("train")
+        for seed in 0..<2 {
+            let g = try load("gpt2-seed\(seed)")
+            XCTAssertGreaterThan(g.network.evaluate(g.params, on: train).accuracy, 0.99, "gpt2-seed\(seed)")
+        }
+    }
 }

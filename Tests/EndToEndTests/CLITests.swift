@@ -81,7 +81,7 @@ final class SampleModelsTests: XCTestCase {
         let samples = Fixtures.repositoryRoot.appendingPathComponent("SampleModels")
         let out = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: out) }
-        let r = try BasinBinary.runProcess(URL(fileURLWithPath: "/bin/bash"), [samples.appendingPathComponent("generate.sh").path, out.path],
+        let r = try BasinBinary.runProcess(URL(fileURLWithPath: "/bin/bash"), [samples.appendingPathComponent("generate.sh").path, out.path, "mlp"],
                                            environment: ["BASIN": basin.path])
         XCTAssertEqual(r.status, 0, r.stderr)
         let fm = FileManager.default
@@ -98,6 +98,23 @@ final class SampleModelsTests: XCTestCase {
             }
         }
         XCTAssertGreaterThanOrEqual(compared, 4 + 5 + 6 + 2)
+    }
+
+    /// The transformer samples take minutes to train from scratch; one fine-tune (300 steps from the committed
+    /// base) is rebuilt bit for bit here, the rest by `generate.sh` itself.
+    func testTransformerFineTuneRegeneratesIdentically() throws {
+        guard let basin = BasinBinary.url else { throw XCTSkip("basin executable not built") }
+        let samples = Fixtures.repositoryRoot.appendingPathComponent("SampleModels")
+        let out = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: out) }
+        let r = try BasinBinary.runProcess(URL(fileURLWithPath: "/bin/bash"), [samples.appendingPathComponent("generate.sh").path, out.path, "llama-ft-add"],
+                                           environment: ["BASIN": basin.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let made = out.appendingPathComponent("transformers/llama-ft-add"), committed = samples.appendingPathComponent("transformers/llama-ft-add")
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: made.path)), ["config.json", "model.safetensors"])
+        for name in ["config.json", "model.safetensors"] {
+            XCTAssertEqual(try FileDigest.sha256(made.appendingPathComponent(name)), try FileDigest.sha256(committed.appendingPathComponent(name)), name)
+        }
     }
 
     func testSampleSeedsReachNinetyFivePercent() throws {

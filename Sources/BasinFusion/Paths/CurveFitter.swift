@@ -143,8 +143,7 @@ public struct CurveFitter: Sendable {
     public func fit(cancel: CancellationFlag? = nil, progress: (CurveFitProgress) -> Void = { _ in },
                     epochEnd: (Int, ModelPath) -> Void = { _, _ in }) -> CurveFitResult {
         var generator = SeededGenerator(seed: config.seed)
-        var adam = Adam(learningRate: config.learningRate, weightDecay: config.l2)
-        var sgd = SGD(learningRate: config.learningRate, momentum: config.momentum, weightDecay: config.l2)
+        var optimizer = config.optimizer.make(learningRate: config.learningRate, momentum: config.momentum, weightDecay: config.l2)
         var path = self.path
         let names = path.start.names
         let bendRange = path.bendIndices
@@ -157,8 +156,7 @@ public struct CurveFitter: Sendable {
         for epoch in 1...max(1, config.epochs) {
             let order = generator.permutation(data.count)
             let rate = config.learningRate * config.schedule.factor(epoch: epoch, of: config.epochs)
-            adam.learningRate = rate
-            sgd.learningRate = rate
+            optimizer.learningRate = rate
             var lossSum = 0.0
             for b in 0..<batches {
                 if cancel?.isCancelled == true {
@@ -170,10 +168,7 @@ public struct CurveFitter: Sendable {
                                                                     x: x.gatherRows(idx), y: data.labels(at: idx))
                 lossSum += loss
                 let flatGrads = grads.flatMap { g in names.map { g[$0]! } }
-                switch config.optimizer {
-                case .adam: adam.step(&tensors, gradients: flatGrads)
-                case .sgd: sgd.step(&tensors, gradients: flatGrads)
-                }
+                optimizer.step(&tensors, gradients: flatGrads)
                 path.setBends((0..<bendRange.count).map { jj in
                     ParameterSet(names.enumerated().map { ($0.element, tensors[jj * names.count + $0.offset]) })
                 })
