@@ -70,10 +70,17 @@ public struct LoadedModel: Sendable {
         network = Network(architecture)
     }
 
+    /// Rows per evaluation batch: up to 1024, fewer when one row's logits are large (a language model's
+    /// positions x vocabulary), so a batch's logits stay within about 32 MB.
+    public static func evaluationBatch(outputs: Int, data: Dataset) -> Int {
+        let perRow = 4 * max(1, outputs) * max(1, data.labelsPerRow)
+        return max(1, min(1024, (32 << 20) / perRow))
+    }
+
     /// Evaluates on a data set after checking the data fits the model.
     public func evaluate(on data: Dataset, params override: ParameterSet? = nil) throws -> Metrics {
         try LoadedModel.check(data, fits: self)
-        return network.evaluate(override ?? params, on: data)
+        return network.evaluate(override ?? params, on: data, batchSize: LoadedModel.evaluationBatch(outputs: outputs, data: data))
     }
 
     /// Checks that the data's samples fit the model's input (reshaped to the declared input shape when they

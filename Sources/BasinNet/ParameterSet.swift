@@ -19,8 +19,15 @@ public struct ParameterSet: Sendable, Equatable {
     }
 
     /// Loads every tensor of a source as Float32 (F16/BF16/F64 widened).
+    /// Reads every tensor (widened to Float32) and releases its mapped pages as soon as it is read, so loading
+    /// holds about one float32 copy of the model rather than the copy plus the file's resident pages.
     public init(source: any TensorSource) throws {
-        self.init(try source.allTensors())
+        var pairs: [(String, Tensor)] = []
+        for name in source.names {
+            pairs.append((name, try source.tensor(name)))
+            source.release(name)
+        }
+        self.init(pairs)
     }
 
     public var count: Int { names.count }
