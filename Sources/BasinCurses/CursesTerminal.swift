@@ -60,9 +60,10 @@ package final class CursesTerminal: Terminal {
         keypad(basin_stdscr(), true)
         intrflush(basin_stdscr(), false)
         curs_set(0)
-        let mask = basin_button1_pressed() | basin_button4_pressed() | basin_button5_pressed()
-        mousemask(mask, nil)
-        mouseinterval(0)
+        // Mouse: SGR reports requested directly (see basin_mouse_on), decoded by MouseEvent.sgr.
+        mousemask(0, nil)
+        basin_define_sgr_mouse_key()
+        basin_mouse_on()
         var colors = 0
         if has_colors() {
             start_color()
@@ -81,6 +82,8 @@ package final class CursesTerminal: Terminal {
         guard active else { return }
         active = false
         basin_mark_curses_inactive()
+        basin_mouse_off()
+        basin_clear_before_exit()
         curs_set(1)
         endwin()
     }
@@ -189,20 +192,28 @@ package final class CursesTerminal: Terminal {
         case basin_key_resize():
             previous = nil
             return .resize
-        case basin_key_mouse():
-            var x: Int32 = 0, y: Int32 = 0
-            var b: mmask_t = 0
-            guard basin_getmouse(&x, &y, &b) == basin_ok() else { return nil }
-            let kind: MouseEvent.Kind
-            if b & basin_button4_pressed() != 0 { kind = .wheelUp }
-            else if b & basin_button5_pressed() != 0 && basin_button5_pressed() != 0 { kind = .wheelDown }
-            else if b & basin_button1_pressed() != 0 { kind = .press }
-            else { return nil }
-            return .mouse(MouseEvent(kind, x: Int(x), y: Int(y)))
+        case basin_key_sgr_mouse():
+            return readSGRMouse()
         default:
             for n in 1...12 where k == basin_key_f(Int32(n)) { return .function(n) }
             return nil
         }
+    }
+
+    /// Reads the rest of an SGR mouse report ("b;x;y" then M or m) that follows ESC [ <.
+    private func readSGRMouse() -> Key? {
+        wtimeout(basin_stdscr(), 50)
+        currentTimeout = 50
+        var params = ""
+        for _ in 0..<24 {
+            var ch: wint_t = 0
+            guard basin_get_wch(&ch) != basin_err(), let s = Unicode.Scalar(UInt32(ch)) else { return nil }
+            let c = Character(s)
+            if c == "M" || c == "m" { return MouseEvent.sgr(params, final: c).map { .mouse($0) } }
+            guard c.isNumber || c == ";" else { return nil }
+            params.append(c)
+        }
+        return nil
     }
 
     // MARK: Running

@@ -70,6 +70,22 @@ package enum ExplorerDocs {
         d3.keys(.char("?"))
         sections.append(("Help (`?`)", "Generated from the keymap for the current view.", d3.text()))
 
+        progress("random directions, task vectors, lesson")
+        var dr = InlineDriver(two, options: o)
+        dr.keys(.char("v"), .char("v"), .char("v"))
+        sections.append(("Landscape along random directions (`d`)", "With nothing fitted or aligned the landscape shows the plane through A along two filter-normalised random directions (Li et al. 2018; seed 0, d draws the next seed): A sits in a bowl whose walls are as high in every direction, while the plane through A, the bend and B shows the valley that joins two minima.", dr.text()))
+        let family = try ExplorerEngine.load(
+            models: ["ft-adam-lr1e-3", "ft-sgd-lr5e-2"].map { samples.appendingPathComponent("finetune/\($0).safetensors").path },
+            data: ["train", "test"].map { samples.appendingPathComponent("data/digits-\($0).safetensors").path },
+            base: samples.appendingPathComponent("finetune/base.safetensors").path)
+        var dt = InlineDriver(family, options: o)
+        dt.keys(.char("V"))
+        let tv = dt.app.state.taskVectors.analysis
+        sections.append(("Task-vector view (a base and its fine-tunes)", "`basin explore finetune/ft-adam-lr1e-3 finetune/ft-sgd-lr5e-2 --base finetune/base --data train --data test`: the cosine similarity of the task vectors (\(tv.map { String(format: "%.2f", $0.cosine[0][1] ?? .nan) } ?? "n/a") here), what TIES trimming at the density (←→) removes, how often the trimmed vectors disagree in sign (\(tv.map { percent($0.signConflict) } ?? "n/a") of the entries both touch) and what the sign election drops, per tensor as a heatmap (↑↓ selects), and the magnitude distribution: the picture behind task arithmetic, TIES and DARE.", dt.text()))
+        var dl = InlineDriver(two, options: o)
+        dl.keys(.char("L"))
+        sections.append(("The guided lesson (`basin lesson`, or `L`)", "A narrated tour over the sample seeds, one step per screen: the barrier, why permutations exist, alignment, a fitted curve, a soup of aligned models, the landscape. Each step sets the view up and names the key to press; the explorer's keys keep working under it. Enter or → goes on, ← back, L closes it, q quits.", dl.text()))
+
         progress("bench ui (\(settings.benchRepeats) repeats of the key script)")
         let bench = ExplorerBench.run(app: ExplorerApp(engine: two, size: Size(width: 120, height: 40)), repeats: settings.benchRepeats)
 

@@ -7,6 +7,9 @@ package struct PlotSeries: Sendable {
     package var style: Style
     /// Character used in ASCII mode.
     package var asciiMarker: String
+    /// Drawn over the line at the series' points (where they are at least three columns apart) and in the
+    /// legend: tells series apart without colour.
+    package var pointGlyph: String?
 
     package init(name: String, points: [(x: Double, y: Double)], style: Style, asciiMarker: String = "*") {
         self.name = name
@@ -193,6 +196,18 @@ package struct BraillePlot: Widget {
             }
         }
 
+        // Point glyphs over the lines: at most one every three columns per series.
+        for s in series {
+            guard let g = s.pointGlyph else { continue }
+            var lastCol = -10
+            for p in s.points where p.x.isFinite && p.y.isFinite {
+                let col = dx(p.x) / 2, row = dy(p.y) / 4
+                guard col >= 0, col < plot.width, row >= 0, row < plot.height, col - lastCol >= 3 else { continue }
+                lastCol = col
+                buffer.set(plot.x + col, plot.y + row, Cell(g, style: s.style))
+            }
+        }
+
         // Marker on top.
         if let m = marker, m.x.isFinite, m.y.isFinite {
             let mx = dx(m.x) / 2, my = dy(m.y) / 4
@@ -245,17 +260,25 @@ package struct BraillePlot: Widget {
             if hx > end { buffer.write(hi, x: hx, y: row.y, style: labelStyle, clip: row) }
         }
 
-        // Legend.
+        // Legend: the marker first (its number matters most), then the named series while they fit, with an
+        // ellipsis for the ones left out.
         if let legend = g.legend {
             var x = plot.x
-            for s in series where !s.name.isEmpty {
-                let sym = glyphs.unicode ? glyphs.legendLine : s.asciiMarker
-                x = buffer.write(sym + " ", x: x, y: legend.y, style: s.style, clip: legend)
-                x = buffer.write(s.name, x: x, y: legend.y, style: Style(fg: .role(.foreground)), clip: legend) + 2
-            }
             if let m = marker {
                 x = buffer.write(glyphs.marker + " ", x: x, y: legend.y, style: m.style, clip: legend)
-                buffer.write(m.label, x: x, y: legend.y, style: Style(fg: .role(.foreground)), clip: legend)
+                x = buffer.write(m.label, x: x, y: legend.y, style: Style(fg: .role(.foreground)), clip: legend) + 2
+            }
+            let named = series.filter { !$0.name.isEmpty }
+            for (i, s) in named.enumerated() {
+                let sym = s.pointGlyph ?? (glyphs.unicode ? glyphs.legendLine : s.asciiMarker)
+                let need = TextWidth.of(sym) + 1 + TextWidth.of(s.name)
+                let room = legend.maxX - x - (i < named.count - 1 ? 2 : 0)
+                if need > room {
+                    if x < legend.maxX { buffer.write(glyphs.ellipsis, x: x, y: legend.y, style: Style(fg: .role(.muted)), clip: legend) }
+                    break
+                }
+                x = buffer.write(sym + " ", x: x, y: legend.y, style: s.style, clip: legend)
+                x = buffer.write(s.name, x: x, y: legend.y, style: Style(fg: .role(.foreground)), clip: legend) + 2
             }
         }
     }

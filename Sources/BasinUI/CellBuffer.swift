@@ -113,6 +113,14 @@ package struct CellBuffer: Hashable, Sendable {
         return write(t, x: x, y: rect.y, style: style, clip: rect)
     }
 
+    /// Writes `text` into the first row of `rect`, ending with an ellipsis when it does not fit (so a reader
+    /// sees that something was cut).
+    @discardableResult
+    package mutating func writeFitted(_ text: String, in rect: Rect, style: Style = .plain, glyphs: Glyphs = .unicodeSet) -> Int {
+        guard !rect.isEmpty else { return rect.x }
+        return write(TextWidth.fit(text, to: rect.width, ellipsis: glyphs.ellipsis), x: rect.x, y: rect.y, style: style, clip: rect)
+    }
+
     /// The changes needed to turn `previous` into `self`. If sizes differ, every cell changes.
     package func diff(from previous: CellBuffer?) -> [CellChange] {
         var out: [CellChange] = []

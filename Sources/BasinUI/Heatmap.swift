@@ -60,14 +60,31 @@ package struct Heatmap: Widget {
     package var marked: (row: Int, col: Int)?
     package var showColorBar: Bool
     package var ramp: HeatRamp?
+    /// Cells drawn with a small dot over their colour (e.g. the chosen matches), under `marked`.
+    package var points: [(row: Int, col: Int)]
 
     package init(values: [[Double]], range: ClosedRange<Double>? = nil, marked: (row: Int, col: Int)? = nil,
-                showColorBar: Bool = true, ramp: HeatRamp? = nil) {
+                showColorBar: Bool = true, ramp: HeatRamp? = nil, points: [(row: Int, col: Int)] = []) {
         self.values = values
         self.range = range
         self.marked = marked
         self.showColorBar = showColorBar
         self.ramp = ramp
+        self.points = points
+    }
+
+    /// The range between two percentiles of the finite values (e.g. 2% and 98%), so a few extreme values do
+    /// not wash the colours of the rest out; values beyond it take the end colours. Nil without finite values.
+    package static func percentileRange(_ values: [Double], lower: Double = 0.02, upper: Double = 0.98) -> ClosedRange<Double>? {
+        let v = values.filter(\.isFinite).sorted()
+        guard !v.isEmpty else { return nil }
+        func at(_ q: Double) -> Double {
+            let pos = q * Double(v.count - 1)
+            let i = Int(pos.rounded(.down)), f = pos - Double(i)
+            return i + 1 < v.count ? v[i] * (1 - f) + v[i + 1] * f : v[i]
+        }
+        let lo = at(lower), hi = at(upper)
+        return hi > lo ? lo...hi : v[0]...v[v.count - 1]
     }
 
     package var rows: Int { values.count }
@@ -131,6 +148,17 @@ package struct Heatmap: Widget {
                     buffer.set(x, y, Cell(l.map { chars[$0] } ?? " "))
                 }
             }
+        }
+
+        for p in points where p.row >= 0 && p.row < rows && p.col >= 0 && p.col < cols {
+            let cx = min(W - 1, Int((Double(p.col) + 0.5) * Double(W) / Double(cols)))
+            let sub = min(subRows - 1, Int((Double(p.row) + 0.5) * Double(subRows) / Double(rows)))
+            var cell = buffer[mapArea.x + cx, mapArea.y + sub / perCell]
+            // On a half block the dot replaces the two colours with the lower one as background.
+            if case .halfBlock = ramp { cell.style = Style(fg: .role(.marker), bg: cell.style.bg ?? cell.style.fg, attributes: .bold) }
+            else { cell.style = Style(fg: .role(.marker), bg: cell.style.bg, attributes: .bold) }
+            cell.symbol = context.glyphs.unicode ? "•" : "o"
+            buffer.set(mapArea.x + cx, mapArea.y + sub / perCell, cell)
         }
 
         if let m = marked, m.row >= 0, m.row < rows, m.col >= 0, m.col < cols {

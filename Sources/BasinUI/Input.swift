@@ -1,10 +1,26 @@
 /// A mouse event in cell coordinates.
 package struct MouseEvent: Hashable, Sendable {
-    package enum Kind: Hashable, Sendable { case press, release, wheelUp, wheelDown }
+    /// `drag`: the pointer moved with the button held (SGR button-event tracking).
+    package enum Kind: Hashable, Sendable { case press, release, drag, wheelUp, wheelDown }
     package var kind: Kind
     package var x: Int
     package var y: Int
     package init(_ kind: Kind, x: Int, y: Int) { self.kind = kind; self.x = x; self.y = y }
+}
+
+extension MouseEvent {
+    /// Decodes an SGR (1006) mouse report: `ESC [ <` then `params` = "b;x;y" and `final` 'M' (press, drag,
+    /// wheel) or 'm' (release), with 1-based cell coordinates. Left button only (others are ignored); bit 32 of
+    /// b marks motion with a button held (1002 button-event tracking), bit 64 the wheel.
+    package static func sgr(_ params: String, final: Character) -> MouseEvent? {
+        let parts = params.split(separator: ";").map { Int($0) }
+        guard parts.count == 3, let b = parts[0], let x = parts[1], let y = parts[2], x >= 1, y >= 1,
+              final == "M" || final == "m" else { return nil }
+        if b & 64 != 0 { return final == "M" ? MouseEvent(b & 1 == 0 ? .wheelUp : .wheelDown, x: x - 1, y: y - 1) : nil }
+        guard b & 3 == 0 else { return nil }
+        if final == "m" { return MouseEvent(.release, x: x - 1, y: y - 1) }
+        return MouseEvent(b & 32 != 0 ? .drag : .press, x: x - 1, y: y - 1)
+    }
 }
 
 /// A key press (or resize / mouse event) as the UI sees it.
@@ -142,8 +158,13 @@ package struct Keymap<Action: Hashable & Sendable>: Sendable {
         return out
     }
 
-    /// Help entries for a context: its own bindings, then the global ones not shadowed.
+    /// Help entries for a context: its own bindings, then the global ones not shadowed. Bindings without a
+    /// description are left out (e.g. keys 2-6 when key 1's line describes all six).
     package func help(context: String? = nil, ascii: Bool = false) -> [HelpEntry] {
+        helpEntries(context: context, ascii: ascii).filter { !$0.description.isEmpty }
+    }
+
+    private func helpEntries(context: String?, ascii: Bool) -> [HelpEntry] {
         func entry(_ b: KeyBinding<Action>) -> HelpEntry {
             HelpEntry(keys: b.keys.map { ascii ? $0.asciiDescription : $0.description }.joined(separator: "/"),
                       description: b.description, context: b.context)

@@ -113,10 +113,17 @@ package struct Paragraph: Widget {
         wrap ? lines.flatMap { $0.isEmpty ? [""] : Paragraph.wrap($0, width: width) } : lines
     }
 
+    /// Lines cut off at the bottom end the last visible line with an ellipsis, so a reader sees there is more.
     package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         let all = wrappedLines(width: area.width)
-        for (i, l) in all.dropFirst(scroll).prefix(area.height).enumerated() {
-            buffer.write(l, in: area.row(i), style: style, alignment: alignment)
+        let shown = Array(all.dropFirst(scroll).prefix(area.height))
+        for (i, l) in shown.enumerated() {
+            var text = l
+            if i == shown.count - 1, scroll + shown.count < all.count {
+                let e = context.glyphs.ellipsis
+                text = TextWidth.truncate(l, to: max(0, area.width - TextWidth.of(e))) + e
+            }
+            buffer.write(text, in: area.row(i), style: style, alignment: alignment)
         }
     }
 }
@@ -299,6 +306,21 @@ package struct Slider: Widget {
         return max(0, min(1, (value - range.lowerBound) / span))
     }
 
+    /// The track's columns in a row (nil when the row is too narrow for one).
+    package func track(in area: Rect) -> Range<Int>? {
+        let row = area.row(0)
+        let start = row.x + TextWidth.of(label) + 1 + 1
+        let width = row.maxX - (start - 1) - 2 - 1 - TextWidth.of(format(value))
+        return width >= 3 ? start..<(start + width) : nil
+    }
+
+    /// The value at a column of the track (clamped to the range), for clicks and drags.
+    package func value(atColumn x: Int, in area: Rect) -> Double? {
+        guard let t = track(in: area), t.count > 1 else { return nil }
+        let f = Double(min(max(x, t.lowerBound), t.upperBound - 1) - t.lowerBound) / Double(t.count - 1)
+        return range.lowerBound + f * (range.upperBound - range.lowerBound)
+    }
+
     package func render(into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         guard !area.isEmpty else { return }
         let g = context.glyphs
@@ -445,37 +467,97 @@ package struct HelpOverlay<Action: Hashable & Sendable>: Widget {
     package var keymap: Keymap<Action>
     package var context: String?
     package var title: String
+    /// Text after the keys (e.g. a glossary), wrapped to the box: `(term, definition)` pairs; an empty term
+    /// makes a heading line of the definition.
+    package var footer: [(term: String, text: String)]
+    /// First line shown; the box scrolls when the lines do not fit.
+    package var scroll: Int
 
-    package init(keymap: Keymap<Action>, context: String? = nil, title: String = "Keys") {
+    package init(keymap: Keymap<Action>, context: String? = nil, title: String = "Keys",
+                 footer: [(term: String, text: String)] = [], scroll: Int = 0) {
         self.keymap = keymap
         self.context = context
         self.title = title
+        self.footer = footer
+        self.scroll = scroll
     }
 
-    package func lines(ascii: Bool) -> [String] {
+    /// One line of the overlay: a highlighted part (keys, a term) and the rest.
+    package struct Line: Equatable, Sendable {
+        package var head: String
+        package var text: String
+    }
+
+    /// The box width for an area: the widest key line (at most the area's width less a margin).
+    package func width(in area: Rect, ascii: Bool) -> Int {
         let entries = keymap.help(context: context, ascii: ascii)
         let kw = entries.map { TextWidth.of($0.keys) }.max() ?? 0
-        return entries.map { TextWidth.padRight($0.keys, to: kw) + "  " + $0.description }
+        let widest = entries.map { kw + 2 + TextWidth.of($0.description) }.max() ?? 0
+        return min(area.width, max(widest, footer.isEmpty ? 0 : 60, TextWidth.of(title) + 2) + 4)
+    }
+
+    /// Every line at a box width (inner width = width - 4), long descriptions and the footer wrapped.
+    package func lines(ascii: Bool, width: Int) -> [Line] {
+        let inner = max(10, width - 4)
+        let entries = keymap.help(context: context, ascii: ascii)
+        let kw = entries.map { TextWidth.of($0.keys) }.max() ?? 0
+        var out: [Line] = []
+        for e in entries {
+            let wrapped = Paragraph.wrap(e.description, width: max(8, inner - kw - 2))
+            for (i, w) in wrapped.enumerated() {
+                out.append(Line(head: TextWidth.padRight(i == 0 ? e.keys : "", to: kw), text: "  " + w))
+            }
+        }
+        for f in footer {
+            if f.term.isEmpty {
+                out.append(Line(head: "", text: ""))
+                out.append(Line(head: f.text, text: ""))
+                continue
+            }
+            let wrapped = Paragraph.wrap(f.term + ": " + f.text, width: inner)
+            for (i, w) in wrapped.enumerated() {
+                if i == 0, w.hasPrefix(f.term) {
+                    out.append(Line(head: f.term, text: String(w.dropFirst(f.term.count))))
+                } else {
+                    out.append(Line(head: "", text: "  " + w))
+                }
+            }
+        }
+        return out
+    }
+
+    /// The scroll offset clamped to the lines an area shows.
+    package func clampedScroll(in area: Rect, ascii: Bool) -> Int {
+        let w = width(in: area, ascii: ascii)
+        let ls = lines(ascii: ascii, width: w)
+        let visible = max(1, min(area.height, ls.count + 2) - 2)
+        return max(0, min(scroll, ls.count - visible))
     }
 
     package func render(into buffer: inout CellBuffer, area: Rect, context ctx: RenderContext) {
-        let ls = lines(ascii: !ctx.glyphs.unicode)
-        let w = min(area.width, (ls.map { TextWidth.of($0) }.max() ?? 0) + 4)
+        let ascii = !ctx.glyphs.unicode
+        let w = width(in: area, ascii: ascii)
+        let ls = lines(ascii: ascii, width: w)
         let h = min(area.height, ls.count + 2)
-        let box = area.centered(width: max(w, TextWidth.of(title) + 6), height: h)
-        let block = Block(title: title, style: Style(bg: .role(.popupBg)))
+        let box = area.centered(width: w, height: h)
+        let block = Block(title: TextWidth.fit(title, to: max(0, w - 4), ellipsis: ctx.glyphs.ellipsis), style: Style(bg: .role(.popupBg)))
         block.render(into: &buffer, area: box, context: ctx)
         let inner = block.inner(box).inset(left: 1, right: 1)
-        for (i, l) in ls.prefix(inner.height).enumerated() {
+        let first = clampedScroll(in: area, ascii: ascii)
+        for (i, l) in ls.dropFirst(first).prefix(inner.height).enumerated() {
             let r = inner.row(i)
-            let parts = l.split(separator: "  ", maxSplits: 1, omittingEmptySubsequences: false)
-            let end = buffer.write(String(parts[0]), x: r.x, y: r.y, style: Style(fg: .role(.accent), attributes: .bold), clip: r)
-            if parts.count > 1 {
-                buffer.write("  " + parts[1], x: end, y: r.y, style: Style(fg: .role(.foreground)), clip: r)
-            }
+            let end = buffer.write(l.head, x: r.x, y: r.y, style: Style(fg: .role(.accent), attributes: .bold), clip: r)
+            buffer.write(l.text, x: end, y: r.y, style: Style(fg: .role(.foreground)), clip: r)
         }
-        if ls.count > inner.height, inner.height > 0 {
-            buffer.write(ctx.glyphs.ellipsis, x: inner.maxX - 1, y: inner.maxY - 1, style: Style(fg: .role(.muted)))
+        let muted = Style(fg: .role(.muted), bg: .role(.popupBg))
+        if first > 0, inner.height > 0 {
+            buffer.write(ctx.glyphs.scrollUp, x: inner.maxX, y: inner.y, style: muted)
+        }
+        if first + inner.height < ls.count, inner.height > 0 {
+            buffer.write(ctx.glyphs.scrollDown, x: inner.maxX, y: inner.maxY - 1, style: muted)
+            let more = " \(ls.count - first - inner.height) more: ↓ "
+            let text = ascii ? more.replacingOccurrences(of: "↓", with: "Down") : more
+            buffer.write(text, x: max(box.x + 1, box.maxX - 1 - TextWidth.of(text)), y: box.maxY - 1, style: muted)
         }
     }
 }

@@ -92,6 +92,30 @@ static inline int basin_locale_is_utf8(void) {
     return strcmp(cs, "UTF-8") == 0 || strcmp(cs, "utf8") == 0 || strcmp(cs, "UTF8") == 0;
 }
 
+/// SGR mouse reports (1006) with button-event tracking (1002: presses, releases and motion while a button is
+/// held, for dragging), asked of the terminal directly: ncurses' own mouse support follows terminfo, which for
+/// tmux and screen is the old X10 form (no releases beyond column 223, no drags).
+static const char basin_mouse_on_seq[] = "\033[?1002h\033[?1006h";
+static const char basin_mouse_off_seq[] = "\033[?1006l\033[?1002l";
+static inline void basin_mouse_on(void) { (void)!write(STDOUT_FILENO, basin_mouse_on_seq, sizeof basin_mouse_on_seq - 1); }
+static inline void basin_mouse_off(void) { (void)!write(STDOUT_FILENO, basin_mouse_off_seq, sizeof basin_mouse_off_seq - 1); }
+/// The key code ncurses returns for the start of an SGR mouse report (ESC [ <); the rest is read as characters.
+static inline int basin_key_sgr_mouse(void) { return KEY_MAX + 1; }
+static inline void basin_define_sgr_mouse_key(void) {
+    define_key("\033[<", 0);
+    define_key("\033[<", KEY_MAX + 1);
+}
+
+/// Blanks the screen (alternate screen included) before endwin. tmux, when the window grew while the
+/// alternate screen was on, shrinks it back to the saved size on leaving it: with the cursor on the last row
+/// (where endwin puts it) the rows above are pushed into the history and then pulled back into the shell's
+/// screen. Blank rows are dropped instead, so nothing of the UI is left behind.
+static inline void basin_clear_before_exit(void) {
+    werase(stdscr);
+    wmove(stdscr, 0, 0);
+    wrefresh(stdscr);
+}
+
 /// Async-signal-tolerant restore for fatal/termination signals: endwin() is not
 /// strictly async-signal-safe, but it is what ncurses itself does in its own
 /// handlers. The signal then goes on to the handler installed before the
@@ -107,7 +131,7 @@ static inline struct sigaction *basin_previous_action(int sig) {
 }
 static inline void basin_signal_restore(int sig, siginfo_t *info, void *context) {
     (void)context;
-    if (basin_curses_active) { basin_curses_active = 0; endwin(); }
+    if (basin_curses_active) { basin_curses_active = 0; basin_mouse_off(); basin_clear_before_exit(); endwin(); }
     if (sig > 0 && sig < 65) sigaction(sig, basin_previous_action(sig), NULL); else signal(sig, SIG_DFL);
     if (info && info->si_code > 0 && (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE)) return;
     raise(sig);

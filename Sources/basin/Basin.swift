@@ -11,8 +11,8 @@ struct Basin: ParsableCommand {
         abstract: "Explore how trained networks connect in weight space: paths, barriers, alignment, soups and merges.",
         subcommands: [
             EvalCommand.self, InspectCommand.self, TrainCommand.self, SplitCommand.self,
-            PathCommand.self, FitCommand.self, MatchCommand.self, MergeCommand.self, SoupCommand.self, BenchCommand.self,
-            ExploreCommand.self, DocsCommand.self,
+            PathCommand.self, FitCommand.self, BarriersCommand.self, LandscapeCommand.self, SimplexCommand.self, MatchCommand.self, MergeCommand.self, SoupCommand.self, BenchCommand.self,
+            ExploreCommand.self, LessonCommand.self, DocsCommand.self,
         ],
         defaultSubcommand: ExploreCommand.self
     )

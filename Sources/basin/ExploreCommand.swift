@@ -31,8 +31,8 @@ struct ExploreCommand: ParsableCommand {
     @Option(help: "Theme name or .theme file (default: BASIN_THEME, then dark).")
     var theme: String?
 
-    @Option(help: "Epochs of a curve fit started with f.")
-    var fitEpochs: Int = 10
+    @Option(help: "Epochs of a curve fit started with f or F (60 take a few seconds on the sample models; the curve redraws every epoch).")
+    var fitEpochs: Int = 60
 
     @Option(help: "Points evaluated along each path.")
     var points: Int = 21
@@ -75,17 +75,36 @@ struct ExploreCommand: ParsableCommand {
         let engine = try ExplorerEngine.load(models: modelPaths, data: dataPaths, base: base, heldOut: heldout,
                                               architecture: architecture.choice)
         for m in engine.models + (engine.base.map { [$0] } ?? []) { warnNonFinite(m) }
-        let themeValue = try ThemeLoader.resolve(choice: theme, executablePath: SampleSession.executablePath)
         var options = ExplorerOptions()
         options.fitEpochs = fitEpochs
         options.pathPoints = points
         options.landscapeResolution = landscape
+        try Self.runExplorer(engine: engine, options: options, theme: theme)
+    }
+
+    /// Runs the explorer on the terminal until it quits, then ends the process.
+    static func runExplorer(engine: ExplorerEngine, options: ExplorerOptions, theme: String?) throws -> Never {
+        let themeValue = try ThemeLoader.resolve(choice: theme, executablePath: SampleSession.executablePath)
         let terminal = try CursesTerminal(theme: themeValue)
-        defer { terminal.shutdown() }
         let app = ExplorerApp(engine: engine, options: options, size: terminal.size)
         let loop = RunLoop(app: app, pollTimeoutMs: 30)
-        try loop.run(on: terminal)
+        do { try loop.run(on: terminal) } catch {
+            terminal.shutdown()
+            throw error
+        }
+        terminal.shutdown()
+        exitLeavingBackgroundThreads()
     }
+}
+
+/// Ends the process once the explorer has quit and the terminal is restored, without running the exit
+/// handlers: background jobs (cancelled, finishing their current step) may still be inside OpenBLAS, and
+/// OpenBLAS 0.3.21's exit handler (blas_thread_shutdown_) can then wait forever for one of its worker threads
+/// (seen as a hang after q in the tmux tests, about one run in five). Everything the explorer writes is
+/// written and closed by the time it quits (exports are atomic and synchronous), so nothing is lost.
+func exitLeavingBackgroundThreads() -> Never {
+    fflush(nil)
+    _exit(0)
 }
 
 /// Finds SampleModels: BASIN_SAMPLES_DIR, then walking up from the executable, then ./SampleModels.

@@ -15,15 +15,15 @@ final class ExplorerDocsTests: XCTestCase {
         s.benchRepeats = 1
         var steps: [String] = []
         let doc = try ExplorerDocs.generate(samples: samples, settings: s) { steps.append($0) }
-        XCTAssertEqual(steps.count, 3)
+        XCTAssertEqual(steps.count, 4)
         let md = doc.markdown
         // The key map lists every binding.
         for b in ExplorerApp.makeKeymap().bindings {
             XCTAssertTrue(md.contains("| \(b.keys.map { "`\($0.description)`" }.joined(separator: " ")) | \(b.description) |"), b.description)
         }
-        // Nine captures, each a full 100x30 frame; the README's is the path view after m and f.
+        // Twelve captures, each a full 100x30 frame; the README's is the path view after m and f.
         let blocks = md.components(separatedBy: "```text\n").dropFirst().map { $0.components(separatedBy: "\n```")[0] }
-        XCTAssertEqual(blocks.count, 9)
+        XCTAssertEqual(blocks.count, 12)
         for b in blocks {
             let lines = b.split(separator: "\n", omittingEmptySubsequences: false)
             XCTAssertEqual(lines.count, 30)

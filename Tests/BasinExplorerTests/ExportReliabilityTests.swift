@@ -45,7 +45,8 @@ final class ExportReliabilityTests: XCTestCase {
         XCTAssertEqual(try [train, twin].map { try FileDigest.sha256($0) }, before)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".tmp") }, [])
         // The engine's error carries the kind.
-        XCTAssertThrowsError(try engine.export(engine.params[0], to: train.path, recipe: "x: 1\n")) {
+        let request = ExportRequest(recipe: try engine.soupRecipe(.weighted, coefficients: [1, 0], lambda: 1))
+        XCTAssertThrowsError(try engine.export(request, to: train, recipe: dir.appendingPathComponent("r.recipe.yaml"))) {
             XCTAssertEqual(($0 as? BasinIOError)?.kind, .wouldOverwriteInput)
         }
     }

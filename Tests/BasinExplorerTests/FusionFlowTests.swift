@@ -13,18 +13,19 @@ final class FusionFlowTests: XCTestCase {
     func testFitOverlaysTheFittedCurveWithALowerBarrier() throws {
         var d = Driver(Self.engine2)
         d.keys(.char("f"))
-        XCTAssertEqual(d.app.state.path.type, .bezier, "f on the linear path fits a Bezier curve")
-        XCTAssertTrue(d.app.state.path.fitted.contains(.bezier))
+        XCTAssertEqual(d.app.state.path.selected, CurveID(.bezier), "f fits a Bezier curve and selects it")
+        XCTAssertEqual(d.app.state.path.fitted, [CurveID(.bezier)])
         XCTAssertTrue(d.app.state.jobs.isEmpty)
-        let fit = try XCTUnwrap(d.app.state.path.curves[.path(.bezier)])
+        XCTAssertNil(d.app.state.path.fit)
+        let fit = try XCTUnwrap(d.app.state.path.curves[CurveID(.bezier)])
         XCTAssertEqual(fit.label, "Bezier fit")
         XCTAssertTrue(fit.done)
-        let lin = try XCTUnwrap(d.app.state.path.curves[.path(.linear)])
+        let lin = try XCTUnwrap(d.app.state.path.curves[.linear])
         XCTAssertLessThan(fit.barrier(1)!.height, lin.barrier(1)!.height)
-        XCTAssertTrue(d.app.state.lastJobNote?.hasPrefix("fit Bezier done") == true)
+        XCTAssertTrue(d.app.state.lastJobNote?.hasPrefix("Bezier fit done") == true, d.app.state.lastJobNote ?? "")
         assertFrame(d.frame(), "path-fitted-100x30")
         // The landscape now goes through A, the bend and B.
-        d.keys(.char("V"))
+        d.keys(.char("V"), .char("V"))
         XCTAssertEqual(d.app.state.landscape.anchors.map(\.label), ["A", "θ", "B"])
         XCTAssertEqual(d.app.state.landscape.filled, 9)
         assertFrame(d.frame(), "landscape-fitted-100x30")
@@ -33,8 +34,8 @@ final class FusionFlowTests: XCTestCase {
         XCTAssertEqual(d.app.state.landscape.plane, .aligned)
         XCTAssertEqual(d.app.state.landscape.anchors.map(\.label), ["A", "π(B)", "B"])
         XCTAssertEqual(d.app.state.landscape.filled, 9)
-        d.keys(.char("o"))
-        XCTAssertEqual(d.app.state.landscape.plane, .bend)
+        d.keys(.char("o"), .char("o"))
+        XCTAssertEqual(d.app.state.landscape.plane, .bend, "aligned, random directions, then the bend again")
     }
 
     func testWeightMatchingFillsThePermutationViewAndAddsTheAlignedLine() throws {
@@ -45,10 +46,11 @@ final class FusionFlowTests: XCTestCase {
         XCTAssertEqual(o.report.layers[0].size, 128)
         XCTAssertGreaterThan(o.report.layers[0].moved, 100)
         XCTAssertGreaterThan(o.report.layers[0].meanSimilarityAfter, o.report.layers[0].meanSimilarityBefore)
-        XCTAssertTrue(d.app.state.aligned)
-        let aligned = try XCTUnwrap(d.app.state.path.curves[.aligned])
+        XCTAssertTrue(d.app.state.selectionAligned)
+        let aligned = try XCTUnwrap(d.app.state.path.curves[.alignedLine])
         XCTAssertTrue(aligned.done)
-        let lin = try XCTUnwrap(d.app.state.path.curves[.path(.linear)])
+        XCTAssertEqual(aligned.label, "aligned")
+        let lin = try XCTUnwrap(d.app.state.path.curves[.linear])
         XCTAssertLessThan(aligned.barrier(1)!.height, lin.barrier(1)!.height, "alignment lowers the barrier")
         assertFrame(d.frame(), "path-aligned-100x30")
         d.keys(.char("v"))
@@ -80,7 +82,9 @@ final class FusionFlowTests: XCTestCase {
         d.type(dir.appendingPathComponent("aligned-soup").path)
         d.keys(.enter)
         let recipe = try String(contentsOf: dir.appendingPathComponent("aligned-soup.recipe.yaml"), encoding: .utf8)
-        XCTAssertTrue(recipe.contains("was permuted to align with mlp-seed0"), recipe)
+        let permuted = dir.appendingPathComponent("aligned-soup.mlp-seed1-aligned-to-mlp-seed0.safetensors")
+        XCTAssertTrue(recipe.contains(permuted.path), "the recipe names the permuted model it merges:\n\(recipe)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: permuted.path))
         d.keys(.enter, .char("a"))
         XCTAssertFalse(d.app.state.soup.useAligned)
         XCTAssertEqual(d.app.state.soup.metrics![1].loss, naive[1].loss, accuracy: 1e-9)
@@ -91,7 +95,8 @@ final class FusionFlowTests: XCTestCase {
         d.keys(.char("M"))
         let o = try XCTUnwrap(d.app.state.permutation.outcome)
         XCTAssertEqual(o.report.method, .activation)
-        XCTAssertTrue(d.app.state.aligned)
+        XCTAssertTrue(d.app.state.selectionAligned)
+        XCTAssertEqual(d.app.state.alignmentMethod, "activation")
     }
 
     func testSoupMethodsWithABase() throws {
@@ -158,23 +163,26 @@ final class FusionFlowTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("soup.safetensors").path))
     }
 
-    /// Esc cancels a running fit; the UI keeps handling keys meanwhile.
-    func testEscCancelsAFitInTheRealLoop() throws {
+    /// Esc stops a running fit early and keeps the curve fitted so far; the UI keeps handling keys meanwhile,
+    /// and the curve is redrawn while it is fitted.
+    func testEscStopsAFitEarlyInTheRealLoop() throws {
         var o = ExplorerOptions()
         o.fitEpochs = 500
         let app = ExplorerApp(engine: Self.engine2, options: o, size: Size(width: 100, height: 30))
         var script: [TestTerminal.Step] = [.key(.char("f"))]
-        script += Array(repeating: .sleep(20), count: 10)
+        script += Array(repeating: .sleep(20), count: 75)
         script += [.key(.char("l")), .key(.esc)]
-        script += Array(repeating: .sleep(20), count: 50)
+        script += Array(repeating: .sleep(20), count: 200)
         script += [.key(.char("q"))]
         let term = TestTerminal(width: 100, height: 30, script: script)
         let final = try RunLoop(app: app).run(on: term)
         XCTAssertEqual(final.state.path.t, 0.55, accuracy: 1e-9, "keys handled while the fit runs")
-        XCTAssertEqual(final.state.lastJobNote, "fit cancelled")
+        XCTAssertTrue(final.state.lastJobNote?.hasPrefix("Bezier fit stopped early") == true, final.state.lastJobNote ?? "")
         XCTAssertTrue(final.state.jobs.isEmpty)
-        XCTAssertFalse(final.state.path.fitted.contains(.bezier))
-        XCTAssertTrue(term.frames.contains { $0.text().contains("fit Bezier") && $0.text().contains("Esc cancels") })
+        XCTAssertNil(final.state.path.fit)
+        XCTAssertEqual(final.state.path.fitted, [CurveID(.bezier)], "stopping keeps the curve so far")
+        XCTAssertEqual(final.state.path.curves[CurveID(.bezier)]?.done, true)
+        XCTAssertTrue(term.frames.contains { $0.text().contains("fitting Bezier: epoch") }, "the fit's epoch and loss show while it runs")
     }
 }
 

@@ -50,6 +50,19 @@ final class InputTests: XCTestCase {
         XCTAssertEqual(km.help().count, km.bindings.count)
     }
 
+    /// SGR (1006) mouse reports: press, drag (motion with the button held), release, wheel; 1-based cells.
+    func testSGRMouseDecoding() {
+        XCTAssertEqual(MouseEvent.sgr("0;10;5", final: "M"), MouseEvent(.press, x: 9, y: 4))
+        XCTAssertEqual(MouseEvent.sgr("32;12;5", final: "M"), MouseEvent(.drag, x: 11, y: 4))
+        XCTAssertEqual(MouseEvent.sgr("0;12;5", final: "m"), MouseEvent(.release, x: 11, y: 4))
+        XCTAssertEqual(MouseEvent.sgr("64;1;1", final: "M"), MouseEvent(.wheelUp, x: 0, y: 0))
+        XCTAssertEqual(MouseEvent.sgr("65;300;2", final: "M"), MouseEvent(.wheelDown, x: 299, y: 1), "no 223-column limit")
+        XCTAssertNil(MouseEvent.sgr("2;3;3", final: "M"), "right button ignored")
+        XCTAssertNil(MouseEvent.sgr("0;0;3", final: "M"))
+        XCTAssertNil(MouseEvent.sgr("0;3", final: "M"))
+        XCTAssertNil(MouseEvent.sgr("0;3;4", final: "x"))
+    }
+
     func testKeyNamesAndControlDecoding() {
         XCTAssertEqual(Key.fromControl(3), .ctrl("c"))
         XCTAssertEqual(Key.fromControl(13), .enter)

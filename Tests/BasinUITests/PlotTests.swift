@@ -25,8 +25,9 @@ final class PlotTests: XCTestCase {
         let plot = BraillePlot(series: [path, flat], yRange: 0...1, cursorX: 0.25,
                                marker: PlotMarker(x: 0.5, y: 1, label: "barrier 1"))
         let b = render(plot, width: 30, height: 10)
+        // The marker's label comes first and keeps its number; series that do not fit end in an ellipsis.
         assertSnapshot(b, """
-                ━ path  ━ soup  ◆ barrier
+                ◆ barrier 1  ━ path  …
               1┤      │ ⣀⠔⠒⠉⠉◆⠉⠒⠤⣀
                │      ⢀⠎          ⠱⡀
                │    ⢀⠔⠁            ⠈⠢⡀

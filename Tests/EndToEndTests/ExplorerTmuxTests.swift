@@ -75,9 +75,9 @@ final class ExplorerTmuxTests: XCTestCase {
         try start(width: 120, height: 40, command)
 
         // 1. Opens the sample session on the path view.
-        var s = try waitFor("barrier (loss)")
+        var s = try waitFor("model at t")
         XCTAssertTrue(s.contains("mlp-seed0") && s.contains("mlp-seed1"), s)
-        try waitFor("endpoints")
+        try waitFor("◆ barrier")
 
         // 2. Scrub right twice: t moves by 0.05 per key.
         try keys("l", "l")
@@ -85,18 +85,14 @@ final class ExplorerTmuxTests: XCTestCase {
         try keys("Left")
         try waitFor("t = 0.550")
 
-        // 3. Switch to the Bezier path.
-        try keys("3")
-        try waitFor("Bezier (unfitted)")
-
-        // 4. A short fit in the background, then its curve is overlaid.
+        // 3-4. A short Bezier fit in the background; its curve joins the list and is selected.
         try keys("f")
-        s = try waitFor("Bezier fit", timeout: 120)
-        XCTAssertTrue(s.contains("fit Bezier done") || s.contains("Bezier fit"), s)
+        s = try waitFor("Bezier fit done", timeout: 120)
+        XCTAssertTrue(s.contains("2■ Bezier fit"), s)
 
         // 5. Weight matching: the aligned line joins the plot, the permutation view fills.
         try keys("m")
-        try waitFor("aligned: B permuted", timeout: 60)
+        try waitFor("◆ aligned", timeout: 60)
         try keys("v")
         s = try waitFor("mean sim after")
         XCTAssertTrue(s.contains("matches"), s)
@@ -125,7 +121,8 @@ final class ExplorerTmuxTests: XCTestCase {
         let file = try ModelFile.open(out.path)
         XCTAssertEqual(Set(file.names), ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "layers.2.weight", "layers.2.bias"])
         let recipe = try String(contentsOf: dir.appendingPathComponent("fused.recipe.yaml"), encoding: .utf8)
-        XCTAssertTrue(recipe.contains("path: bezier") && recipe.contains("t: 0.55") && recipe.contains("bends: fitted"), recipe)
+        XCTAssertTrue(recipe.contains("merge_method: basin_path") && recipe.contains("t: 0.55") && recipe.contains("type: bezier"), recipe)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("fused.bends.safetensors").path))
     }
 
     /// docs/reliability.md: a termination signal restores the terminal first, then BasinIO's handler ends the
@@ -134,7 +131,7 @@ final class ExplorerTmuxTests: XCTestCase {
         let basin = BasinBinary.url!.path
         let d = dir.path
         try start(width: 100, height: 30, "cd '\(d)'; LANG=C.UTF-8 '\(basin)' </dev/tty 2>'\(d)/stderr.txt' & echo $! >'\(d)/pid.txt'; wait $!; echo exited $? >'\(d)/status.txt'; sleep 30")
-        try waitFor("barrier (loss)")
+        try waitFor("model at t")
         let pid = try XCTUnwrap(Int32(String(contentsOf: dir.appendingPathComponent("pid.txt"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         XCTAssertEqual(kill(pid, SIGTERM), 0)
         let deadline = Date().addingTimeInterval(20)
@@ -143,7 +140,7 @@ final class ExplorerTmuxTests: XCTestCase {
         XCTAssertEqual(status.trimmingCharacters(in: .whitespacesAndNewlines), "exited 143")
         // The explorer's screen is gone: ncurses left the alternate screen before the process ended.
         let s = try screen()
-        XCTAssertFalse(s.contains("barrier (loss)"), s)
+        XCTAssertFalse(s.contains("model at t"), s)
     }
 
     func testTooSmallTerminalShowsAMessageAndQuits() throws {
@@ -153,5 +150,68 @@ final class ExplorerTmuxTests: XCTestCase {
         try run(["resize-window", "-t", session, "-x", "100", "-y", "30"])
         try waitFor("loss along the path")
         try keys("q")
+    }
+
+    /// Bug 3: started at one size, enlarged, quit: nothing of the UI may stay in the shell's screen (tmux pulled
+    /// the alternate screen's rows back into it when the cursor sat on the last row).
+    func testResizeThenQuitLeavesTheShellClean() throws {
+        let basin = BasinBinary.url!.path
+        for (from, to) in [((100, 30), (150, 45)), ((80, 24), (120, 40))] {
+            socket = "basin-e2e-\(UUID().uuidString.prefix(8))"
+            // A shell, as a user has: the explorer starts from its prompt and the prompt comes back after.
+            try start(width: from.0, height: from.1, "env -i PATH=/usr/bin:/bin TERM=screen PS1='$ ' bash --norc --noprofile")
+            try keys("-l", "cd '\(dir.path)' && LANG=C.UTF-8 LC_ALL=C.UTF-8 '\(basin)'; echo exited $?")
+            try keys("Enter")
+            try waitFor("◆ barrier")
+            try run(["resize-window", "-t", session, "-x", "\(to.0)", "-y", "\(to.1)"])
+            usleep(500_000)
+            try keys("l")
+            try waitFor("t = 0.550")
+            try keys("q")
+            let after = try waitFor("exited 0")
+            for needle in ["loss along the path", "model at t", "barrier", "│", "┤"] {
+                XCTAssertFalse(after.contains(needle), "\(from) -> \(to): '\(needle)' left in the shell:\n\(after)")
+            }
+            XCTAssertFalse(after.unicodeScalars.contains { (0x2800...0x28FF).contains($0.value) }, "braille left in the shell:\n\(after)")
+            _ = try? run(["kill-server"])
+        }
+    }
+
+    /// The guided lesson end to end: `basin lesson` opens on its first step, Enter goes on, the step's key works
+    /// (m aligns, 2 selects the aligned line), L closes it, q quits and leaves the terminal clean.
+    func testLessonFromTheCommandLine() throws {
+        let basin = BasinBinary.url!.path
+        let command = "cd '\(dir.path)' && LANG=C.UTF-8 LC_ALL=C.UTF-8 '\(basin)' lesson --fit-epochs 2 2>'\(dir.path)/stderr.txt'; echo exited $? >'\(dir.path)/status.txt'"
+        try start(width: 100, height: 30, command)
+        var s = try waitFor("Lesson 1/8")
+        XCTAssertTrue(s.contains("Two networks, one task") && s.contains("Enter or → next"), s)
+        try keys("Enter")
+        try waitFor("Lesson 2/8")
+        try keys("End")
+        try waitFor("✓ End pressed")
+        try keys("Enter")
+        s = try waitFor("Lesson 3/8")
+        XCTAssertTrue(s.contains("Permutation") && s.contains("press m"), s)
+        try keys("m")
+        try waitFor("✓ m pressed")
+        try waitFor("weight matching:")
+        try keys("Enter")
+        try waitFor("Lesson 4/8")
+        try keys("2")
+        try waitFor("✓ 2 pressed")
+        try keys("Left")
+        try waitFor("Lesson 3/8")
+        try keys("L")
+        let closing = Date().addingTimeInterval(20)
+        while Date() < closing, (try? screen())?.contains("Lesson 3/8") != false { usleep(100_000) }
+        s = try screen()
+        XCTAssertFalse(s.contains("Lesson"), s)
+        XCTAssertTrue(s.contains("Permutation"), s)
+        try keys("q")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("status.txt").path) { usleep(100_000) }
+        let status = try String(contentsOf: dir.appendingPathComponent("status.txt"), encoding: .utf8)
+        XCTAssertEqual(status.trimmingCharacters(in: .whitespacesAndNewlines), "exited 0")
+        XCTAssertEqual(try String(contentsOf: dir.appendingPathComponent("stderr.txt"), encoding: .utf8), "")
     }
 }

@@ -6,18 +6,25 @@ import BasinUI
 package enum ExplorerAction: Hashable, Sendable {
     // Everywhere.
     case quit, help, nextView, previousView, nextPane, previousPane, export, cancel, nextPair, previousPair
-    /// Fit the bend of a curve between the selected pair.
-    case fit
-    /// Align B to A.
+    /// Open or close the guided lesson.
+    case lesson
+    /// Fit the bend of a curve (Bezier or polychain) between the selected pair.
+    case fit(PathType)
+    /// Align every other model to A.
     case match(MatchMethod)
-    // Moving; each view says what they move.
+    // Moving; each view says what they move (the value at the cursor, the selected item).
     case up, down, pageUp, pageDown, left, right, fineLeft, fineRight, toStart, toEnd
+    /// Select item n (from 1): the n-th curve in the path view, the n-th slider in the soup view.
+    case select(Int)
+    /// Switch to the aligned models: the aligned line in the path view, aligned ingredients in the soup view,
+    /// the plane through the aligned model in the landscape view.
+    case aligned
     // Path view.
-    case pathType(PathType), toggleAccuracy
+    case toggleCurve, toggleAccuracy, zoom
     // Soup view.
-    case nextMethod, previousMethod, uniformSoup, greedySoup, toggleAligned
+    case nextMethod, previousMethod, uniformSoup, greedySoup
     // Landscape view.
-    case computeLandscape, otherPlane
+    case computeLandscape, otherPlane, randomPlane
 }
 
 /// What a view adds to the explorer around the core (`ExplorerApp`: state, jobs, key routing, export, the
@@ -51,15 +58,18 @@ extension ExplorerApp {
         var m = Keymap<ExplorerAction>()
         m.bind([.char("q"), .ctrl("c")], .quit, "quit")
         m.bind([.char("?"), .function(1)], .help, "toggle this help", hint: "help")
-        m.bind([.char("v"), .function(2)], .nextView, "next view (Path, Permutation, Soup, Landscape)", hint: "view")
+        m.bind([.char("v"), .function(2)], .nextView, "next view (Path, Permutation, Soup, Landscape, Task vectors)", hint: "view")
+        m.bind([.char("L")], .lesson, "the guided lesson: a narrated tour, Enter or → goes on (L again closes it)", hint: "lesson")
         m.bind([.char("V")], .previousView, "previous view")
         m.bind([.tab], .nextPane, "next pane (permutation view: layers / matches)", hint: "pane")
         m.bind([.backtab], .previousPane, "previous pane")
         m.bind([.char("e")], .export, "export the model at the cursor (+ recipe)", hint: "export")
-        m.bind([.char("f")], .fit, "fit a curve (Bezier, or the current bent path)", hint: "fit")
-        m.bind([.char("m")], .match(.weight), "align B to A: weight matching", hint: "match")
-        m.bind([.char("M")], .match(.activation), "align B to A: activation matching")
-        m.bind([.esc], .cancel, "cancel the running job / close")
+        m.bind([.char("f")], .fit(.bezier), "fit a Bezier curve between A and B (aligned B if the aligned curve is selected)", hint: "fit")
+        m.bind([.char("F")], .fit(.polychain), "fit a polygonal chain (one bend) instead")
+        m.bind([.char("m")], .match(.weight), "align the other models to A: weight matching", hint: "match")
+        m.bind([.char("M")], .match(.activation), "align the other models to A: activation matching")
+        m.bind([.char("a")], .aligned, "use the aligned models (after m): path, soup ingredients, landscape plane", hint: "aligned")
+        m.bind([.esc], .cancel, "stop the running job (a fit keeps its curve so far)")
         m.bind([.char("p")], .nextPair, "next pair (or the chain through all)")
         m.bind([.char("P")], .previousPair, "previous pair")
         for view in ExplorerView.allCases { view.module.bind(&m, context: view.rawValue) }

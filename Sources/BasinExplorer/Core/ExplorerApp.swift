@@ -8,11 +8,13 @@ package struct ExplorerOptions: Sendable {
     /// Points evaluated along each path.
     package var pathPoints = 21
     /// Epochs of a curve fit started from the UI.
-    package var fitEpochs = 10
+    package var fitEpochs = 60
     /// Landscape grid resolution (points per side).
     package var landscapeResolution = 21
     /// Default export file name.
     package var exportName = "basin-export.safetensors"
+    /// Open the guided lesson at start (`basin lesson`).
+    package var startWithLesson = false
     package init() {}
 }
 
@@ -27,10 +29,12 @@ package struct ExplorerApp: App {
     package let options: ExplorerOptions
 
     // Engine-side state (parameter sets) the views do not draw; changed only through `update`.
-    /// Fitted bends of the selected pair, per path type.
-    var bends: [PathType: [ParameterSet]] = [:]
-    /// The selected pair's B permuted to A (after matching).
-    var alignedB: ParameterSet?
+    /// Fitted bends of the selected pair, per curve.
+    var bends: [CurveID: [ParameterSet]] = [:]
+    /// Curves to evaluate again when their running evaluation ends (a fit moved on meanwhile).
+    var pendingRefresh: Set<CurveID> = []
+    /// The soup slider being dragged with the mouse.
+    var dragging: Int?
     var curveCancel: [CurveID: CancellationFlag] = [:]
     var jobCancel: [Int: CancellationFlag] = [:]
     var nextJob = 1
@@ -41,7 +45,7 @@ package struct ExplorerApp: App {
         self.engine = engine
         self.options = options
         self.keymap = ExplorerApp.makeKeymap()
-        state = ExplorerState(modelNames: engine.names, dataNames: engine.dataNames)
+        state = ExplorerState(modelNames: engine.names, dataNames: engine.dataNames, heldOut: engine.heldOut != nil)
         state.size = size
         state.landscape.resolution = options.landscapeResolution
     }
@@ -52,10 +56,10 @@ package struct ExplorerApp: App {
         switch event {
         case .start:
             var fx = restartCurves()
-            recomputeCursor()
             recomputeSoup()
             state.soup.ensemble = engine.ensembleMetrics()
             if engine.models.count >= 3 { fx += startBarrierMatrix() + startTriangle() }
+            if options.startWithLesson { fx += toggleLesson() }
             return fx
         case .resize(let s):
             state.size = s
@@ -68,6 +72,11 @@ package struct ExplorerApp: App {
     }
 
     mutating func handleKey(_ key: Key) -> [Effect<ExplorerMessage>] {
+        // While "terminal too small" covers the screen only quitting works: other keys would change what
+        // nobody can see.
+        if TooSmall.check(state.size, minimum: Layout.minimum) {
+            return key == .char("q") || key == .ctrl("c") ? perform(.quit) : []
+        }
         if state.popup != nil {
             if key == .enter || key == .esc || key == .char("q") || key == .char(" ") { state.popup = nil }
             if key == .ctrl("c") { return [.quit] }
@@ -87,12 +96,9 @@ package struct ExplorerApp: App {
                 return [.cursor(Layout.promptCursor(p.widget, size: state.size))]
             }
         }
-        if state.showHelp {
-            if key == .ctrl("c") || key == .char("q") { return [.quit] }
-            state.showHelp = false
-            return []
-        }
+        if state.showHelp { return helpKey(key) }
         if case .mouse(let ev) = key { return mouse(ev) }
+        if let fx = lessonKey(key) { return fx }
         guard let action = keymap.action(for: key, context: state.view.rawValue) else { return [] }
         return perform(action)
     }
@@ -103,7 +109,11 @@ package struct ExplorerApp: App {
             for c in curveCancel.values { c.cancel() }
             for c in jobCancel.values { c.cancel() }
             return [.quit]
-        case .help: state.showHelp.toggle()
+        case .help:
+            state.showHelp.toggle()
+            state.helpScroll = 0
+        case .lesson:
+            return toggleLesson()
         case .nextView, .previousView:
             let all = ExplorerView.allCases
             let i = all.firstIndex(of: state.view)!
@@ -121,9 +131,9 @@ package struct ExplorerApp: App {
         case .cancel:
             if let job = state.jobs.last, let flag = jobCancel[job.id] {
                 flag.cancel()
-                state.lastJobNote = "cancelling \(job.title)…"
+                state.lastJobNote = job.title.hasPrefix("fit") ? "stopping \(job.title)…" : "cancelling \(job.title)…"
             }
-        case .fit: return startFit()
+        case .fit(let type): return startFit(type)
         case .match(let method): return startMatch(method)
         case .nextPair, .previousPair:
             let all = state.selections
@@ -131,12 +141,11 @@ package struct ExplorerApp: App {
             let i = all.firstIndex(of: state.selection) ?? 0
             state.selection = all[(i + (action == .nextPair ? 1 : all.count - 1)) % all.count]
             bends = [:]
-            state.path.fitted = []
-            alignedB = nil
-            state.aligned = false
-            state.path.curves[.aligned] = nil
-            curveCancel[.aligned]?.cancel()
-            recomputeCursor()
+            pendingRefresh = []
+            state.permutation.outcome = state.alignment(of: state.selectedModels[1])
+            state.permutation.layer = ListState()
+            state.permutation.matches = ListState()
+            if state.soup.useAligned { recomputeSoup() }
             return restartCurves()
         default:
             return state.view.module.perform(action, in: &self)
@@ -188,36 +197,63 @@ package struct ExplorerApp: App {
             guard var c = state.path.curves[id], c.generation == gen else { return [] }
             let i = c.points.firstIndex { $0.t > p.t } ?? c.points.count
             c.points.insert(p, at: i)
+            if c.done { c.stale = [] }
             state.path.curves[id] = c
+            if c.done && pendingRefresh.contains(id) { return startCurve(id) }
         case let .jobProgress(id, f, detail):
             if let i = state.jobs.firstIndex(where: { $0.id == id }) {
                 state.jobs[i].fraction = f
                 state.jobs[i].detail = detail
             }
         case let .jobFinished(id, note):
+            let title = state.jobs.first { $0.id == id }?.title ?? "job"
+            let started = state.jobs.first { $0.id == id }?.started
             endJob(id)
-            if let note { state.lastJobNote = note }
+            // Every finished job replaces the note, so the status bar never shows an older job's outcome.
+            state.lastJobNote = note ?? (started.map { String(format: "%@ done in %.1fs", title, Date().timeIntervalSince($0)) } ?? "\(title) done")
         case let .jobFailed(id, message):
             let title = state.jobs.first { $0.id == id }?.title ?? "job"
             endJob(id)
             state.lastJobNote = "\(title) failed"
             state.popup = PopupState(title: "\(title) failed", message: message, isError: true)
-        case let .fitted(type, sel, bend):
+        case let .fitEpoch(id, sel, bend, epoch, epochs, loss):
             guard sel == state.selection else { return [] }
-            bends[type] = [bend]
-            state.path.fitted.insert(type)
-            if state.path.type == type { recomputeCursor() }
-            return startCurve(.path(type)) + landscapeIfWaiting()
-        case .matched(let o):
-            state.permutation.outcome = o
-            state.permutation.layer = ListState()
-            state.permutation.matches = ListState()
-            if state.selection == .pair(o.a, o.b) || (state.selection == .chain && o.a == 0 && o.b == 1) {
-                alignedB = o.result.aligned
-                state.aligned = true
-                if state.soup.useAligned { recomputeSoup() }
-                return startCurve(.aligned) + landscapeIfWaiting()
+            let first = bends[id] == nil
+            bends[id] = [bend]
+            state.path.fit = FitStatus(curve: id, epoch: epoch, epochs: epochs, loss: loss)
+            if first || state.path.curves[id] == nil {
+                let fx = startCurve(id)
+                selectCurve(id)
+                return fx
             }
+            if state.path.selected == id { recomputeCursor() }
+            return refreshCurve(id)
+        case let .fitted(id, sel, bend, _):
+            state.path.fit = nil
+            guard sel == state.selection else { return [] }
+            bends[id] = [bend]
+            let fx = state.path.curves[id] == nil ? startCurve(id) : refreshCurve(id)
+            selectCurve(id)
+            return fx + landscapeIfWaiting()
+        case .matched(let o):
+            state.alignments[o.a, default: [:]][o.b] = o
+            guard o.a == state.reference, state.selectedModels.contains(o.b) else { return [] }
+            if o.b == state.selectedModels[1] {
+                state.permutation.outcome = o
+                state.permutation.layer = ListState()
+                state.permutation.matches = ListState()
+            }
+            if state.soup.useAligned { recomputeSoup() }
+            guard state.selectionAligned else { return [] }
+            // The aligned curves (and any fitted before between the aligned models) start again with this alignment.
+            var fx = startCurve(.alignedLine)
+            for id in bends.keys.sorted() where id.aligned {
+                bends[id] = nil
+                state.path.curves[id] = nil
+            }
+            if state.path.selected.aligned { selectCurve(.alignedLine) }
+            fx += landscapeIfWaiting()
+            return fx
         case .barrierMatrix(let mat):
             state.path.barrierMatrix = mat
         case let .landscapeRow(gen, r, row):
@@ -230,7 +266,36 @@ package struct ExplorerApp: App {
             state.soup.coefficients = c
             state.soup.note = note
             recomputeSoup()
+        case .taskVectors(let a):
+            state.taskVectors.analysis = a
+            state.taskVectors.computing = false
+            state.taskVectors.tensor.selected = min(state.taskVectors.tensor.selected, max(0, a.tensors.count - 1))
+        case .taskVectorsFailed(let message):
+            state.taskVectors.computing = false
+            state.taskVectors.error = message
         }
+        return []
+    }
+
+    /// Keys while the help is open: scrolling, else closing it (q and Ctrl-C quit).
+    mutating func helpKey(_ key: Key) -> [Effect<ExplorerMessage>] {
+        let page = max(1, state.size.height - 6)
+        switch key {
+        case .ctrl("c"), .char("q"): return perform(.quit)
+        case .down, .char("j"): state.helpScroll += 1
+        case .up, .char("k"): state.helpScroll -= 1
+        case .pageDown, .char(" "), .ctrl("f"): state.helpScroll += page
+        case .pageUp, .ctrl("b"): state.helpScroll -= page
+        case .home: state.helpScroll = 0
+        case .end: state.helpScroll = Int.max / 2
+        case .mouse(let ev) where ev.kind == .wheelDown: state.helpScroll += 3
+        case .mouse(let ev) where ev.kind == .wheelUp: state.helpScroll -= 3
+        default:
+            state.showHelp = false
+            return []
+        }
+        let (lines, visible) = ExplorerRenderer.helpLineCount(state, keymap: keymap)
+        state.helpScroll = max(0, min(state.helpScroll, lines - visible))
         return []
     }
 

@@ -80,6 +80,9 @@ package final class ExplorerEngine: Sendable {
 
     package var params: [ParameterSet] { models.map(\.params) }
 
+    /// Model i's file or folder as an absolute path (what recipes name).
+    package func modelPath(_ i: Int) -> String { URL(fileURLWithPath: models[i].path).standardizedFileURL.path }
+
     /// The data set the landscape, the soup triangle and the barrier matrix are computed on (the last one).
     package var shownData: Dataset { datasets[datasets.count - 1] }
 
@@ -104,19 +107,21 @@ package final class ExplorerEngine: Sendable {
     }
 
     /// Fits the bend of a polychain / Bezier path between a and b on the first data set (Garipov et al.).
+    /// `epochEnd` gets the bend after every epoch (to redraw the curve as it bends). Cancelling stops the fit
+    /// early and returns the bend so far.
     package func fitBend(_ type: PathType, from a: ParameterSet, to b: ParameterSet, epochs: Int, cancel: CancellationFlag,
-                         progress: @escaping @Sendable (FitProgress) -> Void) throws -> ParameterSet {
+                         progress: (FitProgress) -> Void, epochEnd: (Int, ParameterSet) -> Void = { _, _ in }) throws -> ParameterSet {
         guard type != .linear else { throw ExplorerError(.unsupportedRequest, "a linear path has no bend to fit") }
         let config = CurveFitConfig(type: type, bends: 1, epochs: epochs)
         let fitter = try CurveFitter(network: network, start: a, end: b, data: datasets[0], config: config)
         var lastReport = Date.distantPast
-        let result = fitter.fit(cancel: cancel) { p in
+        let result = fitter.fit(cancel: cancel, progress: { p in
             let now = Date()
             if p.endOfEpoch || now.timeIntervalSince(lastReport) > 0.1 {
                 lastReport = now
                 progress(FitProgress(epoch: p.epoch, epochs: p.epochs, fraction: p.fraction, loss: p.meanLoss))
             }
-        }
+        }, epochEnd: { epoch, path in epochEnd(epoch, path.bends[0]) })
         return result.path.bends[0]
     }
 
@@ -168,9 +173,11 @@ package final class ExplorerEngine: Sendable {
     /// The density (fraction of task-vector entries kept) TIES and DARE start from in the soup view.
     package static let soupDensity = 0.5
 
-    /// The soup as a mergekit-style recipe (what `basin merge` reads), with absolute model paths.
+    /// The soup as a mergekit-style recipe (what `basin merge` reads), with absolute model paths (or `paths`,
+    /// one per model, e.g. permuted copies).
     package func soupRecipe(_ method: SoupMethod, coefficients: [Double], lambda: Double,
-                            density: Double = ExplorerEngine.soupDensity) throws -> MergeRecipe {
+                            density: Double = ExplorerEngine.soupDensity, paths: [String]? = nil) throws -> MergeRecipe {
+        let paths = paths ?? models.indices.map(modelPath)
         if method.needsBase && base == nil {
             throw ExplorerError(.needsBase, "\(method.label) merges task vectors: start the explorer with --base BASE_MODEL")
         }
@@ -182,18 +189,19 @@ package final class ExplorerEngine: Sendable {
             let total = coefficients[0] + coefficients[1]
             guard total > 0 else { throw ExplorerError(.invalidValue, "all coefficients are zero") }
             global["t"] = .scalar(coefficients[1] / total)
-            entries = models.map { MergeRecipe.ModelEntry(model: $0.url.path) }
+            // mergekit's form: the first model is base_model (the t = 0 end), the second the one model merged in.
+            return MergeRecipe(method: .slerp, models: [MergeRecipe.ModelEntry(model: paths[1])], baseModel: paths[0], parameters: global)
         default:
             guard coefficients.contains(where: { $0 > 0 }) else { throw ExplorerError(.invalidValue, "all coefficients are zero") }
-            entries = zip(models, coefficients).map { m, c in
+            entries = zip(paths, coefficients).map { m, c in
                 var p: [String: ParameterValue] = ["weight": .scalar(c)]
                 if method.usesDensity { p["density"] = .scalar(density) }
-                return MergeRecipe.ModelEntry(model: m.url.path, parameters: p)
+                return MergeRecipe.ModelEntry(model: m, parameters: p)
             }
             if method.needsBase { global["lambda"] = .scalar(lambda) }
         }
         return MergeRecipe(method: method.mergeMethod, models: entries,
-                           baseModel: method.needsBase ? base?.url.path : nil, parameters: global)
+                           baseModel: method.needsBase ? base.map { URL(fileURLWithPath: $0.path).standardizedFileURL.path } : nil, parameters: global)
     }
 
     /// The merged model for coefficients (one per model; `lambda` scales task vectors), through BasinFusion's
@@ -204,12 +212,21 @@ package final class ExplorerEngine: Sendable {
         let recipe = try soupRecipe(method, coefficients: coefficients, lambda: lambda, density: density)
         var p = params
         for (i, q) in replacing { p[i] = q }
+        if method == .slerp { return try ParameterMerge.merge(recipe, models: [p[1]], base: p[0]) }
         return try ParameterMerge.merge(recipe, models: p, base: method.needsBase ? base?.params : nil)
     }
 
-    /// Metrics of the ensemble of all models (averaged probabilities) on every data set.
+    /// The data sets the soup view reports on: every data set, then the held-out set (when given apart).
+    package var soupData: [Dataset] { datasets + (heldOut.map { [$0] } ?? []) }
+
+    /// Metrics of a merged model on `soupData`.
+    package func evaluateSoup(_ p: ParameterSet) -> [Metrics] {
+        soupData.map { network.evaluate(p, on: $0) }
+    }
+
+    /// Metrics of the ensemble of all models (averaged probabilities) on `soupData`.
     package func ensembleMetrics() -> [Metrics]? {
-        datasets.map { Soup.ensembleMetrics(network: network, models: params, on: $0) }
+        soupData.map { Soup.ensembleMetrics(network: network, models: params, on: $0) }
     }
 
     /// Greedy soup (Wortsman et al.) on the held-out set (else the last data set): uniform weights over the
@@ -219,23 +236,5 @@ package final class ExplorerEngine: Sendable {
         for (i, q) in replacing { p[i] = q }
         let r = try Soup.greedy(network: network, ingredients: p, heldOut: heldOut ?? shownData)
         return models.indices.map { r.chosen.contains($0) ? 1 / Double(r.chosen.count) : 0 }
-    }
-
-    /// A recipe (YAML) describing how an exported model was made.
-    package func recipe(_ lines: [String: String]) -> String {
-        lines.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "\n") + "\n"
-    }
-
-    /// Writes a model and its recipe next to it (`NAME.recipe.yaml`). Never overwrites an input.
-    package func export(_ p: ParameterSet, to path: String, recipe: String) throws -> (model: URL, recipe: URL) {
-        var url = URL(fileURLWithPath: path)
-        if url.pathExtension.isEmpty { url.appendPathExtension("safetensors") }
-        let r = url.deletingPathExtension().appendingPathExtension("recipe.yaml")
-        // Both files checked against every input before either is written; both written atomically.
-        try OutputGuard.check(outputs: [.file(url), .file(r)], inputs: inputFiles)
-        let dtypes = models[0].dtypes
-        try p.write(to: url, dtype: { dtypes[$0] ?? .f32 }, metadata: ["basin.recipe": recipe], protecting: inputFiles)
-        try AtomicFile.write(Data(recipe.utf8), to: r, protecting: inputFiles)
-        return (url, r)
     }
 }

@@ -6,7 +6,7 @@ import Foundation
 /// The explorer's views (tabs), in tab order. Each has a module (`ExplorerViewModule`) with its keys, actions,
 /// mouse handling and drawing.
 package enum ExplorerView: String, Sendable, CaseIterable, Hashable {
-    case path, permutation, soup, landscape
+    case path, permutation, soup, landscape, taskVectors = "task-vectors"
 
     package var title: String {
         switch self {
@@ -14,6 +14,7 @@ package enum ExplorerView: String, Sendable, CaseIterable, Hashable {
         case .permutation: "Permutation"
         case .soup: "Soup"
         case .landscape: "Landscape"
+        case .taskVectors: "Task vectors"
         }
     }
 
@@ -23,6 +24,7 @@ package enum ExplorerView: String, Sendable, CaseIterable, Hashable {
         case .permutation: PermutationView.self
         case .soup: SoupView.self
         case .landscape: LandscapeView.self
+        case .taskVectors: TaskVectorView.self
         }
     }
 }
@@ -47,25 +49,33 @@ package struct ExplorerState: Sendable {
     package var view: ExplorerView = .path
     package var modelNames: [String]
     package var dataNames: [String]
+    /// The soup view's rows: the data sets, then "held-out" when a held-out set was given.
+    package var soupDataNames: [String]
     package var selection: Selection = .pair(0, 1)
     /// Focused pane in the current view (Tab cycles).
     package var pane = 0
     package var path = PathState()
-    /// Whether B aligned to A exists for the current pair (after m / M).
-    package var aligned = false
+    /// Alignments made with m / M: reference model -> model -> its alignment to the reference.
+    package var alignments: [Int: [Int: ExplorerEngine.MatchOutcome]] = [:]
     package var jobs: [JobStatus] = []
     package var lastJobNote: String?
     package var permutation = PermutationState()
     package var soup: SoupState
     package var landscape = LandscapeState()
+    package var taskVectors = TaskVectorState()
+    /// The guided lesson's step (nil: no lesson).
+    package var lesson: LessonState?
     package var showHelp = false
+    /// First help line shown (the help scrolls).
+    package var helpScroll = 0
     package var prompt: PromptState?
     package var popup: PopupState?
     package var size = Size(width: 80, height: 24)
 
-    package init(modelNames: [String], dataNames: [String]) {
+    package init(modelNames: [String], dataNames: [String], heldOut: Bool = false) {
         self.modelNames = modelNames
         self.dataNames = dataNames
+        soupDataNames = dataNames + (heldOut ? ["held-out"] : [])
         soup = SoupState(coefficients: Array(repeating: 1 / Double(modelNames.count), count: modelNames.count))
     }
 
@@ -90,6 +100,31 @@ package struct ExplorerState: Sendable {
         if case let .pair(a, b) = selection { return (a, b) }
         return (0, 1)
     }
+
+    /// The model the others are aligned to for the current selection: A of the pair (the first model for the chain).
+    package var reference: Int { pair.a }
+
+    /// The models the selection's paths run through, in order.
+    package var selectedModels: [Int] {
+        if case let .pair(a, b) = selection { return [a, b] }
+        return Array(modelNames.indices)
+    }
+
+    /// Model i permuted to the reference (nil when not aligned, or when i is the reference).
+    package func alignment(of i: Int) -> ExplorerEngine.MatchOutcome? {
+        i == reference ? nil : alignments[reference]?[i]
+    }
+
+    /// Every model of the selection other than the reference is aligned to it.
+    package var selectionAligned: Bool {
+        selectedModels.allSatisfy { $0 == reference || alignment(of: $0) != nil }
+    }
+
+    /// The matching method of the selection's alignments ("weight", "activation"; mixed if they differ).
+    package var alignmentMethod: String? {
+        let methods = Set(selectedModels.compactMap { alignment(of: $0)?.report.method.rawValue })
+        return methods.count == 1 ? methods.first : (methods.isEmpty ? nil : "mixed")
+    }
 }
 
 /// Messages background jobs post back to the UI.
@@ -98,12 +133,17 @@ package enum ExplorerMessage: Sendable {
     case jobProgress(id: Int, fraction: Double, detail: String)
     case jobFinished(id: Int, note: String?)
     case jobFailed(id: Int, String)
-    case fitted(PathType, selection: Selection, ParameterSet)
+    /// A fit's bend after an epoch (the curve redraws with it).
+    case fitEpoch(CurveID, selection: Selection, ParameterSet, epoch: Int, epochs: Int, loss: Double)
+    /// A fit ended (finished, or stopped early with the bend so far).
+    case fitted(CurveID, selection: Selection, ParameterSet, note: String)
     case matched(ExplorerEngine.MatchOutcome)
     case barrierMatrix([[Double]])
     case landscapeRow(generation: Int, row: Int, [Double])
     case soupTriangle([[Double]])
     case soupCoefficients([Double], note: String)
+    case taskVectors(TaskVectorAnalysis)
+    case taskVectorsFailed(String)
 }
 
 /// A one-line prompt (export file name).

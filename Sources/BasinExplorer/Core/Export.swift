@@ -1,46 +1,170 @@
 import BasinFusion
+import BasinIO
 import BasinNet
 import BasinUI
 import Foundation
 
+/// An explorer export: a recipe `basin merge` reads, and the files it needs that do not exist yet (models
+/// permuted to A, the bends of a fitted curve). The model itself is made by running the recipe through
+/// BasinFusion's merge, as `basin merge RECIPE OUT` does, so running that command on the recipe rebuilds the
+/// exported file byte for byte (same tensors, same metadata: format, merge method, recipe, input digests).
+package struct ExportRequest: Sendable {
+    /// A model permuted to the reference, written beside the export before the merge reads it.
+    package struct Permuted: Sendable {
+        package var url: URL
+        package var params: ParameterSet
+        package var metadata: [String: String]
+    }
+
+    /// A fitted curve's bends, written beside the export (`basin_path.bends` names the file).
+    package struct Bends: Sendable {
+        package var url: URL
+        package var path: ModelPath
+        /// The curve's end models' files (for the bends file's endpoint digests).
+        package var start: URL
+        package var end: URL
+    }
+
+    /// The recipe, with absolute paths (it is written beside the export and runs from any folder).
+    package var recipe: MergeRecipe
+    package var permuted: [Permuted] = []
+    package var bends: Bends?
+
+    package init(recipe: MergeRecipe, permuted: [Permuted] = [], bends: Bends? = nil) {
+        self.recipe = recipe
+        self.permuted = permuted
+        self.bends = bends
+    }
+}
+
+/// What an export wrote.
+package struct ExportOutcome: Sendable {
+    package var model: URL
+    package var recipe: URL
+    /// Permuted models and bends written for the recipe.
+    package var support: [URL]
+}
+
+extension ExplorerEngine {
+    /// Where the export's files go: `NAME.safetensors`, `NAME.recipe.yaml`, and `NAME.<suffix>.safetensors` for
+    /// support files.
+    package static func exportURLs(_ name: String) -> (model: URL, recipe: URL, support: (String) -> URL) {
+        var url = URL(fileURLWithPath: name)
+        if url.pathExtension.isEmpty { url.appendPathExtension("safetensors") }
+        let stem = url.deletingPathExtension()
+        return (url, stem.appendingPathExtension("recipe.yaml"), { stem.appendingPathExtension($0).appendingPathExtension("safetensors") })
+    }
+
+    /// Writes the support files, the recipe, then the model by running the recipe through `MergePlan` and
+    /// `MergeExecutor`. Never replaces an input (models, base, data sets); on any error removes what it wrote.
+    package func export(_ request: ExportRequest, to model: URL, recipe recipeURL: URL) throws -> ExportOutcome {
+        let inputs = inputFiles
+        let support = request.permuted.map(\.url) + (request.bends.map { [$0.url] } ?? [])
+        let outputs = [model, recipeURL] + support
+        // Every file checked against every input the session read (and against each other) before any is written.
+        try OutputGuard.check(outputs: outputs.map { .file($0) }, inputs: inputs)
+        for out in outputs {
+            let folder = out.deletingLastPathComponent()
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ExplorerError("\(out.path): cannot be written: the folder \(folder.path) does not exist")
+            }
+        }
+        var written: [URL] = []
+        do {
+            let dtypes = models[0].dtypes
+            for p in request.permuted {
+                try p.params.write(to: p.url, dtype: { dtypes[$0] ?? .f32 }, metadata: p.metadata, protecting: inputs)
+                written.append(p.url)
+            }
+            if let b = request.bends {
+                try BendsFile.write(b.path, to: b.url, startSHA256: try FileDigest.sha256(b.start), endSHA256: try FileDigest.sha256(b.end),
+                                    extraMetadata: [BendsFile.fitKey: "fitted in basin explore"], protecting: inputs)
+                written.append(b.url)
+            }
+            try AtomicFile.write(Data(request.recipe.yaml().utf8), to: recipeURL, protecting: inputs)
+            written.append(recipeURL)
+            // The recipe as `basin merge` will read it, from the file just written.
+            let recipe = try MergeRecipe.load(recipeURL)
+            let plan = try MergePlan(recipe: recipe)
+            _ = try MergeExecutor.run(plan, out: model, options: MergeRunOptions())
+        } catch {
+            for f in written { try? FileManager.default.removeItem(at: f) }
+            throw error
+        }
+        return ExportOutcome(model: model, recipe: recipeURL, support: support)
+    }
+}
+
 extension ExplorerApp {
-    /// Writes what the current view shows (the soup in the soup view, else the model at the cursor on the path)
-    /// with its recipe, and reports the outcome in a popup.
+    /// Writes what the current view shows (the soup in the soup view, else the model at the cursor on the
+    /// selected curve) with the recipe that rebuilds it, and reports the outcome in a popup.
     mutating func export(to name: String) -> [Effect<ExplorerMessage>] {
         let trimmed = name.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty else {
             state.popup = PopupState(title: "Export", message: "No file name given.", isError: true)
             return []
         }
+        let urls = ExplorerEngine.exportURLs(trimmed)
         do {
-            let params: ParameterSet
-            let recipeText: String
-            switch state.view {
-            case .soup:
-                params = try mergedSoup()
-                let outcome = state.permutation.outcome
-                recipeText = try engine.soupRecipe(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
-                                                   density: state.soup.density).yaml()
-                    + soupReplacements.keys.sorted().map {
-                        "# model \($0 + 1) (\(engine.names[$0])) was permuted to align with \(engine.names[outcome?.a ?? 0]) (\(outcome?.report.method.rawValue ?? "") matching) before merging\n"
-                    }.joined()
-            default:
-                params = try path(.path(state.path.type)).parameters(at: state.path.t)
-                var recipe: [String: String] = ["models": "[" + engine.models.map(\.path).joined(separator: ", ") + "]",
-                                                "tool": "basin explore"]
-                recipe["kind"] = "path"
-                recipe["path"] = state.path.type.rawValue
-                recipe["t"] = String(format: "%.4g", state.path.t)
-                recipe["selection"] = "\"\(state.selectionLabel)\""
-                recipe["bends"] = state.path.fitted.contains(state.path.type) ? "fitted" : (state.path.type == .linear ? "none" : "midpoint")
-                recipeText = engine.recipe(recipe)
-            }
-            let out = try engine.export(params, to: trimmed, recipe: recipeText)
+            let request = try state.view == .soup ? soupExport(urls.support) : pathExport(urls.support)
+            let out = try engine.export(request, to: urls.model, recipe: urls.recipe)
             state.lastJobNote = "exported \(out.model.lastPathComponent)"
-            state.popup = PopupState(title: "Exported", message: "Wrote \(out.model.path)\nand \(out.recipe.lastPathComponent)")
+            let extra = out.support.isEmpty ? "" : "\n(with " + out.support.map(\.lastPathComponent).joined(separator: ", ") + ")"
+            state.popup = PopupState(title: "Exported", message: "Wrote \(out.model.path)\nand \(out.recipe.lastPathComponent): basin merge \(out.recipe.lastPathComponent) OUT rebuilds it\(extra)")
         } catch {
             state.popup = PopupState(title: "Export failed", message: "\(error)", isError: true)
         }
         return []
+    }
+
+    /// The permuted copy of model i written beside the export.
+    func permutedFile(_ i: Int, _ support: (String) -> URL) -> ExportRequest.Permuted? {
+        guard let o = state.alignment(of: i) else { return nil }
+        var metadata = engine.models[i].source.metadata
+        for (k, v) in o.result.metadata { metadata[k] = v }
+        metadata["basin.alignment.reference"] = engine.models[state.reference].url.lastPathComponent
+        return ExportRequest.Permuted(url: support("\(engine.names[i])-aligned-to-\(engine.names[state.reference])"),
+                                      params: o.result.aligned, metadata: metadata)
+    }
+
+    /// The selected curve at t as a `basin_path` recipe: the models (aligned ones by their permuted copies),
+    /// the curve type, its bends file, and t.
+    func pathExport(_ support: (String) -> URL) throws -> ExportRequest {
+        let id = state.path.selected
+        var request = ExportRequest(recipe: MergeRecipe(method: .basinPath, models: []))
+        var paths: [URL] = []
+        for i in state.selectedModels {
+            if id.aligned, i != state.reference {
+                guard let p = permutedFile(i, support) else { throw ExplorerError("\(engine.names[i]) is not aligned: press m") }
+                request.permuted.append(p)
+                paths.append(p.url)
+            } else {
+                paths.append(engine.models[i].url)
+            }
+        }
+        var point = MergeRecipe.PathPoint(type: id.type, bends: nil)
+        if id.type != .linear {
+            let bendsURL = support("bends")
+            request.bends = ExportRequest.Bends(url: bendsURL, path: try path(id), start: paths[0], end: paths[1])
+            point.bends = bendsURL.path
+        }
+        request.recipe = MergeRecipe(method: .basinPath, models: paths.map { MergeRecipe.ModelEntry(model: $0.path) },
+                                     parameters: ["t": .scalar(state.path.t)], pathPoint: point)
+        return request
+    }
+
+    /// The soup as a recipe of its merge method, aligned models by their permuted copies.
+    func soupExport(_ support: (String) -> URL) throws -> ExportRequest {
+        var paths = engine.models.map(\.url.path)
+        var permuted: [ExportRequest.Permuted] = []
+        for i in soupReplacements.keys.sorted() {
+            guard let p = permutedFile(i, support) else { continue }
+            permuted.append(p)
+            paths[i] = p.url.path
+        }
+        let recipe = try engine.soupRecipe(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
+                                           density: state.soup.density, paths: paths)
+        return ExportRequest(recipe: recipe, permuted: permuted)
     }
 }

@@ -40,6 +40,7 @@ package enum ExplorerRenderer {
 
         let body = Layout.body(size)
         state.view.module.render(state, into: &buffer, area: body, context: context)
+        LessonRenderer.render(state, into: &buffer, body: body, context: context)
 
         // Status bar: hints + job status.
         let ascii = !context.glyphs.unicode
@@ -68,8 +69,7 @@ package enum ExplorerRenderer {
             p.widget.render(into: &buffer, area: row, context: context)
         }
         if state.showHelp {
-            HelpOverlay(keymap: keymap, context: state.view.rawValue, title: "Keys: \(state.view.title) view (any key closes)")
-                .render(into: &buffer, area: body, context: context)
+            helpOverlay(state, keymap: keymap).render(into: &buffer, area: body, context: context)
         }
         if let popup = state.popup {
             popup.widget.render(into: &buffer, area: body, context: context)
@@ -77,10 +77,35 @@ package enum ExplorerRenderer {
         if !context.glyphs.unicode { asciify(&buffer) }
     }
 
+    /// The words the explorer uses, for the help's glossary.
+    static let glossary: [(term: String, text: String)] = [
+        ("", "Glossary"),
+        ("barrier", "how far the loss along a path rises above the straight line between the losses at its ends (Frankle et al. 2020, Eq. 1). Near 0: the two models sit in one basin."),
+        ("permutation", "reordering a layer's hidden units (and the next layer's inputs with them) leaves the network's function unchanged; matching finds the order of B's units that best fits A's (Ainsworth et al. 2023, Git Re-Basin)."),
+        ("bend", "a control point θ of a polychain or Bezier curve between A and B; fitting moves it so the loss along the whole curve is low (Garipov et al. 2018)."),
+        ("soup", "one model whose weights are an average of several models' (Wortsman et al. 2022); it works when they share a basin, which alignment can arrange."),
+        ("task vector", "a fine-tuned model minus its base (Ilharco et al. 2023); task arithmetic adds scaled task vectors to the base, TIES trims and elects signs first, DARE drops entries at random and rescales."),
+    ]
+
+    /// The help for the current view: its keys, the global ones, and the glossary; it scrolls.
+    static func helpOverlay(_ state: ExplorerState, keymap: Keymap<ExplorerAction>) -> HelpOverlay<ExplorerAction> {
+        HelpOverlay(keymap: keymap, context: state.view.rawValue, title: "\(state.view.title) view: ↑↓ scroll, any other key closes",
+                    footer: glossary, scroll: state.helpScroll)
+    }
+
+    /// The help's lines at the current size (for clamping the scroll).
+    static func helpLineCount(_ state: ExplorerState, keymap: Keymap<ExplorerAction>) -> (lines: Int, visible: Int) {
+        let overlay = helpOverlay(state, keymap: keymap)
+        let body = Layout.body(state.size)
+        let w = overlay.width(in: body, ascii: false)
+        let n = overlay.lines(ascii: false, width: w).count
+        return (n, max(1, min(body.height, n + 2) - 2))
+    }
+
     /// Without a UTF-8 locale: replaces the few non-ASCII characters the explorer's own text uses.
     static func asciify(_ buffer: inout CellBuffer) {
         let table: [String: String] = ["→": ">", "←": "<", "·": ".", "…": "~", "–": "-", "θ": "t", "λ": "L", "π": "p",
-                                       "•": ".", "×": "x", "↑": "^", "↓": "v"]
+                                       "•": ".", "×": "x", "↑": "^", "↓": "v", "●": "o", "◆": "#", "▲": "^", "■": "x", "△": "v", "□": "%", "▼": "v"]
         for y in 0..<buffer.height {
             for x in 0..<buffer.width {
                 var c = buffer[x, y]

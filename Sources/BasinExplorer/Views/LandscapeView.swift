@@ -14,6 +14,8 @@ package enum LandscapePlane: String, Sendable, CaseIterable {
     case models
     /// Through A, B aligned to A, and B.
     case aligned
+    /// Through A along two filter-normalised random directions (Li et al. 2018), seeded.
+    case random
 }
 
 package struct LandscapeState: Sendable {
@@ -31,21 +33,35 @@ package struct LandscapeState: Sendable {
     package var resolution = 21
     /// The plane shown (nil before the first).
     package var plane: LandscapePlane?
+    /// Seed of the random directions (d draws the next).
+    package var seed: UInt64 = 0
 }
 
 enum LandscapeView: ExplorerViewModule {
     static func bind(_ m: inout Keymap<ExplorerAction>, context land: String) {
         m.bind([.char("r")], .computeLandscape, "compute the landscape plane", hint: "compute", context: land)
-        m.bind([.char("o")], .otherPlane, "switch plane (bend / three models / aligned)", hint: "plane", context: land)
+        m.bind([.char("o")], .otherPlane, "switch plane (bend / three models / aligned / random directions)", hint: "plane", context: land)
+        m.bind([.char("d")], .randomPlane, "random filter-normalised directions around A (again: the next seed)", hint: "random", context: land)
     }
 
-    static let hints: [ExplorerAction] = [.help, .computeLandscape, .otherPlane, .fit, .match(.weight), .export, .nextView, .quit]
+    static let hints: [ExplorerAction] = [.help, .quit, .computeLandscape, .otherPlane, .randomPlane, .fit(.bezier), .match(.weight), .export, .nextView]
 
     static func perform(_ action: ExplorerAction, in app: inout ExplorerApp) -> [Effect<ExplorerMessage>] {
         switch action {
-        case .computeLandscape: app.startLandscape()
-        case .otherPlane: app.startLandscape(next: true)
-        default: []
+        case .computeLandscape: return app.startLandscape()
+        case .otherPlane: return app.startLandscape(next: true)
+        case .randomPlane:
+            if app.state.landscape.plane == .random { app.state.landscape.seed &+= 1 }
+            app.state.landscape.plane = .random
+            return app.startLandscape()
+        case .aligned:
+            if app.landscapePlanes.contains(.aligned) {
+                app.state.landscape.plane = .aligned
+                return app.startLandscape()
+            }
+            app.state.lastJobNote = "no aligned model yet: press m"
+            return []
+        default: return []
         }
     }
 
@@ -59,12 +75,19 @@ enum LandscapeView: ExplorerViewModule {
 }
 
 extension ExplorerApp {
+    /// The fitted curve whose bend the landscape's plane goes through: the selected one, else any.
+    var bendForPlane: CurveID? {
+        if state.path.selected.type != .linear, bends[state.path.selected] != nil { return state.path.selected }
+        return bends.keys.sorted().last
+    }
+
     /// Planes the landscape can show, in order of preference: through the fitted bend, three models, aligned B.
     var landscapePlanes: [LandscapePlane] {
         var out: [LandscapePlane] = []
-        if bends[.bezier] != nil || bends[.polychain] != nil { out.append(.bend) }
+        if bendForPlane != nil { out.append(.bend) }
         if engine.models.count >= 3 { out.append(.models) }
-        if alignedB != nil { out.append(.aligned) }
+        if state.alignment(of: state.pair.b) != nil { out.append(.aligned) }
+        out.append(.random)
         return out
     }
 
@@ -74,36 +97,42 @@ extension ExplorerApp {
         let p = engine.params
         let (a, b) = state.pair
         let available = landscapePlanes
-        guard !available.isEmpty else {
-            state.landscape.title = "Needs three points: fit a curve (f), align (m), or load three models."
-            return []
-        }
         var choice = state.landscape.plane.flatMap { available.firstIndex(of: $0) } ?? 0
         if next { choice = (choice + 1) % available.count }
         let which = available[choice]
-        let points: [ParameterSet], labels: [String], title: String
+        let seed = state.landscape.seed
+        var points: [ParameterSet] = [], labels: [String], title: String
         let drawn: ModelPath?
         switch which {
         case .bend:
-            let type: PathType = bends[.bezier] != nil ? .bezier : .polychain
-            points = [p[a], bends[type]![0], p[b]]
-            labels = ["A", "θ", "B"]
-            title = "plane through A, the fitted bend θ and B"
-            drawn = try? path(.path(type))
+            let id = bendForPlane!
+            let ends = (try? curveModels(aligned: id.aligned)) ?? [p[a], p[b]]
+            points = [ends[0], bends[id]![0], ends[1]]
+            labels = ["A", "θ", id.aligned ? "π(B)" : "B"]
+            title = "plane through A, the fitted bend θ and \(id.aligned ? "aligned B" : "B")"
+            drawn = try? path(id)
         case .models:
             points = [p[0], p[1], p[2]]
             labels = ["1", "2", "3"]
             title = "plane through \(engine.names[0]), \(engine.names[1]), \(engine.names[2])"
             drawn = try? ModelPath.chain(points)
         case .aligned:
-            points = [p[a], alignedB!, p[b]]
+            let alignedB = state.alignment(of: b)!.result.aligned
+            points = [p[a], alignedB, p[b]]
             labels = ["A", "π(B)", "B"]
             title = "plane through A, aligned B and B"
-            drawn = try? ModelPath.linear(p[a], alignedB!)
+            drawn = try? ModelPath.linear(p[a], alignedB)
+        case .random:
+            labels = ["A"]
+            title = "A + x d1 + y d2: filter-normalised random directions (seed \(seed); d: next)"
+            drawn = nil
         }
         if let old = landscapeJob { jobCancel[old]?.cancel() }
         let plane: WeightPlane
-        do { plane = try WeightPlane.through(points[0], points[1], points[2]) } catch {
+        do {
+            plane = which == .random ? try WeightPlane.randomDirections(center: p[a], seed: seed)
+                : try WeightPlane.through(points[0], points[1], points[2])
+        } catch {
             state.popup = PopupState(title: "Landscape", message: "\(error)", isError: true)
             return []
         }
@@ -122,6 +151,7 @@ extension ExplorerApp {
         l.title = title + (available.count > 1 ? "  (o: other plane)" : "")
         l.generation = gen
         l.plane = which
+        l.seed = seed
         state.landscape = l
         let (id, flag) = beginJob("landscape")
         landscapeJob = id

@@ -3,8 +3,9 @@ import BasinNet
 import BasinUI
 import Foundation
 
-// The path view: loss or accuracy along paths between the selected models (linear, polychain, Bezier, and
-// the straight line to B aligned to A), the model at the cursor t, barriers, and the pairwise barrier matrix.
+// The path view: loss or accuracy along every curve between the selected models (the straight line or the
+// chain through them, fitted polychain / Bezier curves, and the same between aligned models), the model at
+// the cursor t on the selected curve, each curve's barrier, and the pairwise barrier matrix.
 
 extension PathType {
     /// The name the explorer shows.
@@ -17,12 +18,39 @@ extension PathType {
     }
 }
 
-/// Curves the path view can overlay.
-package enum CurveID: Hashable, Sendable {
-    /// The selected pair's (or chain's) path of the given type, with fitted bends if any.
-    case path(PathType)
-    /// The straight line from A to B aligned to A.
-    case aligned
+/// A curve of the path view: a `ModelPath` between the selected models, straight (the line, or the chain
+/// through every model) or through a fitted bend, between the models as loaded or with every model but the
+/// reference permuted to it (after m / M). The list of curves is `CurveID.all` filtered by what exists.
+package struct CurveID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    package var type: PathType
+    /// Through the models aligned to the reference.
+    package var aligned: Bool
+
+    package init(_ type: PathType = .linear, aligned: Bool = false) {
+        self.type = type
+        self.aligned = aligned
+    }
+
+    package static let linear = CurveID(.linear)
+    package static let alignedLine = CurveID(.linear, aligned: true)
+
+    /// Every curve in list order (which is also their colour and glyph order).
+    package static let all: [CurveID] = [.linear, .alignedLine, CurveID(.polychain), CurveID(.bezier),
+                                         CurveID(.polychain, aligned: true), CurveID(.bezier, aligned: true)]
+
+    package var rank: Int { CurveID.all.firstIndex(of: self) ?? CurveID.all.count }
+    package static func < (l: CurveID, r: CurveID) -> Bool { l.rank < r.rank }
+
+    /// The glyph marking the curve's points and its legend entry: the shape tells curves apart without colour
+    /// (monochrome terminals, colour-blind users). Unicode and ASCII forms.
+    package var glyph: (unicode: String, ascii: String) {
+        let glyphs = [("●", "o"), ("◆", "#"), ("▲", "^"), ("■", "x"), ("△", "v"), ("□", "%")]
+        return glyphs[rank % glyphs.count]
+    }
+
+    package func glyph(_ glyphs: Glyphs) -> String { glyphs.unicode ? glyph.unicode : glyph.ascii }
+
+    package var description: String { (aligned ? "aligned " : "") + type.rawValue }
 }
 
 package struct CurvePoint: Sendable, Equatable {
@@ -37,7 +65,17 @@ package struct Curve: Sendable, Equatable {
     package var points: [CurvePoint] = []
     package var expected: Int
     package var generation: Int
+    /// The previous evaluation's points while the curve is evaluated again (a fit's next epoch): drawn past the
+    /// new points so the curve bends in place instead of blinking out.
+    package var stale: [CurvePoint] = []
     package var done: Bool { points.count >= expected }
+
+    /// What the plot draws: the new points, then the stale ones beyond them.
+    package var drawn: [CurvePoint] {
+        guard !stale.isEmpty else { return points }
+        let last = points.last?.t ?? -1
+        return points + stale.filter { $0.t > last }
+    }
 
     /// Barrier on data set d (Eq. 1): max over t of loss(t) minus the straight line between the endpoint losses.
     package func barrier(_ d: Int) -> (t: Double, height: Double, loss: Double)? {
@@ -47,39 +85,75 @@ package struct Curve: Sendable, Equatable {
     }
 }
 
+/// A running fit, for the plot title (the curve redraws every epoch).
+package struct FitStatus: Sendable, Equatable {
+    package var curve: CurveID
+    package var epoch: Int
+    package var epochs: Int
+    package var loss: Double
+}
+
 package struct PathState: Sendable {
-    /// The path type the cursor moves on (number keys 1-3).
-    package var type: PathType = .linear
+    /// The curve the cursor moves on ("model at t", export).
+    package var selected: CurveID = .linear
     package var t: Double = 0.5
     package var showAccuracy = false
+    /// Scale the y axis to the selected curve only (else to every visible curve).
+    package var zoomed = false
     package var curves: [CurveID: Curve] = [:]
-    /// Metrics of the model at the cursor (the active curve at t).
+    /// Curves switched off (x): not drawn, still listed.
+    package var hidden: Set<CurveID> = []
+    /// Metrics of the model at the cursor (the selected curve at t).
     package var cursorMetrics: [Metrics]?
-    /// Fitted bends exist for these types (for the current selection).
-    package var fitted: Set<PathType> = []
     /// Pairwise linear-path barriers (test loss), nil until computed; NaN on the diagonal.
     package var barrierMatrix: [[Double]]?
+    package var fit: FitStatus?
 
-    package var activeCurve: Curve? { curves[.path(type)] }
+    /// The curves that exist, in list order.
+    package var order: [CurveID] { curves.keys.sorted() }
+    package var activeCurve: Curve? { curves[selected] }
+    /// Fitted curves (polychain / Bezier) that exist.
+    package var fitted: [CurveID] { order.filter { $0.type != .linear } }
+
+    /// The y range of the plot: the visible curves' (or, zoomed, the selected curve's) values with a little
+    /// room, never below 0 for a loss nor outside [0, 1] for an accuracy.
+    package var yRange: ClosedRange<Double>? {
+        let ids = zoomed ? [selected] : order.filter { !hidden.contains($0) }
+        let ys = ids.compactMap { curves[$0] }.flatMap { c in
+            c.drawn.flatMap { showAccuracy ? $0.accuracy : $0.loss }
+        }.filter(\.isFinite)
+        guard var lo = ys.min(), var hi = ys.max() else { return nil }
+        if hi - lo < 1e-9 { lo -= max(0.05, abs(lo) * 0.1); hi += max(0.05, abs(hi) * 0.1) }
+        let pad = (hi - lo) * 0.06
+        lo = max(0, lo - pad)
+        hi += pad
+        if showAccuracy { hi = min(1, hi) }
+        return lo...hi
+    }
 }
 
 enum PathView: ExplorerViewModule {
     static func bind(_ m: inout Keymap<ExplorerAction>, context path: String) {
         m.bind([.left, .char("h")], .left, "move t left", hint: "scrub", context: path)
         m.bind([.right, .char("l")], .right, "move t right", context: path)
-        m.bind([.shiftLeft, .char("H"), .char("[")], .fineLeft, "move t left, fine", context: path)
-        m.bind([.shiftRight, .char("L"), .char("]")], .fineRight, "move t right, fine", context: path)
-        m.bind([.home, .char("g")], .toStart, "t = 0", context: path)
-        m.bind([.end, .char("G")], .toEnd, "t = 1", context: path)
-        m.bind([.char("1")], .pathType(.linear), "linear path", hint: "linear", context: path)
-        m.bind([.char("2")], .pathType(.polychain), "polygonal chain", hint: "chain", context: path)
-        m.bind([.char("3")], .pathType(.bezier), "Bezier curve", hint: "Bezier", context: path)
-        m.bind([.char("a")], .toggleAccuracy, "plot accuracy instead of loss", context: path)
+        m.bind([.shiftLeft, .char("[")], .fineLeft, "move t left, fine", context: path)
+        m.bind([.shiftRight, .char("]")], .fineRight, "move t right, fine", context: path)
+        m.bind([.home], .toStart, "t = 0 (model A)", context: path)
+        m.bind([.end], .toEnd, "t = 1 (model B)", context: path)
+        m.bind([.up, .char("k")], .up, "previous curve", context: path)
+        m.bind([.down, .char("j")], .down, "next curve", hint: "curve", context: path)
+        for n in 1...6 {
+            // One help line for the six keys (the others have no description, so help skips them).
+            m.bind([.char(Character(String(n)))], .select(n), n == 1 ? "1-6: select a curve by its number in the side panel" : "", context: path)
+        }
+        m.bind([.char("x"), .char(" ")], .toggleCurve, "show / hide the selected curve", hint: "show", context: path)
+        m.bind([.char("y")], .toggleAccuracy, "plot accuracy instead of loss", context: path)
+        m.bind([.char("z")], .zoom, "zoom the y axis on the selected curve / all visible curves", hint: "zoom", context: path)
     }
 
-    static let hints: [ExplorerAction] = [.help, .left, .pathType(.linear), .pathType(.polychain), .pathType(.bezier), .fit,
-                                          .match(.weight), .export, .nextView, .quit]
-    static let panes = 2
+    static let hints: [ExplorerAction] = [.help, .quit, .left, .down, .toggleCurve, .zoom, .fit(.bezier), .match(.weight), .aligned,
+                                          .export, .nextView]
+    static let panes = 1
 
     static func perform(_ action: ExplorerAction, in app: inout ExplorerApp) -> [Effect<ExplorerMessage>] {
         let step = 0.05, fine = 0.01
@@ -91,11 +165,23 @@ enum PathView: ExplorerViewModule {
         case .fineRight: app.setT(t + fine)
         case .toStart: app.setT(0)
         case .toEnd: app.setT(1)
-        case .pathType(let type):
-            app.state.path.type = type
-            app.recomputeCursor()
-            if app.state.path.curves[.path(type)] == nil { return app.startCurve(.path(type)) }
+        case .up, .down:
+            let order = app.state.path.order
+            guard let i = order.firstIndex(of: app.state.path.selected), order.count > 1 else { return [] }
+            app.selectCurve(order[(i + (action == .down ? 1 : order.count - 1)) % order.count])
+        case .select(let n):
+            let order = app.state.path.order
+            if n >= 1 && n <= order.count { app.selectCurve(order[n - 1]) }
+        case .toggleCurve:
+            let id = app.state.path.selected
+            if app.state.path.hidden.contains(id) { app.state.path.hidden.remove(id) } else { app.state.path.hidden.insert(id) }
         case .toggleAccuracy: app.state.path.showAccuracy.toggle()
+        case .zoom: app.state.path.zoomed.toggle()
+        case .aligned:
+            let id = CurveID(app.state.path.selected.type, aligned: true)
+            if app.state.path.curves[id] != nil { app.selectCurve(id) }
+            else if app.state.path.curves[.alignedLine] != nil { app.selectCurve(.alignedLine) }
+            else { app.state.lastJobNote = "no aligned curve yet: press m to align" }
         default: break
         }
         return []
@@ -105,9 +191,12 @@ enum PathView: ExplorerViewModule {
         switch ev.kind {
         case .wheelUp: return app.perform(.right)
         case .wheelDown: return app.perform(.left)
-        case .press:
+        case .press, .drag:
             if let plot = Layout.pathPlotArea(app.state, size: app.state.size), plot.contains(Point(x: ev.x, y: ev.y)), plot.width > 1 {
                 app.setT(Double(ev.x - plot.x) / Double(plot.width - 1))
+            } else if ev.kind == .press, let rows = Layout.curveRows(app.state, size: app.state.size),
+                      let i = rows.firstIndex(where: { $0.y == ev.y && ev.x >= $0.x && ev.x < $0.maxX }) {
+                app.selectCurve(app.state.path.order[i])
             }
         case .release: break
         }
@@ -129,52 +218,68 @@ extension ExplorerApp {
         recomputeCursor()
     }
 
-    /// The path of a curve for the current selection: the chain through every model, or the pair's segment, or
-    /// the pair's polychain / Bezier through the fitted bend (the midpoint until fitted).
-    func path(_ id: CurveID) throws -> ModelPath {
+    mutating func selectCurve(_ id: CurveID) {
+        state.path.selected = id
+        state.path.hidden.remove(id)
+        recomputeCursor()
+    }
+
+    /// The parameters of the selection's models, in path order; with `aligned`, every model but the reference
+    /// permuted to it.
+    func curveModels(aligned: Bool) throws -> [ParameterSet] {
         let p = engine.params
-        let (a, b) = state.pair
-        switch id {
-        case .aligned:
-            return try .linear(p[a], alignedB ?? p[b])
-        case .path(let type):
-            switch state.selection {
-            case .chain:
-                return type == .bezier ? try ModelPath(type: .bezier, controlPoints: p) : try .chain(p)
-            case .pair:
-                if type == .linear { return try .linear(p[a], p[b]) }
-                return try .withBends(type, from: p[a], to: p[b], bends: bends[type] ?? [ParameterSet.lerp(p[a], p[b], 0.5)])
+        return try state.selectedModels.map { i in
+            guard aligned, i != state.reference else { return p[i] }
+            guard let o = state.alignment(of: i) else {
+                throw ExplorerError("\(engine.names[i]) is not aligned to \(engine.names[state.reference]) yet: press m")
             }
+            return o.result.aligned
         }
     }
 
+    /// The path of a curve for the current selection: the straight line (the chain through every model), or
+    /// the pair's polychain / Bezier through its fitted bend.
+    func path(_ id: CurveID) throws -> ModelPath {
+        let models = try curveModels(aligned: id.aligned)
+        if id.type == .linear { return try .chain(models) }
+        guard models.count == 2, let b = bends[id] else { throw ExplorerError("the \(id.type.label) curve has no fitted bend yet: press f") }
+        return try .withBends(id.type, from: models[0], to: models[1], bends: b)
+    }
+
     func curveLabel(_ id: CurveID) -> String {
-        switch id {
-        case .aligned: return "aligned"
-        case .path(let type):
-            if case .chain = state.selection { return type == .bezier ? "chain Bezier" : "chain" }
-            if type == .linear { return "linear" }
-            return state.path.fitted.contains(type) ? "\(type.label) fit" : "\(type.label) (unfitted)"
+        let chain = state.selection == .chain
+        switch (id.type, id.aligned) {
+        case (.linear, false): return chain ? "chain" : "linear"
+        case (.linear, true): return chain ? "aligned chain" : "aligned"
+        case (let type, let aligned): return (aligned ? "aligned " : "") + "\(type.label) fit"
         }
     }
 
     mutating func recomputeCursor() {
+        if state.path.curves[state.path.selected] == nil { state.path.selected = .linear }
         do {
-            state.path.cursorMetrics = engine.evaluate(try path(.path(state.path.type)).parameters(at: state.path.t))
+            state.path.cursorMetrics = engine.evaluate(try path(state.path.selected).parameters(at: state.path.t))
         } catch {
             state.path.cursorMetrics = nil
             state.lastJobNote = "\(error)"
         }
     }
 
+    /// Starts every curve of the selection afresh (a new pair, new alignments).
     mutating func restartCurves() -> [Effect<ExplorerMessage>] {
-        for id in state.path.curves.keys where id != .aligned { state.path.curves[id] = nil }
-        var fx = startCurve(.path(.linear))
-        if state.path.type != .linear { fx += startCurve(.path(state.path.type)) }
+        for c in curveCancel.values { c.cancel() }
+        curveCancel = [:]
+        state.path.curves = [:]
+        var fx = startCurve(.linear)
+        if state.selectionAligned { fx += startCurve(.alignedLine) }
+        for id in bends.keys.sorted() where !id.aligned || state.selectionAligned { fx += startCurve(id) }
+        if state.path.curves[state.path.selected] == nil { state.path.selected = .linear }
+        recomputeCursor()
         return fx
     }
 
-    /// Evaluates a curve in the background, posting points as they come (latest request wins).
+    /// Evaluates a curve in the background, posting points as they come (latest request wins). A curve still
+    /// being evaluated is refreshed once its evaluation ends (`refreshCurve`), so a fast fit does not starve it.
     mutating func startCurve(_ id: CurveID) -> [Effect<ExplorerMessage>] {
         curveCancel[id]?.cancel()
         generation += 1
@@ -182,10 +287,12 @@ extension ExplorerApp {
         let n = options.pathPoints
         let modelPath: ModelPath
         do { modelPath = try path(id) } catch {
-            state.popup = PopupState(title: curveLabel(id), message: "\(error)", isError: true)
+            state.lastJobNote = "\(error)"
             return []
         }
-        state.path.curves[id] = Curve(label: curveLabel(id), points: [], expected: n, generation: gen)
+        let old = state.path.curves[id]
+        state.path.curves[id] = Curve(label: curveLabel(id), points: [], expected: n, generation: gen, stale: old?.drawn ?? [])
+        pendingRefresh.remove(id)
         let flag = CancellationFlag()
         curveCancel[id] = flag
         let engine = self.engine
@@ -197,36 +304,57 @@ extension ExplorerApp {
         }]
     }
 
-    mutating func startFit() -> [Effect<ExplorerMessage>] {
-        guard case let .pair(a, b) = state.selection else {
-            state.popup = PopupState(title: "Fit", message: "Curve fitting works on a pair: press p to choose one.", isError: true)
+    /// Evaluates a curve again with its newest bend: now if it is idle, else when its evaluation ends.
+    mutating func refreshCurve(_ id: CurveID) -> [Effect<ExplorerMessage>] {
+        if let c = state.path.curves[id], !c.done {
+            pendingRefresh.insert(id)
             return []
         }
-        if state.path.type == .linear { state.path.type = .bezier }
-        let type = state.path.type
-        if state.jobs.contains(where: { $0.title.hasPrefix("fit") }) { return [] }
-        let (id, flag) = beginJob("fit \(type.label)")
+        return startCurve(id)
+    }
+
+    mutating func startFit(_ type: PathType) -> [Effect<ExplorerMessage>] {
+        guard case .pair = state.selection else {
+            state.lastJobNote = "curve fitting works on a pair: press p to choose one"
+            return []
+        }
+        if state.path.fit != nil || state.jobs.contains(where: { $0.title.hasPrefix("fit") }) {
+            state.lastJobNote = "a fit is running: Esc stops it"
+            return []
+        }
+        let aligned = state.path.selected.aligned
+        let models: [ParameterSet]
+        do { models = try curveModels(aligned: aligned) } catch {
+            state.lastJobNote = "\(error)"
+            return []
+        }
+        let id = CurveID(type, aligned: aligned)
+        let label = curveLabel(id)
+        let (job, flag) = beginJob("fit " + (aligned ? "aligned " : "") + type.label)
         let engine = self.engine
         let epochs = options.fitEpochs
         let sel = state.selection
-        let pa = engine.params[a], pb = engine.params[b]
         let start = Date()
+        state.path.fit = FitStatus(curve: id, epoch: 0, epochs: epochs, loss: .nan)
         return [.spawn { inbox in
             do {
-                let bend = try engine.fitBend(type, from: pa, to: pb, epochs: epochs, cancel: flag) { p in
+                var lastLoss = Double.nan
+                let bend = try engine.fitBend(type, from: models[0], to: models[1], epochs: epochs, cancel: flag) { p in
+                    lastLoss = p.loss
                     let elapsed = Date().timeIntervalSince(start)
                     let left = p.fraction > 0 ? elapsed * (1 - p.fraction) / p.fraction : 0
-                    inbox.post(.jobProgress(id: id, fraction: p.fraction,
+                    inbox.post(.jobProgress(id: job, fraction: p.fraction,
                                             detail: String(format: "epoch %d/%d loss %.3f, %.0fs left", p.epoch, p.epochs, p.loss, left)))
+                } epochEnd: { epoch, bend in
+                    inbox.post(.fitEpoch(id, selection: sel, bend, epoch: epoch, epochs: epochs, loss: lastLoss))
                 }
-                if flag.isCancelled {
-                    inbox.post(.jobFinished(id: id, note: "fit cancelled"))
-                } else {
-                    inbox.post(.fitted(type, selection: sel, bend))
-                    inbox.post(.jobFinished(id: id, note: String(format: "fit %@ done in %.1fs", type.label, Date().timeIntervalSince(start))))
-                }
+                let seconds = Date().timeIntervalSince(start)
+                let note = flag.isCancelled ? String(format: "%@ stopped early (%.1fs)", label, seconds)
+                    : String(format: "%@ done in %.1fs", label, seconds)
+                inbox.post(.fitted(id, selection: sel, bend, note: note))
+                inbox.post(.jobFinished(id: job, note: note))
             } catch {
-                inbox.post(.jobFailed(id: id, "\(error)"))
+                inbox.post(.jobFailed(id: job, "\(error)"))
             }
         }]
     }
@@ -256,7 +384,7 @@ extension ExplorerApp {
 extension Layout {
     static func pathColumns(_ state: ExplorerState, size: Size) -> (plot: Rect, side: Rect) {
         let body = self.body(size)
-        let cols = body.columns(.fill(1), .fixed(min(38, body.width / 3)))
+        let cols = body.columns(.fill(1), .fixed(min(40, max(30, body.width / 3))))
         return (cols[0], cols[1])
     }
 
@@ -265,137 +393,176 @@ extension Layout {
         guard !TooSmall.check(size, minimum: minimum) else { return nil }
         let (plotBox, _) = pathColumns(state, size: size)
         let inner = Block().inner(plotBox).inset(top: 1)
-        return PathRenderer.plot(state).geometry(area: inner).plot
+        return PathRenderer.plot(state, glyphs: .unicodeSet).geometry(area: inner).plot
+    }
+
+    /// The rows of the side panel's curve list (one per curve in `order`), for mouse clicks; nil if not shown.
+    package static func curveRows(_ state: ExplorerState, size: Size) -> [Rect]? {
+        guard !TooSmall.check(size, minimum: minimum) else { return nil }
+        let (_, side) = pathColumns(state, size: size)
+        let parts = PathRenderer.sideParts(state, side: side)
+        let inner = Block().inner(parts[0]).inset(left: 1, right: 1)
+        let first = inner.y + PathRenderer.curveListOffset(state)
+        let rows = state.path.order.indices.map { Rect(x: inner.x, y: first + $0, width: inner.width, height: 1) }
+        return rows.filter { $0.y < inner.maxY }
     }
 }
 
 enum PathRenderer {
-    static let curveOrder: [CurveID] = [.path(.linear), .aligned, .path(.polychain), .path(.bezier)]
-
-    /// The plot widget for the current state (series per curve and data set).
-    static func plot(_ state: ExplorerState) -> BraillePlot {
-        // One colour per curve; the last data set (test) bright and named in the legend, the others dim.
+    /// The plot widget for the current state: per visible curve one series per data set (the last, test,
+    /// bright with the curve's glyph at its points; the others dim).
+    static func plot(_ state: ExplorerState, glyphs: Glyphs) -> BraillePlot {
         let path = state.path
         var series: [PlotSeries] = []
-        var index = 0
         let ds = state.dataNames.count
-        for id in curveOrder {
-            guard let c = path.curves[id], !c.points.isEmpty else { continue }
+        for id in path.order where !path.hidden.contains(id) {
+            guard let c = path.curves[id], !c.drawn.isEmpty else { continue }
             for d in 0..<ds {
-                let pts = c.points.map { (x: $0.t, y: path.showAccuracy ? $0.accuracy[d] : $0.loss[d]) }
-                var s = PlotSeries(name: d == ds - 1 ? c.label : "", points: pts, index: index)
-                if d < ds - 1 { s.style = s.style.patched(Style(attributes: .dim)) }
+                let pts = c.drawn.map { (x: $0.t, y: path.showAccuracy ? $0.accuracy[d] : $0.loss[d]) }
+                var s = PlotSeries(name: d == ds - 1 ? c.label : "", points: pts, index: id.rank)
+                s.asciiMarker = id.glyph.ascii
+                if d == ds - 1 {
+                    s.pointGlyph = id.glyph(glyphs)
+                    if id == path.selected { s.style = s.style.patched(Style(attributes: .bold)) }
+                } else {
+                    s.style = s.style.patched(Style(attributes: .dim))
+                }
                 series.append(s)
             }
-            index += 1
         }
         var marker: PlotMarker?
-        if !path.showAccuracy, let c = path.activeCurve, let b = c.barrier(ds - 1) {
+        if !path.showAccuracy, !path.hidden.contains(path.selected), let c = path.activeCurve, let b = c.barrier(ds - 1) {
             marker = PlotMarker(x: b.t, y: b.loss, label: "barrier " + fmt(b.height, 3))
         }
-        return BraillePlot(series: series, xRange: 0...1, cursorX: path.t, marker: marker, showLegend: true)
+        return BraillePlot(series: series, xRange: 0...1, yRange: path.yRange, cursorX: path.t, marker: marker, showLegend: true)
+    }
+
+    static func sideParts(_ state: ExplorerState, side: Rect) -> [Rect] {
+        let hasMatrix = state.modelNames.count >= 3
+        let matrixRows = min(state.modelNames.count + 3, side.height / 2)
+        return hasMatrix && side.height - matrixRows >= 12 ? side.rows(.fill(1), .fixed(matrixRows)) : [side]
+    }
+
+    /// Rows between the side panel's top and its first curve row.
+    static func curveListOffset(_ state: ExplorerState) -> Int {
+        2 + state.dataNames.count + 1 + 1
     }
 
     static func render(_ state: ExplorerState, into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         let path = state.path
+        let glyphs = context.glyphs
         let (plotBox, side) = Layout.pathColumns(state, size: Size(width: area.width, height: area.height + 2))
         let what = path.showAccuracy ? "accuracy" : "loss"
-        let block = Block(title: "\(what) along the path · \(state.selectionLabel)")
+        let block = Block(title: TextWidth.fit("\(what) along the path · \(state.selectionLabel)", to: max(0, plotBox.width - 6), ellipsis: glyphs.ellipsis))
         block.render(into: &buffer, area: plotBox, context: context)
         let inner = block.inner(plotBox)
-        // Path type selector.
-        var x = inner.x
-        for (i, type) in PathType.allCases.enumerated() {
-            let on = type == path.type
-            let fitted = path.fitted.contains(type) ? "*" : ""
-            let label = " \(i + 1) \(type.label)\(fitted) "
-            x = buffer.write(label, x: x, y: inner.y, style: on ? Style(fg: .role(.foreground), bg: .role(.selection), attributes: .bold) : Style(fg: .role(.muted)), clip: inner.row(0)) + 1
-        }
-        let tText = "t = " + String(format: "%.3f", path.t)
-        if state.dataNames.count > 1 {
-            let note = "\(state.dataNames.last!) bright, \(state.dataNames.dropLast().joined(separator: "/")) dim"
-            if x + TextWidth.of(note) + TextWidth.of(tText) + 2 < inner.maxX {
-                buffer.write(note, x: x + 1, y: inner.y, style: Style(fg: .role(.muted)), clip: inner.row(0))
-            }
+        let muted = Style(fg: .role(.muted))
+        // Title row: the fit in progress or which data set is bright; t on the right.
+        let tText = "t = " + String(format: "%.3f", path.t) + (path.zoomed ? " · zoom" : "")
+        let left = Rect(x: inner.x, y: inner.y, width: max(0, inner.width - TextWidth.of(tText) - 2), height: 1)
+        if let f = path.fit {
+            let text = f.epoch == 0 ? "fitting \(f.curve.type.label)…" : String(format: "fitting %@: epoch %d/%d, loss %.3f (Esc stops)", f.curve.type.label, f.epoch, f.epochs, f.loss)
+            buffer.writeFitted(text, in: left, style: Style(fg: .role(.warning), attributes: .bold), glyphs: glyphs)
+        } else if state.dataNames.count > 1 {
+            buffer.writeFitted("\(state.dataNames.last!) bright, \(state.dataNames.dropLast().joined(separator: "/")) dim", in: left, style: muted, glyphs: glyphs)
         }
         buffer.write(tText, in: inner.row(0), style: Style(fg: .role(.cursor), attributes: .bold), alignment: .right)
         let plotArea = inner.inset(top: 1)
-        let p = plot(state)
+        let p = plot(state, glyphs: glyphs)
         if p.series.isEmpty {
-            buffer.write("evaluating the path…", in: plotArea.row(plotArea.height / 2), style: Style(fg: .role(.muted)), alignment: .center)
+            let msg = path.curves.isEmpty ? "evaluating the path…" : "every curve is hidden: x shows the selected one"
+            buffer.write(msg, in: plotArea.row(plotArea.height / 2), style: muted, alignment: .center)
         } else {
             p.render(into: &buffer, area: plotArea, context: context)
         }
+        renderSide(state, side: side, into: &buffer, context: context)
+    }
 
-        // Side panel.
-        let hasMatrix = state.modelNames.count >= 3
-        let parts = hasMatrix ? side.rows(.fill(1), .fixed(min(side.height / 2, state.modelNames.count + 4))) : [side]
+    static func renderSide(_ state: ExplorerState, side: Rect, into buffer: inout CellBuffer, context: RenderContext) {
+        let path = state.path
+        let glyphs = context.glyphs
+        let parts = sideParts(state, side: side)
         let sb = Block(title: "model at t")
         sb.render(into: &buffer, area: parts[0], context: context)
         let si = sb.inner(parts[0]).inset(left: 1, right: 1)
-        var lines: [(String, Style)] = []
         let head = Style(fg: .role(.title), attributes: .bold)
         let plain = Style(fg: .role(.foreground))
         let muted = Style(fg: .role(.muted))
-        lines.append(("\(path.type.label) at t=\(String(format: "%.3f", path.t))", head))
-        if let m = path.cursorMetrics {
-            lines.append(("\(TextWidth.padRight("", to: 6)) loss    acc", muted))
-            for (d, name) in state.dataNames.enumerated() where d < m.count {
-                lines.append(("\(TextWidth.padRight(TextWidth.fit(name, to: 6), to: 6)) \(fmt(m[d].loss)) \(pct(m[d].accuracy))", plain))
-            }
-        }
-        if let c = path.activeCurve {
-            lines.append(("", plain))
-            lines.append(("endpoints", head))
-            if let f = c.points.first, f.t == 0, let l = c.points.last, l.t == 1 {
-                for (d, name) in state.dataNames.enumerated() {
-                    lines.append(("\(TextWidth.padRight(name, to: 6)) \(fmt(f.loss[d], 3)) · \(fmt(l.loss[d], 3))", plain))
-                }
+        var lines: [(String, Style)] = []
+        // The selected curve (with the matching that aligned it), then its metrics at t.
+        lines.append((path.activeCurve?.label ?? "linear", head))
+        let nameW = 6
+        lines.append((TextWidth.padRight("t=" + String(format: "%.3f", path.t), to: nameW + 2) + "loss    acc", muted))
+        for (d, name) in state.dataNames.enumerated() {
+            if let m = path.cursorMetrics, d < m.count {
+                lines.append((TextWidth.padRight(TextWidth.fit(name, to: nameW, ellipsis: glyphs.ellipsis), to: nameW) + " \(fmt(m[d].loss)) \(pct(m[d].accuracy))", plain))
             } else {
-                lines.append(("evaluating \(c.points.count)/\(c.expected)…", muted))
+                lines.append((TextWidth.padRight(name, to: nameW) + " –", muted))
             }
         }
-        lines.append(("", plain))
-        let labelW = max(8, min(18, si.width - 6 * state.dataNames.count))
-        lines.append((TextWidth.padRight("barrier (loss)", to: labelW) + state.dataNames.map { TextWidth.padLeft(TextWidth.fit($0, to: 5), to: 5) }.joined(separator: " "), head))
-        for id in curveOrder {
+        // Which matching made the aligned models (it changes with m / M).
+        if path.selected.aligned, let method = state.alignmentMethod {
+            lines.append(("by \(method) matching", muted))
+        } else {
+            lines.append(("", plain))
+        }
+        // The curve list: glyph, number, label, barrier on each data set.
+        let ds = state.dataNames.count
+        let numW = 5 * ds + (ds - 1)
+        let labelW = max(6, si.width - 3 - numW - 1)
+        lines.append(("   " + TextWidth.padRight("curve", to: labelW) + " " + state.dataNames.map { TextWidth.padLeft(TextWidth.fit($0, to: 5, ellipsis: glyphs.ellipsis), to: 5) }.joined(separator: " "), head))
+        let listStart = lines.count
+        var styles: [Int: (glyph: String, style: Style)] = [:]
+        for id in path.order {
             guard let c = path.curves[id] else { continue }
-            var s = TextWidth.padRight(TextWidth.fit(c.label, to: labelW - 1), to: labelW)
+            let hidden = path.hidden.contains(id)
+            var s = "   " + TextWidth.padRight(TextWidth.fit(c.label, to: labelW, ellipsis: glyphs.ellipsis), to: labelW) + " "
             if c.done {
-                s += state.dataNames.indices.map { fmt(c.barrier($0)?.height ?? .nan, 3) }.joined(separator: " ")
+                s += (0..<ds).map { TextWidth.padLeft(fmt(c.barrier($0)?.height ?? .nan, 3), to: 5) }.joined(separator: " ")
             } else {
                 s += "\(c.points.count)/\(c.expected)…"
             }
-            lines.append((s, id == .path(path.type) ? Style(fg: .role(.barrier), attributes: .bold) : plain))
+            let selected = id == path.selected
+            let style = selected ? Style(fg: .role(.foreground), bg: .role(.selection), attributes: .bold) : (hidden ? muted : plain)
+            styles[lines.count] = (hidden ? " " : id.glyph(glyphs), Style(fg: .role(Role.series[id.rank % 4]), bg: selected ? .role(.selection) : nil, attributes: .bold))
+            lines.append((s, style))
         }
-        if state.aligned { lines.append(("aligned: B permuted to A (m)", muted)) }
+        if path.curves.count > 1 || state.alignments.isEmpty {
+            lines.append(("", plain))
+            lines.append((path.order.count > 1 ? "↑↓ select  x hide  z zoom" : "barrier: loss above the chord", muted))
+        }
         for (i, l) in lines.prefix(si.height).enumerated() {
-            buffer.write(l.0, x: si.x, y: si.y + i, style: l.1, clip: si.row(i))
+            let row = si.row(i)
+            if l.1.bg != nil { buffer.fill(row, with: Cell(" ", style: l.1)) }
+            buffer.writeFitted(l.0, in: row, style: l.1, glyphs: glyphs)
+            if let g = styles[i] {
+                buffer.write(String(i - listStart + 1), x: row.x, y: row.y, style: l.1, clip: row)
+                buffer.write(g.glyph, x: row.x + 1, y: row.y, style: g.style, clip: row)
+            }
         }
 
-        if hasMatrix {
-            let mb = Block(title: "barrier matrix (\(state.dataNames.last ?? "") loss)")
-            mb.render(into: &buffer, area: parts[1], context: context)
-            let mi = mb.inner(parts[1]).inset(left: 1)
-            guard let mat = path.barrierMatrix else {
-                buffer.write("computing…", x: mi.x, y: mi.y, style: muted, clip: mi)
-                return
-            }
-            let n = mat.count
-            let cw = 7
-            var line = TextWidth.padRight("", to: 4)
-            for j in 0..<n { line += TextWidth.padLeft("#\(j)", to: cw) }
-            buffer.write(line, x: mi.x, y: mi.y, style: muted, clip: mi.row(0))
-            for i in 0..<n where i + 1 < mi.height {
-                let r = mi.row(i + 1)
-                var x = buffer.write(TextWidth.padRight("#\(i)", to: 4), x: r.x, y: r.y, style: muted, clip: r)
-                for j in 0..<n {
-                    let v = mat[i][j]
-                    let sel: Bool
-                    if case let .pair(a, b) = state.selection { sel = (a == i && b == j) || (a == j && b == i) } else { sel = false }
-                    let style = sel ? Style(fg: .role(.barrier), attributes: .bold) : plain
-                    x = buffer.write(TextWidth.padLeft(i == j ? "·" : fmt(v, 3), to: cw), x: x, y: r.y, style: style, clip: r)
-                }
+        guard parts.count > 1 else { return }
+        let mb = Block(title: "barrier matrix (\(state.dataNames.last ?? "") loss)")
+        mb.render(into: &buffer, area: parts[1], context: context)
+        let mi = mb.inner(parts[1]).inset(left: 1)
+        guard let mat = path.barrierMatrix else {
+            buffer.write("computing…", x: mi.x, y: mi.y, style: muted, clip: mi)
+            return
+        }
+        let n = mat.count
+        let cw = max(5, min(7, (mi.width - 4) / max(1, n)))
+        var line = TextWidth.padRight("", to: 4)
+        for j in 0..<n { line += TextWidth.padLeft("#\(j)", to: cw) }
+        buffer.write(line, x: mi.x, y: mi.y, style: muted, clip: mi.row(0))
+        for i in 0..<n where i + 1 < mi.height {
+            let r = mi.row(i + 1)
+            var x = buffer.write(TextWidth.padRight("#\(i)", to: 4), x: r.x, y: r.y, style: muted, clip: r)
+            for j in 0..<n {
+                let v = mat[i][j]
+                let sel: Bool
+                if case let .pair(a, b) = state.selection { sel = (a == i && b == j) || (a == j && b == i) } else { sel = false }
+                let style = sel ? Style(fg: .role(.foreground), bg: .role(.selection), attributes: .bold) : plain
+                x = buffer.write(TextWidth.padLeft(i == j ? "·" : fmt(v, cw >= 6 ? 3 : 2), to: cw), x: x, y: r.y, style: style, clip: r)
             }
         }
     }

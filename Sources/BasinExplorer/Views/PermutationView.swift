@@ -22,7 +22,7 @@ enum PermutationView: ExplorerViewModule {
         m.bind([.pageDown, .ctrl("f")], .pageDown, "page down", context: perm)
     }
 
-    static let hints: [ExplorerAction] = [.help, .down, .nextPane, .match(.weight), .export, .nextView, .quit]
+    static let hints: [ExplorerAction] = [.help, .quit, .down, .nextPane, .match(.weight), .export, .nextView]
     static let panes = 2
 
     static func perform(_ action: ExplorerAction, in app: inout ExplorerApp) -> [Effect<ExplorerMessage>] {
@@ -59,18 +59,33 @@ enum PermutationView: ExplorerViewModule {
 }
 
 extension ExplorerApp {
-    /// Aligns the selected pair's B to A in the background.
+    /// Aligns every other model to the reference (A of the pair, the first model of the chain) in the
+    /// background, the selection's B first so its aligned curve appears soonest. Each alignment is posted as
+    /// it is done.
     mutating func startMatch(_ method: MatchMethod) -> [Effect<ExplorerMessage>] {
-        if state.jobs.contains(where: { $0.title.hasPrefix("match") }) { return [] }
-        let (a, b) = state.pair
+        if state.jobs.contains(where: { $0.title.hasPrefix("match") }) {
+            state.lastJobNote = "matching is running: Esc cancels it"
+            return []
+        }
+        let ref = state.reference
+        let b = state.selectedModels[1]
+        let targets = [b] + engine.models.indices.filter { $0 != ref && $0 != b }
         let (id, flag) = beginJob("match \(method.rawValue)")
         let engine = self.engine
         return [.spawn { inbox in
             do {
-                let outcome = try engine.match(method, a: a, b: b, cancel: flag)
-                inbox.post(.matched(outcome))
-                let moved = outcome.report.layers.reduce(0) { $0 + $1.moved }
-                inbox.post(.jobFinished(id: id, note: String(format: "%@ matching: %d units moved (%.2fs)", method.rawValue, moved, outcome.report.seconds)))
+                var moved = 0
+                var seconds = 0.0
+                for (k, i) in targets.enumerated() {
+                    inbox.post(.jobProgress(id: id, fraction: Double(k) / Double(targets.count),
+                                            detail: "\(engine.names[i]) to \(engine.names[ref]) (\(k + 1)/\(targets.count))"))
+                    let outcome = try engine.match(method, a: ref, b: i, cancel: flag)
+                    inbox.post(.matched(outcome))
+                    moved += outcome.report.layers.reduce(0) { $0 + $1.moved }
+                    seconds += outcome.report.seconds
+                }
+                let what = targets.count == 1 ? "\(moved) units moved" : "\(targets.count) models aligned to \(engine.names[ref]), \(moved) units moved"
+                inbox.post(.jobFinished(id: id, note: String(format: "%@ matching: %@ (%.2fs)", method.rawValue, what, seconds)))
             } catch is CancellationError {
                 inbox.post(.jobFinished(id: id, note: "matching cancelled"))
             } catch {
@@ -88,7 +103,7 @@ enum PermutationRenderer {
             b.render(into: &buffer, area: area, context: context)
             let i = b.inner(area).inset(left: 1)
             let (a, bIndex) = state.pair
-            Paragraph("No alignment yet.\n\nPress m for weight matching or M for activation matching: model \(state.modelNames[bIndex]) is permuted to \(state.modelNames[a]). The job runs in the background; the similarity matrices, the matches and the objective per step appear here, and the aligned straight line joins the path view.", style: muted)
+            Paragraph("No alignment yet.\n\nPress m for weight matching or M for activation matching: \(state.modelNames.count > 2 ? "every other model" : "model \(state.modelNames[bIndex])") is permuted to \(state.modelNames[a]). The job runs in the background; the similarity matrices, the matches and the objective per step appear here, and the aligned straight line joins the path view.", style: muted)
                 .render(into: &buffer, area: i, context: context)
             return
         }
@@ -135,29 +150,47 @@ enum PermutationRenderer {
         let sel = min(state.permutation.matches.selected, n - 1)
         let s0 = max(0, min(n - k, sel - k / 2))
         let window = "units \(s0)–\(s0 + k - 1) of \(n)"
-        let titles = ["before: A rows × B cols, \(window)", "after: matches on the diagonal"]
-        let all = layer.similarity.filter(\.isFinite)
-        let range = (all.min() ?? 0)...(all.max() ?? 1)
+        let titles = ["before: A rows × B cols, \(window)", "after: B reordered, matches on the diagonal"]
+        // Colours span the 2nd to 98th percentile of the layer's similarities (a few extreme pairs would wash
+        // out the rest); the colour bar says so.
+        let range = Heatmap.percentileRange(layer.similarity) ?? 0...1
+        let window0 = s0..<(s0 + k)
         for (idx, aligned) in [false, true].enumerated() {
             let b = Block(title: titles[idx])
             b.render(into: &buffer, area: mid[idx], context: context)
             let inner = b.inner(mid[idx])
-            let values = (s0..<(s0 + k)).map { i in
-                (s0..<(s0 + k)).map { j in layer.similarity[i * n + (aligned ? layer.permutation[j] : j)] }
+            let values = window0.map { i in
+                window0.map { j in layer.similarity[i * n + (aligned ? layer.permutation[j] : j)] }
             }
+            // The chosen matches: (i, π(i)) before, the diagonal after.
+            let points: [(row: Int, col: Int)] = window0.compactMap { i in
+                let j = aligned ? i : layer.permutation[i]
+                return window0.contains(j) && i != sel ? (row: i - s0, col: j - s0) : nil
+            }
+            let selCol = aligned ? sel : layer.permutation[sel]
             let cellsHigh = (k + perCell - 1) / perCell + 1
             let area = Rect(x: inner.x, y: inner.y, width: min(inner.width, max(k, 24)), height: min(inner.height, cellsHigh))
             let mapArea = Rect(x: area.x, y: area.y, width: k, height: area.height)
-            Heatmap(values: values, range: range, marked: aligned ? (row: sel - s0, col: sel - s0) : nil, showColorBar: false)
+            Heatmap(values: values, range: range, marked: window0.contains(selCol) ? (row: sel - s0, col: selCol - s0) : nil,
+                    showColorBar: false, points: points)
                 .render(into: &buffer, area: mapArea.inset(bottom: 1), context: context)
-            // The ramp from the layer's lowest to highest similarity, under the map.
-            let ramp = (0..<max(2, min(inner.width - 16, 24))).map { range.lowerBound + (range.upperBound - range.lowerBound) * Double($0) / Double(max(1, min(inner.width - 16, 24) - 1)) }
+            // Beside the map: the legend; under it the colour ramp over the clipped range.
+            let legendX = mapArea.maxX + 2
+            if inner.maxX - legendX >= 14 {
+                let legend = ["colour: similarity", report.method == .weight ? " (weight inner" : " (activation", report.method == .weight ? "  product)" : "  correlation)", "\(context.glyphs.unicode ? "•" : "o") chosen match", "\(context.glyphs.marker) selected match",
+                              "score: similarity", " of the matched pair"]
+                for (r, l) in legend.enumerated() where inner.y + r < area.maxY - 1 {
+                    buffer.writeFitted(l, in: Rect(x: legendX, y: inner.y + r, width: inner.maxX - legendX, height: 1), style: Style(fg: .role(.muted)), glyphs: context.glyphs)
+                }
+            }
+            let rampWidth = max(2, min(inner.width - 22, 24))
+            let ramp = (0..<rampWidth).map { range.lowerBound + (range.upperBound - range.lowerBound) * Double($0) / Double(rampWidth - 1) }
             let barRow = Rect(x: inner.x, y: area.maxY - 1, width: inner.width, height: 1)
             var bx = buffer.write(formatNumber(range.lowerBound) + " ", x: barRow.x, y: barRow.y, style: Style(fg: .role(.muted)), clip: barRow)
             Heatmap(values: [ramp], range: range, showColorBar: false)
                 .render(into: &buffer, area: Rect(x: bx, y: barRow.y, width: ramp.count, height: 1), context: context)
             bx += ramp.count
-            buffer.write(" " + formatNumber(range.upperBound), x: bx, y: barRow.y, style: Style(fg: .role(.muted)), clip: barRow)
+            buffer.write(" " + formatNumber(range.upperBound) + " (2–98%)", x: bx, y: barRow.y, style: Style(fg: .role(.muted)), clip: barRow)
         }
 
         // Right: matches.

@@ -37,17 +37,16 @@ enum SoupView: ExplorerViewModule {
         m.bind([.down, .char("j")], .down, "next slider", hint: "slider", context: soup)
         m.bind([.left, .char("h")], .left, "decrease coefficient", context: soup)
         m.bind([.right, .char("l")], .right, "increase coefficient", hint: "adjust", context: soup)
-        m.bind([.shiftLeft, .char("H"), .char("[")], .fineLeft, "decrease, fine", context: soup)
-        m.bind([.shiftRight, .char("L"), .char("]")], .fineRight, "increase, fine", context: soup)
+        m.bind([.shiftLeft, .char("[")], .fineLeft, "decrease, fine", context: soup)
+        m.bind([.shiftRight, .char("]")], .fineRight, "increase, fine", context: soup)
         m.bind([.char("n")], .nextMethod, "next merge method", hint: "method", context: soup)
         m.bind([.char("N")], .previousMethod, "previous merge method", context: soup)
         m.bind([.char("u")], .uniformSoup, "uniform soup", hint: "uniform", context: soup)
         m.bind([.char("g")], .greedySoup, "greedy soup", hint: "greedy", context: soup)
-        m.bind([.char("a")], .toggleAligned, "use B aligned to A (after m) / the models as loaded", hint: "aligned", context: soup)
     }
 
-    static let hints: [ExplorerAction] = [.help, .down, .right, .nextMethod, .uniformSoup, .greedySoup, .toggleAligned, .export,
-                                          .nextView, .quit]
+    static let hints: [ExplorerAction] = [.help, .quit, .down, .right, .nextMethod, .uniformSoup, .greedySoup, .aligned, .export,
+                                          .nextView]
 
     static func perform(_ action: ExplorerAction, in app: inout ExplorerApp) -> [Effect<ExplorerMessage>] {
         let sliders = app.state.soup.sliderCount
@@ -66,14 +65,17 @@ enum SoupView: ExplorerViewModule {
             app.state.soup.selected = min(app.state.soup.selected, app.state.soup.sliderCount - 1)
             app.recomputeSoup()
             if app.engine.models.count == 3 { fx += app.startTriangle() }
-        case .toggleAligned:
-            guard app.alignedB != nil else {
-                app.state.soup.note = "align first (m): the soup then uses B permuted to A"
+        case .aligned:
+            let ref = app.state.reference
+            let aligned = (app.state.alignments[ref] ?? [:]).keys.sorted()
+            guard !aligned.isEmpty else {
+                app.state.soup.note = "align first (m): the soup then uses the models permuted to \(app.state.modelNames[ref])"
                 return []
             }
             app.state.soup.useAligned.toggle()
-            let (a, b) = app.state.pair
-            app.state.soup.note = app.state.soup.useAligned ? "using \(app.state.modelNames[b]) aligned to \(app.state.modelNames[a])" : "using the models as loaded"
+            app.state.soup.note = app.state.soup.useAligned
+                ? "using " + aligned.map { app.state.modelNames[$0] }.joined(separator: ", ") + " aligned to \(app.state.modelNames[ref])"
+                : "using the models as loaded"
             app.recomputeSoup()
             if app.engine.models.count == 3 { fx += app.startTriangle() }
         case .uniformSoup:
@@ -100,17 +102,30 @@ enum SoupView: ExplorerViewModule {
     }
 
     static func mouse(_ ev: MouseEvent, in app: inout ExplorerApp) -> [Effect<ExplorerMessage>] {
+        guard let layout = Layout.soup(app.state, size: app.state.size) else { return [] }
         switch ev.kind {
-        case .press:
+        case .press, .drag:
+            // A slider: pressing selects it and sets its value; dragging follows the pointer.
+            if ev.kind == .press, let i = layout.sliders.firstIndex(where: { $0.y == ev.y }) {
+                app.state.soup.selected = i
+                app.dragging = i
+            }
+            if let i = app.dragging, i < layout.sliders.count,
+               let v = SoupRenderer.slider(app.state, i).value(atColumn: ev.x, in: layout.sliders[i]) {
+                app.setSlider(i, v)
+                return []
+            }
             // The uniform / greedy buttons.
-            if let row = Layout.soupButtonRow(app.state, size: app.state.size), ev.y == row.y {
+            if ev.kind == .press, let row = layout.buttons, ev.y == row.y {
                 if ev.x >= row.x && ev.x < row.x + 11 { return app.perform(.uniformSoup) }
                 if ev.x >= row.x + 13 && ev.x < row.x + 23 { return app.perform(.greedySoup) }
             }
             return []
+        case .release:
+            app.dragging = nil
+            return []
         case .wheelUp: return app.perform(.up)
         case .wheelDown: return app.perform(.down)
-        case .release: return []
         }
     }
 
@@ -123,22 +138,30 @@ extension ExplorerApp {
     mutating func adjustSoup(_ d: Double) {
         let i = state.soup.selected
         let n = state.soup.coefficients.count
+        let current = i < n ? state.soup.coefficients[i] : (i == n && state.soup.method.needsBase ? state.soup.lambda : state.soup.density)
+        setSlider(i, current + d)
+    }
+
+    /// Sets slider i (a coefficient, the base's lambda or the density), rounded to 0.01 and kept in its range.
+    mutating func setSlider(_ i: Int, _ value: Double) {
+        let n = state.soup.coefficients.count
+        func r(_ v: Double, _ lo: Double, _ hi: Double) -> Double { ((min(hi, max(lo, v))) * 100).rounded() / 100 }
         if i < n {
-            state.soup.coefficients[i] = ((min(1, max(0, state.soup.coefficients[i] + d))) * 100).rounded() / 100
-        } else if i == n {
-            state.soup.lambda = ((min(2, max(0, state.soup.lambda + d))) * 100).rounded() / 100
+            state.soup.coefficients[i] = r(value, 0, 1)
+        } else if i == n && state.soup.method.needsBase {
+            state.soup.lambda = r(value, 0, 2)
         } else {
             // A density of 0 would drop every task vector entry: keep at least 1%.
-            state.soup.density = ((min(1, max(0.01, state.soup.density + d))) * 100).rounded() / 100
+            state.soup.density = r(value, 0.01, 1)
         }
         state.soup.note = nil
         recomputeSoup()
     }
 
-    /// Models the soup replaces: B by B aligned to A, when matched and switched on.
+    /// Models the soup replaces, when switched on (a): every model aligned to the reference by its permuted self.
     var soupReplacements: [Int: ParameterSet] {
-        guard state.soup.useAligned, let al = alignedB, let o = state.permutation.outcome else { return [:] }
-        return [o.b: al]
+        guard state.soup.useAligned else { return [:] }
+        return (state.alignments[state.reference] ?? [:]).mapValues { $0.result.aligned }
     }
 
     func mergedSoup() throws -> ParameterSet {
@@ -149,7 +172,7 @@ extension ExplorerApp {
     /// The merged model is evaluated synchronously (about a millisecond on the sample models).
     mutating func recomputeSoup() {
         do {
-            state.soup.metrics = engine.evaluate(try mergedSoup())
+            state.soup.metrics = engine.evaluateSoup(try mergedSoup())
             state.soup.error = nil
         } catch {
             state.soup.metrics = nil
@@ -185,79 +208,123 @@ extension ExplorerApp {
 }
 
 extension Layout {
-    /// Where the soup view's buttons are (for mouse clicks).
-    package static func soupButtonRow(_ state: ExplorerState, size: Size) -> Point? {
+    /// Where the soup view's parts are: the method strip's rows, one row per slider, the buttons.
+    package struct SoupLayout {
+        package var left: Rect
+        package var right: Rect
+        package var methods: Rect
+        package var sliders: [Rect]
+        package var buttons: Point?
+        package var below: Int
+    }
+
+    package static func soup(_ state: ExplorerState, size: Size) -> SoupLayout? {
         guard !TooSmall.check(size, minimum: minimum) else { return nil }
         let body = self.body(size)
-        let inner = Block().inner(body).inset(left: 1, right: 1)
-        let sliders = state.soup.sliderCount
-        return Point(x: inner.x, y: inner.y + 2 + sliders + 1)
+        let hasTriangle = state.modelNames.count == 3
+        let cols = body.columns(.fill(1), .fixed(min(hasTriangle ? 44 : 40, body.width * 2 / 5)))
+        let li = Block().inner(cols[0]).inset(left: 1, right: 1)
+        let stripRows = SoupRenderer.methodStrip(state, width: li.width).count
+        var y = li.y + stripRows + 1
+        var sliders: [Rect] = []
+        for _ in 0..<state.soup.sliderCount where y < li.maxY {
+            sliders.append(Rect(x: li.x, y: y, width: li.width, height: 1))
+            y += 1
+        }
+        var buttons: Point?
+        if y + 1 < li.maxY {
+            buttons = Point(x: li.x, y: y + 1)
+            y += 2
+        }
+        return SoupLayout(left: cols[0], right: cols[1], methods: Rect(x: li.x, y: li.y, width: li.width, height: stripRows),
+                          sliders: sliders, buttons: buttons, below: y + 1)
     }
+
+    /// Where the soup view's buttons are (for mouse clicks).
+    package static func soupButtonRow(_ state: ExplorerState, size: Size) -> Point? { soup(state, size: size)?.buttons }
 }
 
-enum SoupRenderer {
-    static func render(_ state: ExplorerState, into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
-        let s = state.soup
-        let hasTriangle = state.modelNames.count == 3
-        let cols = area.columns(.fill(1), .fixed(min(hasTriangle ? 44 : 40, area.width * 2 / 5)))
-        let lb = Block(title: "soup · method: \(s.method.label) (n)" + (s.useAligned ? " · B aligned (a)" : ""))
-        lb.render(into: &buffer, area: cols[0], context: context)
-        let li = lb.inner(cols[0]).inset(left: 1, right: 1)
-        var y = li.y
-        // Method strip.
-        var x = li.x
+package enum SoupRenderer {
+    /// The method names laid out in rows of `width` (wrapping rather than cutting one off).
+    static func methodStrip(_ state: ExplorerState, width: Int) -> [[ExplorerEngine.SoupMethod]] {
+        var rows: [[ExplorerEngine.SoupMethod]] = [[]]
+        var x = 0
         for m in ExplorerEngine.SoupMethod.allCases {
-            let on = m == s.method
-            x = buffer.write(" \(m.label) ", x: x, y: y, style: on ? Style(fg: .role(.foreground), bg: .role(.selection), attributes: .bold) : Style(fg: .role(.muted)), clip: li.row(0)) + 1
+            let w = TextWidth.of(m.label) + 3
+            if x + w - 1 > width && !rows[rows.count - 1].isEmpty {
+                rows.append([])
+                x = 0
+            }
+            rows[rows.count - 1].append(m)
+            x += w
         }
-        y += 2
-        let total = s.coefficients.reduce(0, +)
-        for (i, c) in s.coefficients.enumerated() where y < li.maxY {
+        return rows
+    }
+
+    /// Slider i as drawn (and as the mouse reads it).
+    package static func slider(_ state: ExplorerState, _ i: Int) -> Slider {
+        let s = state.soup
+        let n = s.coefficients.count
+        let two = { @Sendable (v: Double) in String(format: "%.2f", v) }
+        if i < n {
             let label = TextWidth.padRight(TextWidth.fit(state.modelNames[i], to: 16), to: 16)
-            Slider(label: label, value: c, range: 0...1, focused: s.selected == i, format: { String(format: "%.2f", $0) })
-                .render(into: &buffer, area: Rect(x: li.x, y: y, width: li.width, height: 1), context: context)
-            y += 1
+            return Slider(label: label, value: s.coefficients[i], range: 0...1, focused: s.selected == i, format: two)
         }
-        if s.method.needsBase, y < li.maxY {
-            Slider(label: TextWidth.padRight("base λ", to: 16), value: s.lambda, range: 0...2, focused: s.selected == s.coefficients.count,
-                   format: { String(format: "%.2f", $0) })
-                .render(into: &buffer, area: Rect(x: li.x, y: y, width: li.width, height: 1), context: context)
-            y += 1
+        if i == n && s.method.needsBase {
+            return Slider(label: TextWidth.padRight("base λ", to: 16), value: s.lambda, range: 0...2, focused: s.selected == i, format: two)
         }
-        if s.method.usesDensity, y < li.maxY {
-            Slider(label: TextWidth.padRight("density", to: 16), value: s.density, range: 0...1, focused: s.selected == s.coefficients.count + 1,
-                   format: { String(format: "%.2f", $0) })
-                .render(into: &buffer, area: Rect(x: li.x, y: y, width: li.width, height: 1), context: context)
-            y += 1
+        return Slider(label: TextWidth.padRight("density", to: 16), value: s.density, range: 0...1, focused: s.selected == i, format: two)
+    }
+
+    static func render(_ state: ExplorerState, into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
+        guard let layout = Layout.soup(state, size: Size(width: area.width, height: area.height + 2)) else { return }
+        let s = state.soup
+        let glyphs = context.glyphs
+        let hasTriangle = state.modelNames.count == 3
+        let lb = Block(title: TextWidth.fit("soup · \(s.method.label) (n)" + (s.useAligned ? " · aligned to \(state.modelNames[state.reference]) (a)" : ""), to: max(0, layout.left.width - 6), ellipsis: glyphs.ellipsis))
+        lb.render(into: &buffer, area: layout.left, context: context)
+        let li = lb.inner(layout.left).inset(left: 1, right: 1)
+        // Method strip.
+        for (r, row) in methodStrip(state, width: li.width).enumerated() {
+            var x = li.x
+            for m in row {
+                let on = m == s.method
+                x = buffer.write(" \(m.label) ", x: x, y: li.y + r, style: on ? Style(fg: .role(.foreground), bg: .role(.selection), attributes: .bold) : Style(fg: .role(.muted)), clip: li.row(r)) + 1
+            }
         }
-        // Buttons (keys u and g).
-        if y + 1 < li.maxY {
-            y += 1
+        for (i, r) in layout.sliders.enumerated() { slider(state, i).render(into: &buffer, area: r, context: context) }
+        if let b = layout.buttons {
             let button = Style(fg: .role(.foreground), bg: .role(.selection))
-            let bx = buffer.write(" u uniform ", x: li.x, y: y, style: button, clip: li.row(y - li.y)) + 2
-            buffer.write(" g greedy ", x: bx, y: y, style: button, clip: li.row(y - li.y))
-            y += 1
+            let row = Rect(x: li.x, y: b.y, width: li.width, height: 1)
+            let bx = buffer.write(" u uniform ", x: li.x, y: b.y, style: button, clip: row) + 2
+            buffer.write(" g greedy ", x: bx, y: b.y, style: button, clip: row)
         }
-        y += 1
+        var y = layout.below
+        let total = s.coefficients.reduce(0, +)
         let muted = Style(fg: .role(.muted))
         if s.method == .weighted, y < li.maxY {
-            buffer.write("normalised weights: " + s.coefficients.map { fmt(total > 0 ? $0 / total : 0, 2) }.joined(separator: " "), x: li.x, y: y, style: muted, clip: li.row(y - li.y))
+            buffer.writeFitted("normalised weights: " + s.coefficients.map { fmt(total > 0 ? $0 / total : 0, 2) }.joined(separator: " "), in: li.row(y - li.y), style: muted, glyphs: glyphs)
             y += 1
         }
         if let note = s.note, y < li.maxY {
-            buffer.write(note, x: li.x, y: y, style: Style(fg: .role(.accent)), clip: li.row(y - li.y))
-            y += 1
+            let lines = Paragraph.wrap(note, width: li.width).prefix(2)
+            for l in lines where y < li.maxY {
+                buffer.writeFitted(l, in: li.row(y - li.y), style: Style(fg: .role(.accent)), glyphs: glyphs)
+                y += 1
+            }
         }
         y += 1
-        // Metrics table: merged vs ensemble vs each model? (merged and ensemble).
+        // Metrics: the merged model beside the ensemble, on every data set (and the held-out set).
         if y < li.maxY {
             var rows: [[String]] = []
-            for (d, name) in state.dataNames.enumerated() {
+            let names = state.soupDataNames
+            for (d, name) in names.enumerated() {
                 let m = s.metrics.map { d < $0.count ? "\(fmt($0[d].loss, 4))  \(pct($0[d].accuracy))" : "–" } ?? "–"
                 let e = s.ensemble.map { d < $0.count ? "\(fmt($0[d].loss, 4))  \(pct($0[d].accuracy))" : "–" } ?? "n/a"
                 rows.append([name, m, e])
             }
-            Table(header: ["data", "merged loss  acc", "ensemble loss  acc"], rows: rows, widths: [.fixed(7), .fill(1), .fill(1)])
+            let nameW = min(9, max(5, names.map { TextWidth.of($0) }.max() ?? 5) + 1)
+            Table(header: ["data", "merged loss  acc", "ensemble loss  acc"], rows: rows, widths: [.fixed(nameW), .fill(1), .fill(1)])
                 .render(into: &buffer, area: Rect(x: li.x, y: y, width: li.width, height: min(li.maxY - y, rows.count + 1)), context: context)
             y += rows.count + 2
         }
@@ -267,18 +334,21 @@ enum SoupRenderer {
 
         // Right: triangle or help text.
         let rb = Block(title: hasTriangle ? "\(state.dataNames.last ?? "") loss over the coefficient triangle" : "about")
-        rb.render(into: &buffer, area: cols[1], context: context)
-        let ri = rb.inner(cols[1])
+        rb.render(into: &buffer, area: layout.right, context: context)
+        let ri = rb.inner(layout.right)
         if hasTriangle {
             if let tri = s.triangle {
                 let cell = SoupSimplex.cell(for: s.coefficients, resolution: tri.count - 1)
-                Heatmap(values: tri, marked: (row: cell.row, col: cell.column)).render(into: &buffer, area: ri.inset(bottom: 1), context: context)
-                buffer.write("top: \(state.modelNames[2]) · left: \(state.modelNames[0]) · right: \(state.modelNames[1])", x: ri.x, y: ri.maxY - 1, style: muted, clip: ri.row(ri.height - 1))
+                Heatmap(values: tri, marked: (row: cell.row, col: cell.column)).render(into: &buffer, area: ri.inset(bottom: 2), context: context)
+                let corners = "top: \(state.modelNames[2]) · left: \(state.modelNames[0]) · right: \(state.modelNames[1])"
+                for (k, l) in Paragraph.wrap(corners, width: ri.width).prefix(2).enumerated() {
+                    buffer.writeFitted(l, in: ri.row(ri.height - 2 + k), style: muted, glyphs: glyphs)
+                }
             } else {
                 buffer.write("computing…", x: ri.x + 1, y: ri.y, style: muted, clip: ri)
             }
         } else {
-            Paragraph("One slider per model; the merged model is evaluated as you move them. u: uniform soup, g: greedy soup (ingredients added in order of held-out accuracy while it improves; held-out data: --heldout, else the last data set). Methods other than weighted need a base (--base) for task vectors. With three models a loss map over the coefficient triangle appears here.", style: muted)
+            Paragraph("One slider per model; the merged model is evaluated as you move them (keys or mouse: click or drag a slider). u: uniform soup, g: greedy soup (ingredients added in order of held-out accuracy while it improves; held-out data: --heldout, else the last data set). a: merge the models aligned to A (after m). Methods other than weighted need a base for task vectors: start with --base BASE_MODEL. With three models a loss map over the coefficient triangle appears here.", style: muted)
                 .render(into: &buffer, area: ri.inset(left: 1, right: 1), context: context)
         }
     }
