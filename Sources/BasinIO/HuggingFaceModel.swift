@@ -89,4 +89,5 @@ public final class HuggingFaceModel: TensorSource {
         try weights.withRawBytes(name, body)
     }
     public func release(_ name: String) { weights.release(name) }
+    public func release(_ name: String, bytes: Range<Int>) { weights.release(name, bytes: bytes) }
 }

@@ -146,11 +146,12 @@ enum Platform {
 
         /// Tells the kernel the pages of [offset, offset+count) will not be needed soon, so a streaming reader
         /// keeps its resident set at about one tensor.
-        func release(offset: Int, count: Int) {
+        /// With `wholePagesOnly`, pages the range only partly covers are kept (they may hold bytes still to be read).
+        func release(offset: Int, count: Int, wholePagesOnly: Bool = false) {
             guard let base, count > 0, !owned else { return }
             let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-            let start = (offset / page) * page
-            let end = min(size, offset + count)
+            let start = wholePagesOnly ? ((offset + page - 1) / page) * page : (offset / page) * page
+            let end = wholePagesOnly ? ((offset + count) / page) * page : min(size, offset + count)
             guard end > start else { return }
             _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
         }
@@ -208,6 +209,11 @@ enum Platform {
     final class WriteFile {
         let fd: Int32
         let path: String
+        /// Bytes appended so far, and up to where writeback has been started (see `startWriteback`).
+        private var written = 0
+        private var flushed = 0
+        /// Start writing dirty pages back every this many bytes, so the final fsync has little left to do.
+        static let writebackStep = 64 << 20
 
         init(creatingExclusive path: String) throws {
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
@@ -226,7 +232,27 @@ enum Platform {
                 }
                 offset += n
             }
+            written += bytes.count
+            if written - flushed >= Self.writebackStep { startWriteback() }
         }
+
+        /// Asks the kernel to start writing back what was appended since the last call, without waiting (Linux's
+        /// sync_file_range; elsewhere nothing): large outputs then stream to disk while being written instead of
+        /// all at once in the final fsync.
+        private func startWriteback() {
+            #if os(Linux)
+            if let f = Self.syncFileRange { _ = f(fd, Int64(flushed), Int64(written - flushed), 2 /* SYNC_FILE_RANGE_WRITE */) }
+            #endif
+            flushed = written
+        }
+
+        #if os(Linux)
+        /// glibc's sync_file_range, looked up at run time (Swift's Glibc module hides the _GNU_SOURCE declaration).
+        private static let syncFileRange: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32)? = {
+            guard let symbol = dlsym(nil, "sync_file_range") else { return nil }
+            return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32).self)
+        }()
+        #endif
 
         /// Writes at a fixed offset without moving the file position (pwrite).
         func write(_ bytes: UnsafeRawBufferPointer, at position: Int) throws {

@@ -34,6 +34,9 @@ public protocol TensorSource: Sendable {
     func withRawBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R
     /// Drops the tensor's pages from memory (a hint for streaming readers).
     func release(_ name: String)
+    /// Drops the pages wholly inside `bytes` (offsets within the tensor's data) from memory, so a streaming reader
+    /// can let go of what it has consumed while it is still working on the rest of the tensor.
+    func release(_ name: String, bytes: Range<Int>)
     /// The files that make up this source (one, or every shard).
     var files: [URL] { get }
 }
@@ -72,6 +75,9 @@ extension TensorSource {
             }
         }
     }
+
+    /// Sources that cannot release part of a tensor do nothing.
+    public func release(_ name: String, bytes: Range<Int>) {}
 
     /// Every tensor decoded to Float32, in storage order.
     public func allTensors() throws -> [(String, Tensor)] {
@@ -279,6 +285,11 @@ public final class SafeTensorsFile: TensorSource, Sendable {
     public func release(_ name: String) {
         guard let info = infos[name] else { return }
         mapping.release(offset: dataStart + info.dataOffsets.lowerBound, count: info.byteCount)
+    }
+
+    public func release(_ name: String, bytes: Range<Int>) {
+        guard let info = infos[name], bytes.lowerBound >= 0, bytes.upperBound <= info.byteCount else { return }
+        mapping.release(offset: dataStart + info.dataOffsets.lowerBound + bytes.lowerBound, count: bytes.count, wholePagesOnly: true)
     }
 
     /// The whole file's bytes (memory-mapped), e.g. for hashing.

@@ -110,6 +110,10 @@ public final class ShardedCheckpoint: TensorSource, Sendable {
     public func release(_ name: String) {
         if let i = shardOf[name] { shards[i].release(name) }
     }
+
+    public func release(_ name: String, bytes: Range<Int>) {
+        if let i = shardOf[name] { shards[i].release(name, bytes: bytes) }
+    }
 }
 
 /// Opens a model file: a `.safetensors` file, a `*.safetensors.index.json`, an `.onnx` graph (its initializers are

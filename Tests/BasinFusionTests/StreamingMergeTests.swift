@@ -92,3 +92,21 @@ final class StreamingMergeTests: XCTestCase {
         XCTAssertTrue(try ModelFile.open(out).tensor("w")[123].isNaN)
     }
 }
+
+final class DigestCacheTests: XCTestCase {
+    func testDigestsAreRememberedUntilTheFileChanges() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("m.safetensors")
+        try SafeTensorsWriter.write([("w", Tensor(shape: [3], storage: [1, 2, 3]))], to: file)
+        let cache = DigestCacheProbe(url: dir.appendingPathComponent("cache/sha256.json"))
+        let first = try cache.sha256(file)
+        XCTAssertEqual(first, try FileDigest.sha256(file))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cache/sha256.json").path))
+        XCTAssertEqual(try cache.sha256(file), first)
+        Thread.sleep(forTimeInterval: 0.01)
+        try SafeTensorsWriter.write([("w", Tensor(shape: [3], storage: [1, 2, 4]))], to: file)
+        XCTAssertNotEqual(try cache.sha256(file), first, "a rewritten file is hashed again")
+        XCTAssertEqual(try cache.sha256(file), try FileDigest.sha256(file))
+    }
+}

@@ -169,6 +169,8 @@ public enum MergeBenchmark {
                     + urls.dropFirst().map { "  - model: \($0.path)\n    parameters: {weight: 1.0}\n" }.joined() + "parameters: {lambda: 0.5}\n"
             }
             let out = sharded ? root.appendingPathComponent("merged-\(method.rawValue)") : root.appendingPathComponent("merged-\(method.rawValue).safetensors")
+            // Each merge hashes its inputs from scratch (the digest cache would spare every run after the first).
+            setenv("BASIN_DIGEST_CACHE", "off", 1)
             ProcessMemory.resetPeak()
             let start = Benchmarks.now()
             let recipe = try MergeRecipe.parse(text, directory: root)

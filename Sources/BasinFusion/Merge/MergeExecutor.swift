@@ -67,7 +67,7 @@ public enum MergeExecutor {
             throw MergeError(.output, file: e.file, e.problem)
         }
         hasher?.start()
-        let pipeline = WritePipeline(writer: writer, depthBytes: 512 << 20)
+        let pipeline = WritePipeline(writer: writer, depthBytes: WritePipeline.defaultDepth)
         var inputBytes = 0, streamed = 0
         do {
             for (i, entry) in plan.entries.enumerated() {
@@ -111,13 +111,16 @@ public enum MergeExecutor {
             if !e.isFloatingPoint {
                 work = 0
             } else if StreamingKernels.canStream(e, method: plan.recipe.method) {
-                work = chunkBytes * (k + 6) + (plan.recipe.method == .ties ? n / 50 * 16 * e.inputs.count : 0)
+                // Histograms of the TIES threshold passes: 128 KB + up to 16 x 256 KB per model and thread.
+                work = chunkBytes * (k + 6) + (plan.recipe.method == .ties ? options.threads * e.inputs.count * (17 << 18) : 0)
             } else {
                 work = n * 4 * (k + 2 + (plan.recipe.method.isTaskArithmeticFamily ? e.inputs.count + 3 : 1))
             }
-            worst = max(worst, work + plan.inputBytes(e) + outBytes)
+            // Streamed tensors let go of their input pages as they go; whole-tensor ones hold them until done.
+            let pages = StreamingKernels.canStream(e, method: plan.recipe.method) ? options.threads * (StreamingKernels.Job.releaseStride * 8) : plan.inputBytes(e)
+            worst = max(worst, work + pages + outBytes)
         }
-        let queue = min(512 << 20, 2 * largestOutput)
+        let queue = max(WritePipeline.defaultDepth, largestOutput)
         let baseline = 40 << 20  // the process itself: code, Foundation, headers, plan
         return baseline + worst + queue
     }
@@ -232,8 +235,12 @@ final class WritePipeline: @unchecked Sendable {
     private let depthBytes: Int
     private let condition = NSCondition()
     private var queue: [(String, OutputBuffer)] = []
+    /// Bytes queued plus the buffer being written.
     private var queuedBytes = 0
     private var closed = false
+    /// Output bytes allowed to wait or be in writing while the next tensor is computed (a larger tensor waits
+    /// for the writer to be idle).
+    static let defaultDepth = 64 << 20
     private var cancelled = false
     private var failure: Error?
     private var done = false
@@ -258,7 +265,7 @@ final class WritePipeline: @unchecked Sendable {
                 condition.unlock()
                 return
             }
-            let (name, buffer) = queue.removeFirst()
+            let (name, buffer) = queue[0]
             condition.unlock()
             do {
                 try writer.write(name, rawBytes: buffer.bytes)
@@ -272,6 +279,7 @@ final class WritePipeline: @unchecked Sendable {
                 return
             }
             condition.lock()
+            queue.removeFirst()
             queuedBytes -= buffer.count
             condition.broadcast()
             condition.unlock()
@@ -339,7 +347,7 @@ final class InputHasher: @unchecked Sendable {
                     let stop = cancelled
                     condition.unlock()
                     if stop { break }
-                    digests[job.label] = try FileDigest.sha256(of: job.source)
+                    digests[job.label] = try FileDigest.sha256(of: job.source, fileDigest: { try DigestCache.shared.sha256($0) })
                 }
                 finish(.success(Self.encode(digests)), t0)
             } catch {
@@ -372,4 +380,67 @@ final class InputHasher: @unchecked Sendable {
         while result == nil { condition.wait() }
         condition.unlock()
     }
+}
+
+/// SHA-256 digests of input files remembered between runs (keyed by path, device, inode, size and modification
+/// time, as git's index remembers file states), so merging the same checkpoints again does not hash gigabytes again.
+/// Stored in `$BASIN_DIGEST_CACHE`, else `$XDG_CACHE_HOME/basin/sha256.json`, else `~/.cache/basin/sha256.json`;
+/// `BASIN_DIGEST_CACHE=off` turns it off. A file changed in place gets a new modification time and is hashed again.
+final class DigestCache: @unchecked Sendable {
+    static let shared = DigestCache()
+    private let lock = NSLock()
+    let url: URL?
+
+    init(url: URL? = DigestCache.defaultLocation()) { self.url = url }
+
+    static func defaultLocation() -> URL? {
+        let env = ProcessInfo.processInfo.environment
+        if let p = env["BASIN_DIGEST_CACHE"] { return p == "off" || p.isEmpty ? nil : URL(fileURLWithPath: p) }
+        if let x = env["XDG_CACHE_HOME"], !x.isEmpty { return URL(fileURLWithPath: x).appendingPathComponent("basin/sha256.json") }
+        guard let home = env["HOME"], !home.isEmpty else { return nil }
+        return URL(fileURLWithPath: home).appendingPathComponent(".cache/basin/sha256.json")
+    }
+
+    /// The file's identity: device, inode, size, modification time (ns).
+    static func stamp(_ file: URL) -> String? {
+        guard let a = try? FileManager.default.attributesOfItem(atPath: file.path),
+              let size = a[.size] as? Int, let date = a[.modificationDate] as? Date else { return nil }
+        let device = (a[.systemNumber] as? Int) ?? 0, inode = (a[.systemFileNumber] as? Int) ?? 0
+        return "\(device):\(inode):\(size):\(Int64(date.timeIntervalSince1970 * 1e9))"
+    }
+
+    func sha256(_ file: URL) throws -> String {
+        let path = file.resolvingSymlinksInPath().path
+        guard let url, let stamp = Self.stamp(file) else { return try FileDigest.sha256(file) }
+        lock.lock()
+        let known = load()[path]
+        lock.unlock()
+        if let known, known["stamp"] == stamp, let digest = known["sha256"] { return digest }
+        let digest = try FileDigest.sha256(file)
+        // The file must not have changed while it was hashed.
+        guard Self.stamp(file) == stamp else { return digest }
+        lock.lock()
+        defer { lock.unlock() }
+        var all = load()
+        all[path] = ["stamp": stamp, "sha256": digest]
+        if all.count > 10_000 { all = all.filter { FileManager.default.fileExists(atPath: $0.key) } }
+        if let data = try? JSONSerialization.data(withJSONObject: all, options: [.sortedKeys]) {
+            try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try? data.write(to: url, options: .atomic)
+        }
+        return digest
+    }
+
+    private func load() -> [String: [String: String]] {
+        guard let url, let data = try? Data(contentsOf: url),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: [String: String]] else { return [:] }
+        return object
+    }
+}
+
+/// The digest cache for tests (a private location).
+package struct DigestCacheProbe {
+    let cache: DigestCache
+    package init(url: URL) { cache = DigestCache(url: url) }
+    package func sha256(_ file: URL) throws -> String { try cache.sha256(file) }
 }

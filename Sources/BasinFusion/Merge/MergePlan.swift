@@ -437,4 +437,5 @@ public final class PrefixedTensorSource: TensorSource {
         try inner.withRawBytes(prefix + name, body)
     }
     public func release(_ name: String) { inner.release(prefix + name) }
+    public func release(_ name: String, bytes: Range<Int>) { inner.release(prefix + name, bytes: bytes) }
 }

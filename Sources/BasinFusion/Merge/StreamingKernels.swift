@@ -12,10 +12,12 @@ import Foundation
 /// is bit-identical to the in-memory result (an explorer export and `basin merge` of its recipe agree exactly).
 ///
 /// TIES needs, per task vector, the k-th largest |x_i - base| over the whole tensor. It is found without sorting or
-/// copying the tensor: a random sample of 32k entries brackets the threshold; one pass counts the entries above the
-/// bracket and collects the few inside it (in index order, so ties at the threshold are kept in index order exactly
-/// as `TensorMerge.topMagnitudeMask` keeps them); the threshold is selected among those. If the bracket misses (a
-/// rare sampling accident) the tensor goes through the in-memory path instead.
+/// copying the tensor, by radix selection over histograms of the magnitudes' bits (see `selectThresholds`), then a
+/// final pass keeps what is above it (and entries equal to it in index order, exactly as
+/// `TensorMerge.topMagnitudeMask` does).
+///
+/// Input pages are released as each range is consumed (in the final pass), so resident memory stays at a few
+/// megabytes per input however large the tensor.
 enum StreamingKernels {
     static let chunk = 8192
 
@@ -42,7 +44,7 @@ enum StreamingKernels {
         return try withRawBytes(sources, plan: plan) { raws in
             let n = Tensor.elementCount(e.shape)
             let job = Job(entry: e, n: n, inputs: Array(raws.prefix(e.inputs.count)), base: e.base != nil ? raws.last! : nil,
-                          out: buffer.pointer, outDType: e.outputDType, allowNonFinite: allowNonFinite)
+                          out: buffer.pointer, outDType: e.outputDType, allowNonFinite: allowNonFinite, plan: plan)
             let ranges = split(n, threads: n < 4 * chunk ? 1 : threads)
             switch method {
             case .linear, .basinPath:
@@ -120,19 +122,19 @@ enum StreamingKernels {
         }
     }
 
-    /// Per-range results of the threshold pass, filled from several threads.
-    final class Collected: @unchecked Sendable {
+    /// Per-range histograms of the threshold passes, filled from several threads.
+    final class Histograms: @unchecked Sendable {
         private let lock = NSLock()
-        private(set) var above: [[Int]]
-        private(set) var candidates: [[[(Int, UInt32)]]]
+        private(set) var high: [[[UInt32]]]
+        private(set) var low: [[[UInt32]]]
         init(ranges: Int, models: Int) {
-            above = Array(repeating: Array(repeating: 0, count: models), count: ranges)
-            candidates = Array(repeating: Array(repeating: [], count: models), count: ranges)
+            high = Array(repeating: Array(repeating: [], count: models), count: ranges)
+            low = Array(repeating: Array(repeating: [], count: models), count: ranges)
         }
-        func store(_ r: Int, _ a: [Int], _ c: [[(Int, UInt32)]]) {
+        func store(_ r: Int, high h: [[UInt32]], low l: [[UInt32]]) {
             lock.lock()
-            above[r] = a
-            candidates[r] = c
+            high[r] = h
+            low[r] = l
             lock.unlock()
         }
     }
@@ -154,10 +156,15 @@ enum StreamingKernels {
         let out: UnsafeMutableRawPointer
         let outDType: DType
         let allowNonFinite: Bool
+        let plan: MergePlan
         private let lock = NSLock()
         private var nonFinite: [Int: Int] = [:]
+        /// Release consumed input pages every this many elements.
+        static let releaseStride = 1 << 19
 
-        init(entry: MergePlan.Entry, n: Int, inputs: [Raw], base: Raw?, out: UnsafeMutableRawPointer, outDType: DType, allowNonFinite: Bool) {
+        init(entry: MergePlan.Entry, n: Int, inputs: [Raw], base: Raw?, out: UnsafeMutableRawPointer, outDType: DType, allowNonFinite: Bool,
+             plan: MergePlan) {
+            self.plan = plan
             self.entry = entry
             self.n = n
             self.inputs = inputs
@@ -168,6 +175,28 @@ enum StreamingKernels {
         }
 
         var p: TensorMergeParameters { entry.parameters }
+
+        /// Lets go of the input pages holding elements [from, to) of every source (whole pages only).
+        func release(_ from: Int, _ to: Int) {
+            guard to > from else { return }
+            for raw in inputs + (base.map { [$0] } ?? []) {
+                let size = raw.dtype.byteSize
+                plan.sources[raw.source.model].release(raw.source.tensor, bytes: (from * size)..<(to * size))
+            }
+        }
+
+        /// Calls `release` once every `releaseStride` elements of a range's progress.
+        struct Releaser {
+            let job: Job
+            var done: Int
+            mutating func advance(to c: Int) {
+                if c - done >= Job.releaseStride {
+                    job.release(done, c)
+                    done = c
+                }
+            }
+            mutating func finish(_ end: Int) { job.release(done, end) }
+        }
 
         /// Decodes a chunk of source `index` (inputs, then the base at `inputs.count`), counting non-finite values.
         @inline(__always)
@@ -200,8 +229,11 @@ enum StreamingKernels {
             for w in weights { total += w }
             let acc = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
             defer { acc.deallocate(); x.deallocate() }
+            var releaser = Releaser(job: self, done: range.lowerBound)
+            defer { releaser.finish(range.upperBound) }
             var c = range.lowerBound
             while c < range.upperBound {
+                releaser.advance(to: c)
                 let m = min(chunk, range.upperBound - c)
                 for (i, input) in inputs.enumerated() {
                     load(input, i, c, m, x)
@@ -224,8 +256,11 @@ enum StreamingKernels {
             }
             let x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
             defer { x.deallocate() }
+            var releaser = Releaser(job: self, done: range.lowerBound)
+            defer { releaser.finish(range.upperBound) }
             var c = range.lowerBound
             while c < range.upperBound {
+                releaser.advance(to: c)
                 let m = min(chunk, range.upperBound - c)
                 load(input, 0, c, m, x)
                 if let s = scale { for j in 0..<m { x[j] = x[j] * s } }
@@ -243,8 +278,11 @@ enum StreamingKernels {
             let b = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
             let mixed = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
             defer { b.deallocate(); x.deallocate(); mixed.deallocate() }
+            var releaser = Releaser(job: self, done: range.lowerBound)
+            defer { releaser.finish(range.upperBound) }
             var c = range.lowerBound
             while c < range.upperBound {
+                releaser.advance(to: c)
                 let m = min(chunk, range.upperBound - c)
                 load(base!, inputs.count, c, m, b)
                 for j in 0..<m { mixed[j] = 0 }
@@ -261,7 +299,11 @@ enum StreamingKernels {
             }
         }
 
-        /// Finds each model's trim threshold (see the type's comment); nil when the sample's bracket missed.
+        /// Finds each model's trim threshold: the k-th largest |x_i - base| as Float32 bits, by radix selection over
+        /// histograms (exact, however many entries are equal). One pass histograms the top 16 bits of every
+        /// magnitude and, for the few top-16 bins a random sample says the threshold falls in, the low 16 bits too;
+        /// a second pass is needed only when the sample guessed the bin wrong. Per-range counts of entries equal to
+        /// the threshold let each thread keep ties in index order as the in-memory merge does.
         func selectThresholds(_ ranges: [Range<Int>]) throws -> Selection? {
             let k = inputs.count
             var keep = [Int?](repeating: nil, count: k)
@@ -269,116 +311,138 @@ enum StreamingKernels {
                 keep[i] = max(1, Int(Double(p.densities[i]) * Double(n)))
                 if keep[i]! >= n { keep[i] = nil }
             }
-            if keep.allSatisfy({ $0 == nil }) {
-                return Selection(threshold: Array(repeating: nil, count: k), equalBudget: Array(repeating: Array(repeating: 0, count: ranges.count), count: k))
-            }
-            // Bracket each threshold from a random sample of magnitudes.
-            let m = min(n, 32768)
+            var selection = Selection(threshold: Array(repeating: nil, count: k),
+                                      equalBudget: Array(repeating: Array(repeating: 0, count: ranges.count), count: k))
+            if keep.allSatisfy({ $0 == nil }) { return selection }
+            // Guess the threshold's top-16 bin(s) from a sample.
+            let m = min(n, 16384)
             var rng = SeededGenerator(seed: TensorMerge.dareSeed(0x71E5, name: entry.name, model: 0))
-            var positions = (0..<m).map { _ in Int(rng.next() % UInt64(n)) }
-            if m == n { positions = Array(0..<n) }
-            var brackets: [(low: UInt32, high: UInt32)?] = Array(repeating: nil, count: k)
-            var scratch = [Float](repeating: 0, count: 2)
-            var samples = [[UInt32]](repeating: [], count: k)
-            for pos in positions {
-                scratch.withUnsafeMutableBufferPointer { s in
-                    base!.decode(pos, 1, into: s.baseAddress!)
-                    for i in 0..<k where keep[i] != nil {
-                        inputs[i].decode(pos, 1, into: s.baseAddress! + 1)
-                        samples[i].append(abs(s[1] - s[0]).bitPattern)
-                    }
-                }
-            }
+            let positions = m == n ? Array(0..<n) : (0..<m).map { _ in Int(rng.next() % UInt64(n)) }
+            var guesses: [ClosedRange<Int>?] = Array(repeating: nil, count: k)
+            var pair = [Float](repeating: 0, count: 2)
             for i in 0..<k {
                 guard let kk = keep[i] else { continue }
-                samples[i].sort(by: >)
-                let q = Double(kk) / Double(n)
-                let r = q * Double(m)
-                let margin = 4.5 * (Double(m) * q * (1 - q)).squareRoot() + 8
-                let hiRank = Int((r - margin).rounded(.down)), loRank = Int((r + margin).rounded(.up))
-                let high = hiRank < 0 ? UInt32.max : samples[i][hiRank]
-                let low = loRank >= m ? 0 : samples[i][loRank]
-                brackets[i] = (low, high)
+                var sample: [UInt32] = []
+                sample.reserveCapacity(m)
+                for pos in positions {
+                    pair.withUnsafeMutableBufferPointer { s in
+                        base!.decode(pos, 1, into: s.baseAddress!)
+                        inputs[i].decode(pos, 1, into: s.baseAddress! + 1)
+                        sample.append(abs(s[1] - s[0]).bitPattern)
+                    }
+                }
+                sample.sort(by: >)
+                let q = Double(kk) / Double(n), r = q * Double(m)
+                let margin = 4 * (Double(m) * q * (1 - q)).squareRoot() + 4
+                let top = Int(sample[max(0, min(m - 1, Int(r - margin)))] >> 16)
+                let bottom = Int(sample[max(0, min(m - 1, Int(r + margin)))] >> 16)
+                if top - bottom < 16 { guesses[i] = bottom...top }
             }
-            let bracket = brackets
-            // One pass: count entries above each bracket, collect those inside it (index order per range).
-            let cap = max(1 << 20, n / 8)
-            let collected = Collected(ranges: ranges.count, models: k)
-            let overflow = ErrorBox()
+            // Pass 1: top-16 histograms, and low-16 histograms of the guessed bins.
+            let counts = Histograms(ranges: ranges.count, models: k)
+            let guessed = guesses, wanted = keep
             try parallel(Array(ranges.indices)) { r in
                 let range = ranges[r]
                 let b = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
                 defer { b.deallocate(); x.deallocate() }
-                var localAbove = [Int](repeating: 0, count: k)
-                var localCandidates = [[(Int, UInt32)]](repeating: [], count: k)
+                var high = [[UInt32]](repeating: [], count: k), low = [[UInt32]](repeating: [], count: k)
+                for i in 0..<k where wanted[i] != nil {
+                    high[i] = [UInt32](repeating: 0, count: 1 << 15)
+                    if let g = guessed[i] { low[i] = [UInt32](repeating: 0, count: g.count << 16) }
+                }
                 var c = range.lowerBound
                 while c < range.upperBound {
                     let mm = min(chunk, range.upperBound - c)
                     load(base!, k, c, mm, b)
-                    for i in 0..<k {
+                    for i in 0..<k where wanted[i] != nil {
                         load(inputs[i], i, c, mm, x)
-                        guard let (low, high) = bracket[i] else { continue }
-                        var count = 0
-                        for j in 0..<mm {
-                            let bits = abs(x[j] - b[j]).bitPattern
-                            if bits > high { count += 1 } else if bits >= low { localCandidates[i].append((c + j, bits)) }
-                        }
-                        localAbove[i] += count
-                        if localCandidates[i].count > cap / max(1, ranges.count) {
-                            overflow.set(MergeError(.methodFailed, tensor: entry.name, "bracket too wide"))
-                            return
+                        let lo = guessed[i]?.lowerBound ?? Int.max, hi = guessed[i]?.upperBound ?? -1
+                        high[i].withUnsafeMutableBufferPointer { h in
+                            low[i].withUnsafeMutableBufferPointer { l in
+                                for j in 0..<mm {
+                                    let bits = abs(x[j] - b[j]).bitPattern
+                                    let top = Int(bits >> 16)
+                                    h[top] &+= 1
+                                    if top >= lo && top <= hi { l[((top - lo) << 16) | Int(bits & 0xFFFF)] &+= 1 }
+                                }
+                            }
                         }
                     }
                     c += mm
                 }
-                collected.store(r, localAbove, localCandidates)
+                counts.store(r, high: high, low: low)
             }
-            if overflow.error != nil { return nil }
-            let above = collected.above, candidates = collected.candidates
-            var selection = Selection(threshold: Array(repeating: nil, count: k),
-                                      equalBudget: Array(repeating: Array(repeating: 0, count: ranges.count), count: k))
+            // Find each threshold's bin; models whose guess missed need a second pass over that bin.
+            var bins = [Int](repeating: -1, count: k), aboveBin = [Int](repeating: 0, count: k)
             for i in 0..<k {
                 guard let kk = keep[i] else { continue }
-                let a = above.reduce(0) { $0 + $1[i] }
-                var bits = candidates.flatMap { $0[i].map(\.1) }
-                let need = kk - a
-                guard need >= 1, need <= bits.count else { return nil }
-                let threshold = Self.kthLargest(&bits, need)
-                var strictly = a
-                for r in candidates.indices { for (_, v) in candidates[r][i] where v > threshold { strictly += 1 } }
-                var budget = kk - strictly
-                for r in candidates.indices {
-                    let equal = candidates[r][i].reduce(0) { $0 + ($1.1 == threshold ? 1 : 0) }
-                    let take = min(equal, budget)
+                var total = 0, bin = (1 << 15) - 1
+                while bin >= 0 {
+                    var c = 0
+                    for r in ranges.indices { c += Int(counts.high[r][i][bin]) }
+                    if total + c >= kk { break }
+                    total += c
+                    bin -= 1
+                }
+                bins[i] = max(bin, 0)
+                aboveBin[i] = total
+            }
+            let missed = (0..<k).filter { keep[$0] != nil && !(guesses[$0]?.contains(bins[$0]) ?? false) }
+            var lowOf: [[[UInt32]]] = (0..<ranges.count).map { r in (0..<k).map { i in
+                guard let g = guesses[i], g.contains(bins[i]) else { return [] }
+                let start = (bins[i] - g.lowerBound) << 16
+                return Array(counts.low[r][i][start..<(start + (1 << 16))])
+            } }
+            if !missed.isEmpty {
+                let target = bins
+                let second = Histograms(ranges: ranges.count, models: k)
+                try parallel(Array(ranges.indices)) { r in
+                    let range = ranges[r]
+                    let b = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+                    defer { b.deallocate(); x.deallocate() }
+                    var low = [[UInt32]](repeating: [], count: k)
+                    for i in missed { low[i] = [UInt32](repeating: 0, count: 1 << 16) }
+                    var c = range.lowerBound
+                    while c < range.upperBound {
+                        let mm = min(chunk, range.upperBound - c)
+                        load(base!, k, c, mm, b)
+                        for i in missed {
+                            load(inputs[i], i, c, mm, x)
+                            let bin = UInt32(target[i])
+                            low[i].withUnsafeMutableBufferPointer { l in
+                                for j in 0..<mm {
+                                    let bits = abs(x[j] - b[j]).bitPattern
+                                    if bits >> 16 == bin { l[Int(bits & 0xFFFF)] &+= 1 }
+                                }
+                            }
+                        }
+                        c += mm
+                    }
+                    second.store(r, high: [], low: low)
+                }
+                for r in ranges.indices { for i in missed { lowOf[r][i] = second.low[r][i] } }
+            }
+            // The exact threshold within its bin, and how many entries equal to it each range keeps.
+            for i in 0..<k {
+                guard let kk = keep[i] else { continue }
+                var total = aboveBin[i], low = (1 << 16) - 1
+                while low >= 0 {
+                    var c = 0
+                    for r in ranges.indices { c += Int(lowOf[r][i][low]) }
+                    if total + c >= kk { break }
+                    total += c
+                    low -= 1
+                }
+                low = max(low, 0)
+                var budget = kk - total
+                for r in ranges.indices {
+                    let take = min(Int(lowOf[r][i][low]), budget)
                     selection.equalBudget[i][r] = take
                     budget -= take
                 }
-                selection.threshold[i] = threshold
+                selection.threshold[i] = UInt32(bins[i]) << 16 | UInt32(low)
             }
             return selection
-        }
-
-        static func kthLargest(_ values: inout [UInt32], _ k: Int) -> UInt32 {
-            var lo = 0, hi = values.count - 1
-            let target = k - 1
-            var rng = SeededGenerator(seed: 0x5EED)
-            return values.withUnsafeMutableBufferPointer { a in
-                while lo < hi {
-                    let pivot = a[lo + Int(rng.next() % UInt64(hi - lo + 1))]
-                    var i = lo, j = hi
-                    while i <= j {
-                        while a[i] > pivot { i += 1 }
-                        while a[j] < pivot { j -= 1 }
-                        if i <= j {
-                            a.swapAt(i, j)
-                            i += 1
-                            j -= 1
-                        }
-                    }
-                    if target <= j { hi = j } else if target >= i { lo = i } else { return a[target] }
-                }
-                return a[target]
-            }
         }
 
         func ties(_ range: Range<Int>, range r: Int, selection: Selection) throws {
@@ -392,8 +456,11 @@ enum StreamingKernels {
             let mass = UnsafeMutablePointer<Float>.allocate(capacity: chunk), mixed = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
             let divisor = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
             defer { b.deallocate(); x.deallocate(); d.deallocate(); mass.deallocate(); mixed.deallocate(); divisor.deallocate() }
+            var releaser = Releaser(job: self, done: range.lowerBound)
+            defer { releaser.finish(range.upperBound) }
             var c = range.lowerBound
             while c < range.upperBound {
+                releaser.advance(to: c)
                 let m = min(chunk, range.upperBound - c)
                 load(base!, k, c, m, b)
                 for j in 0..<m { mass[j] = 0; mixed[j] = 0; divisor[j] = 0 }
