@@ -20,8 +20,8 @@ struct SoupCommand: ParsableCommand {
     @Argument(help: "Ingredient models (same architecture).")
     var models: [String]
 
-    @Option(help: "Held-out data set used to rank ingredients and choose the soup.")
-    var data: String
+    @Option(help: "Held-out data set used to rank ingredients and choose the soup (or choose with --evaluate).")
+    var data: String?
 
     @Option(help: "Optional test data set: adds test columns.")
     var test: String?
@@ -49,6 +49,21 @@ struct SoupCommand: ParsableCommand {
 
     @OptionGroup var architecture: ArchitectureOptions
 
+    @Option(help: "External evaluator instead of --data: a command run with each candidate's folder as its last argument, printing one JSON object of metrics (see docs/merging.md). Candidates are streamed to folders, so any model size works.")
+    var evaluate: String?
+
+    @Option(help: "With --evaluate: candidates evaluated at a time.")
+    var evaluateJobs: Int = 1
+
+    @Option(help: "With --evaluate: the metric the greedy soup chooses by (default: the only one, or the one named like an accuracy).")
+    var metric: String?
+
+    @Flag(help: "With --evaluate: smaller values of the metric are better (default: guessed from its name: loss, perplexity, error are minimised).")
+    var minimize = false
+
+    @Option(help: "With --evaluate: folder for candidate merges (each removed once evaluated; default: $TMPDIR).")
+    var evaluateDir: String?
+
     @Flag(help: "Print metrics as JSON.")
     var json = false
 
@@ -58,6 +73,42 @@ struct SoupCommand: ParsableCommand {
         guard models.count >= 1 else { throw ValidationError("give at least one model") }
         try Check.range(steps, 1...Check.maxIterations, "--steps")
         if perLayer && !learned { throw ValidationError("--per-layer goes with --learned") }
+        if evaluate == nil && data == nil { throw ValidationError("give --data (held-out set) or --evaluate CMD to choose the soup by") }
+        if evaluate != nil {
+            if data != nil || test != nil { throw ValidationError("--evaluate scores candidates itself: drop --data and --test (or drop --evaluate)") }
+            if learned || align != nil { throw ValidationError("--learned and --align need Basin's own networks; with --evaluate, soups are uniform or greedy") }
+        }
+        try Check.range(evaluateJobs, 1...64, "--evaluate-jobs")
+    }
+
+    /// The soup chosen by an external evaluator (streamed candidates; any model size).
+    func runExternal(_ command: String) throws {
+        let work = (evaluateDir.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
+            .appendingPathComponent("basin-soup-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let soup = ExternalSoup(models: models, evaluator: ExternalEvaluator(command: command), jobs: evaluateJobs, metric: metric,
+                                higherIsBetter: minimize ? false : nil, workDirectory: work)
+        let quiet = json
+        let r = try soup.run(greedy: greedy) { if !quiet { printError($0) } }
+        if json {
+            try printJSON(r.rows)
+        } else {
+            let keys = Array(Set(r.rows.flatMap { $0.metrics.map { Array($0.keys) } ?? [] })).sorted()
+            let width = max(24, r.rows.map(\.name.count).max() ?? 0)
+            func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s : s + String(repeating: " ", count: w - s.count) }
+            print("# metrics from \(command)")
+            print(pad("model", width) + "  " + pad("kind", 14) + keys.map { "  " + pad($0, 12) }.joined())
+            for row in r.rows {
+                let cells = keys.map { k in "  " + pad(row.metrics?[k].map { String(format: "%.4f", $0) } ?? (row.failure == nil ? "-" : "failed"), 12) }
+                print(pad(row.name, width) + "  " + pad(row.kind, 14) + cells.joined())
+                if let f = row.failure { printError("\(row.name): \(f)") }
+            }
+        }
+        if greedy && !json { printError("greedy soup ingredients, in order added: " + r.chosen.map { models[$0] }.joined(separator: ", ")) }
+        if let out {
+            let written = try RecipeExport.export(r.recipe, to: URL(fileURLWithPath: out))
+            printError("wrote \(written.model.path) and \(written.recipe.lastPathComponent)")
+        }
     }
 
     func run() throws {
@@ -69,7 +120,8 @@ struct SoupCommand: ParsableCommand {
         try io.file(architecture.archFile)
         if let out { io.checkpoint(out) }
         try io.check()
-        let heldOut = try Dataset(path: data)
+        if let evaluate { return try runExternal(evaluate) }
+        let heldOut = try Dataset(path: data!)
         let testSet = try test.map { try Dataset(path: $0) }
         let loaded = try models.map { try architecture.load($0) }
         var anyNonFinite = false
@@ -85,7 +137,8 @@ struct SoupCommand: ParsableCommand {
         var alignmentMetadata: [String: String] = [:]
         if let align {
             // Permuting hidden units keeps each ingredient's function, so its rows below do not change; only the
-            // soups do. The exported recipe names the original files, so the permutations go into the metadata.
+            // soups do. The exported recipe names the permuted copies written beside the output; the permutations
+            // also go into the metadata.
             let spec = try PermutationSpec.make(for: loaded[0].architecture, params: params[0])
             let results = try Alignment.alignAll(reference: params[0], models: Array(params.dropFirst()), spec: spec, method: align,
                                                  seed: seed, network: network, data: heldOut)
@@ -131,11 +184,25 @@ struct SoupCommand: ParsableCommand {
             if !json { printError("greedy soup ingredients, in order added: " + g.chosen.map { models[$0] }.joined(separator: ", ")) }
         }
         try printMetricsTable(rows, json: json, dataName: heldOut.name, testName: testSet?.name)
+        _ = chosen
         if let out {
-            let dtypes = loaded[0].dtypes
-            let files = try MergeExport.write(chosen, to: URL(fileURLWithPath: out), dtype: { dtypes[$0] ?? .f32 }, recipe: recipe,
-                                              inputs: zip(models, loaded).map { ($0, $1.source) }, extraMetadata: alignmentMetadata)
-            printError("wrote \(files.last!.path)")
+            // The soup is built from its recipe by the streaming merge, so `basin merge` of the recipe rebuilds it bit
+            // for bit. Aligned ingredients are written beside it (in their input dtypes) and the recipe names them.
+            let outURL = URL(fileURLWithPath: out)
+            if align != nil {
+                for i in 1..<models.count {
+                    let copy = RecipeExport.companion(of: outURL, "aligned-\(i)")
+                    let dtypes = loaded[i].dtypes
+                    try params[i].write(to: copy, dtype: { dtypes[$0] ?? .f32 },
+                                        metadata: ["basin.aligned_from": models[i], "basin.aligned_to": models[0]],
+                                        protecting: loaded.flatMap(\.source.files))
+                    for j in recipe.models.indices where recipe.models[j].model == models[i] { recipe.models[j].model = copy.path }
+                }
+            }
+            var options = MergeRunOptions()
+            options.extraMetadata = alignmentMetadata
+            let written = try RecipeExport.export(recipe, to: outURL, options: options)
+            printError("wrote \(written.model.path) and \(written.recipe.lastPathComponent)")
         }
     }
 }

@@ -117,6 +117,35 @@ final class MergeCLITests: XCTestCase {
         let permutations = try JSONSerialization.jsonObject(with: Data(f.metadata["basin.soup.permutations"]!.utf8)) as! [String: [String: [Int]]]
         XCTAssertEqual(Set(permutations.keys), Set(seeds.dropFirst()))
         XCTAssertEqual(permutations[seeds[1]]?.values.map(\.count).sorted(), [128, 128])
+        // The recipe beside the soup names the permuted copies written with it, and rebuilds the soup exactly.
+        let recipe = dir.appendingPathComponent("aligned-soup.recipe.yaml")
+        let text = try String(contentsOf: recipe, encoding: .utf8)
+        XCTAssertTrue(text.contains("aligned-soup.aligned-1.safetensors") && !text.contains("mlp-seed1.safetensors"), text)
+        let again = dir.appendingPathComponent("again.safetensors")
+        XCTAssertEqual(try BasinBinary.run(["merge", recipe.path, again.path]).status, 0)
+        let g = try SafeTensorsFile(url: again)
+        for n in f.names { XCTAssertEqual(try g.withRawBytes(n) { Array($0) }, try f.withRawBytes(n) { Array($0) }, n) }
+    }
+
+    /// `basin soup --evaluate`: a greedy soup chosen by an external evaluator's metric, candidates streamed to folders.
+    func testGreedySoupByAnExternalEvaluator() throws {
+        let models = ["ft-adam-lr1e-3", "ft-adam-lr3e-4", "ft-sgd-lr5e-2"].map { samples.appendingPathComponent("finetune/\($0).safetensors").path }
+        // The evaluator scores a candidate by basin's own eval of it on the validation split (any program would do).
+        let script = dir.appendingPathComponent("eval.sh")
+        try """
+        #!/bin/sh
+        exec '\(BasinBinary.url!.path)' eval "$1" --data '\(samples.appendingPathComponent("data/digits-val.safetensors").path)' --json
+        """.write(to: script, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("greedy")
+        let r = try BasinBinary.run(["soup"] + models + ["--evaluate", "sh \(script.path)", "--evaluate-jobs", "2", "--greedy", "--out", out.path, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let table = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [[String: Any]]
+        XCTAssertEqual(table.filter { $0["kind"] as? String == "ingredient" }.count, 3)
+        let best = table.filter { $0["kind"] as? String == "ingredient" }.compactMap { ($0["metrics"] as? [String: Double])?["accuracy"] }.max()!
+        let greedy = try XCTUnwrap(table.first { $0["kind"] as? String == "greedy soup" })
+        XCTAssertGreaterThanOrEqual((greedy["metrics"] as! [String: Double])["accuracy"]!, best)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("model.safetensors").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("greedy.recipe.yaml").path))
     }
 }
 
