@@ -209,12 +209,6 @@ enum Platform {
     final class WriteFile {
         let fd: Int32
         let path: String
-        /// Bytes appended so far, and up to where writeback has been started (see `startWriteback`).
-        private var written = 0
-        private var flushed = 0
-        /// Start writing dirty pages back every this many bytes, so the final fsync has little left to do.
-        static let writebackStep = 64 << 20
-
         init(creatingExclusive path: String) throws {
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw Failure(call: "open", code: errno) }
@@ -232,27 +226,7 @@ enum Platform {
                 }
                 offset += n
             }
-            written += bytes.count
-            if written - flushed >= Self.writebackStep { startWriteback() }
         }
-
-        /// Asks the kernel to start writing back what was appended since the last call, without waiting (Linux's
-        /// sync_file_range; elsewhere nothing): large outputs then stream to disk while being written instead of
-        /// all at once in the final fsync.
-        private func startWriteback() {
-            #if os(Linux)
-            if let f = Self.syncFileRange { _ = f(fd, Int64(flushed), Int64(written - flushed), 2 /* SYNC_FILE_RANGE_WRITE */) }
-            #endif
-            flushed = written
-        }
-
-        #if os(Linux)
-        /// glibc's sync_file_range, looked up at run time (Swift's Glibc module hides the _GNU_SOURCE declaration).
-        private static let syncFileRange: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32)? = {
-            guard let symbol = dlsym(nil, "sync_file_range") else { return nil }
-            return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32).self)
-        }()
-        #endif
 
         /// Writes at a fixed offset without moving the file position (pwrite).
         func write(_ bytes: UnsafeRawBufferPointer, at position: Int) throws {
@@ -323,6 +297,14 @@ enum Platform {
 package enum ProcessMemory {
     package static var peakResidentBytes: Int? { Platform.peakResidentBytes() }
     package static var currentResidentBytes: Int? { Platform.currentResidentBytes() }
+
+    /// User + system CPU seconds of this process so far, every thread (getrusage).
+    public static var cpuSeconds: Double {
+        var usage = rusage()
+        _ = getrusage(0 /* RUSAGE_SELF */, &usage)
+        return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+            + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    }
 
     /// Resets the peak resident set size to the current one (Linux: "5" to /proc/self/clear_refs), so a benchmark
     /// can measure the peak of one phase. Returns false where the kernel does not support it.

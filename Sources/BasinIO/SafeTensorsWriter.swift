@@ -34,6 +34,10 @@ public final class SafeTensorsWriter {
     /// Bytes reserved for the header (after the 8-byte length), so `replaceMetadata` can rewrite it in place.
     private let headerLength: Int
     private var cleanup: CleanupRegistry.Token?
+    /// Where each tensor's data starts in the file, and how many of its bytes have been written.
+    private let dataOffsets: [String: (start: Int, count: Int)]
+    private var bytesWritten: [String: Int] = [:]
+    private let lock = NSLock()
 
     public init(url: URL, plan: [TensorPlan], metadata: [String: String] = [:], protecting inputs: [URL] = [],
                 checkFinite: Bool = true) throws {
@@ -64,6 +68,13 @@ public final class SafeTensorsWriter {
             throw BasinIOError(.writeFailed, file: url.path, "cannot encode the header (\(error))")
         }
         headerLength = header.count
+        var offsets: [String: (start: Int, count: Int)] = [:]
+        var position = 8 + header.count
+        for p in plan {
+            offsets[p.name] = (position, p.byteCount)
+            position += p.byteCount
+        }
+        dataOffsets = offsets
         do {
             var length = UInt64(header.count).littleEndian
             try withUnsafeBytes(of: &length) { try file.write($0) }
@@ -173,7 +184,7 @@ public final class SafeTensorsWriter {
             }
         }
         try scratch.withUnsafeBytes { try checkFinite(name, UnsafeRawBufferPointer(rebasing: $0[0..<n]), p.dtype) }
-        do { try scratch.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } } catch { throw wrap(error) }
+        try scratch.withUnsafeBytes { try write(name, bytes: UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: 0) }
         next += 1
     }
 
@@ -184,8 +195,25 @@ public final class SafeTensorsWriter {
             throw BasinIOError(.writeFailed, file: url.path, tensor: name, "has \(rawBytes.count) bytes where \(p.byteCount) were planned")
         }
         try checkFinite(name, rawBytes, p.dtype)
-        do { try file.write(rawBytes) } catch { throw wrap(error) }
+        try write(name, bytes: rawBytes, at: 0)
         next += 1
+    }
+
+    /// Writes part of a planned tensor's bytes (already in its dtype) at `offset` within its data, in any order and
+    /// from any thread (pwrite): the merge's threads write their ranges of a tensor directly, with no tensor-sized
+    /// buffer. `finish` checks every tensor was written in full. The caller checks for non-finite values (the
+    /// merge kernels do it as they compute).
+    public func write(_ name: String, bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        guard let (start, count) = dataOffsets[name] else {
+            throw BasinIOError(.writeFailed, file: url.path, tensor: name, "is not planned for this file")
+        }
+        guard offset >= 0, offset + bytes.count <= count else {
+            throw BasinIOError(.writeFailed, file: url.path, tensor: name, "bytes \(offset)..<\(offset + bytes.count) lie outside its \(count) bytes")
+        }
+        do { try file.write(bytes, at: start + offset) } catch { throw wrap(error) }
+        lock.lock()
+        bytesWritten[name, default: 0] += bytes.count
+        lock.unlock()
     }
 
     /// Rewrites the header's metadata in place (before `finish`), e.g. with input digests computed while the tensors
@@ -200,10 +228,11 @@ public final class SafeTensorsWriter {
         do { try header.withUnsafeBytes { try file.write($0, at: 8) } } catch { throw wrap(error) }
     }
 
-    /// Flushes the file and renames it into place.
-    public func finish() throws {
-        try flush()
-        try commit()
+    /// Renames the file into place, after flushing it to disk when `durable` (the default; without it the data may
+    /// still be in the page cache when this returns, as after `cp`, and survives anything but a crash of the machine).
+    public func finish(durable: Bool = true) throws {
+        try flush(durable: durable)
+        try commit(durable: durable)
     }
 
     /// Finishes several writers as one: every file is flushed before any is renamed into place, and if a
@@ -222,13 +251,18 @@ public final class SafeTensorsWriter {
         }
     }
 
-    private func flush() throws {
-        guard next == plan.count else {
-            throw BasinIOError(.writeFailed, file: url.path, "only \(next) of \(plan.count) planned tensors were written")
+    private func flush(durable: Bool = true) throws {
+        lock.lock()
+        let incomplete = plan.first { (bytesWritten[$0.name] ?? 0) != $0.byteCount }
+        let written = incomplete.map { bytesWritten[$0.name] ?? 0 } ?? 0
+        lock.unlock()
+        if let incomplete {
+            throw BasinIOError(.writeFailed, file: url.path, tensor: incomplete.name,
+                               "only \(written) of its \(incomplete.byteCount) bytes were written")
         }
         guard !closed else { return }
         do {
-            try file.sync()
+            if durable { try file.sync() }
             file.close()
             closed = true
         } catch {
@@ -236,13 +270,13 @@ public final class SafeTensorsWriter {
         }
     }
 
-    private func commit() throws {
+    private func commit(durable: Bool = true) throws {
         do {
             try Platform.rename(file.path, url.path)
             finished = true
             CleanupRegistry.unregister(cleanup)
             cleanup = nil
-            Platform.syncDirectory(url.deletingLastPathComponent().path)
+            if durable { Platform.syncDirectory(url.deletingLastPathComponent().path) }
         } catch {
             throw wrap(error)
         }

@@ -195,13 +195,17 @@ public enum DTypeConversion {
         }
     }
 
-    /// How many of `count` Float32 values are NaN or infinite (a vectorisable pass over the exponent bits).
+    /// How many of `count` Float32 values are NaN or infinite. The common case (none) costs one vectorised pass:
+    /// the largest exponent field; only when it is all ones are the values counted.
     public static func nonFiniteCount(_ values: UnsafePointer<Float>, count n: Int) -> Int {
-        var total = 0
         values.withMemoryRebound(to: UInt32.self, capacity: n) { bits in
-            for i in 0..<n { total &+= (bits[i] & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
+            var largest: UInt32 = 0
+            for i in 0..<n { largest = Swift.max(largest, bits[i] & 0x7F80_0000) }
+            guard largest == 0x7F80_0000 else { return 0 }
+            var total = 0
+            for i in 0..<n where (bits[i] & 0x7F80_0000) == 0x7F80_0000 { total += 1 }
+            return total
         }
-        return total
     }
 }
 

@@ -33,6 +33,9 @@ struct MergeBench: ParsableCommand {
     @Option(help: "Merge threads (default: the cores).")
     var mergeThreads: Int?
 
+    @Flag(help: "Keep the generated checkpoints (the folder is printed).")
+    var keep = false
+
     func validate() throws {
         _ = try parseByteSize(size, option: "--size")
         if let mergeThreads { try Check.range(mergeThreads, 1...Check.maxThreads, "--merge-threads") }
@@ -56,7 +59,7 @@ struct MergeBench: ParsableCommand {
                 throw CLIError(.insufficientDisk, "\(folder.path) has \(formatBytes(Int(free.int64Value))) free but --size \(size) needs about \(formatBytes(needed)) (5x); use --dir or a smaller --size")
             }
         }
-        let f = try MergeBenchmark.run(directory: folder, bytesPerModel: bytes, sharded: sharded, methods: list, threads: mergeThreads) {
+        let f = try MergeBenchmark.run(directory: folder, bytesPerModel: bytes, sharded: sharded, methods: list, threads: mergeThreads, keep: keep) {
             if !options.json { printError($0) }
         }
         if options.json { return try printJSON(f) }
@@ -64,8 +67,9 @@ struct MergeBench: ParsableCommand {
         print("inputs: 3 x \(formatBytes(f.bytesPerModel)) BF16 (base + 2 fine-tunes), \(f.tensors) tensors, \(f.layers) LLaMA-shaped layers, \(f.inputShardsPerModel) shard(s) each\(f.outputShardSize.map { ", output shards of \(formatBytes($0))" } ?? ""), \(f.threads) merge threads")
         print(String(format: "cp of one input: %.2f s, %@ (cp + fsync: %.2f s, %@)", f.copySeconds, mb(f.copyBytesPerSecond), f.copySyncSeconds, mb(f.copySyncBytesPerSecond)))
         for m in f.merges {
-            print(String(format: "%-16@ %.2f s, %@ written = %.0f%% of cp (target >= 50%%), peak RSS %@ (target < 1 GB), digests %.2f s overlapped",
-                         m.method, m.seconds, mb(m.bytesPerSecond), m.fractionOfCopy * 100, m.peakResidentBytes.map(formatBytes) ?? "unknown", m.hashSeconds))
+            print(String(format: "%-16@ %.2f s, %@ written = %.0f%% of cp (target >= 50%%), peak RSS %@ (target < 1 GB; %@ before), CPU %.2f s, digests %.2f s overlapped",
+                         m.method, m.seconds, mb(m.bytesPerSecond), m.fractionOfCopy * 100, m.peakResidentBytes.map(formatBytes) ?? "unknown",
+                         m.residentBytesBefore.map(formatBytes) ?? "?", m.cpuSeconds, m.hashSeconds))
         }
     }
 }

@@ -86,6 +86,9 @@ struct MergeCommand: ParsableCommand {
     @Flag(help: "Do not record the inputs' SHA-256 in the output's metadata.")
     var noDigests = false
 
+    @Flag(help: "Flush the output to disk (fsync) before renaming it into place, so it survives a crash of the machine right after.")
+    var sync = false
+
     @Flag(help: "Print metrics as JSON.")
     var json = false
 
@@ -130,6 +133,7 @@ struct MergeCommand: ParsableCommand {
         options.allowNonFinite = allowNonfinite
         options.copyTokenizer = !noCopyTokenizer
         options.hashInputs = !noDigests
+        options.sync = sync
         let dataset = try data.map { try Dataset(path: $0) }
         var outputs: [String]
         if recipe.method.needsData {

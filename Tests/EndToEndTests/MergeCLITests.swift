@@ -253,3 +253,38 @@ final class MergekitWorkflowCLITests: XCTestCase {
         XCTAssertTrue(c.stderr.contains("one JSON object") && c.stderr.contains("accuracy is 0.7"), c.stderr)
     }
 }
+
+/// docs/examples/evaluate-lm-eval.sh against a stand-in for lm_eval that writes results as lm-evaluation-harness does.
+final class EvaluatorExampleTests: XCTestCase {
+    func testTheLmEvalExampleFollowsTheContract() throws {
+        guard BasinBinary.url != nil else { throw XCTSkip("basin executable not built") }
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fake = dir.appendingPathComponent("lm_eval")
+        try """
+        #!/bin/sh
+        # Stand-in for lm_eval: checks the arguments it gets and writes OUTPUT/<model>/results_<time>.json.
+        out=""; model=""
+        while [ $# -gt 0 ]; do
+          case "$1" in
+            --output_path) out="$2"; shift ;;
+            --model_args) model="$2"; shift ;;
+          esac
+          shift
+        done
+        case "$model" in pretrained=*) ;; *) echo "bad model_args $model" >&2; exit 2 ;; esac
+        test -f "${model#pretrained=}/config.json" || { echo "no config.json" >&2; exit 3; }
+        mkdir -p "$out/candidate"
+        echo "running tasks" >&2
+        printf '{"results": {"hellaswag": {"alias": "hellaswag", "acc,none": 0.25, "acc_stderr,none": 0.01, "acc_norm,none": 0.5}}}' > "$out/candidate/results_2026-01-01T00-00-00.json"
+        """.write(to: fake, atomically: true, encoding: .utf8)
+        chmod(fake.path, 0o755)
+        let script = Fixtures.repositoryRoot.appendingPathComponent("docs/examples/evaluate-lm-eval.sh").path
+        let out = dir.appendingPathComponent("merged")
+        let r = try BasinBinary.run(["merge", "mergekit/linear.yml", out.path, "--evaluate", "sh '\(script)'", "--json"],
+                                    environment: ["LM_EVAL": fake.path, "BASIN_EVAL_TASKS": "hellaswag"], currentDirectory: Fixtures.url("transformers"))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let metrics = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Double]
+        XCTAssertEqual(metrics, ["hellaswag.acc": 0.25, "hellaswag.acc_norm": 0.5])
+    }
+}

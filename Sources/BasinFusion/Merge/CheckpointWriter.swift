@@ -40,6 +40,9 @@ public final class CheckpointWriter {
     /// The folder this run made and the files already renamed into place, removed if a signal arrives before
     /// `finish` is done (docs/reliability.md).
     private var cleanup: [CleanupRegistry.Token?] = []
+    /// Which shard holds each tensor.
+    private let shardOf: [String: Int]
+    private let lock = NSLock()
 
     /// Whether `out` names a folder output (anything not ending in `.safetensors`).
     public static func isFolder(_ out: URL) -> Bool { out.pathExtension != "safetensors" }
@@ -115,6 +118,9 @@ public final class CheckpointWriter {
         let extras = extraFiles.map { out.appendingPathComponent($0.name) }
         outputFiles = shardURLs + extras + (indexURL.map { [$0] } ?? [])
         writers = Array(repeating: nil, count: shardPlans.count)
+        var shardOf: [String: Int] = [:]
+        for (i, shard) in shardPlans.enumerated() { for p in shard { shardOf[p.name] = i } }
+        self.shardOf = shardOf
         do {
             for url in outputFiles { try OutputGuard.check(output: url, inputs: inputs) }
         } catch {
@@ -196,9 +202,32 @@ public final class CheckpointWriter {
         metadataReplaced = true
     }
 
+    /// Writes part of a tensor (bytes in its planned dtype) at `offset` within its data, from any thread and in any
+    /// order; `finish` checks every tensor was written in full.
+    public func write(_ name: String, bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        guard let i = shardOf[name] else {
+            throw BasinIOError(.writeFailed, file: shardURLs[0].path, tensor: name, "is not planned for this output")
+        }
+        lock.lock()
+        let w: SafeTensorsWriter
+        do {
+            if let existing = writers[i] {
+                w = existing
+            } else {
+                w = try SafeTensorsWriter(url: shardURLs[i], plan: shardPlans[i], metadata: metadata, protecting: inputs, checkFinite: checkFinite)
+                writers[i] = w
+            }
+        } catch {
+            lock.unlock()
+            throw error
+        }
+        lock.unlock()
+        try w.write(name, bytes: bytes, at: offset)
+    }
+
     /// Renames every shard into place, then writes the extra files and the index. If anything fails, removes what was
     /// renamed (and the folder, if this writer made it).
-    public func finish() throws {
+    public func finish(durable: Bool = true) throws {
         // Shards with no tensor yet (empty plan) still get created so the layout is complete.
         for i in writers.indices where writers[i] == nil {
             writers[i] = try SafeTensorsWriter(url: shardURLs[i], plan: shardPlans[i], metadata: metadata, protecting: inputs, checkFinite: checkFinite)
@@ -207,7 +236,7 @@ public final class CheckpointWriter {
         do {
             let more = folder != nil || indexURL != nil
             for (i, w) in writers.enumerated() {
-                try w!.finish()
+                try w!.finish(durable: durable)
                 renamed.append(shardURLs[i])
                 if more { cleanup.append(CleanupRegistry.register(file: shardURLs[i].path)) }
             }

@@ -18,6 +18,10 @@ public enum MergeBenchmark {
         public var outputFiles: Int
         public var streamedTensors: Int
         public var hashSeconds: Double
+        /// CPU time of the process during the merge (user + system), every thread.
+        public var cpuSeconds: Double
+        /// Resident memory just before the merge started (the peak counts from here).
+        public var residentBytesBefore: Int?
     }
 
     public struct Figure: Codable, Sendable {
@@ -109,11 +113,11 @@ public enum MergeBenchmark {
 
     /// Runs the benchmark in a fresh folder under `directory`, which is removed at the end.
     public static func run(directory: URL, bytesPerModel: Int = 1_000_000_000, sharded: Bool = false,
-                           methods: [MergeMethod] = [.linear, .taskArithmetic, .ties], threads: Int? = nil,
+                           methods: [MergeMethod] = [.linear, .taskArithmetic, .ties], threads: Int? = nil, keep: Bool = false,
                            log: (String) -> Void = { _ in }) throws -> Figure {
         let root = directory.appendingPathComponent("basin-bench-merge-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { if !keep { try? FileManager.default.removeItem(at: root) } else { log("kept \(root.path)") } }
         let (plan, layers) = plan(bytes: bytesPerModel)
         let modelBytes = plan.reduce(0) { $0 + $1.byteCount }
         let inputShard = sharded ? max(1, modelBytes / 4 + 1) : Int.max
@@ -172,6 +176,8 @@ public enum MergeBenchmark {
             // Each merge hashes its inputs from scratch (the digest cache would spare every run after the first).
             setenv("BASIN_DIGEST_CACHE", "off", 1)
             ProcessMemory.resetPeak()
+            let before = ProcessMemory.currentResidentBytes
+            let cpu0 = ProcessMemory.cpuSeconds
             let start = Benchmarks.now()
             let recipe = try MergeRecipe.parse(text, directory: root)
             var options = MergeRunOptions()
@@ -182,7 +188,8 @@ public enum MergeBenchmark {
             let rate = Double(report.outputBytes) / seconds
             figures.append(MergeFigure(method: method.rawValue, seconds: seconds, bytesPerSecond: rate,
                                        fractionOfCopy: rate / (Double(modelBytes) / copySeconds), peakResidentBytes: ProcessMemory.peakResidentBytes,
-                                       outputFiles: report.outputFiles.count, streamedTensors: report.streamedTensors, hashSeconds: report.hashSeconds))
+                                       outputFiles: report.outputFiles.count, streamedTensors: report.streamedTensors, hashSeconds: report.hashSeconds,
+                                       cpuSeconds: ProcessMemory.cpuSeconds - cpu0, residentBytesBefore: before))
             try FileManager.default.removeItem(at: out)
         }
         return Figure(tensors: plan.count, layers: layers, bytesPerModel: modelBytes, inputShardsPerModel: shards,

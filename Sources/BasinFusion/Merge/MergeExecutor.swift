@@ -26,16 +26,21 @@ public struct MergeRunOptions: Sendable {
     public var allowNonFinite = false
     /// Folder outputs: copy the tokenizer files of `tokenizer_source` (else the donor model), as mergekit does.
     public var copyTokenizer = true
-    /// Threads computing each tensor (the writer has its own).
+    /// Threads computing (and writing) each tensor.
     public var threads = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
+    /// Flush the output to disk before renaming it into place (fsync). Off by default, as for `cp`, mergekit and
+    /// `save_pretrained`: the output is complete and atomic either way; only a crash of the machine right after the
+    /// merge could then lose it.
+    public var sync = false
     public var extraMetadata: [String: String] = [:]
     public init() {}
 }
 
-/// Runs a plan tensor by tensor into a safetensors file, a sharded file or a Hugging Face folder. Reading, merging
-/// and writing overlap: a writer thread writes tensor i while tensor i + 1 is computed (on every core for the
-/// chunked kernels of linear, task arithmetic and TIES) and the inputs are hashed on a third thread. Input pages
-/// are released after each tensor, so memory stays at about the largest tensor's output plus the chunk buffers.
+/// Runs a plan tensor by tensor into a safetensors file, a sharded file or a Hugging Face folder. Each tensor is split
+/// across threads that read, merge and write their ranges themselves (pwrite into the output file), so reading,
+/// computing and writing overlap on every core; the inputs are hashed on another thread meanwhile. Input pages are
+/// released as they are consumed, so memory stays flat whatever the model's size (tensors of methods without a
+/// streaming kernel are decoded whole).
 public enum MergeExecutor {
     public static func run(_ plan: MergePlan, out: URL, shardSize: Int = CheckpointWriter.defaultShardSize,
                            hashInputs: Bool = true, extraMetadata: [String: String] = [:],
@@ -67,24 +72,20 @@ public enum MergeExecutor {
             throw MergeError(.output, file: e.file, e.problem)
         }
         hasher?.start()
-        let pipeline = WritePipeline(writer: writer, depthBytes: WritePipeline.defaultDepth)
         var inputBytes = 0, streamed = 0
         do {
             for (i, entry) in plan.entries.enumerated() {
                 inputBytes += plan.inputBytes(entry)
-                let buffer = try compute(entry, plan: plan, options: options, streamed: &streamed)
-                try pipeline.submit(name: entry.name, buffer)
+                try compute(entry, plan: plan, options: options, writer: writer, streamed: &streamed)
                 for s in entry.allSources { plan.sources[s.model].release(s.tensor) }
                 progress?(i + 1, plan.entries.count)
             }
-            try pipeline.finish()
             if let hasher {
                 meta[InputHasher.metadataKey] = try hasher.wait()
                 try writer.replaceMetadata(meta)
             }
-            try writer.finish()
+            try writer.finish(durable: options.sync)
         } catch {
-            pipeline.cancel()
             hasher?.cancel()
             writer.discard()
             if let e = error as? BasinIOError, e.kind == .writeFailed { throw MergeError(.output, file: e.file, tensor: e.tensor, e.problem) }
@@ -100,7 +101,9 @@ public enum MergeExecutor {
     /// chunk buffers or, for methods decoded whole, Float32 copies of every input, the base, the task vectors and
     /// the result.
     public static func estimatedPeakBytes(_ plan: MergePlan, options: MergeRunOptions) -> Int {
+        // Per thread: Float32 chunk buffers (counted per source below) and the encoded output gathered before writing.
         let chunkBytes = options.threads * StreamingKernels.chunk * 4
+        let outputBytes = options.threads * StreamingKernels.Job.OutputStream.capacity * 8
         var worst = 0, largestOutput = 0
         for e in plan.entries {
             let n = Tensor.elementCount(e.shape)
@@ -118,35 +121,30 @@ public enum MergeExecutor {
             }
             // Streamed tensors let go of their input pages as they go; whole-tensor ones hold them until done.
             let pages = StreamingKernels.canStream(e, method: plan.recipe.method) ? options.threads * (StreamingKernels.Job.releaseStride * 8) : plan.inputBytes(e)
-            worst = max(worst, work + pages + outBytes)
+            // Streamed tensors go to the file range by range; whole-tensor ones are encoded into one buffer first.
+            worst = max(worst, work + pages + (StreamingKernels.canStream(e, method: plan.recipe.method) ? 0 : outBytes))
         }
-        let queue = max(WritePipeline.defaultDepth, largestOutput)
+        _ = largestOutput
         let baseline = 40 << 20  // the process itself: code, Foundation, headers, plan
-        return baseline + worst + queue
+        return baseline + outputBytes + worst
     }
 
-    /// One output tensor, encoded in its output dtype.
-    static func compute(_ e: MergePlan.Entry, plan: MergePlan, options: MergeRunOptions, streamed: inout Int) throws -> OutputBuffer {
-        let outBytes = Tensor.elementCount(e.shape) * e.outputDType.byteSize
-        let buffer = OutputBuffer(count: outBytes)
+    /// Computes one output tensor and writes it, encoded in its output dtype.
+    static func compute(_ e: MergePlan.Entry, plan: MergePlan, options: MergeRunOptions, writer: CheckpointWriter, streamed: inout Int) throws {
         if !e.isFloatingPoint {
             let s = e.base ?? e.inputs[0]
-            try plan.sources[s.model].withRawBytes(s.tensor) { raw in
-                buffer.pointer.copyMemory(from: raw.baseAddress!, byteCount: min(raw.count, outBytes))
-            }
-            return buffer
+            try plan.sources[s.model].withRawBytes(s.tensor) { try writer.write(e.name, bytes: $0, at: 0) }
+            return
         }
-        if try StreamingKernels.run(e, plan: plan, into: buffer, threads: options.threads, allowNonFinite: options.allowNonFinite) {
+        if try StreamingKernels.run(e, plan: plan, writer: writer, threads: options.threads, allowNonFinite: options.allowNonFinite) {
             streamed += 1
-            return buffer
+            return
         }
         let inputs = try e.inputs.map { try load($0, plan: plan, allowNonFinite: options.allowNonFinite) }
         let base = try e.base.map { try load($0, plan: plan, allowNonFinite: options.allowNonFinite) }
         let merged = try TensorMerge.merge(plan.recipe.method, name: e.name, inputs: inputs, base: base, parameters: e.parameters)
-        merged.withUnsafeBufferPointer { src in
-            if let s = src.baseAddress { DTypeConversion.encode(s, count: src.count, as: e.outputDType, into: buffer.pointer) }
-        }
-        return buffer
+        let bytes = merged.encoded(as: e.outputDType)
+        try bytes.withUnsafeBytes { try writer.write(e.name, bytes: $0, at: 0) }
     }
 
     static func load(_ s: MergePlan.Source, plan: MergePlan, allowNonFinite: Bool) throws -> Tensor {
@@ -214,105 +212,6 @@ public enum MergeExecutor {
             throw MergeError(.missingModel, file: plan.recipe.file, key: "tokenizer_source", "the base model is not a Hugging Face folder, so it has no tokenizer to copy")
         }
         return files
-    }
-}
-
-/// An output tensor's bytes, handed from the compute thread to the writer thread.
-final class OutputBuffer: @unchecked Sendable {
-    let pointer: UnsafeMutableRawPointer
-    let count: Int
-    init(count: Int) {
-        self.count = count
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
-    }
-    deinit { pointer.deallocate() }
-    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: pointer, count: count) }
-}
-
-/// A writer thread fed through a queue bounded in bytes, so writing overlaps the next tensor's computation.
-final class WritePipeline: @unchecked Sendable {
-    private let writer: CheckpointWriter
-    private let depthBytes: Int
-    private let condition = NSCondition()
-    private var queue: [(String, OutputBuffer)] = []
-    /// Bytes queued plus the buffer being written.
-    private var queuedBytes = 0
-    private var closed = false
-    /// Output bytes allowed to wait or be in writing while the next tensor is computed (a larger tensor waits
-    /// for the writer to be idle).
-    static let defaultDepth = 64 << 20
-    private var cancelled = false
-    private var failure: Error?
-    private var done = false
-    private var thread: Thread?
-
-    init(writer: CheckpointWriter, depthBytes: Int) {
-        self.writer = writer
-        self.depthBytes = depthBytes
-        let t = Thread { [unowned self] in self.loop() }
-        t.name = "basin-merge-writer"
-        thread = t
-        t.start()
-    }
-
-    private func loop() {
-        while true {
-            condition.lock()
-            while queue.isEmpty && !closed && !cancelled { condition.wait() }
-            if cancelled || (queue.isEmpty && closed) {
-                done = true
-                condition.broadcast()
-                condition.unlock()
-                return
-            }
-            let (name, buffer) = queue[0]
-            condition.unlock()
-            do {
-                try writer.write(name, rawBytes: buffer.bytes)
-            } catch {
-                condition.lock()
-                failure = error
-                cancelled = true
-                done = true
-                condition.broadcast()
-                condition.unlock()
-                return
-            }
-            condition.lock()
-            queue.removeFirst()
-            queuedBytes -= buffer.count
-            condition.broadcast()
-            condition.unlock()
-        }
-    }
-
-    func submit(name: String, _ buffer: OutputBuffer) throws {
-        condition.lock()
-        defer { condition.unlock() }
-        // Wait while the queue is full (always accept into an empty queue, however large the tensor).
-        while !queue.isEmpty && queuedBytes + buffer.count > depthBytes && failure == nil && !cancelled { condition.wait() }
-        if let failure { throw failure }
-        queue.append((name, buffer))
-        queuedBytes += buffer.count
-        condition.broadcast()
-    }
-
-    func finish() throws {
-        condition.lock()
-        closed = true
-        condition.broadcast()
-        while !done { condition.wait() }
-        condition.unlock()
-        if let failure { throw failure }
-    }
-
-    func cancel() {
-        condition.lock()
-        cancelled = true
-        condition.broadcast()
-        while !done { condition.wait() }
-        queue = []
-        condition.unlock()
     }
 }
 

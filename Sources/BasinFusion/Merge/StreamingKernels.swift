@@ -5,8 +5,8 @@ import Foundation
 
 /// Chunked merge kernels for the methods that dominate LLM merging (linear, task arithmetic, TIES, passthrough and
 /// Basin's path points): they read the inputs' memory-mapped bytes a few thousand elements at a time, decode into
-/// small reused buffers, combine, and encode straight into the output buffer, split across threads. No tensor-sized
-/// Float32 copy is ever made, so memory stays flat and the work is bound by memory bandwidth.
+/// small reused buffers, combine, encode, and write each thread's range straight into the output file (pwrite), split
+/// across threads. No tensor-sized buffer is ever made, so memory stays flat however large the tensor.
 ///
 /// Every kernel performs exactly the Float32 operations of `TensorMerge` in the same order, so a streamed tensor
 /// is bit-identical to the in-memory result (an explorer export and `basin merge` of its recipe agree exactly).
@@ -33,8 +33,8 @@ enum StreamingKernels {
         }
     }
 
-    /// Computes `e` into `buffer` (encoded in its output dtype) if the method has a streaming kernel.
-    static func run(_ e: MergePlan.Entry, plan: MergePlan, into buffer: OutputBuffer, threads: Int, allowNonFinite: Bool) throws -> Bool {
+    /// Computes `e` and writes it (encoded in its output dtype) through `writer` if the method has a streaming kernel.
+    static func run(_ e: MergePlan.Entry, plan: MergePlan, writer: CheckpointWriter, threads: Int, allowNonFinite: Bool) throws -> Bool {
         let method = plan.recipe.method
         guard canStream(e, method: method) else { return false }
         let sources = e.inputs + (e.base.map { [$0] } ?? [])
@@ -44,7 +44,7 @@ enum StreamingKernels {
         return try withRawBytes(sources, plan: plan) { raws in
             let n = Tensor.elementCount(e.shape)
             let job = Job(entry: e, n: n, inputs: Array(raws.prefix(e.inputs.count)), base: e.base != nil ? raws.last! : nil,
-                          out: buffer.pointer, outDType: e.outputDType, allowNonFinite: allowNonFinite, plan: plan)
+                          writer: writer, outDType: e.outputDType, allowNonFinite: allowNonFinite, plan: plan)
             let ranges = split(n, threads: n < 4 * chunk ? 1 : threads)
             switch method {
             case .linear, .basinPath:
@@ -153,7 +153,7 @@ enum StreamingKernels {
         let n: Int
         let inputs: [Raw]
         let base: Raw?
-        let out: UnsafeMutableRawPointer
+        let writer: CheckpointWriter
         let outDType: DType
         let allowNonFinite: Bool
         let plan: MergePlan
@@ -162,14 +162,14 @@ enum StreamingKernels {
         /// Release consumed input pages every this many elements.
         static let releaseStride = 1 << 19
 
-        init(entry: MergePlan.Entry, n: Int, inputs: [Raw], base: Raw?, out: UnsafeMutableRawPointer, outDType: DType, allowNonFinite: Bool,
+        init(entry: MergePlan.Entry, n: Int, inputs: [Raw], base: Raw?, writer: CheckpointWriter, outDType: DType, allowNonFinite: Bool,
              plan: MergePlan) {
             self.plan = plan
             self.entry = entry
             self.n = n
             self.inputs = inputs
             self.base = base
-            self.out = out
+            self.writer = writer
             self.outDType = outDType
             self.allowNonFinite = allowNonFinite
         }
@@ -218,9 +218,36 @@ enum StreamingKernels {
             throw MergeExecutor.nonFinite(plan, raw.source, count)
         }
 
-        @inline(__always)
-        func store(_ values: UnsafePointer<Float>, _ start: Int, _ count: Int) {
-            DTypeConversion.encode(values, count: count, as: outDType, into: out + start * outDType.byteSize)
+        /// A thread's output: encoded chunks gather in a small buffer written to the file when full (the chunks of a
+        /// range arrive in order, so each write is contiguous).
+        struct OutputStream {
+            static let capacity = 1 << 17
+            let job: Job
+            var start: Int
+            var filled = 0
+            let buffer: UnsafeMutableRawPointer
+
+            init(job: Job, start: Int) {
+                self.job = job
+                self.start = start
+                buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.capacity * job.outDType.byteSize, alignment: 64)
+            }
+
+            mutating func put(_ values: UnsafePointer<Float>, _ at: Int, _ count: Int) throws {
+                if filled + count > Self.capacity { try flush() }
+                DTypeConversion.encode(values, count: count, as: job.outDType, into: buffer + filled * job.outDType.byteSize)
+                filled += count
+            }
+
+            mutating func flush() throws {
+                guard filled > 0 else { return }
+                let size = job.outDType.byteSize
+                try job.writer.write(job.entry.name, bytes: UnsafeRawBufferPointer(start: buffer, count: filled * size), at: start * size)
+                start += filled
+                filled = 0
+            }
+
+            func close() { buffer.deallocate() }
         }
 
         func linear(_ range: Range<Int>, normalize: Bool) throws {
@@ -231,6 +258,8 @@ enum StreamingKernels {
             defer { acc.deallocate(); x.deallocate() }
             var releaser = Releaser(job: self, done: range.lowerBound)
             defer { releaser.finish(range.upperBound) }
+            var output = OutputStream(job: self, start: range.lowerBound)
+            defer { output.close() }
             var c = range.lowerBound
             while c < range.upperBound {
                 releaser.advance(to: c)
@@ -241,9 +270,10 @@ enum StreamingKernels {
                     if i == 0 { for j in 0..<m { acc[j] = w * x[j] } } else { for j in 0..<m { acc[j] += w * x[j] } }
                 }
                 if normalize { for j in 0..<m { acc[j] /= total } }
-                store(acc, c, m)
+                try output.put(acc, c, m)
                 c += m
             }
+            try output.flush()
         }
 
         func passthrough(_ range: Range<Int>) throws {
@@ -251,22 +281,26 @@ enum StreamingKernels {
             let input = inputs[0]
             if scale == nil && input.dtype == outDType && allowNonFinite {
                 let size = outDType.byteSize
-                (out + range.lowerBound * size).copyMemory(from: input.pointer + range.lowerBound * size, byteCount: range.count * size)
+                try writer.write(entry.name, bytes: UnsafeRawBufferPointer(start: input.pointer + range.lowerBound * size, count: range.count * size),
+                                 at: range.lowerBound * size)
                 return
             }
             let x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
             defer { x.deallocate() }
             var releaser = Releaser(job: self, done: range.lowerBound)
             defer { releaser.finish(range.upperBound) }
+            var output = OutputStream(job: self, start: range.lowerBound)
+            defer { output.close() }
             var c = range.lowerBound
             while c < range.upperBound {
                 releaser.advance(to: c)
                 let m = min(chunk, range.upperBound - c)
                 load(input, 0, c, m, x)
                 if let s = scale { for j in 0..<m { x[j] = x[j] * s } }
-                store(x, c, m)
+                try output.put(x, c, m)
                 c += m
             }
+            try output.flush()
         }
 
         func taskArithmetic(_ range: Range<Int>) throws {
@@ -280,6 +314,8 @@ enum StreamingKernels {
             defer { b.deallocate(); x.deallocate(); mixed.deallocate() }
             var releaser = Releaser(job: self, done: range.lowerBound)
             defer { releaser.finish(range.upperBound) }
+            var output = OutputStream(job: self, start: range.lowerBound)
+            defer { output.close() }
             var c = range.lowerBound
             while c < range.upperBound {
                 releaser.advance(to: c)
@@ -294,9 +330,10 @@ enum StreamingKernels {
                 if normalize { for j in 0..<m { mixed[j] /= total } }
                 if lambda != 1 { for j in 0..<m { mixed[j] *= lambda } }
                 for j in 0..<m { x[j] = b[j] + mixed[j] }
-                store(x, c, m)
+                try output.put(x, c, m)
                 c += m
             }
+            try output.flush()
         }
 
         /// Finds each model's trim threshold: the k-th largest |x_i - base| as Float32 bits, by radix selection over
@@ -458,6 +495,8 @@ enum StreamingKernels {
             defer { b.deallocate(); x.deallocate(); d.deallocate(); mass.deallocate(); mixed.deallocate(); divisor.deallocate() }
             var releaser = Releaser(job: self, done: range.lowerBound)
             defer { releaser.finish(range.upperBound) }
+            var output = OutputStream(job: self, start: range.lowerBound)
+            defer { output.close() }
             var c = range.lowerBound
             while c < range.upperBound {
                 releaser.advance(to: c)
@@ -499,9 +538,10 @@ enum StreamingKernels {
                 if normalize { for j in 0..<m { mixed[j] /= divisor[j] == 0 ? 1 : divisor[j] } }
                 if lambda != 1 { for j in 0..<m { mixed[j] *= lambda } }
                 for j in 0..<m { x[j] = b[j] + mixed[j] }
-                store(x, c, m)
+                try output.put(x, c, m)
                 c += m
             }
+            try output.flush()
         }
     }
 }
