@@ -54,7 +54,7 @@ public enum DType: String, Sendable, CaseIterable, Codable {
 /// take the element-by-element path through `loadUnaligned`. Stored data is little-endian; every platform Basin
 /// builds for is little-endian, which the typed fast paths rely on (checked once below).
 public enum DTypeConversion {
-    @usableFromInline static let hostIsLittleEndian = 1.littleEndian == 1
+    public static let hostIsLittleEndian = 1.littleEndian == 1
 
     @inlinable
     public static func bf16Bits(_ value: Float) -> UInt16 {
@@ -195,13 +195,14 @@ public enum DTypeConversion {
         }
     }
 
-    /// How many of `count` Float32 values are NaN or infinite. The common case (none) costs one vectorised pass:
-    /// the largest exponent field; only when it is all ones are the values counted.
+    /// How many of `count` Float32 values are NaN or infinite. The common case (none) costs one vectorised pass of
+    /// and/add/or over the exponent fields; only when one is all ones are the values counted.
     public static func nonFiniteCount(_ values: UnsafePointer<Float>, count n: Int) -> Int {
         values.withMemoryRebound(to: UInt32.self, capacity: n) { bits in
-            var largest: UInt32 = 0
-            for i in 0..<n { largest = Swift.max(largest, bits[i] & 0x7F80_0000) }
-            guard largest == 0x7F80_0000 else { return 0 }
+            // An all-ones exponent plus one carries into bit 31; any other exponent does not.
+            var flags: UInt32 = 0
+            for i in 0..<n { flags |= (bits[i] & 0x7F80_0000) &+ 0x0080_0000 }
+            guard flags & 0x8000_0000 != 0 else { return 0 }
             var total = 0
             for i in 0..<n where (bits[i] & 0x7F80_0000) == 0x7F80_0000 { total += 1 }
             return total

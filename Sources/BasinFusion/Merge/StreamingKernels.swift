@@ -212,6 +212,20 @@ enum StreamingKernels {
             }
         }
 
+        /// BF16 source `raw` at elements [start, start + count) as aligned 16-bit words, when it can be read in place.
+        @inline(__always)
+        func bf16Words(_ raw: Raw, _ start: Int) -> UnsafePointer<UInt16>? {
+            guard raw.dtype == .bf16, DTypeConversion.hostIsLittleEndian, Int(bitPattern: raw.pointer) % 2 == 0 else { return nil }
+            return raw.pointer.assumingMemoryBound(to: UInt16.self) + start
+        }
+
+        /// After a fused BF16 loop: `flags` has bit 15 set when some word had an all-ones exponent (NaN or
+        /// infinity); then count them exactly.
+        @inline(__always)
+        func checkBF16(_ flags: UInt16, _ raw: Raw, _ index: Int, _ start: Int, _ count: Int, scratch: UnsafeMutablePointer<Float>) {
+            if flags & 0x8000 != 0 && !allowNonFinite { load(raw, index, start, count, scratch) }
+        }
+
         func throwIfNonFinite(plan: MergePlan) throws {
             guard let (index, count) = nonFinite.sorted(by: { $0.key < $1.key }).first else { return }
             let raw = index < inputs.count ? inputs[index] : base!
@@ -265,8 +279,25 @@ enum StreamingKernels {
                 releaser.advance(to: c)
                 let m = min(chunk, range.upperBound - c)
                 for (i, input) in inputs.enumerated() {
-                    load(input, i, c, m, x)
                     let w = weights[i]
+                    if let s = bf16Words(input, c) {
+                        // Decode, accumulate and watch for non-finite values in one pass over the raw words.
+                        var flags: UInt16 = 0
+                        if i == 0 {
+                            for j in 0..<m {
+                                acc[j] = w * Float(bitPattern: UInt32(s[j]) << 16)
+                                flags |= (s[j] & 0x7F80) &+ 0x0080
+                            }
+                        } else {
+                            for j in 0..<m {
+                                acc[j] += w * Float(bitPattern: UInt32(s[j]) << 16)
+                                flags |= (s[j] & 0x7F80) &+ 0x0080
+                            }
+                        }
+                        checkBF16(flags, input, i, c, m, scratch: x)
+                        continue
+                    }
+                    load(input, i, c, m, x)
                     if i == 0 { for j in 0..<m { acc[j] = w * x[j] } } else { for j in 0..<m { acc[j] += w * x[j] } }
                 }
                 if normalize { for j in 0..<m { acc[j] /= total } }
@@ -323,8 +354,17 @@ enum StreamingKernels {
                 load(base!, inputs.count, c, m, b)
                 for j in 0..<m { mixed[j] = 0 }
                 for (i, input) in inputs.enumerated() {
-                    load(input, i, c, m, x)
                     let w = weights[i]
+                    if let s = bf16Words(input, c) {
+                        var flags: UInt16 = 0
+                        for j in 0..<m {
+                            mixed[j] += (Float(bitPattern: UInt32(s[j]) << 16) - b[j]) * w
+                            flags |= (s[j] & 0x7F80) &+ 0x0080
+                        }
+                        checkBF16(flags, input, i, c, m, scratch: x)
+                        continue
+                    }
+                    load(input, i, c, m, x)
                     for j in 0..<m { mixed[j] += (x[j] - b[j]) * w }
                 }
                 if normalize { for j in 0..<m { mixed[j] /= total } }
