@@ -1,4 +1,4 @@
-import BasinFusion
+@testable import BasinFusion
 import BasinIO
 import BasinNet
 import BasinTensor
@@ -23,6 +23,17 @@ final class StreamingMergeTests: XCTestCase {
     }
 
     func testStreamedEqualsInMemory() throws {
+        try streamedEqualsInMemory()
+    }
+
+    /// The same with TIES's thresholds found from full histograms (as when the sample's guess of the bins misses).
+    func testStreamedTiesWithoutSampleGuesses() throws {
+        StreamingKernels.sampleGuesses = false
+        defer { StreamingKernels.sampleGuesses = true }
+        try streamedEqualsInMemory(methods: ["ties"])
+    }
+
+    func streamedEqualsInMemory(methods only: Set<String>? = nil) throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         for coarse in [true, false] {
@@ -34,7 +45,7 @@ final class StreamingMergeTests: XCTestCase {
                 ("ties", "parameters: {normalize: true, lambda: 1.3}"),
                 ("ties", "parameters: {normalize: false}"),
             ]
-            for (method, params) in methods {
+            for (method, params) in methods where only?.contains(method) ?? true {
                 let needsBase = method != "linear"
                 let text = """
                 merge_method: \(method)

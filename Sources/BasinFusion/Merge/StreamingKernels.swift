@@ -20,6 +20,8 @@ import Foundation
 /// megabytes per input however large the tensor.
 enum StreamingKernels {
     static let chunk = 8192
+    /// Tests turn the sample's guess of TIES's threshold bins off to exercise the full-histogram path.
+    nonisolated(unsafe) package static var sampleGuesses = true
 
     /// Whether `run` handles this entry (otherwise the executor decodes whole tensors).
     static func canStream(_ e: MergePlan.Entry, method: MergeMethod) -> Bool {
@@ -56,6 +58,7 @@ enum StreamingKernels {
                 try parallel(ranges) { try job.taskArithmetic($0) }
             case .ties:
                 guard let selection = try job.selectThresholds(ranges) else { return false }
+                try job.throwIfNonFinite(plan: plan)
                 try parallel(ranges.indices.map { ($0, ranges[$0]) }) { try job.ties($0.1, range: $0.0, selection: selection) }
             default:
                 return false
@@ -127,14 +130,17 @@ enum StreamingKernels {
         private let lock = NSLock()
         private(set) var high: [[[UInt32]]]
         private(set) var low: [[[UInt32]]]
+        private(set) var above: [[Int]]
         init(ranges: Int, models: Int) {
             high = Array(repeating: Array(repeating: [], count: models), count: ranges)
             low = Array(repeating: Array(repeating: [], count: models), count: ranges)
+            above = Array(repeating: Array(repeating: 0, count: models), count: ranges)
         }
-        func store(_ r: Int, high h: [[UInt32]], low l: [[UInt32]]) {
+        func store(_ r: Int, high h: [[UInt32]], low l: [[UInt32]], above a: [Int]) {
             lock.lock()
             high[r] = h
             low[r] = l
+            if !a.isEmpty { above[r] = a }
             lock.unlock()
         }
     }
@@ -381,7 +387,7 @@ enum StreamingKernels {
         /// magnitude and, for the few top-16 bins a random sample says the threshold falls in, the low 16 bits too;
         /// a second pass is needed only when the sample guessed the bin wrong. Per-range counts of entries equal to
         /// the threshold let each thread keep ties in index order as the in-memory merge does.
-        func selectThresholds(_ ranges: [Range<Int>]) throws -> Selection? {
+        func selectThresholds(_ ranges: [Range<Int>], useGuesses: Bool = StreamingKernels.sampleGuesses) throws -> Selection? {
             let k = inputs.count
             var keep = [Int?](repeating: nil, count: k)
             for i in 0..<k where p.densities[i] < 1 {
@@ -413,7 +419,7 @@ enum StreamingKernels {
                 let margin = 4 * (Double(m) * q * (1 - q)).squareRoot() + 4
                 let top = Int(sample[max(0, min(m - 1, Int(r - margin)))] >> 16)
                 let bottom = Int(sample[max(0, min(m - 1, Int(r + margin)))] >> 16)
-                if top - bottom < 16 { guesses[i] = bottom...top }
+                if useGuesses && top - bottom < 16 { guesses[i] = bottom...top }
             }
             // Pass 1: top-16 histograms, and low-16 histograms of the guessed bins.
             let counts = Histograms(ranges: ranges.count, models: k)
@@ -422,37 +428,68 @@ enum StreamingKernels {
                 let range = ranges[r]
                 let b = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
                 defer { b.deallocate(); x.deallocate() }
+                let bitsBuffer = UnsafeMutablePointer<UInt32>.allocate(capacity: chunk)
+                defer { bitsBuffer.deallocate() }
+                // Guessed models: count the magnitudes above the guessed bins (a vectorised compare) and histogram the
+                // low bits of the few inside them. Others: a full histogram of the top 16 bits.
                 var high = [[UInt32]](repeating: [], count: k), low = [[UInt32]](repeating: [], count: k)
+                var above = [Int](repeating: 0, count: k)
                 for i in 0..<k where wanted[i] != nil {
-                    high[i] = [UInt32](repeating: 0, count: 1 << 15)
-                    if let g = guessed[i] { low[i] = [UInt32](repeating: 0, count: g.count << 16) }
+                    if let g = guessed[i] { low[i] = [UInt32](repeating: 0, count: g.count << 16) } else { high[i] = [UInt32](repeating: 0, count: 1 << 15) }
                 }
                 var c = range.lowerBound
                 while c < range.upperBound {
                     let mm = min(chunk, range.upperBound - c)
                     load(base!, k, c, mm, b)
                     for i in 0..<k where wanted[i] != nil {
-                        load(inputs[i], i, c, mm, x)
-                        let lo = guessed[i]?.lowerBound ?? Int.max, hi = guessed[i]?.upperBound ?? -1
-                        high[i].withUnsafeMutableBufferPointer { h in
+                        if let s = bf16Words(inputs[i], c), allowNonFinite {
+                            for j in 0..<mm { bitsBuffer[j] = abs(Float(bitPattern: UInt32(s[j]) << 16) - b[j]).bitPattern }
+                        } else {
+                            load(inputs[i], i, c, mm, x)
+                            for j in 0..<mm { bitsBuffer[j] = abs(x[j] - b[j]).bitPattern }
+                        }
+                        if let g = guessed[i] {
+                            let lowest = UInt32(g.lowerBound) << 16, highest = UInt32(g.upperBound) << 16 | 0xFFFF
+                            var count = 0
+                            for j in 0..<mm { count &+= bitsBuffer[j] > highest ? 1 : 0 }
+                            above[i] += count
                             low[i].withUnsafeMutableBufferPointer { l in
-                                for j in 0..<mm {
-                                    let bits = abs(x[j] - b[j]).bitPattern
-                                    let top = Int(bits >> 16)
-                                    h[top] &+= 1
-                                    if top >= lo && top <= hi { l[((top - lo) << 16) | Int(bits & 0xFFFF)] &+= 1 }
+                                for j in 0..<mm where bitsBuffer[j] >= lowest && bitsBuffer[j] <= highest {
+                                    l[Int(bitsBuffer[j] - lowest)] &+= 1
                                 }
+                            }
+                        } else {
+                            high[i].withUnsafeMutableBufferPointer { h in
+                                for j in 0..<mm { h[Int(bitsBuffer[j] >> 16)] &+= 1 }
                             }
                         }
                     }
                     c += mm
                 }
-                counts.store(r, high: high, low: low)
+                counts.store(r, high: high, low: low, above: above)
             }
-            // Find each threshold's bin; models whose guess missed need a second pass over that bin.
+            // Find each threshold's bin: within the guessed bins (if the guess was wrong, start over without guesses),
+            // or from the full histogram (then a second pass histograms that bin's low bits).
             var bins = [Int](repeating: -1, count: k), aboveBin = [Int](repeating: 0, count: k)
             for i in 0..<k {
-                guard let kk = keep[i] else { continue }
+                guard let kk = keep[i], let g = guesses[i] else { continue }
+                var total = 0
+                for r in ranges.indices { total += counts.above[r][i] }
+                var bin = g.upperBound
+                while bin >= g.lowerBound {
+                    var c = 0
+                    let start = (bin - g.lowerBound) << 16
+                    for r in ranges.indices { c += counts.low[r][i][start..<(start + (1 << 16))].reduce(0) { $0 + Int($1) } }
+                    if total + c >= kk { break }
+                    total += c
+                    bin -= 1
+                }
+                guard bin >= g.lowerBound else { return try selectThresholds(ranges, useGuesses: false) }
+                bins[i] = bin
+                aboveBin[i] = total
+            }
+            for i in 0..<k {
+                guard let kk = keep[i], guesses[i] == nil else { continue }
                 var total = 0, bin = (1 << 15) - 1
                 while bin >= 0 {
                     var c = 0
@@ -464,7 +501,7 @@ enum StreamingKernels {
                 bins[i] = max(bin, 0)
                 aboveBin[i] = total
             }
-            let missed = (0..<k).filter { keep[$0] != nil && !(guesses[$0]?.contains(bins[$0]) ?? false) }
+            let missed = (0..<k).filter { keep[$0] != nil && guesses[$0] == nil }
             var lowOf: [[[UInt32]]] = (0..<ranges.count).map { r in (0..<k).map { i in
                 guard let g = guesses[i], g.contains(bins[i]) else { return [] }
                 let start = (bins[i] - g.lowerBound) << 16
@@ -495,7 +532,7 @@ enum StreamingKernels {
                         }
                         c += mm
                     }
-                    second.store(r, high: [], low: low)
+                    second.store(r, high: [], low: low, above: [])
                 }
                 for r in ranges.indices { for i in missed { lowOf[r][i] = second.low[r][i] } }
             }
@@ -544,24 +581,33 @@ enum StreamingKernels {
                 load(base!, k, c, m, b)
                 for j in 0..<m { mass[j] = 0; mixed[j] = 0; divisor[j] = 0 }
                 for i in 0..<k {
-                    load(inputs[i], i, c, m, x)
                     let w = weights[i]
                     let di = d + i * chunk
+                    // The task vector entries (the inputs were checked for non-finite values in the threshold pass).
+                    if let s = bf16Words(inputs[i], c) {
+                        for j in 0..<m { x[j] = Float(bitPattern: UInt32(s[j]) << 16) - b[j] }
+                    } else {
+                        inputs[i].decode(c, m, into: x)
+                        for j in 0..<m { x[j] = x[j] - b[j] }
+                    }
                     if let threshold = thresholds[i] {
                         var budget = budgets[i]
-                        for j in 0..<m {
-                            let v = x[j] - b[j]
-                            let bits = abs(v).bitPattern
+                        var j = 0
+                        // Entries equal to the threshold are kept in index order while the range's budget lasts.
+                        while j < m && budget > 0 {
+                            let bits = abs(x[j]).bitPattern
                             var keep = bits > threshold
-                            if bits == threshold && budget > 0 {
+                            if bits == threshold {
                                 keep = true
                                 budget -= 1
                             }
-                            di[j] = (keep ? v : 0) * w
+                            di[j] = (keep ? x[j] : 0) * w
+                            j += 1
                         }
+                        for jj in j..<m { di[jj] = (abs(x[jj]).bitPattern > threshold ? x[jj] : 0) * w }
                         budgets[i] = budget
                     } else {
-                        for j in 0..<m { di[j] = (x[j] - b[j]) * w }
+                        for j in 0..<m { di[j] = x[j] * w }
                     }
                     for j in 0..<m { mass[j] += di[j] }
                 }
