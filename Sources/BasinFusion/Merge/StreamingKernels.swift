@@ -87,6 +87,26 @@ enum StreamingKernels {
         }
     }
 
+    /// Values of `dtype` at `p` whose exponent bits are all ones (NaN or infinity): one OR-reduction per chunk (an
+    /// all-ones exponent plus one carries into the sign bit), an exact count only when it finds some.
+    static func nonFiniteCount(_ p: UnsafeRawPointer, count n: Int, dtype: DType) -> Int {
+        switch dtype {
+        case .f32:
+            return DTypeConversion.nonFiniteCount(p.assumingMemoryBound(to: Float.self), count: n)
+        case .bf16, .f16:
+            let (mask, one): (UInt16, UInt16) = dtype == .bf16 ? (0x7F80, 0x0080) : (0x7C00, 0x0400)
+            let words = p.assumingMemoryBound(to: UInt16.self)
+            var flags: UInt16 = 0
+            for i in 0..<n { flags |= (words[i] & mask) &+ one }
+            guard flags & 0x8000 != 0 else { return 0 }
+            var total = 0
+            for i in 0..<n where words[i] & mask == mask { total += 1 }
+            return total
+        default:
+            return NonFinite.count(UnsafeRawBufferPointer(start: p, count: n * dtype.byteSize), dtype: dtype)
+        }
+    }
+
     /// Contiguous element ranges, one per thread, aligned to chunks.
     static func split(_ n: Int, threads: Int) -> [Range<Int>] {
         let t = max(1, threads)
@@ -165,6 +185,7 @@ enum StreamingKernels {
         let plan: MergePlan
         private let lock = NSLock()
         private var nonFinite: [Int: Int] = [:]
+        private var outputNonFinite = 0
         /// Release consumed input pages every this many elements.
         static let releaseStride = 1 << 19
 
@@ -232,10 +253,26 @@ enum StreamingKernels {
             if flags & 0x8000 != 0 && !allowNonFinite { load(raw, index, start, count, scratch) }
         }
 
+        /// Non-finite values found in the inputs (blamed first: they explain the output's) or else in the output.
         func throwIfNonFinite(plan: MergePlan) throws {
-            guard let (index, count) = nonFinite.sorted(by: { $0.key < $1.key }).first else { return }
-            let raw = index < inputs.count ? inputs[index] : base!
-            throw MergeExecutor.nonFinite(plan, raw.source, count)
+            lock.lock()
+            let first = nonFinite.sorted(by: { $0.key < $1.key }).first
+            let output = outputNonFinite
+            lock.unlock()
+            if let (index, count) = first {
+                let raw = index < inputs.count ? inputs[index] : base!
+                throw MergeExecutor.nonFinite(plan, raw.source, count)
+            }
+            if output > 0 {
+                throw MergeError(.nonFinite, tensor: entry.name,
+                                 "merges into \(output) NaN or infinite value\(output == 1 ? "" : "s") (\(outDType.rawValue)) from finite inputs: an overflow; refusing to write them (pass --allow-nonfinite to write anyway)")
+            }
+        }
+
+        func countOutputNonFinite(_ count: Int) {
+            lock.lock()
+            outputNonFinite += count
+            lock.unlock()
         }
 
         /// A thread's output: encoded chunks gather in a small buffer written to the file when full (the chunks of a
@@ -255,7 +292,13 @@ enum StreamingKernels {
 
             mutating func put(_ values: UnsafePointer<Float>, _ at: Int, _ count: Int) throws {
                 if filled + count > Self.capacity { try flush() }
-                DTypeConversion.encode(values, count: count, as: job.outDType, into: buffer + filled * job.outDType.byteSize)
+                let encoded = buffer + filled * job.outDType.byteSize
+                DTypeConversion.encode(values, count: count, as: job.outDType, into: encoded)
+                if !job.allowNonFinite {
+                    // Finite inputs can still overflow (a sum beyond Float32's range, a value beyond F16's).
+                    let bad = StreamingKernels.nonFiniteCount(encoded, count: count, dtype: job.outDType)
+                    if bad > 0 { job.countOutputNonFinite(bad) }
+                }
                 filled += count
             }
 
