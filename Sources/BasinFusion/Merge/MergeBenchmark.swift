@@ -5,7 +5,7 @@ import Foundation
 
 /// `basin bench merge`: three synthetic BF16 checkpoints with LLaMA-shaped tensor names (a base and two fine-tunes of
 /// it), `cp` of one of them, and streaming merges of the three with linear, task arithmetic and TIES, each timed end
-/// to end (planning, merging, writing, fsync, input digests) with its peak resident memory, all in one run on the
+/// to end (planning, merging, writing, input digests) with its peak resident memory, all in one run on the
 /// same files so the figures compare.
 public enum MergeBenchmark {
     public struct MergeFigure: Codable, Sendable {
@@ -34,7 +34,7 @@ public enum MergeBenchmark {
         /// `cp` of one input (a file, or the folder of shards), page cache warm, not synced.
         public var copySeconds: Double
         public var copyBytesPerSecond: Double
-        /// The same copy followed by fsync of what it wrote (the merges fsync their output).
+        /// The same copy followed by fsync of what it wrote (for reference: merges fsync only with --sync).
         public var copySyncSeconds: Double
         public var copySyncBytesPerSecond: Double
         public var merges: [MergeFigure]

@@ -594,19 +594,22 @@ public enum TensorMerge {
         var importance = [Float](repeating: 0, count: n)
         for r in 0..<rows {
             let lo = r * cols
-            func softmax(_ v: ArraySlice<Float>) -> [Double] {
-                let m = Double(v.max() ?? 0)
-                let e = v.map { exp(Double($0) - m) }
-                let s = e.reduce(0, +)
+            // Float32 throughout, as mergekit's torch code computes it: importances near the threshold decide which
+            // entries move, so a more precise KL would flip a few of them.
+            func softmax(_ v: ArraySlice<Float>) -> [Float] {
+                let m = v.max() ?? 0
+                let e = v.map { Foundation.exp($0 - m) }
+                var s: Float = 0
+                for x in e { s += x }
                 return e.map { $0 / s }
             }
             let p = softmax(x.storage[lo..<(lo + cols)]), q = softmax(base.storage[lo..<(lo + cols)])
-            var kl = 0.0
+            var kl: Float = 0
             for c in 0..<cols {
                 let pc = p[c] + 1e-8, qc = q[c] + 1e-8
-                kl += pc * log(pc / qc)
+                kl += pc * Foundation.log(pc / qc)
             }
-            for c in 0..<cols { importance[lo + c] = abs(x.storage[lo + c] - base.storage[lo + c]) * Float(kl) }
+            for c in 0..<cols { importance[lo + c] = abs(x.storage[lo + c] - base.storage[lo + c]) * kl }
         }
         var sample = importance
         if n > 1_000_000 {
