@@ -241,12 +241,30 @@ final class InputHasher: @unchecked Sendable {
             let t0 = Benchmarks.now()
             var digests: [String: String] = [:]
             do {
-                for job in jobs {
+                // Every input file (each shard) hashed on its own thread, as many at once as there are cores: one
+                // thread hashing several GB in turn was the merge's critical path.
+                let files = jobs.flatMap { $0.source.files.filter { $0.pathExtension == "safetensors" } }
+                let fileDigests = FileDigests(count: files.count)
+                let list = files
+                DispatchQueue.concurrentPerform(iterations: list.count) { i in
                     condition.lock()
                     let stop = cancelled
                     condition.unlock()
-                    if stop { break }
-                    digests[job.label] = try FileDigest.sha256(of: job.source, fileDigest: { try DigestCache.shared.sha256($0) })
+                    if stop { return }
+                    fileDigests.set(i, Result { try DigestCache.shared.sha256(list[i]) })
+                }
+                condition.lock()
+                let stop = cancelled
+                condition.unlock()
+                if !stop {
+                    var byPath: [String: String] = [:]
+                    for (i, f) in files.enumerated() { byPath[f.path] = try fileDigests.get(i) }
+                    for job in jobs {
+                        digests[job.label] = try FileDigest.sha256(of: job.source, fileDigest: { url in
+                            if let d = byPath[url.path] { return d }
+                            return try DigestCache.shared.sha256(url)
+                        })
+                    }
                 }
                 finish(.success(Self.encode(digests)), t0)
             } catch {
@@ -285,6 +303,25 @@ final class InputHasher: @unchecked Sendable {
 /// time, as git's index remembers file states), so merging the same checkpoints again does not hash gigabytes again.
 /// Stored in `$BASIN_DIGEST_CACHE`, else `$XDG_CACHE_HOME/basin/sha256.json`, else `~/.cache/basin/sha256.json`;
 /// `BASIN_DIGEST_CACHE=off` turns it off. A file changed in place gets a new modification time and is hashed again.
+/// Per-file digest results filled from several threads.
+final class FileDigests: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<String, Error>?]
+    init(count: Int) { results = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<String, Error>) {
+        lock.lock()
+        results[i] = r
+        lock.unlock()
+    }
+    func get(_ i: Int) throws -> String {
+        lock.lock()
+        let r = results[i]
+        lock.unlock()
+        guard let r else { throw MergeError(.output, "input digest \(i) was not computed") }
+        return try r.get()
+    }
+}
+
 final class DigestCache: @unchecked Sendable {
     static let shared = DigestCache()
     private let lock = NSLock()
