@@ -144,7 +144,18 @@ public enum MergeExecutor {
         let base = try e.base.map { try load($0, plan: plan, allowNonFinite: options.allowNonFinite) }
         let merged = try TensorMerge.merge(plan.recipe.method, name: e.name, inputs: inputs, base: base, parameters: e.parameters)
         let bytes = merged.encoded(as: e.outputDType)
-        try bytes.withUnsafeBytes { try writer.write(e.name, bytes: $0, at: 0) }
+        try bytes.withUnsafeBytes { raw in
+            // The writer's own check is skipped by range writes: refuse NaN/Inf here (an overflow, F16's range, a
+            // degenerate nuslerp) unless allowed.
+            if !options.allowNonFinite, let p = raw.baseAddress {
+                let bad = StreamingKernels.nonFiniteCount(p, count: raw.count / e.outputDType.byteSize, dtype: e.outputDType)
+                if bad > 0 {
+                    throw MergeError(.nonFinite, tensor: e.name,
+                                     "merges into \(bad) NaN or infinite value\(bad == 1 ? "" : "s") (\(e.outputDType.rawValue)) from finite inputs; refusing to write them (pass --allow-nonfinite to write anyway)")
+                }
+            }
+            try writer.write(e.name, bytes: raw, at: 0)
+        }
     }
 
     static func load(_ s: MergePlan.Source, plan: MergePlan, allowNonFinite: Bool) throws -> Tensor {
