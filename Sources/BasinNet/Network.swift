@@ -78,9 +78,13 @@ public struct Network: Sendable {
         public var cumulativeStatistics: Bool
         /// Seed for random ops in train mode (dropout); each node gets its own stream from it.
         public var seed: UInt64
+        /// Train mode for these nodes only (the rest run in eval mode); nil: `mode` for every node. REPAIR
+        /// recomputes its inserted BatchNorms' statistics while the network's own keep their running statistics.
+        public var trainNodes: Set<Int>?
 
         public init(mode: ForwardMode = .eval, keepAll: Bool = false, expose: Set<Int> = [], targets: Set<Int>? = nil,
-                    supplied: [Int: SuppliedOutput] = [:], fused: Bool = false, cumulativeStatistics: Bool = false, seed: UInt64 = 0) {
+                    supplied: [Int: SuppliedOutput] = [:], fused: Bool = false, cumulativeStatistics: Bool = false, seed: UInt64 = 0,
+                    trainNodes: Set<Int>? = nil) {
             self.mode = mode
             self.keepAll = keepAll
             self.expose = expose
@@ -89,6 +93,7 @@ public struct Network: Sendable {
             self.fused = fused
             self.cumulativeStatistics = cumulativeStatistics
             self.seed = seed
+            self.trainNodes = trainNodes
         }
     }
 
@@ -182,7 +187,8 @@ public struct Network: Sendable {
                 }
             }
             var inputs = OpInputs(args)
-            var context = ForwardContext(mode: options.mode, params: params, cumulativeStatistics: options.cumulativeStatistics,
+            let mode = options.trainNodes.map { $0.contains(i) ? ForwardMode.train : .eval } ?? options.mode
+            var context = ForwardContext(mode: mode, params: params, cumulativeStatistics: options.cumulativeStatistics,
                                          fused: options.fused, epilogue: epilogue, recordForBackward: options.keepAll,
                                          seed: options.seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
             var y = node.op.forward(&inputs, &context)

@@ -41,6 +41,11 @@ struct PathCommand: ParsableCommand {
     @Flag(help: "Evaluate naively (build every point's weights and run the whole network); for checking.")
     var naive = false
 
+    @OptionGroup var correction: CorrectionOptions
+
+    @Flag(help: "With --bn-reset or --repair: also evaluate the naive curve and the other correction (on the same data) and report the naive, BN-reset and REPAIR barriers side by side (JSON key `corrections`).")
+    var compare = false
+
     func validate() throws {
         guard models.count >= 2 else { throw ValidationError("give at least two models") }
         guard !data.isEmpty else { throw ValidationError("give at least one --data set") }
@@ -52,19 +57,43 @@ struct PathCommand: ParsableCommand {
             throw ValidationError("a \(type.rawValue) path needs --bends FILE (fit one with `basin fit A B --data TRAIN --type \(type.rawValue) --out FILE`)")
         }
         if type == .linear, bends != nil { throw ValidationError("--bends goes with --type polychain or bezier, not linear") }
+        try correction.validate()
+        if correction.bnReset != nil && correction.repair != nil && !compare {
+            throw ValidationError("choose one of --bn-reset and --repair (or add --compare to report both beside the naive curve)")
+        }
+        if compare && correction.bnReset == nil && correction.repair == nil {
+            throw ValidationError("--compare needs --bn-reset DATA or --repair DATA (the data set the corrections use)")
+        }
+    }
+
+    /// One curve's barriers and points, for `corrections`.
+    struct Curve: Encodable {
+        var barrier: PathBarrier
+        var meanBarrier: MeanBarrier
+        var points: [PathPoint]
+
+        enum CodingKeys: String, CodingKey {
+            case barrier, points
+            case meanBarrier = "mean_barrier"
+        }
     }
 
     struct Block: Encodable {
         var models: [String]
         var metrics: PathMetrics
+        /// What `points` are: naive, bn_reset or repair.
+        var correction: String
+        var corrections: [String: Curve]?
 
         func encode(to encoder: Encoder) throws {
             try metrics.encode(to: encoder)
             var c = encoder.container(keyedBy: Key.self)
             try c.encode(models, forKey: .models)
+            try c.encode(correction, forKey: .correction)
+            try c.encodeIfPresent(corrections, forKey: .corrections)
         }
 
-        enum Key: String, CodingKey { case models }
+        enum Key: String, CodingKey { case models, correction, corrections }
     }
 
     struct Several: Encodable {
@@ -83,6 +112,8 @@ struct PathCommand: ParsableCommand {
         try io.files(data)
         try io.file(bends)
         try io.file(arch.archFile)
+        try io.file(correction.bnReset)
+        try io.file(correction.repair)
         try io.check()
         let loaded = try models.map { try arch.load($0) }
         for m in loaded { warnNonFinite(m) }
@@ -114,19 +145,52 @@ struct PathCommand: ParsableCommand {
         let firstWidth = first.params.pairs.first { $0.1.rank == 2 }?.1.shape[0] ?? 1
         let rows = MemoryBudget.sum(datasets.map(\.count))
         try MemoryBudget.check(MemoryBudget.product(path.controlPoints.count, rows, firstWidth, 4), for: "evaluating the path on \(rows) rows")
-        let evaluator = PathEvaluator(path: path, network: first.network, datasets: datasets, batchSize: batch, fast: !naive)
+        // The curves to evaluate: the one asked for first (its points are the output's), then with --compare the others.
+        var curves: [PointCorrection] = []
+        if let primary = try correction.make(for: first) { curves.append(primary) } else { curves.append(.none) }
+        if compare {
+            curves.append(.none)
+            if case .repair = curves[0] {
+                if BatchNormReset.hasBatchNorm(first.architecture), let d = correction.bnReset ?? correction.repair {
+                    curves.append(.bnReset(try BatchNormReset(network: first.network, data: try correction.dataset(d, fits: first),
+                                                              batchSize: correction.bnBatch, model: first.path)))
+                }
+            } else if let d = correction.repair ?? correction.bnReset {
+                curves.append(.repair(try Repair(network: first.network, like: first.params, data: try correction.dataset(d, fits: first),
+                                                 batchSize: correction.bnBatch, model: first.path)))
+            }
+        }
         let showProgress = standardErrorIsTerminal && !json && !csv
-        let results = evaluator.metrics(points: points, length: path.length(), onPoint: { i, _ in
-            if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[Kpoint \(i + 1)/\(points)".utf8)) }
-        })!
+        var all: [[PathMetrics]] = []
+        for (k, c) in curves.enumerated() {
+            let evaluator = PathEvaluator(path: path, network: first.network, datasets: datasets, batchSize: batch, fast: !naive, correction: c)
+            let label = curves.count > 1 ? " (\(c.name), curve \(k + 1)/\(curves.count))" : ""
+            all.append(evaluator.metrics(points: points, length: path.length(), onPoint: { i, _ in
+                if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[Kpoint \(i + 1)/\(points)\(label)".utf8)) }
+            })!)
+        }
         if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        let results = all[0]
+        // Per data set: every curve's barriers and points, under its name.
+        let compared: [[String: Curve]]? = compare ? results.indices.map { d in
+            Dictionary(uniqueKeysWithValues: zip(curves, all).map { c, m in
+                (c.name, Curve(barrier: m[d].barrier, meanBarrier: m[d].meanBarrier, points: m[d].points))
+            })
+        } : nil
 
         if json {
-            let blocks = results.map { Block(models: models, metrics: $0) }
+            let blocks = results.enumerated().map { Block(models: models, metrics: $0.element, correction: curves[0].name, corrections: compared?[$0.offset]) }
             if blocks.count == 1 { return try printJSON(blocks[0]) }
             return try printJSON(Several(type: path.type, models: models, length: path.length(), datasets: blocks))
         }
         if csv {
+            if compare {
+                print("data,correction,t,loss,accuracy")
+                for (c, m) in zip(curves, all) {
+                    for r in m { for p in r.points { print("\(r.data),\(c.name),\(p.t),\(p.loss),\(p.accuracy)") } }
+                }
+                return
+            }
             print("data,t,loss,accuracy")
             for m in results {
                 for p in m.points { print("\(m.data),\(p.t),\(p.loss),\(p.accuracy)") }
@@ -135,7 +199,12 @@ struct PathCommand: ParsableCommand {
         }
         print("\(path.type.rawValue) path: \(models.joined(separator: " -> "))"
               + (bends.map { " (bends: \($0))" } ?? "") + String(format: ", length %.4f", path.length()))
-        for m in results {
+        switch curves[0] {
+        case .none: break
+        case .bnReset: print("each point's BatchNorm statistics recomputed on \(correction.bnReset!) (batch \(correction.bnBatch)) before evaluation")
+        case .repair: print("each point REPAIRed on \(correction.repair!) (batch \(correction.bnBatch)) before evaluation")
+        }
+        for (d, m) in results.enumerated() {
             print("")
             print("\(m.data) (\(m.samples) samples)")
             print("      t      loss  accuracy")
@@ -147,6 +216,9 @@ struct PathCommand: ParsableCommand {
                          m.lossSummary.mean, m.lossSummary.integral))
             print(String(format: "accuracy: min %.4f max %.4f mean %.4f integral %.4f", m.accuracySummary.min, m.accuracySummary.max,
                          m.accuracySummary.mean, m.accuracySummary.integral))
+            if compare {
+                print("loss barriers: " + zip(curves, all).map { String(format: "%@ %.5f", $0.0.name, $0.1[d].barrier.loss) }.joined(separator: ", "))
+            }
         }
     }
 }

@@ -63,4 +63,41 @@ final class CNNCLITests: XCTestCase {
         XCTAssertEqual(f.status, 0, f.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: bend.path))
     }
+
+    /// `basin path --bn-reset TRAIN --compare`: the points are the BN-reset curve's (PyTorch's at t = 0.5 to 1e-3),
+    /// and `corrections` holds the naive curve (PyTorch's to 1e-4), the BN-reset one and REPAIR's side by side.
+    func testPathWithBatchNormResetAndRepair() throws {
+        let arch = Fixtures.url("cnn/vgg.arch.json").path
+        let a = Fixtures.url("cnn/vgg-seed0.safetensors").path, b = Fixtures.url("cnn/vgg-seed1.safetensors").path
+        let r = try BasinBinary.run(["path", a, b, "--arch", arch, "--data", Fixtures.digitsTest.path, "--points", "3",
+                                     "--bn-reset", Fixtures.digitsTrain.path, "--compare", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(json["correction"] as? String, "bn_reset")
+        let expected = (try Fixtures.json("cnn/expected.json") as! [String: Any])["vgg"] as! [String: Any]
+        let midReset = (expected["midpoint_bn_reset"] as! [String: Any])["test"] as! [Double]
+        let midNaive = (expected["linear_test_naive"] as! [[Double]])[10]
+        let points = json["points"] as! [[String: Double]]
+        XCTAssertEqual(points[1]["loss"]!, midReset[0], accuracy: 1e-3)
+        let corrections = json["corrections"] as! [String: [String: Any]]
+        XCTAssertEqual(Set(corrections.keys), ["naive", "bn_reset", "repair"])
+        let naivePoints = corrections["naive"]!["points"] as! [[String: Double]]
+        XCTAssertEqual(naivePoints[1]["loss"]!, midNaive[1], accuracy: 1e-4)
+        func barrier(_ name: String) -> Double { (corrections[name]!["barrier"] as! [String: Double])["loss"]! }
+        XCTAssertEqual(barrier("bn_reset"), (json["barrier"] as! [String: Double])["loss"]!, accuracy: 1e-12)
+        XCTAssertLessThan(barrier("bn_reset"), barrier("naive"))
+        XCTAssertLessThan(barrier("repair"), barrier("naive"))
+
+        // --compare needs a correction; both corrections without --compare is ambiguous; an MLP has no BatchNorm.
+        let bare = try BasinBinary.run(["path", a, b, "--arch", arch, "--data", Fixtures.digitsTest.path, "--compare"])
+        XCTAssertNotEqual(bare.status, 0)
+        XCTAssertTrue(bare.stderr.contains("--compare"), bare.stderr)
+        let both = try BasinBinary.run(["path", a, b, "--arch", arch, "--data", Fixtures.digitsTest.path,
+                                        "--bn-reset", Fixtures.digitsTrain.path, "--repair", Fixtures.digitsTrain.path])
+        XCTAssertNotEqual(both.status, 0)
+        let mlp = try BasinBinary.run(["path", Fixtures.mlpSeed0.path, Fixtures.mlpSeed1.path, "--data", Fixtures.digitsTest.path,
+                                       "--bn-reset", Fixtures.digitsTrain.path])
+        XCTAssertNotEqual(mlp.status, 0)
+        XCTAssertTrue(mlp.stderr.contains("BatchNorm"), mlp.stderr)
+    }
 }

@@ -13,11 +13,19 @@ import Foundation
 /// after it) before the interpreter runs the rest of the network with phi(t)'s other tensors (bias and
 /// activation fused after each product). Architectures with no such node fall back to the naive evaluation,
 /// which builds phi(t) and runs the network.
+///
+/// A `PointCorrection` fixes each point's BatchNorm statistics before it is evaluated: `.bnReset` recomputes
+/// them over a data set (`BatchNormReset`; the first layer's combined outputs still apply, since only
+/// buffers change), `.repair` renormalises every site to the interpolation of the control points'
+/// statistics (`Repair`, measured once per control point here; evaluated naively on the repaired graph).
 public struct PathEvaluator: Sendable {
     public let path: ModelPath
     public let network: Network
     public let datasets: [Dataset]
     public let batchSize: Int
+    public let correction: PointCorrection
+    /// REPAIR: each control point's site statistics (empty otherwise).
+    private let controlStatistics: [Repair.Statistics]
 
     /// The nodes whose outputs are combined from per-control-point outputs (empty: naive evaluation).
     public let combinedNodes: [Int]
@@ -34,12 +42,21 @@ public struct PathEvaluator: Sendable {
 
     /// Prepares evaluation. With `fast` (the default) and a suitable architecture, computes the per-control-point
     /// outputs now (memory: control points x samples x that layer's width floats per data set).
-    public init(path: ModelPath, network: Network, datasets: [Dataset], batchSize: Int = 512, fast: Bool = true) {
+    public init(path: ModelPath, network: Network, datasets: [Dataset], batchSize: Int = 512, fast: Bool = true,
+                correction: PointCorrection = .none) {
         self.path = path
         self.network = network
         self.datasets = datasets
         self.batchSize = max(1, batchSize)
-        let nodes = fast ? network.combinableNodes : []
+        self.correction = correction
+        if case let .repair(repair) = correction {
+            controlStatistics = path.controlPoints.map { repair.statistics($0) }
+        } else {
+            controlStatistics = []
+        }
+        var repairing = false
+        if case .repair = correction { repairing = true }
+        let nodes = fast && !repairing ? network.combinableNodes : []
         combinedNodes = nodes
         omitted = network.parameters(readOnlyBy: nodes)
         needsInput = nodes.isEmpty || network.readsInput(supplied: Set(nodes))
@@ -66,18 +83,43 @@ public struct PathEvaluator: Sendable {
         Network(arch).combinableNodes.first
     }
 
+    /// The goal statistics of REPAIR at t: the control points' statistics with the path's weights.
+    public func repairGoal(at t: Double) -> Repair.Statistics? {
+        guard !controlStatistics.isEmpty else { return nil }
+        let c = path.weights(at: t)
+        return .combination(zip(controlStatistics, c).filter { $0.1 != 0 }.map { ($0.0, $0.1) })
+    }
+
+    /// phi(t) as evaluated: BatchNorm statistics reset, or REPAIR folded into the model's own tensors
+    /// (throws `cannotFold` when it cannot be), or phi(t) itself. What an export of the point writes.
+    public func correctedParameters(at t: Double) throws -> ParameterSet {
+        switch correction {
+        case .none: return path.parameters(at: t)
+        case let .bnReset(reset): return reset.apply(path.parameters(at: t))
+        case let .repair(repair): return try repair.fold(repair.apply(path.parameters(at: t), goal: repairGoal(at: t)!))
+        }
+    }
+
     /// Loss and accuracy at t on every data set (in the order given).
     public func evaluate(at t: Double) -> [Metrics] {
         let c = path.weights(at: t)
         let terms = c.enumerated().filter { $0.element != 0 }.map { ($0.offset, Float($0.element)) }
+        var reset: ParameterSet?
+        switch correction {
+        case .none: break
+        case let .bnReset(r): reset = r.apply(path.parameters(at: t))
+        case let .repair(repair):
+            let p = repair.apply(path.parameters(at: t), goal: repairGoal(at: t)!)
+            return datasets.map { repair.repairedNetwork.evaluate(p, on: $0, batchSize: batchSize) }
+        }
         guard !combinedNodes.isEmpty else {
-            let params = path.parameters(at: t)
+            let params = reset ?? path.parameters(at: t)
             return datasets.map { network.evaluate(params, on: $0, batchSize: batchSize) }
         }
         // phi(t) without the combined nodes' own tensors (their outputs are supplied).
         var params = ParameterSet()
         for name in path.start.names where !omitted.contains(name) {
-            params[name] = Tensor.combination(terms.map { (path.controlPoints[$0.0][name]!, $0.1) })
+            params[name] = reset?[name] ?? Tensor.combination(terms.map { (path.controlPoints[$0.0][name]!, $0.1) })
         }
         let empty = Tensor.zeros([0])
         var out: [Metrics] = []
