@@ -2,7 +2,7 @@
 # Regenerates every model in SampleModels/ with `basin train`, bit for bit.
 # Usage: SampleModels/generate.sh [OUTPUT_DIR [PARTS]]   (default: SampleModels itself, every part)
 # PARTS: "all", or a comma-separated list of mlp, gpt2-seed0, gpt2-seed1, llama-base, llama-ft-add, llama-ft-sub,
-# llama-ft-mul (the fine-tunes start from the llama-base made in this run, else from the committed one).
+# llama-ft-mul, cnn (the fine-tunes start from the llama-base made in this run, else from the committed one).
 # BASIN may name the binary to use; by default the release build is made and used.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -18,7 +18,7 @@ fi
 # One BLAS thread: the same sums in the same order on every machine.
 export OPENBLAS_NUM_THREADS=1
 data="$here/data"
-mkdir -p "$out/seeds" "$out/finetune" "$out/trajectory" "$out/data"
+mkdir -p "$out/seeds" "$out/finetune" "$out/trajectory" "$out/data" "$out/cnn"
 train() { "$BASIN" train --quiet "$@"; }
 
 if want mlp; then
@@ -78,4 +78,15 @@ for op in add:23:100 sub:24:101 mul:25:102; do
           --beta2 0.98 --warmup 20 --epochs 30 --batch 128 --seed "$seed" --out "$tf/llama-ft-$name"
   fi
 done
+
+# (v) A small CNN with BatchNorm (cnn/vgg.arch.json: conv 16 - BN - ReLU - conv 16 - BN - ReLU - max pool -
+#      conv 32 - BN - ReLU - global average pool - linear 10, PyTorch's names), two seeds, trained from PyTorch's
+#      default initialisation on digits-train reshaped to [N, 1, 8, 8].
+if want cnn; then
+[ "$out/cnn" -ef "$here/cnn" ] || cp "$here/cnn/vgg.arch.json" "$out/cnn/vgg.arch.json"
+for seed in 0 1; do
+  train --data "$data/digits-train.safetensors" --arch "$here/cnn/vgg.arch.json" --optimizer adam --lr 1e-2 \
+        --epochs 5 --batch 64 --seed "$seed" --out "$out/cnn/vgg-seed$seed.safetensors"
+done
+fi
 echo "SampleModels written to $out"

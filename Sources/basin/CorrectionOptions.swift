@@ -59,3 +59,11 @@ struct CorrectionOptions: ParsableArguments {
         return nil
     }
 }
+
+extension BatchNormResetOptions {
+    /// Recorded in a written model's metadata: what its statistics were recomputed on.
+    var metadata: [String: String] {
+        guard let bnReset else { return [:] }
+        return ["basin.bn_reset": "data=\(URL(fileURLWithPath: bnReset).lastPathComponent) batch=\(bnBatch)"]
+    }
+}

@@ -62,6 +62,8 @@ struct MergeCommand: ParsableCommand {
 
     @OptionGroup var architecture: ArchitectureOptions
 
+    @OptionGroup var bn: BatchNormResetOptions
+
     @Option(help: "Largest shard size (e.g. 5GB, 500MB).")
     var shardSize: String = "5GB"
 
@@ -124,6 +126,7 @@ struct MergeCommand: ParsableCommand {
         }
         try io.file(data)
         try io.file(architecture.archFile)
+        try io.file(bn.bnReset)
         io.checkpoint(outPath)
         try io.check()
         let outURL = URL(fileURLWithPath: outPath)
@@ -135,6 +138,14 @@ struct MergeCommand: ParsableCommand {
         options.hashInputs = !noDigests
         options.sync = sync
         let dataset = try data.map { try Dataset(path: $0) }
+        // --bn-reset: checked before merging (the network has BatchNorm, the data fits it); applied to the merge
+        // once it is written, which is then rewritten with the recomputed statistics.
+        var reset: BatchNormReset?
+        if bn.bnReset != nil {
+            guard !dryRun else { throw ValidationError("--bn-reset recomputes the written merge's statistics; it does not go with --dry-run") }
+            guard let first = recipe.modelURLs.first else { throw ValidationError("--bn-reset needs a recipe with models") }
+            reset = try bn.make(for: try architecture.load(first.path))
+        }
         var outputs: [String]
         if recipe.method.needsData {
             guard let dataset else { throw ValidationError("\(recipe.method.rawValue) needs --data to estimate its statistics") }
@@ -175,6 +186,21 @@ struct MergeCommand: ParsableCommand {
             printError(String(format: "merged %d tensors (%@ in, %@ out) with %@ in %.2f s (%@/s written) into %@", report.tensors, formatBytes(report.inputBytes),
                               formatBytes(report.outputBytes), recipe.method.rawValue, report.seconds, formatBytes(Int(rate)),
                               outputs.count == 1 ? outputs[0] : (CheckpointWriter.isFolder(outURL) ? outURL.path : "\(outputs.count - 1) shards + \(outputs.last!)")))
+        }
+        if let reset {
+            do {
+                let merged = try architecture.load(CheckpointWriter.isFolder(outURL) ? outURL.path : outputs.last!)
+                let fixed = reset.apply(merged.params)
+                let dtypes = merged.dtypes
+                let sources = try zip(recipe.inputModels, recipe.modelURLs).map { ($0.model, try ModelFile.open($1) as any TensorSource) }
+                outputs = try MergeExport.write(fixed, to: outURL, dtype: { dtypes[$0] ?? .f32 }, recipe: recipe, inputs: sources,
+                                                shardSize: shardBytes, extraMetadata: bn.metadata).map(\.path)
+            } catch {
+                // Nothing half-done stays behind: the merge without its statistics is not what was asked for.
+                for path in outputs { try? FileManager.default.removeItem(atPath: path) }
+                throw error
+            }
+            printError("recomputed the BatchNorm statistics of \(outputs.last!) on \(bn.bnReset!) (batch \(bn.bnBatch))")
         }
         if let evaluate {
             guard CheckpointWriter.isFolder(outURL) else {

@@ -86,7 +86,7 @@ final class SampleModelsTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let fm = FileManager.default
         var compared = 0
-        for sub in ["seeds", "finetune", "trajectory", "data"] {
+        for sub in ["seeds", "finetune", "trajectory", "data", "cnn"] {
             let names = try fm.contentsOfDirectory(atPath: out.appendingPathComponent(sub).path).filter { $0.hasSuffix(".safetensors") }
             XCTAssertFalse(names.isEmpty, sub)
             for name in names {
@@ -97,7 +97,7 @@ final class SampleModelsTests: XCTestCase {
                 compared += 1
             }
         }
-        XCTAssertGreaterThanOrEqual(compared, 4 + 5 + 6 + 2)
+        XCTAssertGreaterThanOrEqual(compared, 4 + 5 + 6 + 2 + 2)
     }
 
     /// The transformer samples take minutes to train from scratch; one fine-tune (300 steps from the committed

@@ -100,4 +100,46 @@ final class CNNCLITests: XCTestCase {
         XCTAssertNotEqual(mlp.status, 0)
         XCTAssertTrue(mlp.stderr.contains("BatchNorm"), mlp.stderr)
     }
+
+    /// `--bn-reset` on merges: the written model carries update_bn's statistics (PyTorch's midpoint after
+    /// the reset, to 1e-4) and says so in its metadata; `basin fit --bn-reset` needs the --test report it changes.
+    func testMergeAndFitWithBatchNormReset() throws {
+        let arch = Fixtures.url("cnn/vgg.arch.json").path
+        let a = Fixtures.url("cnn/vgg-seed0.safetensors").path, b = Fixtures.url("cnn/vgg-seed1.safetensors").path
+        let want = try SafeTensorsFile(url: Fixtures.url("cnn/vgg-midpoint-bn-reset.safetensors"))
+        func checkWritten(_ url: URL) throws {
+            let file = try SafeTensorsFile(url: url)
+            for name in want.names where !name.hasSuffix("num_batches_tracked") {
+                let g = try file.doubles(name), w = try want.doubles(name)
+                XCTAssertEqual(g.count, w.count, name)
+                let scale = max(1, w.map(abs).max() ?? 0)
+                XCTAssertLessThanOrEqual(zip(g, w).map { abs($0 - $1) }.max() ?? 0, 1e-4 * scale, name)
+            }
+            XCTAssertEqual(try file.integers("features.1.num_batches_tracked"), [21])
+            XCTAssertEqual(file.metadata["basin.bn_reset"], "data=digits-train.safetensors batch=64")
+        }
+
+        let recipe = dir.appendingPathComponent("mid.yaml")
+        try "merge_method: linear\nmodels:\n  - {model: \(a), parameters: {weight: 0.5}}\n  - {model: \(b), parameters: {weight: 0.5}}\n"
+            .write(to: recipe, atomically: true, encoding: .utf8)
+        let merged = dir.appendingPathComponent("merged.safetensors")
+        let m = try BasinBinary.run(["merge", recipe.path, "--out", merged.path, "--arch", arch, "--bn-reset", Fixtures.digitsTrain.path])
+        XCTAssertEqual(m.status, 0, m.stderr)
+        try checkWritten(merged)
+
+        // A network without BatchNorm: refused before anything is written.
+        let mlpRecipe = dir.appendingPathComponent("mlp.yaml")
+        try "merge_method: linear\nmodels:\n  - {model: \(Fixtures.mlpSeed0.path), parameters: {weight: 0.5}}\n  - {model: \(Fixtures.mlpSeed1.path), parameters: {weight: 0.5}}\n"
+            .write(to: mlpRecipe, atomically: true, encoding: .utf8)
+        let mlpOut = dir.appendingPathComponent("mlp.safetensors")
+        let refused = try BasinBinary.run(["merge", mlpRecipe.path, "--out", mlpOut.path, "--bn-reset", Fixtures.digitsTrain.path])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("BatchNorm"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: mlpOut.path))
+
+        let fit = try BasinBinary.run(["fit", a, b, "--arch", arch, "--data", Fixtures.digitsTrain.path, "--bn-reset", Fixtures.digitsTrain.path,
+                                       "--out", dir.appendingPathComponent("bend.safetensors").path])
+        XCTAssertNotEqual(fit.status, 0)
+        XCTAssertTrue(fit.stderr.contains("--test"), fit.stderr)
+    }
 }
