@@ -102,8 +102,8 @@ final class CNNCLITests: XCTestCase {
     }
 
     /// `--bn-reset` on merges: the written model carries update_bn's statistics (PyTorch's midpoint after
-    /// the reset, to 1e-4) and says so in its metadata; `basin fit --bn-reset` needs the --test report it changes.
-    func testMergeAndFitWithBatchNormReset() throws {
+    /// the reset, to 1e-4) and says so in its metadata.
+    func testMergeWithBatchNormReset() throws {
         let arch = Fixtures.url("cnn/vgg.arch.json").path
         let a = Fixtures.url("cnn/vgg-seed0.safetensors").path, b = Fixtures.url("cnn/vgg-seed1.safetensors").path
         let want = try SafeTensorsFile(url: Fixtures.url("cnn/vgg-midpoint-bn-reset.safetensors"))
@@ -136,10 +136,5 @@ final class CNNCLITests: XCTestCase {
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.stderr.contains("BatchNorm"), refused.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: mlpOut.path))
-
-        let fit = try BasinBinary.run(["fit", a, b, "--arch", arch, "--data", Fixtures.digitsTrain.path, "--bn-reset", Fixtures.digitsTrain.path,
-                                       "--out", dir.appendingPathComponent("bend.safetensors").path])
-        XCTAssertNotEqual(fit.status, 0)
-        XCTAssertTrue(fit.stderr.contains("--test"), fit.stderr)
     }
 }
