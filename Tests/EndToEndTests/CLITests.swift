@@ -81,7 +81,7 @@ final class SampleModelsTests: XCTestCase {
         let samples = Fixtures.repositoryRoot.appendingPathComponent("SampleModels")
         let out = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: out) }
-        let r = try BasinBinary.runProcess(URL(fileURLWithPath: "/bin/bash"), [samples.appendingPathComponent("generate.sh").path, out.path, "mlp"],
+        let r = try BasinBinary.runProcess(URL(fileURLWithPath: "/bin/bash"), [samples.appendingPathComponent("generate.sh").path, out.path, "mlp,cnn"],
                                            environment: ["BASIN": basin.path])
         XCTAssertEqual(r.status, 0, r.stderr)
         let fm = FileManager.default
