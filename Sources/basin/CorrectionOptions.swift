@@ -4,34 +4,13 @@ import BasinIO
 import BasinNet
 import Foundation
 
-/// `--bn-reset DATA [--bn-batch N]`: every BatchNorm's running statistics recomputed over DATA before a
-/// model built by the command (a soup, a merge, a path point) is evaluated or written.
-struct BatchNormResetOptions: ParsableArguments {
-    @Option(name: .customLong("bn-reset"), help: ArgumentHelp("Recompute every BatchNorm's running statistics over this data set (as torch.optim.swa_utils.update_bn: statistics reset, train mode, dataset order) before evaluating or writing.", valueName: "DATA"))
-    var bnReset: String?
-
-    @Option(name: .customLong("bn-batch"), help: "Batch size of the BatchNorm reset (update_bn's loader batch).")
-    var bnBatch: Int = 64
-
-    func validate() throws {
-        try Check.range(bnBatch, 1...Check.maxBatch, "--bn-batch")
-    }
-
-    /// The reset for `model`'s network, the data checked to fit it; nil without --bn-reset.
-    func make(for model: LoadedModel) throws -> BatchNormReset? {
-        guard let bnReset else { return nil }
-        let data = try Dataset(path: bnReset)
-        try LoadedModel.check(data, fits: model)
-        return try BatchNormReset(network: model.network, data: data, batchSize: bnBatch, model: model.path)
-    }
-}
-
-/// `basin path`'s corrections: `--bn-reset DATA`, `--repair DATA`, `--bn-batch N`.
+/// The corrections of a point (`basin path`, `basin fit`) or of a combination of models (`basin soup`,
+/// `basin merge`): `--bn-reset DATA`, `--repair DATA`, `--bn-batch N`.
 struct CorrectionOptions: ParsableArguments {
-    @Option(name: .customLong("bn-reset"), help: ArgumentHelp("Recompute every BatchNorm's running statistics of each point over this data set (as torch.optim.swa_utils.update_bn: statistics reset, train mode, dataset order) before evaluating it.", valueName: "DATA"))
+    @Option(name: .customLong("bn-reset"), help: ArgumentHelp("Recompute every BatchNorm's running statistics of each point, soup or merge over this data set (as torch.optim.swa_utils.update_bn: statistics reset, train mode, dataset order) before evaluating or writing it.", valueName: "DATA"))
     var bnReset: String?
 
-    @Option(help: ArgumentHelp("REPAIR each point (Jordan et al. 2022): rescale every conv/linear channel's pre-activation statistics on this data set to the interpolation of the endpoints' statistics, then evaluate.", valueName: "DATA"))
+    @Option(help: ArgumentHelp("REPAIR each point, soup or merge (Jordan et al. 2022): rescale every conv/linear channel's pre-activation statistics on this data set to the same weighted mean of the models' statistics (the interpolation of the endpoints' on a path), then evaluate or write it.", valueName: "DATA"))
     var repair: String?
 
     @Option(name: .customLong("bn-batch"), help: "Batch size of the BatchNorm reset and REPAIR passes (update_bn's loader batch).")
@@ -40,6 +19,15 @@ struct CorrectionOptions: ParsableArguments {
     func validate() throws {
         try Check.range(bnBatch, 1...Check.maxBatch, "--bn-batch")
     }
+
+    /// For commands that apply one correction: both at once is an error.
+    func validateOne() throws {
+        try validate()
+        if bnReset != nil && repair != nil { throw ValidationError("choose one of --bn-reset and --repair") }
+    }
+
+    /// The data set of the correction, whichever was given.
+    var dataPath: String? { bnReset ?? repair }
 
     func dataset(_ path: String, fits model: LoadedModel) throws -> Dataset {
         let data = try Dataset(path: path)
@@ -58,12 +46,38 @@ struct CorrectionOptions: ParsableArguments {
         }
         return nil
     }
+
+    /// What the correction is called in messages.
+    var describe: String {
+        if let bnReset { return "BatchNorm statistics recomputed on \(bnReset) (batch \(bnBatch))" }
+        if let repair { return "REPAIRed on \(repair) (batch \(bnBatch))" }
+        return "uncorrected"
+    }
+
+    /// Recorded in a written model's metadata: what its statistics were recomputed or repaired on.
+    var metadata: [String: String] {
+        if let bnReset { return ["basin.bn_reset": "data=\(URL(fileURLWithPath: bnReset).lastPathComponent) batch=\(bnBatch)"] }
+        if let repair { return ["basin.repair": "data=\(URL(fileURLWithPath: repair).lastPathComponent) batch=\(bnBatch)"] }
+        return [:]
+    }
 }
 
-extension BatchNormResetOptions {
-    /// Recorded in a written model's metadata: what its statistics were recomputed on.
-    var metadata: [String: String] {
-        guard let bnReset else { return [:] }
-        return ["basin.bn_reset": "data=\(URL(fileURLWithPath: bnReset).lastPathComponent) batch=\(bnBatch)"]
+/// Rewrites a written soup or merge with its corrected tensors (`correct`, given the written parameters), in the
+/// written dtypes, through the same atomic checkpoint writer (the corrected file replaces the uncorrected one
+/// only once complete). `model` is what to read back (the file, the index of a sharded file, or the folder). If
+/// anything fails, every file in `written` is removed: an uncorrected model is not what was asked for, and
+/// nothing half-done stays behind.
+func rewriteCorrected(_ outURL: URL, model: String, written: [String], architecture: ArchitectureOptions, recipe: MergeRecipe,
+                      inputs: [(label: String, source: any TensorSource)], shardSize: Int, extraMetadata: [String: String],
+                      correct: (ParameterSet) throws -> ParameterSet) throws -> [String] {
+    do {
+        let merged = try architecture.load(model)
+        let fixed = try correct(merged.params)
+        let dtypes = merged.dtypes
+        return try MergeExport.write(fixed, to: outURL, dtype: { dtypes[$0] ?? .f32 }, recipe: recipe, inputs: inputs,
+                                     shardSize: shardSize, extraMetadata: extraMetadata).map(\.path)
+    } catch {
+        for path in written { try? FileManager.default.removeItem(atPath: path) }
+        throw error
     }
 }

@@ -15,7 +15,8 @@ struct FitCommand: ParsableCommand {
             basin fit A B C D --data TRAIN --out bends.safetensors   writes bends-1.safetensors (A -> B), bends-2 (B -> C), bends-3 (C -> D)
 
             With --test (or --json, --csv, --svg) the fitted curves are evaluated at --points per curve on the test
-            set (else the training set) beside the straight chain; --svg FILE plots both.
+            set (else the training set) beside the straight chain; --svg FILE plots both. With --bn-reset TRAIN (or
+            --repair TRAIN) every point of both is corrected first, as `basin path` does; the fit itself is unchanged.
             """)
 
     @Argument(help: "Two models (w_A, w_B), or a chain of three or more.")
@@ -62,6 +63,8 @@ struct FitCommand: ParsableCommand {
 
     @OptionGroup var arch: ArchitectureOptions
 
+    @OptionGroup var correction: CorrectionOptions
+
     @Option(help: "Output bends file (.safetensors); with a chain, STEM-1.safetensors, STEM-2.safetensors ... one per curve.")
     var out: String
 
@@ -86,6 +89,7 @@ struct FitCommand: ParsableCommand {
         try Check.finite(lr, 0...1e6, "--lr", openLower: true)
         try Check.finite(momentum, 0...1, "--momentum")
         try Check.finite(l2, 0...1e6, "--l2")
+        try correction.validateOne()
     }
 
     /// The bends file of each curve: --out itself for two models, STEM-k.EXT for a chain.
@@ -116,6 +120,8 @@ struct FitCommand: ParsableCommand {
     /// The fitted curves and the straight chain end to end: curve k covers t in [k, k + 1].
     struct Evaluation: Encodable {
         var data: String
+        /// What was done to each point before it was evaluated: naive, bn_reset or repair.
+        var correction: String
         var fitted: [PathPoint]
         var linear: [PathPoint]
         /// The largest Eq. 1 loss barrier of any curve / any straight segment.
@@ -131,6 +137,8 @@ struct FitCommand: ParsableCommand {
         try io.file(initBends)
         try io.file(test)
         try io.file(arch.archFile)
+        try io.file(correction.bnReset)
+        try io.file(correction.repair)
         for o in outputs { io.output(o) }
         output.plan(&io)
         try io.check()
@@ -145,6 +153,8 @@ struct FitCommand: ParsableCommand {
         try MemoryBudget.check(MemoryBudget.product(loaded[0].params.scalarCount, bends + 2, 4, 4),
                                for: "a curve with \(bends) bend(s) of \(loaded[0].params.scalarCount) parameters")
         let shas = try loaded.map { try FileDigest.sha256(of: $0.source) }
+        // Checked before fitting (the network has BatchNorm or REPAIR sites, the data fits); used by the report.
+        let pointCorrection = try correction.make(for: loaded[0]) ?? .none
 
         var config = CurveFitConfig(type: type, bends: bends, epochs: epochs, learningRate: lr, batchSize: batch, seed: seed)
         config.optimizer = optimizer
@@ -209,9 +219,9 @@ struct FitCommand: ParsableCommand {
         var fitted: [PathPoint] = [], linear: [PathPoint] = []
         var fittedBarrier = -Double.infinity, linearBarrier = -Double.infinity
         for (s, path) in paths.enumerated() {
-            let m = PathEvaluator(path: path, network: network, datasets: [evalData]).metrics(points: points)![0]
-            let l = PathEvaluator(path: try .linear(loaded[s].params, loaded[s + 1].params), network: network, datasets: [evalData])
-                .metrics(points: points)![0]
+            let m = PathEvaluator(path: path, network: network, datasets: [evalData], correction: pointCorrection).metrics(points: points)![0]
+            let l = PathEvaluator(path: try .linear(loaded[s].params, loaded[s + 1].params), network: network, datasets: [evalData],
+                                  correction: pointCorrection).metrics(points: points)![0]
             segments[s].metrics = m
             fittedBarrier = max(fittedBarrier, m.barrier.loss)
             linearBarrier = max(linearBarrier, l.barrier.loss)
@@ -221,7 +231,7 @@ struct FitCommand: ParsableCommand {
                 linear.append(PathPoint(t: Double(s) + q.t, loss: q.loss, accuracy: q.accuracy))
             }
         }
-        let evaluation = Evaluation(data: evalData.name, fitted: fitted, linear: linear, fittedBarrier: fittedBarrier, linearBarrier: linearBarrier)
+        let evaluation = Evaluation(data: evalData.name, correction: pointCorrection.name, fitted: fitted, linear: linear, fittedBarrier: fittedBarrier, linearBarrier: linearBarrier)
         let chain = models.count > 2
         let figure = Figure(title: "\(evalData.name) loss along the fitted \(type.rawValue) \(chain ? "chain" : "curve") and the straight \(chain ? "chain" : "line")",
                             valueLabel: "\(evalData.name) loss", xLabel: chain ? "position along the chain (model k at k)" : "t",
@@ -235,6 +245,7 @@ struct FitCommand: ParsableCommand {
             for p in fitted { print("fitted,\(p.t),\(p.loss),\(p.accuracy)") }
             for p in linear { print("linear,\(p.t),\(p.loss),\(p.accuracy)") }
         } else {
+            if case .none = pointCorrection {} else { print("every point: \(correction.describe), before evaluation") }
             for seg in segments {
                 guard let m = seg.metrics else { continue }
                 print(String(format: "%@%@: loss barrier %.5f, max loss %.5f, min accuracy %.4f",

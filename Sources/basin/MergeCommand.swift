@@ -62,7 +62,7 @@ struct MergeCommand: ParsableCommand {
 
     @OptionGroup var architecture: ArchitectureOptions
 
-    @OptionGroup var bn: BatchNormResetOptions
+    @OptionGroup var correction: CorrectionOptions
 
     @Option(help: "Largest shard size (e.g. 5GB, 500MB).")
     var shardSize: String = "5GB"
@@ -99,6 +99,7 @@ struct MergeCommand: ParsableCommand {
         if output == nil && out == nil { throw ValidationError("missing the output: basin merge RECIPE OUT (a folder or a .safetensors file)") }
         guard evaluateJobs >= 1 && evaluateJobs <= 64 else { throw ValidationError("--evaluate-jobs must be between 1 and 64") }
         _ = try parseByteSize(shardSize, option: "--shard-size")
+        try correction.validateOne()
     }
 
     func run() throws {
@@ -126,7 +127,8 @@ struct MergeCommand: ParsableCommand {
         }
         try io.file(data)
         try io.file(architecture.archFile)
-        try io.file(bn.bnReset)
+        try io.file(correction.bnReset)
+        try io.file(correction.repair)
         io.checkpoint(outPath)
         try io.check()
         let outURL = URL(fileURLWithPath: outPath)
@@ -138,13 +140,21 @@ struct MergeCommand: ParsableCommand {
         options.hashInputs = !noDigests
         options.sync = sync
         let dataset = try data.map { try Dataset(path: $0) }
-        // --bn-reset: checked before merging (the network has BatchNorm, the data fits it); applied to the merge
-        // once it is written, which is then rewritten with the recomputed statistics.
-        var reset: BatchNormReset?
-        if bn.bnReset != nil {
-            guard !dryRun else { throw ValidationError("--bn-reset recomputes the written merge's statistics; it does not go with --dry-run") }
-            guard let first = recipe.modelURLs.first else { throw ValidationError("--bn-reset needs a recipe with models") }
-            reset = try bn.make(for: try architecture.load(first.path))
+        // --bn-reset / --repair: checked before merging (the network has BatchNorm or REPAIR sites, the data fits it,
+        // a REPAIR recipe is a weighted mean of models); applied to the merge once it is written, which is then
+        // rewritten with the corrected tensors.
+        var corrector: (CombinationCorrection, weights: [Double])?
+        if let flag = correction.bnReset != nil ? "--bn-reset" : correction.repair != nil ? "--repair" : nil {
+            guard !dryRun else { throw ValidationError("\(flag) corrects the written merge; it does not go with --dry-run") }
+            if correction.repair != nil {
+                let (urls, weights) = try recipe.combinationWeights()
+                let models = try urls.map { try architecture.load($0.path) }
+                for m in models.dropFirst() { try models[0].params.checkCompatible(with: m.params, "merge inputs \(models[0].path) and \(m.path)") }
+                corrector = (CombinationCorrection(try correction.make(for: models[0])!, models: models.map(\.params)), weights)
+            } else {
+                guard let first = recipe.modelURLs.first ?? recipe.baseURL else { throw ValidationError("--bn-reset needs a recipe with models") }
+                corrector = (CombinationCorrection(try correction.make(for: try architecture.load(first.path))!, models: []), [])
+            }
         }
         var outputs: [String]
         if recipe.method.needsData {
@@ -187,20 +197,13 @@ struct MergeCommand: ParsableCommand {
                               formatBytes(report.outputBytes), recipe.method.rawValue, report.seconds, formatBytes(Int(rate)),
                               outputs.count == 1 ? outputs[0] : (CheckpointWriter.isFolder(outURL) ? outURL.path : "\(outputs.count - 1) shards + \(outputs.last!)")))
         }
-        if let reset {
-            do {
-                let merged = try architecture.load(CheckpointWriter.isFolder(outURL) ? outURL.path : outputs.last!)
-                let fixed = reset.apply(merged.params)
-                let dtypes = merged.dtypes
-                let sources = try zip(recipe.inputModels, recipe.modelURLs).map { ($0.model, try ModelFile.open($1) as any TensorSource) }
-                outputs = try MergeExport.write(fixed, to: outURL, dtype: { dtypes[$0] ?? .f32 }, recipe: recipe, inputs: sources,
-                                                shardSize: shardBytes, extraMetadata: bn.metadata).map(\.path)
-            } catch {
-                // Nothing half-done stays behind: the merge without its statistics is not what was asked for.
-                for path in outputs { try? FileManager.default.removeItem(atPath: path) }
-                throw error
+        if let (corrector, weights) = corrector {
+            let sources = try zip(recipe.inputModels, recipe.modelURLs).map { ($0.model, try ModelFile.open($1) as any TensorSource) }
+            outputs = try rewriteCorrected(outURL, model: CheckpointWriter.isFolder(outURL) ? outURL.path : outputs.last!, written: outputs, architecture: architecture, recipe: recipe, inputs: sources,
+                                           shardSize: shardBytes, extraMetadata: correction.metadata) {
+                try corrector.parameters($0, weights: weights)
             }
-            printError("recomputed the BatchNorm statistics of \(outputs.last!) on \(bn.bnReset!) (batch \(bn.bnBatch))")
+            printError("\(correction.bnReset != nil ? "recomputed the BatchNorm statistics of" : "REPAIRed") \(outputs.last!) on \(correction.dataPath!) (batch \(correction.bnBatch))")
         }
         if let evaluate {
             guard CheckpointWriter.isFolder(outURL) else {

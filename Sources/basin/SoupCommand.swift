@@ -49,6 +49,8 @@ struct SoupCommand: ParsableCommand {
 
     @OptionGroup var architecture: ArchitectureOptions
 
+    @OptionGroup var correction: CorrectionOptions
+
     @Option(help: "External evaluator instead of --data: a command run with each candidate's folder as its last argument, printing one JSON object of metrics (see docs/merging.md). Candidates are streamed to folders, so any model size works.")
     var evaluate: String?
 
@@ -79,6 +81,15 @@ struct SoupCommand: ParsableCommand {
             if learned || align != nil { throw ValidationError("--learned and --align need Basin's own networks; with --evaluate, soups are uniform or greedy") }
         }
         try Check.range(evaluateJobs, 1...64, "--evaluate-jobs")
+        try correction.validateOne()
+        if evaluate != nil && correction.dataPath != nil {
+            throw ValidationError("--bn-reset and --repair correct Basin's own networks; with --evaluate the candidates are scored as merged")
+        }
+        if correction.repair != nil && perLayer {
+            // Per-layer coefficients mix every layer with its own weights, so no one weighted mean of the
+            // ingredients' statistics is the soup's (a site's statistics depend on all the layers before it).
+            throw ValidationError("--repair does not go with --per-layer: REPAIR's goal is one weighted mean of the ingredients' statistics, and a per-layer soup has a different mean in every layer")
+        }
     }
 
     /// The soup chosen by an external evaluator (streamed candidates; any model size).
@@ -118,6 +129,8 @@ struct SoupCommand: ParsableCommand {
         try io.file(data)
         try io.file(test)
         try io.file(architecture.archFile)
+        try io.file(correction.bnReset)
+        try io.file(correction.repair)
         if let out { io.checkpoint(out) }
         try io.check()
         if let evaluate { return try runExternal(evaluate) }
@@ -152,23 +165,39 @@ struct SoupCommand: ParsableCommand {
                                  "basin.soup.permutations": String(decoding: data, as: UTF8.self)]
             if !json { printError("aligned \(results.count) ingredient(s) to \(models[0]) by \(align.rawValue) matching") }
         }
+        // --bn-reset / --repair: every soup (not the ingredients, not the ensemble) is corrected before it is
+        // measured, the greedy soup's candidates included; REPAIR's goal is the soup's weighted mean of the
+        // ingredients' statistics (of the aligned copies with --align).
+        let corrector = try correction.make(for: loaded[0]).map { CombinationCorrection($0, models: params) }
+        let suffix = correction.bnReset != nil ? " (BN reset)" : correction.repair != nil ? " (REPAIR)" : ""
+        if corrector != nil && !json { printError("every soup: \(correction.describe), before it is measured") }
         func row(_ name: String, _ kind: String, _ p: ParameterSet) -> MetricsRow {
             let m = network.evaluate(p, on: heldOut)
             return MetricsRow(name: name, kind: kind, loss: m.loss, accuracy: m.accuracy, samples: m.samples,
                               test: testSet.map { network.evaluate(p, on: $0) })
         }
+        func soupRow(_ name: String, _ kind: String, _ p: ParameterSet, weights: [Double]) throws -> MetricsRow {
+            guard let corrector else { return row(name, kind, p) }
+            let m = try corrector.evaluate(p, weights: weights, network: network, on: [heldOut] + (testSet.map { [$0] } ?? []))
+            return MetricsRow(name: name + suffix, kind: kind, loss: m[0].loss, accuracy: m[0].accuracy, samples: m[0].samples,
+                              test: m.count > 1 ? m[1] : nil)
+        }
+        let uniformWeights = [Double](repeating: 1 / Double(params.count), count: params.count)
         var rows = zip(models, params).map { row($0, "ingredient", $1) }
         let e = Soup.ensembleMetrics(network: network, models: params, on: heldOut)
         rows.append(MetricsRow(name: "ensemble of \(params.count)", kind: "ensemble", loss: e.loss, accuracy: e.accuracy, samples: e.samples,
                                test: testSet.map { Soup.ensembleMetrics(network: network, models: params, on: $0) }))
         let uniform = try ParameterMerge.uniformSoup(params)
-        rows.append(row("uniform soup of \(params.count)", "uniform soup", uniform))
-        var chosen = uniform
+        rows.append(try soupRow("uniform soup of \(params.count)", "uniform soup", uniform, weights: uniformWeights))
+        var chosenWeights = uniformWeights
         var recipe = MergeRecipe(method: .linear, models: models.map { .init(model: $0, parameters: ["weight": .scalar(1)]) })
         if learned {
             let r = try Soup.learned(network: network, ingredients: params, heldOut: heldOut, perLayer: perLayer, steps: steps)
-            rows.append(row("learned soup" + (perLayer ? " (per layer)" : ""), "learned soup", r.soup))
-            chosen = r.soup
+            // One set of coefficients (REPAIR is refused with --per-layer): they are the soup's weights.
+            chosenWeights = r.coefficients[0].map { Double($0) }
+            let total = chosenWeights.reduce(0, +)
+            chosenWeights = chosenWeights.map { $0 / total }
+            rows.append(try soupRow("learned soup" + (perLayer ? " (per layer)" : ""), "learned soup", r.soup, weights: chosenWeights))
             recipe.models = models.indices.map { i in
                 let value: ParameterValue = r.groups.count == 1 ? .scalar(Double(r.coefficients[0][i]))
                     : .filtered(r.groups.indices.map { .init(filter: r.groups[$0] + ".", value: Double(r.coefficients[$0][i])) })
@@ -177,14 +206,13 @@ struct SoupCommand: ParsableCommand {
             if !json { printError("learned coefficients: " + r.groups.indices.map { g in "\(r.groups[g]): " + r.coefficients[g].map { String(format: "%.3f", $0) }.joined(separator: " ") }.joined(separator: "; ")) }
         }
         if greedy {
-            let g = try Soup.greedy(network: network, ingredients: params, heldOut: heldOut)
-            rows.append(row("greedy soup (\(g.chosen.count) of \(params.count))", "greedy soup", g.soup))
-            chosen = g.soup
+            let g = try Soup.greedy(network: network, ingredients: params, heldOut: heldOut, correction: corrector)
+            chosenWeights = params.indices.map { g.chosen.contains($0) ? 1 / Double(g.chosen.count) : 0 }
+            rows.append(try soupRow("greedy soup (\(g.chosen.count) of \(params.count))", "greedy soup", g.soup, weights: chosenWeights))
             recipe.models = g.chosen.map { .init(model: models[$0], parameters: ["weight": .scalar(1)]) }
             if !json { printError("greedy soup ingredients, in order added: " + g.chosen.map { models[$0] }.joined(separator: ", ")) }
         }
         try printMetricsTable(rows, json: json, dataName: heldOut.name, testName: testSet?.name)
-        _ = chosen
         if let out {
             // The soup is built from its recipe by the streaming merge, so `basin merge` of the recipe rebuilds it bit
             // for bit. Aligned ingredients are written beside it (in their input dtypes) and the recipe names them.
@@ -202,7 +230,24 @@ struct SoupCommand: ParsableCommand {
             var options = MergeRunOptions()
             options.extraMetadata = alignmentMetadata
             let written = try RecipeExport.export(recipe, to: outURL, options: options)
-            printError("wrote \(written.model.path) and \(written.recipe.lastPathComponent)")
+            if let corrector {
+                // The recipe rebuilds the uncorrected soup (`basin merge RECIPE --bn-reset/--repair DATA` the corrected
+                // one); the soup itself is rewritten with its corrected tensors. If that fails, nothing stays behind.
+                var files = ((try? ModelFile.open(outURL))?.files.map(\.path)) ?? [outURL.path]
+                let index = CheckpointWriter.isFolder(outURL) ? outURL.appendingPathComponent("model.safetensors.index.json").path
+                    : outURL.deletingPathExtension().path + ".safetensors.index.json"
+                let model = FileManager.default.fileExists(atPath: index) && !CheckpointWriter.isFolder(outURL) ? index : outURL.path
+                if FileManager.default.fileExists(atPath: index) { files.append(index) }
+                files.append(written.recipe.path)
+                if align != nil { files += (1..<models.count).map { RecipeExport.companion(of: outURL, "aligned-\($0)").path } }
+                let sources = try recipe.models.map { ($0.model, try ModelFile.open(recipe.resolve($0.model)) as any TensorSource) }
+                let weights = chosenWeights
+                _ = try rewriteCorrected(outURL, model: model, written: files, architecture: architecture, recipe: recipe, inputs: sources,
+                                         shardSize: options.shardSize, extraMetadata: alignmentMetadata.merging(correction.metadata) { $1 }) {
+                    try corrector.parameters($0, weights: weights)
+                }
+            }
+            printError("wrote \(written.model.path) and \(written.recipe.lastPathComponent)" + (corrector == nil ? "" : " (\(correction.describe))"))
         }
     }
 }

@@ -137,4 +137,153 @@ final class CNNCLITests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("BatchNorm"), refused.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: mlpOut.path))
     }
+
+    /// Runs basin and decodes its JSON output.
+    func runJSON(_ arguments: [String]) throws -> Any {
+        let r = try BasinBinary.run(arguments)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
+    }
+
+    func row(_ rows: Any, kind: String) -> [String: Any]? {
+        (rows as? [[String: Any]])?.first { $0["kind"] as? String == kind }
+    }
+
+    func assertSameTensors(_ a: URL, _ b: URL, tolerance: Double, file: StaticString = #filePath, line: UInt = #line) throws {
+        let x = try SafeTensorsFile(url: a), y = try SafeTensorsFile(url: b)
+        XCTAssertEqual(Set(x.names), Set(y.names), file: file, line: line)
+        for name in x.names {
+            let g = try x.doubles(name), w = try y.doubles(name)
+            XCTAssertEqual(g.count, w.count, name, file: file, line: line)
+            XCTAssertLessThanOrEqual(zip(g, w).map { abs($0 - $1) }.max() ?? 0, tolerance, name, file: file, line: line)
+        }
+    }
+
+    /// `basin soup --bn-reset`: the uniform soup of the VGG pair is the midpoint, so after the reset it is PyTorch's
+    /// BN-reset midpoint (loss and accuracy on test from expected.json to 1e-3; the written tensors to 1e-4); the
+    /// greedy soup's candidates are reset too; the ingredients and ensemble rows are the trained models as they are.
+    func testSoupWithBatchNormReset() throws {
+        let arch = Fixtures.url("cnn/vgg.arch.json").path
+        let a = Fixtures.url("cnn/vgg-seed0.safetensors").path, b = Fixtures.url("cnn/vgg-seed1.safetensors").path
+        let expected = try Fixtures.json("cnn/expected.json") as! [String: Any]
+        let vgg = expected["vgg"] as! [String: Any]
+        let mid = (vgg["midpoint_bn_reset"] as! [String: Any])["test"] as! [Double]
+        let naiveMid = (vgg["linear_test_naive"] as! [[Double]])[10]
+        let out = dir.appendingPathComponent("soup.safetensors")
+        let rows = try runJSON(["soup", a, b, "--arch", arch, "--data", Fixtures.digitsTest.path, "--bn-reset", Fixtures.digitsTrain.path,
+                                "--out", out.path, "--json"])
+        let uniform = try XCTUnwrap(row(rows, kind: "uniform soup"))
+        XCTAssertEqual(uniform["loss"] as! Double, mid[0], accuracy: 1e-3)
+        XCTAssertEqual(uniform["accuracy"] as! Double, mid[1], accuracy: 1e-3)
+        XCTAssertEqual(row(rows, kind: "ingredient")!["loss"] as! Double, (vgg["endpoint_test"] as! [[Double]])[0][0], accuracy: 1e-4)
+        let written = try SafeTensorsFile(url: out)
+        XCTAssertEqual(written.metadata["basin.bn_reset"], "data=digits-train.safetensors batch=64")
+        XCTAssertEqual(try written.integers("features.1.num_batches_tracked"), [21])
+        try assertSameTensors(out, Fixtures.url("cnn/vgg-midpoint-bn-reset.safetensors"), tolerance: 1e-4)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("soup.recipe.yaml").path))
+
+        // Without the reset the uniform soup is the naive midpoint.
+        let naive = try runJSON(["soup", a, b, "--arch", arch, "--data", Fixtures.digitsTest.path, "--json"])
+        XCTAssertEqual(row(naive, kind: "uniform soup")!["loss"] as! Double, naiveMid[1], accuracy: 1e-4)
+
+        // Greedy: the one-ingredient start is reset as well (seed 0 after update_bn: PyTorch's t = 0 of the reset path).
+        let greedy = try runJSON(["soup", a, b, "--arch", arch, "--data", Fixtures.digitsTest.path, "--bn-reset", Fixtures.digitsTrain.path,
+                                  "--greedy", "--json"])
+        let g = try XCTUnwrap(row(greedy, kind: "greedy soup"))
+        XCTAssertEqual(g["loss"] as! Double, (vgg["linear_test_bn_reset"] as! [[Double]])[0][1], accuracy: 1e-3)
+
+        // A network without BatchNorm: refused before anything is written.
+        let mlpOut = dir.appendingPathComponent("mlp-soup.safetensors")
+        let refused = try BasinBinary.run(["soup", Fixtures.mlpSeed0.path, Fixtures.mlpSeed1.path, "--data", Fixtures.digitsTest.path,
+                                           "--bn-reset", Fixtures.digitsTrain.path, "--out", mlpOut.path])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("BatchNorm"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: mlpOut.path))
+    }
+
+    /// `--repair` on soups and merges: the goal is the weighted mean of the models' statistics, so the uniform soup
+    /// of two models is `basin path --repair`'s midpoint, and `basin merge` of a linear recipe writes the same
+    /// tensors as the soup; recipes that are no weighted mean (task arithmetic) and per-layer soups are refused;
+    /// a repaired soup that cannot be folded into the model's tensors leaves nothing behind.
+    func testSoupAndMergeWithRepair() throws {
+        let arch = Fixtures.url("cnn/vgg.arch.json").path
+        let a = Fixtures.url("cnn/vgg-seed0.safetensors").path, b = Fixtures.url("cnn/vgg-seed1.safetensors").path
+        let soupOut = dir.appendingPathComponent("soup.safetensors")
+        let rows = try runJSON(["soup", a, b, "--arch", arch, "--data", Fixtures.digitsTest.path, "--repair", Fixtures.digitsTrain.path,
+                                "--out", soupOut.path, "--json"])
+        let path = try runJSON(["path", a, b, "--arch", arch, "--data", Fixtures.digitsTest.path, "--repair", Fixtures.digitsTrain.path,
+                                "--points", "3", "--json"]) as! [String: Any]
+        let points = path["points"] as! [[String: Any]]
+        XCTAssertEqual(points[1]["t"] as! Double, 0.5)
+        let uniform = try XCTUnwrap(row(rows, kind: "uniform soup"))
+        XCTAssertEqual(uniform["loss"] as! Double, points[1]["loss"] as! Double, accuracy: 1e-6)
+        XCTAssertEqual(uniform["accuracy"] as! Double, points[1]["accuracy"] as! Double, accuracy: 1e-9)
+        XCTAssertEqual(try SafeTensorsFile(url: soupOut).metadata["basin.repair"], "data=digits-train.safetensors batch=64")
+        // The written (folded) soup is the function the table measured.
+        let e = try runJSON(["eval", soupOut.path, "--arch", arch, "--data", Fixtures.digitsTest.path, "--json"]) as! [String: Any]
+        XCTAssertEqual(e["loss"] as! Double, uniform["loss"] as! Double, accuracy: 1e-4)
+
+        let recipe = dir.appendingPathComponent("mid.yaml")
+        try "merge_method: linear\nmodels:\n  - {model: \(a), parameters: {weight: 1}}\n  - {model: \(b), parameters: {weight: 1}}\n"
+            .write(to: recipe, atomically: true, encoding: .utf8)
+        let merged = dir.appendingPathComponent("merged.safetensors")
+        let m = try BasinBinary.run(["merge", recipe.path, "--out", merged.path, "--arch", arch, "--repair", Fixtures.digitsTrain.path])
+        XCTAssertEqual(m.status, 0, m.stderr)
+        try assertSameTensors(merged, soupOut, tolerance: 1e-6)
+
+        let ta = dir.appendingPathComponent("ta.yaml")
+        try "merge_method: task_arithmetic\nbase_model: \(a)\nmodels:\n  - {model: \(b), parameters: {weight: 0.5}}\n"
+            .write(to: ta, atomically: true, encoding: .utf8)
+        let taOut = dir.appendingPathComponent("ta.safetensors")
+        let refused = try BasinBinary.run(["merge", ta.path, "--out", taOut.path, "--arch", arch, "--repair", Fixtures.digitsTrain.path])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("weighted mean"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: taOut.path))
+        let perLayer = try BasinBinary.run(["soup", a, b, "--arch", arch, "--data", Fixtures.digitsTest.path, "--learned", "--per-layer",
+                                            "--repair", Fixtures.digitsTrain.path])
+        XCTAssertNotEqual(perLayer.status, 0)
+        XCTAssertTrue(perLayer.stderr.contains("--per-layer"), perLayer.stderr)
+
+        // The first conv without its BatchNorm has no bias to take REPAIR's shift: measured, but not writable;
+        // the soup written before the fold is removed with its recipe.
+        let noBN = dir.appendingPathComponent("nobn.arch.json")
+        try String(contentsOfFile: arch, encoding: .utf8)
+            .replacingOccurrences(of: #"{"name": "features.1", "op": "batchnorm2d", "module": "features.1"}"#, with: #"{"name": "features.1", "op": "identity"}"#)
+            .write(to: noBN, atomically: true, encoding: .utf8)
+        let failOut = dir.appendingPathComponent("fail.safetensors")
+        let failed = try BasinBinary.run(["soup", a, b, "--arch", noBN.path, "--data", Fixtures.digitsTest.path, "--repair", Fixtures.digitsTrain.path,
+                                          "--out", failOut.path])
+        XCTAssertNotEqual(failed.status, 0)
+        XCTAssertTrue(failed.stderr.contains("features.0") && failed.stderr.contains("bias"), failed.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: failOut.path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("fail.recipe.yaml").path))
+    }
+
+    /// `basin fit --bn-reset`: the report's straight line is PyTorch's BN-reset path (1e-3 at t = 0, 1/4, ..., 1)
+    /// and the fitted curve's points are what `basin path --bends --bn-reset` gives for the written bends.
+    func testFitReportWithBatchNormReset() throws {
+        let arch = Fixtures.url("cnn/vgg.arch.json").path
+        let a = Fixtures.url("cnn/vgg-seed0.safetensors").path, b = Fixtures.url("cnn/vgg-seed1.safetensors").path
+        let bends = dir.appendingPathComponent("bend.safetensors")
+        let fit = try runJSON(["fit", a, b, "--arch", arch, "--data", Fixtures.digitsTrain.path, "--epochs", "1", "--test", Fixtures.digitsTest.path,
+                               "--bn-reset", Fixtures.digitsTrain.path, "--points", "5", "--out", bends.path, "--json"]) as! [String: Any]
+        let evaluation = fit["evaluation"] as! [String: Any]
+        XCTAssertEqual(evaluation["correction"] as? String, "bn_reset")
+        let want = ((try Fixtures.json("cnn/expected.json") as! [String: Any])["vgg"] as! [String: Any])["linear_test_bn_reset"] as! [[Double]]
+        let linear = evaluation["linear"] as! [[String: Any]]
+        XCTAssertEqual(linear.count, 5)
+        for (k, p) in linear.enumerated() {
+            XCTAssertEqual(p["t"] as! Double, want[5 * k][0], accuracy: 1e-12)
+            XCTAssertEqual(p["loss"] as! Double, want[5 * k][1], accuracy: 1e-3)
+        }
+        let path = try runJSON(["path", a, b, "--arch", arch, "--bends", bends.path, "--data", Fixtures.digitsTest.path,
+                                "--bn-reset", Fixtures.digitsTrain.path, "--points", "5", "--json"]) as! [String: Any]
+        let fitted = evaluation["fitted"] as! [[String: Any]], points = path["points"] as! [[String: Any]]
+        XCTAssertEqual(fitted.count, points.count)
+        for (p, q) in zip(fitted, points) { XCTAssertEqual(p["loss"] as! Double, q["loss"] as! Double, accuracy: 1e-6) }
+        // Without the reset the same curve reports worse: the fit ran BatchNorm in train mode, its bends' running
+        // statistics are only interpolations.
+        let naive = try runJSON(["path", a, b, "--arch", arch, "--bends", bends.path, "--data", Fixtures.digitsTest.path, "--points", "5", "--json"]) as! [String: Any]
+        XCTAssertGreaterThan((naive["barrier"] as! [String: Any])["loss"] as! Double, (fit["segments"] as! [[String: Any]])[0]["metrics"].flatMap { ($0 as! [String: Any])["barrier"] as? [String: Any] }!["loss"] as! Double)
+    }
 }

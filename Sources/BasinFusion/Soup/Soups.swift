@@ -64,9 +64,18 @@ public enum Soup {
 
     /// Greedy soup (Wortsman et al. 2022): sort by held-out accuracy, start from the best ingredient, add each
     /// next one if the uniform average with it does not lower held-out accuracy. Never below the best ingredient.
-    public static func greedy(network: Network, ingredients: [ParameterSet], heldOut: Dataset) throws -> GreedyResult {
+    /// With a `correction` (BatchNorm reset, REPAIR), every soup tried -- the one-ingredient start included -- is
+    /// corrected before it is measured; the ingredients are ranked as they are. `soup` stays uncorrected.
+    public static func greedy(network: Network, ingredients: [ParameterSet], heldOut: Dataset,
+                              correction: CombinationCorrection? = nil) throws -> GreedyResult {
         guard !ingredients.isEmpty else { throw MergeError("greedy soup of no ingredients") }
         let metrics = ingredients.map { network.evaluate($0, on: heldOut) }
+        func measure(_ soup: ParameterSet, _ members: [Int]) throws -> Metrics {
+            guard let correction else { return network.evaluate(soup, on: heldOut) }
+            var weights = [Double](repeating: 0, count: ingredients.count)
+            for i in members { weights[i] = 1 / Double(members.count) }
+            return try correction.evaluate(soup, weights: weights, network: network, on: [heldOut])[0]
+        }
         // Stable: ties keep the given order; lower loss breaks accuracy ties.
         let order = ingredients.indices.sorted {
             (metrics[$0].accuracy, -metrics[$0].loss, -$0) > (metrics[$1].accuracy, -metrics[$1].loss, -$1)
@@ -74,11 +83,11 @@ public enum Soup {
         var chosen = [order[0]]
         var sum = ingredients[order[0]]
         var soup = sum
-        var best = metrics[order[0]]
+        var best = correction == nil ? metrics[order[0]] : try measure(soup, chosen)
         for i in order.dropFirst() {
             let candidateSum = sum + ingredients[i]
             let candidate = candidateSum.mapTensors { _, t in t.scaled(by: 1 / Float(chosen.count + 1)) }
-            let m = network.evaluate(candidate, on: heldOut)
+            let m = try measure(candidate, chosen + [i])
             if m.accuracy >= best.accuracy {
                 chosen.append(i)
                 sum = candidateSum
