@@ -119,13 +119,7 @@ final class CNNCLITests: XCTestCase {
             XCTAssertEqual(file.metadata["basin.bn_reset"], "data=digits-train.safetensors batch=64")
         }
 
-        let recipe = dir.appendingPathComponent("mid.yaml")
-        try "merge_method: linear\nmodels:\n  - {model: \(a), parameters: {weight: 0.5}}\n  - {model: \(b), parameters: {weight: 0.5}}\n"
-            .write(to: recipe, atomically: true, encoding: .utf8)
-        let merged = dir.appendingPathComponent("merged.safetensors")
-        let m = try BasinBinary.run(["merge", recipe.path, "--out", merged.path, "--arch", arch, "--bn-reset", Fixtures.digitsTrain.path])
-        XCTAssertEqual(m.status, 0, m.stderr)
-        try checkWritten(merged)
+        try checkWritten(try mergeLinear(a, b, weight: "0.5", arch: arch, correction: "--bn-reset"))
 
         // A network without BatchNorm: refused before anything is written.
         let mlpRecipe = dir.appendingPathComponent("mlp.yaml")
@@ -136,6 +130,17 @@ final class CNNCLITests: XCTestCase {
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.stderr.contains("BatchNorm"), refused.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: mlpOut.path))
+    }
+
+    /// `basin merge` of the linear recipe a, b with equal weights, corrected on digits-train; the merged file.
+    func mergeLinear(_ a: String, _ b: String, weight: String, arch: String, correction: String) throws -> URL {
+        let recipe = dir.appendingPathComponent("mid.yaml")
+        try "merge_method: linear\nmodels:\n  - {model: \(a), parameters: {weight: \(weight)}}\n  - {model: \(b), parameters: {weight: \(weight)}}\n"
+            .write(to: recipe, atomically: true, encoding: .utf8)
+        let merged = dir.appendingPathComponent("merged.safetensors")
+        let m = try BasinBinary.run(["merge", recipe.path, "--out", merged.path, "--arch", arch, correction, Fixtures.digitsTrain.path])
+        XCTAssertEqual(m.status, 0, m.stderr)
+        return merged
     }
 
     /// Runs basin and decodes its JSON output.
@@ -223,13 +228,7 @@ final class CNNCLITests: XCTestCase {
         let e = try runJSON(["eval", soupOut.path, "--arch", arch, "--data", Fixtures.digitsTest.path, "--json"]) as! [String: Any]
         XCTAssertEqual(e["loss"] as! Double, uniform["loss"] as! Double, accuracy: 1e-4)
 
-        let recipe = dir.appendingPathComponent("mid.yaml")
-        try "merge_method: linear\nmodels:\n  - {model: \(a), parameters: {weight: 1}}\n  - {model: \(b), parameters: {weight: 1}}\n"
-            .write(to: recipe, atomically: true, encoding: .utf8)
-        let merged = dir.appendingPathComponent("merged.safetensors")
-        let m = try BasinBinary.run(["merge", recipe.path, "--out", merged.path, "--arch", arch, "--repair", Fixtures.digitsTrain.path])
-        XCTAssertEqual(m.status, 0, m.stderr)
-        try assertSameTensors(merged, soupOut, tolerance: 1e-6)
+        try assertSameTensors(try mergeLinear(a, b, weight: "1", arch: arch, correction: "--repair"), soupOut, tolerance: 1e-6)
 
         let ta = dir.appendingPathComponent("ta.yaml")
         try "merge_method: task_arithmetic\nbase_model: \(a)\nmodels:\n  - {model: \(b), parameters: {weight: 0.5}}\n"

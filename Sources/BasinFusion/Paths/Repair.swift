@@ -136,31 +136,9 @@ public struct Repair: Sendable {
 
     /// Per-channel mean and unbiased variance of a [N, C, ...] batch, in double precision.
     static func moments(_ y: Tensor) -> (mean: [Double], variance: [Double]) {
-        let n = y.shape[0], c = y.shape[1]
-        let inner = y.count / max(1, n * c)
-        let count = n * inner
-        var sum = [Double](repeating: 0, count: c), sq = [Double](repeating: 0, count: c)
-        y.withUnsafeBufferPointer { xs in
-            for i in 0..<n {
-                for ch in 0..<c {
-                    let p = xs.baseAddress! + (i * c + ch) * inner
-                    var s = 0.0
-                    for j in 0..<inner { s += Double(p[j]) }
-                    sum[ch] += s
-                }
-            }
-            for ch in 0..<c { sum[ch] /= Double(max(1, count)) }
-            for i in 0..<n {
-                for ch in 0..<c {
-                    let p = xs.baseAddress! + (i * c + ch) * inner
-                    let m = sum[ch]
-                    var s = 0.0
-                    for j in 0..<inner { let d = Double(p[j]) - m; s += d * d }
-                    sq[ch] += s
-                }
-            }
-        }
-        return (sum, sq.map { count > 1 ? $0 / Double(count - 1) : 0 })
+        let (mean, squares) = BatchNorm.channelMoments(y, channels: y.shape[1])
+        let count = y.count / max(1, y.shape[1])
+        return (mean, squares.map { count > 1 ? $0 / Double(count - 1) : 0 })
     }
 
     /// The sites' statistics in the network given by `params` (eval mode), as step 1 describes.

@@ -145,6 +145,37 @@ public struct BatchNorm: Op {
         let batchStatistics: Bool
     }
 
+    /// Per-channel mean and sum of squared deviations from it of a [N, C, ...] tensor (or [N, C] / [N] with
+    /// `channels`), accumulated in double precision in two passes; the count per channel is N times the inner
+    /// size. The batch statistics of train mode, and what REPAIR measures at its sites.
+    public static func channelMoments(_ y: Tensor, channels c: Int) -> (mean: [Double], squares: [Double]) {
+        let n = y.shape[0]
+        let inner = y.count / max(1, n * c)
+        let count = n * inner
+        var sum = [Double](repeating: 0, count: c), sq = [Double](repeating: 0, count: c)
+        y.withUnsafeBufferPointer { xs in
+            for i in 0..<n {
+                for ch in 0..<c {
+                    let p = xs.baseAddress! + (i * c + ch) * inner
+                    var s = 0.0
+                    for j in 0..<inner { s += Double(p[j]) }
+                    sum[ch] += s
+                }
+            }
+            for ch in 0..<c { sum[ch] /= Double(max(1, count)) }
+            for i in 0..<n {
+                for ch in 0..<c {
+                    let p = xs.baseAddress! + (i * c + ch) * inner
+                    let m = sum[ch]
+                    var s = 0.0
+                    for j in 0..<inner { let d = Double(p[j]) - m; s += d * d }
+                    sq[ch] += s
+                }
+            }
+        }
+        return (sum, sq)
+    }
+
     public func forward(_ inputs: inout OpInputs, _ context: inout ForwardContext) -> Tensor {
         var y = inputs.take(0)
         let n = y.shape[0], c = y.shape.count > 1 ? y.shape[1] : y.count / max(1, n)
@@ -157,28 +188,7 @@ public struct BatchNorm: Op {
         var invstd = [Float](repeating: 0, count: c)
         let batchStatistics = context.mode == .train
         if batchStatistics {
-            // Batch mean and variance per channel, accumulated in double precision.
-            var sum = [Double](repeating: 0, count: c), sq = [Double](repeating: 0, count: c)
-            y.withUnsafeBufferPointer { xs in
-                for i in 0..<n {
-                    for ch in 0..<c {
-                        let p = xs.baseAddress! + (i * c + ch) * inner
-                        var s = 0.0
-                        for j in 0..<inner { s += Double(p[j]) }
-                        sum[ch] += s
-                    }
-                }
-                for ch in 0..<c { sum[ch] /= Double(max(1, count)) }
-                for i in 0..<n {
-                    for ch in 0..<c {
-                        let p = xs.baseAddress! + (i * c + ch) * inner
-                        let m = sum[ch]
-                        var s = 0.0
-                        for j in 0..<inner { let d = Double(p[j]) - m; s += d * d }
-                        sq[ch] += s
-                    }
-                }
-            }
+            let (sum, sq) = BatchNorm.channelMoments(y, channels: c)
             var newMean = context.parameter(runningMean), newVar = context.parameter(runningVar)
             let tracked = numBatchesTracked.flatMap { context.params[$0] }
             let batches = (tracked.map { Double($0[0]) } ?? 0) + 1
