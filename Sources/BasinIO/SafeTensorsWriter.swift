@@ -314,6 +314,14 @@ public enum FileDigest {
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
+    /// SHA-256 of bytes fed in order (a writer hashing the file it writes as it goes).
+    public struct Running {
+        private var hasher = SHA256()
+        public init() {}
+        public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
+        public func hex() -> String { hasher.finalize().map { String(format: "%02x", $0) }.joined() }
+    }
+
     /// SHA-256 of a tensor source: the file's digest, or for a sharded checkpoint the digest of its shards'
     /// digests in order.
     public static func sha256(of source: any TensorSource, fileDigest: (URL) throws -> String = { try sha256($0) }) throws -> String {

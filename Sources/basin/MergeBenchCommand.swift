@@ -36,6 +36,9 @@ struct MergeBench: ParsableCommand {
     @Flag(help: "Keep the generated checkpoints (the folder is printed).")
     var keep = false
 
+    @Flag(help: "Every merge hashes its inputs from scratch (default: the digests recorded when the inputs were written are found in the bench's digest cache, as when re-merging the same checkpoints).")
+    var coldDigests = false
+
     func validate() throws {
         _ = try parseByteSize(size, option: "--size")
         if let mergeThreads { try Check.range(mergeThreads, 1...Check.maxThreads, "--merge-threads") }
@@ -59,17 +62,20 @@ struct MergeBench: ParsableCommand {
                 throw CLIError(.insufficientDisk, "\(folder.path) has \(formatBytes(Int(free.int64Value))) free but --size \(size) needs about \(formatBytes(needed)) (5x); use --dir or a smaller --size")
             }
         }
-        let f = try MergeBenchmark.run(directory: folder, bytesPerModel: bytes, sharded: sharded, methods: list, threads: mergeThreads, keep: keep) {
+        let f = try MergeBenchmark.run(directory: folder, bytesPerModel: bytes, sharded: sharded, methods: list, threads: mergeThreads, keep: keep,
+                                       coldDigests: coldDigests) {
             if !options.json { printError($0) }
         }
         if options.json { return try printJSON(f) }
         let mb = { (x: Double) in String(format: "%.0f MB/s", x / 1e6) }
         print("inputs: 3 x \(formatBytes(f.bytesPerModel)) BF16 (base + 2 fine-tunes), \(f.tensors) tensors, \(f.layers) LLaMA-shaped layers, \(f.inputShardsPerModel) shard(s) each\(f.outputShardSize.map { ", output shards of \(formatBytes($0))" } ?? ""), \(f.threads) merge threads")
         print(String(format: "cp of one input: %.2f s, %@ (cp + fsync: %.2f s, %@)", f.copySeconds, mb(f.copyBytesPerSecond), f.copySyncSeconds, mb(f.copySyncBytesPerSecond)))
+        print(String(format: "input digests from scratch (SHA-256 of every input file, all at once): %.2f s, CPU %.2f s; the merges %@",
+                     f.digestSeconds, f.digestCPUSeconds, f.coldDigests ? "hash them from scratch again (--cold-digests)" : "find them in the digest cache (recorded as the inputs were written)"))
         for m in f.merges {
-            print(String(format: "%-16@ %.2f s, %@ written = %.0f%% of cp (target >= 50%%), peak RSS %@ (target < 1 GB; %@ before), CPU %.2f s, digests %.2f s overlapped",
+            print(String(format: "%-16@ %.2f s, %@ written = %.0f%% of cp (target >= 50%%), peak RSS %@ (target < 1 GB; %@ before), CPU %.2f s, digests %.2f s %@",
                          m.method, m.seconds, mb(m.bytesPerSecond), m.fractionOfCopy * 100, m.peakResidentBytes.map(formatBytes) ?? "unknown",
-                         m.residentBytesBefore.map(formatBytes) ?? "?", m.cpuSeconds, m.hashSeconds))
+                         m.residentBytesBefore.map(formatBytes) ?? "?", m.cpuSeconds, m.hashSeconds, f.coldDigests ? "overlapped" : "(cached)"))
         }
     }
 }

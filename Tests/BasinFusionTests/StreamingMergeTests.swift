@@ -128,4 +128,69 @@ final class DigestCacheTests: XCTestCase {
         XCTAssertNotEqual(try cache.sha256(file), first, "a rewritten file is hashed again")
         XCTAssertEqual(try cache.sha256(file), try FileDigest.sha256(file))
     }
+
+    func testACorruptCacheIsIgnoredAndRebuilt() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("m.safetensors")
+        try SafeTensorsWriter.write([("w", Tensor(shape: [3], storage: [1, 2, 3]))], to: file)
+        let url = dir.appendingPathComponent("sha256.json")
+        let cache = DigestCacheProbe(url: url)
+        let truth = try FileDigest.sha256(file)
+        for garbage in ["{not json", "[1, 2, 3]", "{\"x\": 5}", String(repeating: "\u{0}", count: 100)] {
+            try Data(garbage.utf8).write(to: url)
+            XCTAssertNil(cache.cached(file))
+            XCTAssertEqual(try cache.sha256(file), truth, garbage)
+            XCTAssertEqual(cache.cached(file), truth, "rebuilt after \(garbage)")
+        }
+        // An entry for this very file whose digest is not a digest is ignored, not returned.
+        let text = try String(contentsOf: url, encoding: .utf8).replacingOccurrences(of: truth, with: "not-a-digest")
+        try Data(text.utf8).write(to: url)
+        XCTAssertNil(cache.cached(file))
+        XCTAssertEqual(try cache.sha256(file), truth)
+        // A cache location that is a folder: hashing still works, nothing is kept.
+        let folderCache = DigestCacheProbe(url: dir)
+        XCTAssertEqual(try folderCache.sha256(file), truth)
+        XCTAssertNil(folderCache.cached(file))
+    }
+
+    /// The checkpoint writer hashes what it writes in order and records it, so a later merge of its output does not
+    /// hash it; outputs written by range (out of order) are not recorded.
+    func testTheCheckpointWriterRecordsTheDigestsOfWhatItWritesInOrder() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cacheURL = dir.appendingPathComponent("cache/sha256.json")
+        let previous = ProcessInfo.processInfo.environment["BASIN_DIGEST_CACHE"]
+        setenv("BASIN_DIGEST_CACHE", cacheURL.path, 1)
+        defer { if let previous { setenv("BASIN_DIGEST_CACHE", previous, 1) } else { unsetenv("BASIN_DIGEST_CACHE") } }
+        let n = 3 << 20  // 2 x 12 MiB of F32: above the cache's 16 MiB minimum
+        let plan = [TensorPlan(name: "a", dtype: .f32, shape: [n]), TensorPlan(name: "b", dtype: .f32, shape: [n])]
+        let values = Tensor(shape: [n], storage: (0..<n).map { Float($0 % 977) * 0.25 })
+        let probe = DigestCacheProbe(url: cacheURL, minimumSize: 16 << 20)
+        // Sequential: tensor by tensor.
+        let out = dir.appendingPathComponent("seq.safetensors")
+        let writer = try CheckpointWriter(out: out, plan: plan, metadata: ["k": "v"], protecting: [])
+        try writer.write("a", values)
+        try values.withUnsafeBufferPointer { try writer.write("b", rawBytes: UnsafeRawBufferPointer($0)) }
+        try writer.finish(durable: false)
+        XCTAssertEqual(probe.cached(out), try FileDigest.sha256(out))
+        // By range, out of order: not recorded.
+        let ranged = dir.appendingPathComponent("ranged.safetensors")
+        let w2 = try CheckpointWriter(out: ranged, plan: plan, metadata: ["k": "v"], protecting: [])
+        try values.withUnsafeBufferPointer { p in
+            let raw = UnsafeRawBufferPointer(p)
+            for name in ["b", "a"] {
+                try w2.write(name, bytes: UnsafeRawBufferPointer(rebasing: raw[(raw.count / 2)...]), at: raw.count / 2)
+                try w2.write(name, bytes: UnsafeRawBufferPointer(rebasing: raw[..<(raw.count / 2)]), at: 0)
+            }
+        }
+        try w2.finish(durable: false)
+        XCTAssertNil(probe.cached(ranged))
+        // The file changed in place afterwards: the recorded digest no longer applies.
+        let handle = try FileHandle(forWritingTo: out)
+        try handle.seek(toOffset: 100)
+        handle.write(Data([1]))
+        try handle.close()
+        XCTAssertNil(probe.cached(out))
+    }
 }

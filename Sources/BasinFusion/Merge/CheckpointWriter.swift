@@ -43,6 +43,11 @@ public final class CheckpointWriter {
     /// Which shard holds each tensor.
     private let shardOf: [String: Int]
     private let lock = NSLock()
+    /// SHA-256 of each shard written in order (header, then every tensor as it is written), recorded in the digest
+    /// cache when the shard is finished, so a later merge of this output never hashes it. Nil for shards written by
+    /// range (the streaming merge's threads write out of order) or whose header was rewritten.
+    private var digests: [FileDigest.Running?]
+    private let recordDigests = DigestCache.shared.url != nil
 
     /// Whether `out` names a folder output (anything not ending in `.safetensors`).
     public static func isFolder(_ out: URL) -> Bool { out.pathExtension != "safetensors" }
@@ -118,6 +123,7 @@ public final class CheckpointWriter {
         let extras = extraFiles.map { out.appendingPathComponent($0.name) }
         outputFiles = shardURLs + extras + (indexURL.map { [$0] } ?? [])
         writers = Array(repeating: nil, count: shardPlans.count)
+        digests = Array(repeating: nil, count: shardPlans.count)
         var shardOf: [String: Int] = [:]
         for (i, shard) in shardPlans.enumerated() { for p in shard { shardOf[p.name] = i } }
         self.shardOf = shardOf
@@ -156,6 +162,15 @@ public final class CheckpointWriter {
         if let w = writers[current] { return w }
         let w = try SafeTensorsWriter(url: shardURLs[current], plan: shardPlans[current], metadata: metadata, protecting: inputs, checkFinite: checkFinite)
         writers[current] = w
+        if recordDigests && !metadataReplaced && shardPlans[current].reduce(0, { $0 + $1.byteCount }) >= DigestCache.shared.minimumSize,
+           let header = try? SafeTensorsWriter.header(plan: shardPlans[current], metadata: metadata) {
+            // The file starts with the header's length (8 bytes, little-endian) and the header, as the writer wrote them.
+            var running = FileDigest.Running()
+            var length = UInt64(header.count).littleEndian
+            withUnsafeBytes(of: &length) { running.update($0) }
+            header.withUnsafeBytes { running.update($0) }
+            digests[current] = running
+        }
         return w
     }
 
@@ -182,7 +197,9 @@ public final class CheckpointWriter {
             tensor.withUnsafeBufferPointer { src in
                 if let s = src.baseAddress { DTypeConversion.encode(s, count: src.count, as: p.dtype, into: dst.baseAddress!) }
             }
-            try w.write(name, rawBytes: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(dst)[0..<n]))
+            let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(dst)[0..<n])
+            try w.write(name, rawBytes: bytes)
+            digests[current]?.update(bytes)
         }
         inShard += 1
     }
@@ -191,6 +208,7 @@ public final class CheckpointWriter {
     public func write(_ name: String, rawBytes: UnsafeRawBufferPointer) throws {
         let w = try writer()
         try w.write(name, rawBytes: rawBytes)
+        digests[current]?.update(rawBytes)
         inShard += 1
     }
 
@@ -200,6 +218,7 @@ public final class CheckpointWriter {
         self.metadata = metadata
         for w in writers.compactMap({ $0 }) { try w.replaceMetadata(metadata) }
         metadataReplaced = true
+        digests = digests.map { _ in nil }
     }
 
     /// Writes part of a tensor (bytes in its planned dtype) at `offset` within its data, from any thread and in any
@@ -209,6 +228,8 @@ public final class CheckpointWriter {
             throw BasinIOError(.writeFailed, file: shardURLs[0].path, tensor: name, "is not planned for this output")
         }
         lock.lock()
+        // Written out of order: this shard's digest cannot be computed as it goes.
+        digests[i] = nil
         let w: SafeTensorsWriter
         do {
             if let existing = writers[i] {
@@ -268,5 +289,8 @@ public final class CheckpointWriter {
         finished = true
         cleanup.forEach(CleanupRegistry.unregister)
         cleanup = []
+        for (i, digest) in digests.enumerated() {
+            if let digest { DigestCache.shared.record(shardURLs[i], digest: digest.hex()) }
+        }
     }
 }

@@ -39,6 +39,12 @@ public enum MergeBenchmark {
         public var copySyncBytesPerSecond: Double
         public var merges: [MergeFigure]
         public var threads: Int
+        /// SHA-256 of every input file from scratch, on as many threads as there are cores (wall and CPU seconds).
+        public var digestSeconds: Double
+        public var digestCPUSeconds: Double
+        /// Whether the merges hashed their inputs from scratch (else they found the digests the checkpoint writer
+        /// recorded in the bench's own digest cache when it wrote the inputs, as in the hand-tuning loop).
+        public var coldDigests: Bool
     }
 
     /// LLaMA-like shapes (TinyLlama: hidden 2048, intermediate 5632, 4 key-value heads of 64, vocab 32000) with as many
@@ -114,10 +120,16 @@ public enum MergeBenchmark {
     /// Runs the benchmark in a fresh folder under `directory`, which is removed at the end.
     public static func run(directory: URL, bytesPerModel: Int = 1_000_000_000, sharded: Bool = false,
                            methods: [MergeMethod] = [.linear, .taskArithmetic, .ties], threads: Int? = nil, keep: Bool = false,
-                           log: (String) -> Void = { _ in }) throws -> Figure {
+                           coldDigests: Bool = false, log: (String) -> Void = { _ in }) throws -> Figure {
         let root = directory.appendingPathComponent("basin-bench-merge-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         defer { if !keep { try? FileManager.default.removeItem(at: root) } else { log("kept \(root.path)") } }
+        // A digest cache of the bench's own (never the user's): the checkpoint writer records each input's digest as
+        // it writes it, so the merges find them, as every merge after the first of the same checkpoints does.
+        // --cold-digests turns it off: every merge hashes its inputs from scratch.
+        let previousCache = ProcessInfo.processInfo.environment["BASIN_DIGEST_CACHE"]
+        setenv("BASIN_DIGEST_CACHE", coldDigests ? "off" : root.appendingPathComponent("digest-cache.json").path, 1)
+        defer { if let previousCache { setenv("BASIN_DIGEST_CACHE", previousCache, 1) } else { unsetenv("BASIN_DIGEST_CACHE") } }
         let (plan, layers) = plan(bytes: bytesPerModel)
         let modelBytes = plan.reduce(0) { $0 + $1.byteCount }
         let inputShard = sharded ? max(1, modelBytes / 4 + 1) : Int.max
@@ -158,6 +170,14 @@ public enum MergeBenchmark {
         log("copying one input with cp")
         let copySeconds = try copy(sync: false)
         let copySyncSeconds = try copy(sync: true)
+        // What hashing the inputs from scratch costs (all files at once, as the merge's hasher does).
+        log("hashing the inputs from scratch")
+        let files = try urls.flatMap { try ModelFile.open($0).files.filter { $0.pathExtension == "safetensors" } }
+        let digestCPU0 = ProcessMemory.cpuSeconds, digestStart = Benchmarks.now()
+        let digestResults = FileDigests(count: files.count)
+        DispatchQueue.concurrentPerform(iterations: files.count) { i in digestResults.set(i, Result { try FileDigest.sha256(files[i]) }) }
+        for i in files.indices { _ = try digestResults.get(i) }
+        let digestSeconds = Benchmarks.now() - digestStart, digestCPU = ProcessMemory.cpuSeconds - digestCPU0
         var figures: [MergeFigure] = []
         for method in methods {
             log("merging with \(method.rawValue)")
@@ -173,8 +193,6 @@ public enum MergeBenchmark {
                     + urls.dropFirst().map { "  - model: \($0.path)\n    parameters: {weight: 1.0}\n" }.joined() + "parameters: {lambda: 0.5}\n"
             }
             let out = sharded ? root.appendingPathComponent("merged-\(method.rawValue)") : root.appendingPathComponent("merged-\(method.rawValue).safetensors")
-            // Each merge hashes its inputs from scratch (the digest cache would spare every run after the first).
-            setenv("BASIN_DIGEST_CACHE", "off", 1)
             ProcessMemory.resetPeak()
             let before = ProcessMemory.currentResidentBytes
             let cpu0 = ProcessMemory.cpuSeconds
@@ -196,6 +214,7 @@ public enum MergeBenchmark {
                       outputShardSize: sharded ? outputShard : nil, generateSeconds: generateSeconds,
                       copySeconds: copySeconds, copyBytesPerSecond: Double(modelBytes) / copySeconds,
                       copySyncSeconds: copySyncSeconds, copySyncBytesPerSecond: Double(modelBytes) / copySyncSeconds,
-                      merges: figures, threads: threads ?? MergeRunOptions().threads)
+                      merges: figures, threads: threads ?? MergeRunOptions().threads,
+                      digestSeconds: digestSeconds, digestCPUSeconds: digestCPU, coldDigests: coldDigests)
     }
 }

@@ -310,10 +310,6 @@ final class InputHasher: @unchecked Sendable {
     }
 }
 
-/// SHA-256 digests of input files remembered between runs (keyed by path, device, inode, size and modification
-/// time, as git's index remembers file states), so merging the same checkpoints again does not hash gigabytes again.
-/// Stored in `$BASIN_DIGEST_CACHE`, else `$XDG_CACHE_HOME/basin/sha256.json`, else `~/.cache/basin/sha256.json`;
-/// `BASIN_DIGEST_CACHE=off` turns it off. A file changed in place gets a new modification time and is hashed again.
 /// Per-file digest results filled from several threads.
 final class FileDigests: @unchecked Sendable {
     private let lock = NSLock()
@@ -333,12 +329,33 @@ final class FileDigests: @unchecked Sendable {
     }
 }
 
+/// SHA-256 digests of files remembered between runs, so merging the same checkpoints again (the hand-tuning loop)
+/// never hashes gigabytes again. An entry is keyed by the file's device and inode and holds its size, modification
+/// and status-change times in nanoseconds (as git's index remembers file states): writing the file in place, or
+/// replacing it, changes one of them and the file is hashed again. Files Basin writes in order (the checkpoint
+/// writer sees every byte) are recorded as they are finished, so they are never hashed at all.
+///
+/// Stored in `$BASIN_DIGEST_CACHE`, else `$XDG_CACHE_HOME/basin/sha256.json`, else `~/.cache/basin/sha256.json`
+/// (`BASIN_DIGEST_CACHE=off` turns it off); nothing is ever written beside the inputs. A cache that cannot be read,
+/// is not JSON, or holds entries of the wrong form is ignored entry by entry and rewritten on the next store; a cache
+/// that cannot be written is simply not kept.
 final class DigestCache: @unchecked Sendable {
-    static let shared = DigestCache()
+    /// The cache the environment names (looked up at each use, so a program may set it before merging).
+    static let shared = DigestCache(url: nil, fromEnvironment: true)
     private let lock = NSLock()
-    let url: URL?
+    private let fixed: URL?
+    private let fromEnvironment: Bool
+    /// Smaller files are hashed every time (a few milliseconds) and never stored, so the cache holds only
+    /// checkpoints and stays small (tests writing thousands of tiny files leave nothing in it).
+    let minimumSize: Int
 
-    init(url: URL? = DigestCache.defaultLocation()) { self.url = url }
+    init(url: URL?, fromEnvironment: Bool = false, minimumSize: Int = 16 << 20) {
+        fixed = url
+        self.fromEnvironment = fromEnvironment
+        self.minimumSize = minimumSize
+    }
+
+    var url: URL? { fromEnvironment ? Self.defaultLocation() : fixed }
 
     static func defaultLocation() -> URL? {
         let env = ProcessInfo.processInfo.environment
@@ -348,46 +365,81 @@ final class DigestCache: @unchecked Sendable {
         return URL(fileURLWithPath: home).appendingPathComponent(".cache/basin/sha256.json")
     }
 
-    /// The file's identity: device, inode, size, modification time (ns).
-    static func stamp(_ file: URL) -> String? {
-        guard let a = try? FileManager.default.attributesOfItem(atPath: file.path),
-              let size = a[.size] as? Int, let date = a[.modificationDate] as? Date else { return nil }
-        let device = (a[.systemNumber] as? Int) ?? 0, inode = (a[.systemFileNumber] as? Int) ?? 0
-        return "\(device):\(inode):\(size):\(Int64(date.timeIntervalSince1970 * 1e9))"
+    /// The file's identity (device, inode) and state (size, modification and status-change times in ns).
+    static func stamp(_ file: URL) -> (key: String, state: String, size: Int)? {
+        var st = stat()
+        guard stat(file.path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        let ctime = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+        return ("\(st.st_dev):\(st.st_ino)", "\(st.st_size):\(mtime):\(ctime)", Int(st.st_size))
+    }
+
+    static func isDigest(_ s: String) -> Bool {
+        s.utf8.count == 64 && s.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+
+    /// The remembered digest of `file`, if its state is unchanged since it was recorded.
+    func cached(_ file: URL) -> String? {
+        guard url != nil, let stamp = Self.stamp(file), stamp.size >= minimumSize else { return nil }
+        lock.lock()
+        let known = load()[stamp.key]
+        lock.unlock()
+        guard let known, known["state"] == stamp.state, let digest = known["sha256"], Self.isDigest(digest) else { return nil }
+        return digest
     }
 
     func sha256(_ file: URL) throws -> String {
-        let path = file.resolvingSymlinksInPath().path
-        guard let url, let stamp = Self.stamp(file) else { return try FileDigest.sha256(file) }
-        lock.lock()
-        let known = load()[path]
-        lock.unlock()
-        if let known, known["stamp"] == stamp, let digest = known["sha256"] { return digest }
+        if let digest = cached(file) { return digest }
+        guard url != nil, let before = Self.stamp(file), before.size >= minimumSize else { return try FileDigest.sha256(file) }
         let digest = try FileDigest.sha256(file)
-        // The file must not have changed while it was hashed.
-        guard Self.stamp(file) == stamp else { return digest }
+        // Remembered only if the file did not change while it was hashed.
+        if let after = Self.stamp(file), after.key == before.key, after.state == before.state { store(file, digest: digest, stamp: after) }
+        return digest
+    }
+
+    /// Records the digest of a file this process has just written in full (its current state).
+    func record(_ file: URL, digest: String) {
+        guard url != nil, let stamp = Self.stamp(file), stamp.size >= minimumSize else { return }
+        store(file, digest: digest, stamp: stamp)
+    }
+
+    private func store(_ file: URL, digest: String, stamp: (key: String, state: String, size: Int)) {
+        guard let url else { return }
         lock.lock()
         defer { lock.unlock() }
         var all = load()
-        all[path] = ["stamp": stamp, "sha256": digest]
-        if all.count > 10_000 { all = all.filter { FileManager.default.fileExists(atPath: $0.key) } }
+        all[stamp.key] = ["state": stamp.state, "sha256": digest, "path": file.path]
+        if all.count > 1_000 {
+            // Forget files that are gone or have changed since.
+            all = all.filter { key, entry in entry["path"].flatMap { Self.stamp(URL(fileURLWithPath: $0)) }.map { $0.key == key && $0.state == entry["state"] } ?? false }
+        }
         if let data = try? JSONSerialization.data(withJSONObject: all, options: [.sortedKeys]) {
             try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try? data.write(to: url, options: .atomic)
         }
-        return digest
     }
 
+    /// The entries of the cache file; anything unreadable or of the wrong form is left out (and so rebuilt).
     private func load() -> [String: [String: String]] {
-        guard let url, let data = try? Data(contentsOf: url),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: [String: String]] else { return [:] }
-        return object
+        // A regular file of sane size only (a FIFO or device put there must not block or flood the merge).
+        var st = stat()
+        guard let url, stat(url.path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size < 64 << 20,
+              let data = try? Data(contentsOf: url),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+        var entries: [String: [String: String]] = [:]
+        for (key, value) in object {
+            guard let entry = value as? [String: String], entry["state"] != nil, let d = entry["sha256"], Self.isDigest(d) else { continue }
+            entries[key] = entry
+        }
+        return entries
     }
 }
 
 /// The digest cache for tests (a private location).
 package struct DigestCacheProbe {
     let cache: DigestCache
-    package init(url: URL) { cache = DigestCache(url: url) }
+    package init(url: URL, minimumSize: Int = 0) { cache = DigestCache(url: url, minimumSize: minimumSize) }
+    package func record(_ file: URL, digest: String) { cache.record(file, digest: digest) }
     package func sha256(_ file: URL) throws -> String { try cache.sha256(file) }
+    package func cached(_ file: URL) -> String? { cache.cached(file) }
 }
