@@ -58,15 +58,26 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             guard let text = String(validating: bytes, as: UTF8.self) else { return }
             _ = try? MergeRecipe.parse(text, directory: URL(fileURLWithPath: "/fuzz"), file: name.path)
         case .arch:
-            guard let file = try? JSONDecoder().decode(ArchitectureFile.self, from: Data(bytes)) else { return }
-            _ = try? file.architecture(path: name.path)
+            guard let file = try? JSONDecoder().decode(ArchitectureFile.self, from: Data(bytes)),
+                  let arch = try? file.architecture(path: name.path) else { return }
+            // The memory plan (checked arithmetic, nothing allocated) must answer for any graph; one small enough
+            // is then initialised for real, and the plan must have counted exactly what was allocated.
+            guard let plan = try? arch.plan(source: name.path),
+                  (try? plan.requireMemory(batch: 1, training: true, available: 1 << 24)) != nil else { return }
+            var g = SeededGenerator(seed: 0)
+            guard let params = try? arch.initialParameters(generator: &g, source: name.path) else { return }
+            precondition(params.scalarCount == plan.parameterCount,
+                         "the plan counted \(plan.parameterCount) parameter values, initialisation made \(params.scalarCount)")
         case .onnx:
             guard let model = try? ONNXModel(bytes: Data(bytes), url: name) else { return }
             for n in model.names {
                 guard let info = model.info(n), info.elementCount <= 1 << 20 else { continue }
                 _ = try? model.tensor(n)
             }
-            _ = try? ONNXArchitecture.architecture(from: model)
+            guard let arch = try? ONNXArchitecture.architecture(from: model) else { return }
+            // Shapes from the graph's declared sizes and initializers: checked arithmetic, never a trap.
+            _ = try? arch.plan(shapeOf: { model.info($0)?.shape }, source: name.path)
+            _ = try? arch.inferShapes(shapeOf: { model.info($0)?.shape }, source: name.path)
         case .config:
             guard let config = try? TransformerConfig(data: Data(bytes), file: name.path) else { return }
             let built = TransformerArchitecture(config: config)

@@ -138,6 +138,9 @@ public enum MemoryBudget {
         return s
     }
 
+    /// A byte count for messages: "1.5 GiB".
+    public static func describe(_ n: Int) -> String { formatted(n) }
+
     static func formatted(_ n: Int) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
         var v = Double(n)

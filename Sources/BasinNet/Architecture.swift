@@ -155,9 +155,13 @@ public struct Architecture: Sendable, Equatable {
     }
 
     /// Initial parameters and buffers for every node (PyTorch's default initialisation), drawn node by node
-    /// in graph order, for inputs of `inputShape` (default: the declared one).
-    public func initialParameters(inputShape: SampleShape? = nil, generator: inout SeededGenerator) throws -> ParameterSet {
+    /// in graph order, for inputs of `inputShape` (default: the declared one). The memory plan comes first:
+    /// parameters that overflow a count or exceed the machine's memory are `insufficientMemory` naming
+    /// `source` and the node, before anything is allocated.
+    public func initialParameters(inputShape: SampleShape? = nil, generator: inout SeededGenerator,
+                                  source: String = "architecture") throws -> ParameterSet {
         let input = inputShape ?? self.inputShape
+        try plan(inputShape: input, source: source).requireMemory(for: "hold its parameters")
         var params = ParameterSet()
         var shapes = [SampleShape?](repeating: nil, count: nodes.count)
         for (i, node) in nodes.enumerated() {
@@ -166,7 +170,7 @@ public struct Architecture: Sendable, Equatable {
                 for (name, t) in try node.op.initialParameters(ins, generator: &generator) where params[name] == nil { params[name] = t }
                 shapes[i] = try node.op.outputShape(ins, shapeOf: { params[$0]?.shape })
             } catch let e as NetworkError {
-                throw e.with(file: "architecture", node: node.name)
+                throw e.with(file: source, node: node.name)
             }
         }
         return params

@@ -24,6 +24,9 @@ public struct NetworkError: Error, CustomStringConvertible, LocalizedError, Equa
         case incompatibleModels
         /// A parameter of the right name has an unusable dtype.
         case badDType
+        /// What an architecture asks for (its parameters, a batch's activations) needs more memory than the
+        /// machine has, or a size computed from it overflows a 64-bit count. Found before anything is allocated.
+        case insufficientMemory
         /// Anything else: an argument out of range for the operation asked.
         case invalidArgument
     }

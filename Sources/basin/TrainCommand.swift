@@ -202,8 +202,12 @@ struct TrainCommand: ParsableCommand {
         } else if let archFile {
             var arch = try ArchitectureFile.load(URL(fileURLWithPath: archFile))
             if arch.inputShape == nil { arch.inputShape = dataset.sampleShape.map { $0 } }
+            // Every op's parameter shapes and output sizes first, with checked arithmetic: a file whose sizes are
+            // each in range but whose product is enormous is refused by name before anything is allocated.
+            try arch.plan(source: archFile).requireMemory(batch: min(batch, dataset.count), training: true,
+                                                          for: "train it with --batch \(batch)")
             var g = SeededGenerator(seed: seed)
-            params = try arch.initialParameters(generator: &g)
+            params = try arch.initialParameters(generator: &g, source: archFile)
             let outputs = try arch.validate(params, source: archFile)
             for d in [dataset] + (testSet.map { [$0] } ?? []) {
                 try LoadedModel.check(d, fits: arch, params: params, outputs: outputs, name: archFile)

@@ -66,6 +66,18 @@ final class ReliabilityCLITests: XCTestCase {
         return r
     }
 
+    @discardableResult
+    private func refused(_ args: [String], _ mentions: [String], file: StaticString = #filePath, line: UInt = #line) throws -> BasinBinary.Result {
+        let before = try snapshot()
+        let r = try BasinBinary.run(args)
+        XCTAssertNotEqual(r.status, 0, "exit 0 for \(args): \(r.stderr)", file: file, line: line)
+        for m in mentions { XCTAssertTrue(r.stderr.contains(m), "'\(m)' not in: \(r.stderr)", file: file, line: line) }
+        XCTAssertTrue(r.stderr.hasPrefix("Error: "), r.stderr, file: file, line: line)
+        XCTAssertFalse(r.stderr.contains("Fatal error") || r.stderr.contains("Backtrace"), r.stderr, file: file, line: line)
+        XCTAssertEqual(try snapshot(), before, "files changed for \(args)", file: file, line: line)
+        return r
+    }
+
     private func train(_ extra: [String], out: String) -> [String] {
         ["train", "--data", data.path, "--sizes", "64,8,10", "--epochs", "1", "--quiet", "--out", out] + extra
     }
@@ -332,6 +344,21 @@ final class ReliabilityCLITests: XCTestCase {
         try refused(["bench", "path", "--samples", "10000000", "--bends", "64"], "of memory")
         try refused(["bench", "transformer", "--layers", "1024", "--width", "65536", "--heads", "64"], "of memory")
         try refused(["bench", "conv", "--batch", "60000"], "of memory")
+        // Architecture files whose sizes are each in range but whose products are enormous or overflow: the
+        // memory plan names the file and the node before anything is allocated.
+        let corpus = Fixtures.repositoryRoot.appendingPathComponent("Tests/FuzzCorpus/arch")
+        for (file, mentions) in [("conv-huge-channels.json", ["node 'conv1'", "needs about", "[100000000, 6, 6] per sample"]),
+                                 ("linear-huge.json", ["node 'fc2'", "'b.weight'", "[1000000, 1000000]"]),
+                                 ("input-overflow.json", ["node 'node0'", "64-bit"]),
+                                 ("kernel-overflow.json", ["node 'c'", "64-bit"])] {
+            let arch = corpus.appendingPathComponent(file).path
+            try refused(["train", "--data", data.path, "--arch", arch, "--epochs", "1", "--quiet", "--out", path("m.safetensors")],
+                        [arch] + mentions)
+        }
+        for (file, mention) in [("conv-huge-pads", "pads"), ("input-overflow", "dimension"), ("reshape-huge", "64-bit")] {
+            let graph = Fixtures.url("onnx/hostile/\(file).onnx").path
+            try refused(["eval", graph, "--data", data.path], [graph, mention])
+        }
     }
 
     // MARK: 4. Non-finite weights

@@ -199,6 +199,11 @@ public protocol Op: Sendable, Equatable, CustomStringConvertible {
     /// PyTorch's default initialisation of the op's parameters and buffers for inputs of these shapes.
     /// Default: none (ops without tensors).
     func initialParameters(_ inputs: [SampleShape?], generator: inout SeededGenerator) throws -> [(String, Tensor)]
+    /// The shapes `initialParameters` gives for inputs of these shapes, without allocating anything, with the
+    /// same errors: the memory plan (`Architecture.plan`) reads them before any tensor exists, so an op whose
+    /// attributes are each in range but whose product is enormous is refused instead of trapping in the
+    /// allocation. Every op that implements `initialParameters` implements this too. Default: none.
+    func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])]
 
     /// y(x; sum_i c_i P_i) = sum_i c_i y(x; P_i) for every input x: path evaluation may then compute the
     /// output once per control point and combine. Default false.
@@ -224,6 +229,7 @@ extension Op {
     public func inputShapeHint(shapeOf: (String) -> [Int]?) -> SampleShape? { nil }
     public func channelFlow(_ inputs: [SampleShape?]) -> ChannelFlow { .elementwise }
     public func initialParameters(_ inputs: [SampleShape?], generator: inout SeededGenerator) throws -> [(String, Tensor)] { [] }
+    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] { [] }
     public var isLinearInParameters: Bool { false }
     public var isLayoutOnly: Bool { false }
     public func write(to attributes: inout [String: JSONValue]) {}
@@ -262,12 +268,34 @@ public enum Shapes {
         return "[" + s.map { $0.map(String.init) ?? "?" }.joined(separator: ", ") + "]"
     }
 
-    /// The product of the dimensions when all are known.
+    /// The product of the dimensions when all are known (nil also when the product overflows Int: use
+    /// `checkedCount` where that must be an error).
     public static func count(_ s: SampleShape) -> Int? {
         var n = 1
         for d in s {
             guard let d else { return nil }
-            n *= d
+            let (p, overflow) = n.multipliedReportingOverflow(by: d)
+            if overflow { return nil }
+            n = p
+        }
+        return n
+    }
+
+    /// The product of the dimensions when all are known (nil otherwise); a product beyond Int is an
+    /// `insufficientMemory` error naming the shape (`what`: the tensor or activation it describes).
+    public static func checkedCount(_ s: SampleShape, what: String) throws -> Int? {
+        guard let known = known(s) else { return nil }
+        return try checkedCount(known, what: what)
+    }
+
+    public static func checkedCount(_ s: [Int], what: String) throws -> Int {
+        var n = 1
+        for d in s {
+            let (p, overflow) = n.multipliedReportingOverflow(by: d)
+            guard !overflow, d >= 0 else {
+                throw NetworkError(.insufficientMemory, "\(what) of shape \(describe(s)) holds more values than a 64-bit count (far beyond any machine's memory)")
+            }
+            n = p
         }
         return n
     }

@@ -95,12 +95,22 @@ private struct Converter {
         guard case let .node(output)? = values[outputName] else {
             throw NetworkError(.badGraph, file: file, tensor: outputName, "the graph output '\(outputName)' is not computed from the input")
         }
-        return Architecture(nodes: nodes, output: output, inputShape: sampleShape(input))
+        return Architecture(nodes: nodes, output: output, inputShape: try sampleShape(input))
     }
 
+    /// Sizes an ONNX graph may give (dimensions, kernels, strides, pads, reshape targets): below 10^9 like an
+    /// architecture file's, so that no shape arithmetic can overflow (ONNX stores them as int64).
+    static let sizeLimit = 1_000_000_000
+
     /// The graph input's shape without the batch axis, when every other dimension is a number.
-    func sampleShape(_ input: ONNXValueInfo) -> SampleShape? {
+    func sampleShape(_ input: ONNXValueInfo) throws -> SampleShape? {
         guard let shape = input.shape, shape.count >= 2 else { return nil }
+        for d in shape.dropFirst() {
+            if let v = d.value, !(1..<Self.sizeLimit).contains(v) {
+                throw NetworkError(.badShape, file: file, tensor: input.name,
+                                   "the graph input's shape \(shape.map(\.description)) has dimension \(v); Basin takes dimensions from 1 to \(Self.sizeLimit - 1)")
+            }
+        }
         return shape.dropFirst().map(\.value)
     }
 
@@ -199,6 +209,11 @@ private struct Converter {
         return v
     }
 
+    /// A window size, stride or pad: refused beyond `sizeLimit` (in either sign) before any arithmetic.
+    func requireSizes(_ node: ONNXNode, _ key: String, _ values: [Int]) throws {
+        try require(node, key, values.allSatisfy { $0 > -Self.sizeLimit && $0 < Self.sizeLimit }, "\(key) \(values) holds a size beyond \(Self.sizeLimit - 1)")
+    }
+
     func require(_ node: ONNXNode, _ key: String, _ ok: Bool, _ problem: @autoclosure () -> String) throws {
         if !ok { throw error(.badAttribute, node, key: key, problem()) }
     }
@@ -222,6 +237,7 @@ private struct Converter {
     func window(_ node: ONNXNode, kernel fromWeight: [Int]? = nil) throws -> (kernel: [Int], stride: [Int], padding: [Int]) {
         try requireDefaults(node, strings: ["auto_pad": ["NOTSET", "VALID"]])
         let kernel = try ints(node, "kernel_shape") ?? fromWeight
+        for key in ["kernel_shape", "strides", "pads"] { try requireSizes(node, key, try ints(node, key) ?? []) }
         guard let kernel, kernel.count == 2, kernel.allSatisfy({ $0 >= 1 }) else {
             throw error(.badAttribute, node, key: "kernel_shape", "Basin supports 2-D windows only (kernel_shape \(try ints(node, "kernel_shape").map { "\($0)" } ?? "absent"))")
         }
@@ -253,7 +269,7 @@ private struct Converter {
             if node.opType == "Dropout" {
                 try requireOnlyFirstOutputUsed(node)
                 if node.inputs.count > 2, !node.inputs[2].isEmpty {
-                    let training = integers(node.inputs[2]) ?? scalar(node.inputs[2]).map { [Int($0)] }
+                    let training = integers(node.inputs[2]) ?? scalar(node.inputs[2]).map { [$0 == 0 ? 0 : 1] }
                     try require(node, "training_mode", training == [0], "Dropout in training mode is not supported (export in eval mode)")
                 }
             }
@@ -436,6 +452,7 @@ private struct Converter {
         }
         let allowZero = try int(node, "allowzero", default: 0)
         try require(node, "allowzero", allowZero == 0 || !target.contains(0), "allowzero with a 0 in the shape is not supported")
+        try requireSizes(node, "shape", target)
         // The batch axis kept (0) or inferred (-1 with the rest fixed); the rest is one sample's shape.
         let rest = Array(target.dropFirst())
         guard target.count >= 2, target[0] == 0 || (target[0] == -1 && !rest.contains(-1)),

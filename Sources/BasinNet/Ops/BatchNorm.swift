@@ -124,6 +124,13 @@ public struct BatchNorm: Op {
         .axes(inputs: [AxisChannel(axis: 0, ChannelRef("c"))], output: AxisChannel(axis: 0, ChannelRef("c")))
     }
 
+    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] {
+        guard let c = numFeatures ?? (inputs[0]?.first ?? nil) else {
+            throw NetworkError(.badShape, tensor: runningMean, "cannot be initialised: the node's channels are unknown")
+        }
+        return [weight, bias, runningMean, runningVar].compactMap { $0.map { ($0, [c]) } } + (numBatchesTracked.map { [($0, [])] } ?? [])
+    }
+
     /// PyTorch's default: weight 1, bias 0, running mean 0, running variance 1, no batches tracked.
     public func initialParameters(_ inputs: [SampleShape?], generator: inout SeededGenerator) throws -> [(String, Tensor)] {
         guard let c = numFeatures ?? (inputs[0]?.first ?? nil) else {

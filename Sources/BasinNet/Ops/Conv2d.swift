@@ -80,6 +80,17 @@ public struct Conv2d: Op {
         .axes(inputs: [AxisChannel(axis: 0, ChannelRef("in"))], output: AxisChannel(axis: 0, ChannelRef("out")))
     }
 
+    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] {
+        guard let c = inputs[0]?.first ?? nil else {
+            throw NetworkError(.badShape, tensor: weight, "cannot be initialised: the node's input channels are unknown (declare \"input_shape\")")
+        }
+        guard let out = outChannels, let k = window.kernel else {
+            throw NetworkError(.badAttribute, tensor: weight, key: outChannels == nil ? "out_channels" : "kernel_size",
+                               "cannot be initialised without the node's \"out_channels\" and \"kernel_size\"")
+        }
+        return [(weight, [out, c, k[0], k[1]])] + (bias.map { [($0, [out])] } ?? [])
+    }
+
     /// PyTorch's default: weight kaiming-uniform with a = sqrt(5) (uniform in +-1/sqrt(fan_in), fan_in = in*kh*kw),
     /// then the bias uniform in +-1/sqrt(fan_in).
     public func initialParameters(_ inputs: [SampleShape?], generator g: inout SeededGenerator) throws -> [(String, Tensor)] {

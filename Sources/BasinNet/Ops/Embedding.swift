@@ -55,6 +55,14 @@ public struct Embedding: Op {
         .axes(inputs: [nil], output: AxisChannel(axis: 1, ChannelRef("out")))
     }
 
+    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] {
+        guard let vocabulary, let width else {
+            throw NetworkError(.badAttribute, tensor: weight, key: vocabulary == nil ? "vocabulary" : "width",
+                               "an embedding cannot be initialised without its \"vocabulary\" and \"width\"")
+        }
+        return [(weight, [vocabulary, width])]
+    }
+
     public func initialParameters(_ inputs: [SampleShape?], generator g: inout SeededGenerator) throws -> [(String, Tensor)] {
         guard let vocabulary, let width else {
             throw NetworkError(.badAttribute, tensor: weight, key: vocabulary == nil ? "vocabulary" : "width",

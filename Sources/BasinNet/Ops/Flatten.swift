@@ -12,7 +12,7 @@ public struct Flatten: Op {
 
     public func outputShape(_ inputs: [SampleShape?], shapeOf: (String) -> [Int]?) throws -> SampleShape? {
         guard let x = inputs[0] else { return nil }
-        return [Shapes.count(x)]
+        return [try Shapes.checkedCount(x, what: "the flattened input")]
     }
 
     /// The first axis's channels, each spread over the positions after it.

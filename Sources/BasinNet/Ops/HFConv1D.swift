@@ -60,6 +60,16 @@ public struct HFConv1D: Op {
         return .axes(inputs: [AxisChannel(axis: axis, ChannelRef("in"))], output: AxisChannel(axis: axis, ChannelRef("out")))
     }
 
+    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] {
+        guard let fanIn = inputs[0]?.last ?? nil else {
+            throw NetworkError(.badShape, tensor: weight, "cannot be initialised: the node's input width is unknown")
+        }
+        guard let fanOut = outFeatures else {
+            throw NetworkError(.badAttribute, tensor: weight, key: "out", "cannot be initialised without the node's \"out\" width")
+        }
+        return [(weight, [fanIn, fanOut])] + (bias.map { [($0, [fanOut])] } ?? [])
+    }
+
     public func initialParameters(_ inputs: [SampleShape?], generator g: inout SeededGenerator) throws -> [(String, Tensor)] {
         guard let fanIn = inputs[0]?.last ?? nil else {
             throw NetworkError(.badShape, tensor: weight, "cannot be initialised: the node's input width is unknown")

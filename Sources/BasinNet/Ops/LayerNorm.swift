@@ -38,6 +38,13 @@ public struct LayerNorm: Op {
 
     public func channelFlow(_ inputs: [SampleShape?]) -> ChannelFlow { NormShapes.flow(inputs[0]) }
 
+    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] {
+        guard let width = inputs[0]?.last ?? nil else {
+            throw NetworkError(.badShape, tensor: weight, "cannot be initialised: the node's input width is unknown")
+        }
+        return [(weight, [width])] + (bias.map { [($0, [width])] } ?? [])
+    }
+
     /// PyTorch's default: weight 1, bias 0.
     public func initialParameters(_ inputs: [SampleShape?], generator: inout SeededGenerator) throws -> [(String, Tensor)] {
         guard let width = inputs[0]?.last ?? nil else {
@@ -98,6 +105,13 @@ public struct RMSNorm: Op {
     }
 
     public func channelFlow(_ inputs: [SampleShape?]) -> ChannelFlow { NormShapes.flow(inputs[0]) }
+
+    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] {
+        guard let width = inputs[0]?.last ?? nil else {
+            throw NetworkError(.badShape, tensor: weight, "cannot be initialised: the node's input width is unknown")
+        }
+        return [(weight, [width])]
+    }
 
     public func initialParameters(_ inputs: [SampleShape?], generator: inout SeededGenerator) throws -> [(String, Tensor)] {
         guard let width = inputs[0]?.last ?? nil else {

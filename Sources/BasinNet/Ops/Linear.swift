@@ -61,6 +61,16 @@ public struct Linear: Op {
         return .axes(inputs: [AxisChannel(axis: axis, ChannelRef("in"))], output: AxisChannel(axis: axis, ChannelRef("out")))
     }
 
+    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] {
+        guard let fanIn = inputs[0]?.last ?? nil else {
+            throw NetworkError(.badShape, tensor: weight, "cannot be initialised: the node's input width is unknown")
+        }
+        guard let fanOut = outFeatures else {
+            throw NetworkError(.badAttribute, tensor: weight, key: "out", "cannot be initialised without the node's \"out\" width")
+        }
+        return [(weight, [fanOut, fanIn])] + (bias.map { [($0, [fanOut])] } ?? [])
+    }
+
     /// PyTorch's default: weight kaiming-uniform with a = sqrt(5), i.e. uniform in +-1/sqrt(fan_in), then the
     /// bias uniform in +-1/sqrt(fan_in); weight drawn row by row before the bias.
     public func initialParameters(_ inputs: [SampleShape?], generator g: inout SeededGenerator) throws -> [(String, Tensor)] {

@@ -49,6 +49,14 @@ public struct PositionEmbedding: Op {
         .axes(inputs: [AxisChannel(axis: 1, ChannelRef("c"))], output: AxisChannel(axis: 1, ChannelRef("c")))
     }
 
+    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] {
+        guard let positions, let width = width ?? (inputs[0]?.last ?? nil) else {
+            throw NetworkError(.badAttribute, tensor: weight, key: "positions",
+                               "a position embedding cannot be initialised without its \"positions\" and \"width\"")
+        }
+        return [(weight, [positions, width])]
+    }
+
     public func initialParameters(_ inputs: [SampleShape?], generator g: inout SeededGenerator) throws -> [(String, Tensor)] {
         guard let positions, let width = width ?? (inputs[0]?.last ?? nil) else {
             throw NetworkError(.badAttribute, tensor: weight, key: "positions",

@@ -24,8 +24,7 @@ public struct Reshape: Op {
 
     /// The target shape for `count` values per sample.
     func resolved(_ count: Int) -> [Int]? {
-        let known = shape.compactMap { $0 }.reduce(1, *)
-        guard known > 0 else { return nil }
+        guard let known = Shapes.count(shape.compactMap { $0 }), known > 0 else { return nil }
         if shape.contains(where: { $0 == nil }) {
             guard count % known == 0 else { return nil }
             return shape.map { $0 ?? count / known }
@@ -34,7 +33,10 @@ public struct Reshape: Op {
     }
 
     public func outputShape(_ inputs: [SampleShape?], shapeOf: (String) -> [Int]?) throws -> SampleShape? {
-        guard let x = inputs[0], let count = Shapes.count(x) else { return shape.contains(where: { $0 == nil }) ? nil : shape }
+        _ = try Shapes.checkedCount(shape.compactMap { $0 }, what: "the reshape target")
+        guard let x = inputs[0], let count = try Shapes.checkedCount(x, what: "the reshaped input") else {
+            return shape.contains(where: { $0 == nil }) ? nil : shape
+        }
         guard let r = resolved(count) else {
             throw NetworkError(.badShape, "cannot reshape samples of shape \(Shapes.describe(x)) (\(count) values) to \(Shapes.describe(shape))")
         }
