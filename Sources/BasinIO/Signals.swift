@@ -78,6 +78,14 @@ public enum CleanupRegistry {
     @discardableResult
     public static func register(directory path: String) -> Token? { SignalTables.cleanup.add(path, kind: 2) }
 
+    /// Registers a child's process group (an external evaluator and everything it started) to stop with
+    /// SIGTERM when Basin is interrupted or exits before the child is done.
+    @discardableResult
+    public static func register(processGroup: pid_t) -> Token? {
+        guard processGroup > 0 else { return nil }
+        return SignalTables.cleanup.add("", kind: 3, base: UInt(processGroup), size: 0).map { Token(slot: $0) }
+    }
+
     public static func unregister(_ token: Token?) {
         guard let token else { return }
         SignalTables.cleanup.remove(token.slot)
@@ -153,7 +161,7 @@ final class SlotTable: @unchecked Sendable {
     func paths() -> [String] {
         lock.lock()
         defer { lock.unlock() }
-        return (0..<count).filter { state($0) != 0 }.map { String(cString: path($0)) }
+        return (0..<count).filter { state($0) == 1 || state($0) == 2 }.map { String(cString: path($0)) }
     }
 }
 
@@ -189,15 +197,17 @@ enum SignalTables {
         previousBus = previousBusAction
     }
 
-    /// Removes the registered files, then the registered folders (innermost last registered first).
-    /// Async-signal-safe: see the note on the values above.
+    /// Stops the registered child process groups, removes the registered files, then the registered folders
+    /// (innermost last registered first). Async-signal-safe: see the note on the values above.
     static func runCleanup() {
         guard let memory = cleanupMemory else { return }
         let n = cleanupSlots, stride = cleanupStride
         var i = 0
         while i < n {
             let slot = memory + i * stride
-            if slot.load(as: Int.self) == 1 { _ = unlink((slot + SlotTable.header).assumingMemoryBound(to: CChar.self)) }
+            let kind = slot.load(as: Int.self)
+            if kind == 1 { _ = unlink((slot + SlotTable.header).assumingMemoryBound(to: CChar.self)) }
+            if kind == 3 { _ = kill(-pid_t(truncatingIfNeeded: slot.load(fromByteOffset: 8, as: UInt.self)), SIGTERM) }
             i += 1
         }
         i = n - 1

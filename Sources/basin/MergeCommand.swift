@@ -79,6 +79,9 @@ struct MergeCommand: ParsableCommand {
     @Option(help: "Evaluator runs at a time (basin merge evaluates one candidate; basin soup several).")
     var evaluateJobs: Int = 1
 
+    @Option(help: "With --evaluate: seconds to wait for the evaluator before it (and everything it started) is stopped and the candidate fails (1 to 604800; default 3600).")
+    var evaluateTimeout: Double?
+
     @Flag(help: "Merge inputs holding NaN or infinite values instead of refusing them.")
     var allowNonfinite = false
 
@@ -98,6 +101,10 @@ struct MergeCommand: ParsableCommand {
         if output != nil && out != nil { throw ValidationError("give the output once: as the second argument or with --out") }
         if output == nil && out == nil { throw ValidationError("missing the output: basin merge RECIPE OUT (a folder or a .safetensors file)") }
         guard evaluateJobs >= 1 && evaluateJobs <= 64 else { throw ValidationError("--evaluate-jobs must be between 1 and 64") }
+        if let evaluateTimeout {
+            guard evaluate != nil else { throw ValidationError("--evaluate-timeout goes with --evaluate") }
+            try Check.range(evaluateTimeout, ExternalEvaluator.timeoutRange, "--evaluate-timeout")
+        }
         _ = try parseByteSize(shardSize, option: "--shard-size")
         try correction.validateOne()
     }
@@ -209,7 +216,7 @@ struct MergeCommand: ParsableCommand {
             guard CheckpointWriter.isFolder(outURL) else {
                 throw ValidationError("--evaluate hands the evaluator a model folder: give a folder as the output, not a .safetensors file")
             }
-            let metrics = try ExternalEvaluator(command: evaluate).evaluate(outURL)
+            let metrics = try ExternalEvaluator(command: evaluate, timeout: evaluateTimeout ?? ExternalEvaluator.defaultTimeout).evaluate(outURL)
             if json { try printJSON(metrics) } else {
                 print("# \(evaluate) on \(outURL.path)")
                 for (k, v) in metrics.sorted(by: { $0.key < $1.key }) { print("\(k)  \(v)") }

@@ -57,6 +57,9 @@ struct SoupCommand: ParsableCommand {
     @Option(help: "With --evaluate: candidates evaluated at a time.")
     var evaluateJobs: Int = 1
 
+    @Option(help: "With --evaluate: seconds to wait for the evaluator before it (and everything it started) is stopped and the candidate fails (1 to 604800; default 3600).")
+    var evaluateTimeout: Double?
+
     @Option(help: "With --evaluate: the metric the greedy soup chooses by (default: the only one, or the one named like an accuracy).")
     var metric: String?
 
@@ -90,6 +93,10 @@ struct SoupCommand: ParsableCommand {
             // ingredients' statistics is the soup's (a site's statistics depend on all the layers before it).
             throw ValidationError("--repair does not go with --per-layer: REPAIR's goal is one weighted mean of the ingredients' statistics, and a per-layer soup has a different mean in every layer")
         }
+        if let evaluateTimeout {
+            guard evaluate != nil else { throw ValidationError("--evaluate-timeout goes with --evaluate") }
+            try Check.range(evaluateTimeout, ExternalEvaluator.timeoutRange, "--evaluate-timeout")
+        }
     }
 
     /// The soup chosen by an external evaluator (streamed candidates; any model size).
@@ -97,7 +104,7 @@ struct SoupCommand: ParsableCommand {
         let work = (evaluateDir.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
             .appendingPathComponent("basin-soup-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(at: work) }
-        let soup = ExternalSoup(models: models, evaluator: ExternalEvaluator(command: command), jobs: evaluateJobs, metric: metric,
+        let soup = ExternalSoup(models: models, evaluator: ExternalEvaluator(command: command, timeout: evaluateTimeout ?? ExternalEvaluator.defaultTimeout), jobs: evaluateJobs, metric: metric,
                                 higherIsBetter: minimize ? false : nil, workDirectory: work)
         let quiet = json
         let r = try soup.run(greedy: greedy) { if !quiet { printError($0) } }

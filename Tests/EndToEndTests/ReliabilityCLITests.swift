@@ -72,7 +72,7 @@ final class ReliabilityCLITests: XCTestCase {
         let r = try BasinBinary.run(args)
         XCTAssertNotEqual(r.status, 0, "exit 0 for \(args): \(r.stderr)", file: file, line: line)
         for m in mentions { XCTAssertTrue(r.stderr.contains(m), "'\(m)' not in: \(r.stderr)", file: file, line: line) }
-        XCTAssertTrue(r.stderr.hasPrefix("Error: "), r.stderr, file: file, line: line)
+        XCTAssertTrue(r.stderr.hasPrefix("Error: ") || r.stderr.contains("\nError: "), r.stderr, file: file, line: line)
         XCTAssertFalse(r.stderr.contains("Fatal error") || r.stderr.contains("Backtrace"), r.stderr, file: file, line: line)
         XCTAssertEqual(try snapshot(), before, "files changed for \(args)", file: file, line: line)
         return r
@@ -331,6 +331,11 @@ final class ReliabilityCLITests: XCTestCase {
             (["bench", "transformer", "--sequence", "0"], "--sequence"),
             (["bench", "transformer", "--points", "100000000"], "--points"),
             (["match", model.path, other.path, "--out-dir", out, "--max-rounds", "0"], "--max-rounds"),
+            (["soup", model.path, other.path, "--evaluate", "true", "--evaluate-timeout", "0"], "--evaluate-timeout must be between 1"),
+            (["soup", model.path, other.path, "--evaluate", "true", "--evaluate-timeout", "nan"], "--evaluate-timeout"),
+            (["soup", model.path, other.path, "--evaluate", "true", "--evaluate-timeout", "1e9"], "--evaluate-timeout"),
+            (["soup", model.path, other.path, "--data", data.path, "--evaluate-timeout", "5"], "--evaluate-timeout goes with --evaluate"),
+            (["merge", "r.yaml", "--out", out, "--evaluate", "true", "--evaluate-timeout", "-1"], "--evaluate-timeout"),
         ]
         for (args, message) in cases {
             let r = try refused(args, message, status: 64)
@@ -359,6 +364,19 @@ final class ReliabilityCLITests: XCTestCase {
             let graph = Fixtures.url("onnx/hostile/\(file).onnx").path
             try refused(["eval", graph, "--data", data.path], [graph, mention])
         }
+    }
+
+    /// An external evaluator that hangs: stopped at --evaluate-timeout with everything it started, each
+    /// candidate reported as failed, and the candidates' folders removed. (Only checks the run ends well before
+    /// the evaluator's 30 s sleep would; no timing is asserted beyond that.)
+    func testAHungEvaluatorIsStoppedAtTheTimeoutAndLeavesNothing() throws {
+        let slow = dir.appendingPathComponent("slow.sh")
+        try "#!/bin/sh\nsleep 30\necho '{\"acc\": 1}'\n".write(to: slow, atomically: true, encoding: .utf8)
+        let start = Date()
+        let r = try refused(["soup", model.path, other.path, "--evaluate", "sh \(slow.path)", "--evaluate-timeout", "1",
+                             "--evaluate-dir", dir.path, "--out", path("soup.safetensors")],
+                            ["every ingredient failed its evaluation", "did not finish within 1 s", "--evaluate-timeout"])
+        XCTAssertLessThan(Date().timeIntervalSince(start), 25, r.stderr)
     }
 
     // MARK: 4. Non-finite weights
@@ -448,6 +466,26 @@ final class ReliabilityCLITests: XCTestCase {
             return
         }
         XCTFail("never caught the write in progress")
+    }
+
+    /// Basin interrupted while an evaluator runs: the evaluator's process group (here a 30 s sleep it started)
+    /// is stopped too, not left running as an orphan.
+    func testSIGTERMWhileAnEvaluatorRunsStopsIt() throws {
+        let pidFile = dir.appendingPathComponent("child.pid")
+        let slow = dir.appendingPathComponent("slow.sh")
+        try "#!/bin/sh\nsleep 30 &\necho $! > '\(pidFile.path)'\nwait\n".write(to: slow, atomically: true, encoding: .utf8)
+        let (status, caught) = try interrupt(["soup", model.path, other.path, "--evaluate", "sh \(slow.path)", "--evaluate-dir", dir.path],
+                                             signal: SIGTERM) { (try? String(contentsOf: pidFile, encoding: .utf8))?.hasSuffix("\n") == true }
+        XCTAssertTrue(caught, "the evaluator never started")
+        XCTAssertEqual(status, SIGTERM)
+        let child = try XCTUnwrap(Int32(String(contentsOf: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        var gone = false
+        for _ in 0..<200 {
+            let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8)
+            if stat == nil || stat!.contains(") Z ") { gone = true; break }
+            usleep(100_000)
+        }
+        XCTAssertTrue(gone, "the evaluator's sleep (pid \(child)) is still running")
     }
 
     func testSIGINTDuringAShardedMergeRemovesTheFolderItMade() throws {

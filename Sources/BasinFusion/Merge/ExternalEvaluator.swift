@@ -1,3 +1,4 @@
+import BasinIO
 import Foundation
 
 /// An evaluator outside Basin (lm-evaluation-harness on a GPU machine, a cluster job, a script): a shell command run
@@ -9,54 +10,54 @@ import Foundation
 /// be a pipeline or carry its own arguments: `CMD "$candidate"` is what runs.
 public struct ExternalEvaluator: Sendable {
     public var command: String
-    /// Give up after this many seconds (nil: wait as long as it takes; a cluster queue can be slow).
+    /// Give up after this many seconds: the evaluator's whole process group is stopped and the candidate
+    /// fails (nil: wait as long as it takes).
     public var timeout: Double?
 
-    public init(command: String, timeout: Double? = nil) {
+    /// An hour: an LLM benchmark on one GPU fits; a hung evaluator does not hold a soup for ever.
+    public static let defaultTimeout = 3600.0
+    /// The range `--evaluate-timeout` accepts: a second to a week.
+    public static let timeoutRange = 1.0...604_800.0
+    /// Standard output beyond this is not a JSON object of metrics: the evaluator is stopped.
+    public static let outputLimit = 4 << 20
+
+    public init(command: String, timeout: Double? = ExternalEvaluator.defaultTimeout) {
         self.command = command
         self.timeout = timeout
     }
 
-    /// Runs the command on one candidate and returns its metrics.
+    /// Runs the command on one candidate and returns its metrics. The command runs in its own process group
+    /// (`ChildProcess`): past the timeout, or once it prints more than `outputLimit` bytes, the group is
+    /// stopped and the candidate fails with `evaluatorFailed` saying why.
     public func evaluate(_ candidate: URL) throws -> [String: Double] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command + " \"$1\"", "basin-evaluate", candidate.path]
-        let stdout = Pipe(), stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        process.standardInput = FileHandle.nullDevice
-        do { try process.run() } catch {
-            throw MergeError(.evaluatorFailed, file: candidate.path, "cannot start the evaluator '\(command)': \(error.localizedDescription)")
+        let r: ChildProcess.Result
+        do {
+            r = try ChildProcess.run(shell: command + " \"$1\"", arguments: ["basin-evaluate", candidate.path], timeout: timeout,
+                                     outputLimit: Self.outputLimit)
+        } catch {
+            throw MergeError(.evaluatorFailed, file: candidate.path, "cannot start the evaluator '\(command)': \(error)")
         }
-        // Drain both pipes concurrently so a chatty evaluator cannot block on a full pipe.
-        let outBox = DataBox(), errBox = DataBox()
-        let group = DispatchGroup()
-        for (pipe, box) in [(stdout, outBox), (stderr, errBox)] {
-            group.enter()
-            DispatchQueue.global().async {
-                box.data = pipe.fileHandleForReading.readDataToEndOfFile()
-                group.leave()
-            }
+        var errText = String(decoding: r.standardError, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if r.standardErrorTruncated { errText = "...\n" + errText }
+        let detail = errText.isEmpty ? "" : ":\n" + errText
+        switch r.ending {
+        case .exited(0):
+            return try Self.parseMetrics(r.standardOutput, command: command, candidate: candidate)
+        case let .exited(status):
+            throw MergeError(.evaluatorFailed, file: candidate.path, "the evaluator '\(command)' exited with status \(status)" + detail)
+        case let .signalled(sig):
+            throw MergeError(.evaluatorFailed, file: candidate.path, "the evaluator '\(command)' was killed by signal \(sig)" + detail)
+        case let .timedOut(seconds):
+            throw MergeError(.evaluatorFailed, file: candidate.path,
+                             "the evaluator '\(command)' did not finish within \(Self.describe(seconds)) (--evaluate-timeout); it and everything it started were stopped" + detail)
+        case let .outputTooLarge(limit):
+            throw MergeError(.evaluatorFailed, file: candidate.path,
+                             "the evaluator '\(command)' printed more than \(limit >> 20) MiB on standard output (it must print one JSON object of metrics); it and everything it started were stopped")
         }
-        if let timeout {
-            let deadline = DispatchTime.now() + timeout
-            if group.wait(timeout: deadline) == .timedOut {
-                process.terminate()
-                group.wait()
-                process.waitUntilExit()
-                throw MergeError(.evaluatorFailed, file: candidate.path, "the evaluator '\(command)' did not finish within \(Int(timeout)) s")
-            }
-        } else {
-            group.wait()
-        }
-        process.waitUntilExit()
-        let errText = String(decoding: errBox.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard process.terminationReason == .exit, process.terminationStatus == 0 else {
-            let how = process.terminationReason == .exit ? "exited with status \(process.terminationStatus)" : "was killed by signal \(process.terminationStatus)"
-            throw MergeError(.evaluatorFailed, file: candidate.path, "the evaluator '\(command)' \(how)" + (errText.isEmpty ? "" : ":\n" + errText))
-        }
-        return try Self.parseMetrics(outBox.data, command: command, candidate: candidate)
+    }
+
+    static func describe(_ seconds: Double) -> String {
+        seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
     }
 
     /// Reads the evaluator's standard output: exactly one JSON object of numbers (nested objects flattened).
@@ -89,10 +90,6 @@ public struct ExternalEvaluator: Sendable {
         let m = metric.lowercased()
         return !["loss", "perplexity", "ppl", "error", "err", "bits_per_byte", "bpb", "wer", "cer"].contains { m.contains($0) }
     }
-}
-
-final class DataBox: @unchecked Sendable {
-    var data = Data()
 }
 
 /// Candidates evaluated N at a time in the background: the explorer (or any caller) submits and gets a callback

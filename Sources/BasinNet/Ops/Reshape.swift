@@ -24,7 +24,8 @@ public struct Reshape: Op {
 
     /// The target shape for `count` values per sample.
     func resolved(_ count: Int) -> [Int]? {
-        guard let known = Shapes.count(shape.compactMap { $0 }), known > 0 else { return nil }
+        let fixed: [Int] = shape.compactMap { $0 }
+        guard let known = Shapes.count(fixed), known > 0 else { return nil }
         if shape.contains(where: { $0 == nil }) {
             guard count % known == 0 else { return nil }
             return shape.map { $0 ?? count / known }
@@ -33,7 +34,8 @@ public struct Reshape: Op {
     }
 
     public func outputShape(_ inputs: [SampleShape?], shapeOf: (String) -> [Int]?) throws -> SampleShape? {
-        _ = try Shapes.checkedCount(shape.compactMap { $0 }, what: "the reshape target")
+        let fixed: [Int] = shape.compactMap { $0 }
+        _ = try Shapes.checkedCount(fixed, what: "the reshape target")
         guard let x = inputs[0], let count = try Shapes.checkedCount(x, what: "the reshaped input") else {
             return shape.contains(where: { $0 == nil }) ? nil : shape
         }
