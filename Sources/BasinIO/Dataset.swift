@@ -88,6 +88,21 @@ public struct Dataset: Sendable {
                 throw BasinIOError(.badDataset, file: path, tensor: "x", "has shape \(xi.shape): samples with no features")
             }
             x = try file.tensor("x")
+            // NaN or ±Inf features (or F64 values beyond Float32) give NaN losses and models: refused by
+            // name here, before any command evaluates or trains on them.
+            let (count, first) = x.withUnsafeBufferPointer { v -> (Int, Int?) in
+                var n = 0, first: Int?
+                for i in 0..<v.count where !v[i].isFinite {
+                    n += 1
+                    if first == nil { first = i }
+                }
+                return (n, first)
+            }
+            if let first {
+                let width = max(1, xi.shape.dropFirst().reduce(1, *))
+                throw BasinIOError(.nonFiniteValues, file: path, tensor: "x",
+                                   "holds \(count) NaN or infinite value\(count == 1 ? "" : "s") (the first at row \(first / width), value \(first % width) of the row); features must be finite numbers")
+            }
         }
         let rows = xi.shape[0]
         guard rows > 0 else {

@@ -62,7 +62,8 @@ struct LandscapeCommand: ParsableCommand {
     func validate() throws {
         guard (1...3).contains(models.count) else { throw ValidationError("give one, two or three models (got \(models.count))") }
         guard (2...401).contains(grid) else { throw ValidationError("--grid must be between 2 and 401 (got \(grid))") }
-        guard span > 0, span.isFinite else { throw ValidationError("--span must be positive (got \(span))") }
+        // Li et al. plot spans of about 1; at 10^30 every point's weights overflow and the grid is all NaN.
+        guard span > 0, span <= 1000 else { throw ValidationError("--span must be above 0 and at most 1000 (got \(span))") }
         guard margin >= 0, margin <= 10 else { throw ValidationError("--margin must be between 0 and 10 (got \(margin))") }
         switch resolvedPlane {
         case .models:

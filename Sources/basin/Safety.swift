@@ -170,6 +170,22 @@ func parseWidths(_ s: String, option: String) throws -> [Int] {
 }
 
 enum MemoryEstimate {
+    /// Training a transformer built from a config.json on sequences of `sequence` tokens, `batch` at a time, in
+    /// Float32: parameters (embeddings, the position table, per layer the attention and MLP projections and norms,
+    /// an untied output matrix) with their gradients and two AdamW moments, and per token the logits, ~16 d and
+    /// the MLP's widths per layer, and every head's attention scores, held with their gradients.
+    static func transformerTraining(_ c: TransformerConfig, sequence: Int, batch: Int) -> Int {
+        let m = MemoryBudget.self
+        let d = c.hiddenSize, qw = m.product(c.heads, c.headDim), kvw = m.product(c.keyValueHeads, c.headDim)
+        let perLayer = m.sum([m.product(d, qw), m.product(2, d, kvw), m.product(qw, d),
+                              m.product(c.family == .gpt2 ? 2 : 3, d, c.intermediateSize), m.product(4, d)])
+        let parameters = m.sum([m.product(c.vocabularySize, d, c.tiedEmbeddings ? 1 : 2),
+                                c.family == .gpt2 ? m.product(c.maxPositions, d) : 0, m.product(c.layers, perLayer)])
+        let perToken = m.sum([c.vocabularySize, m.product(c.layers, m.sum([m.product(16, d), m.product(3, c.intermediateSize),
+                                                                            m.product(c.heads, sequence)]))])
+        return m.product(4, m.sum([m.product(parameters, 4), m.product(3, batch, sequence, perToken)]))
+    }
+
     /// Parameters of an MLP with these widths (weights and biases), saturating instead of overflowing.
     static func mlpParameters(_ widths: [Int]) -> Int {
         MemoryBudget.sum(zip(widths, widths.dropFirst()).map { MemoryBudget.sum([MemoryBudget.product($0, $1), $1]) })

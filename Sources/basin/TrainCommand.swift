@@ -183,7 +183,12 @@ struct TrainCommand: ParsableCommand {
         if let config {
             let url = URL(fileURLWithPath: config)
             let data = try Data(contentsOf: url)
-            let built = TransformerArchitecture(config: try TransformerConfig(data: data, file: config))
+            let parsed = try TransformerConfig(data: data, file: config)
+            // Each size is bounded by the config reader; their product (a 2^24-token vocabulary 2^20 wide) is
+            // estimated here, before the weights are drawn.
+            try MemoryBudget.check(MemoryEstimate.transformerTraining(parsed, sequence: max(1, dataset.x.columns), batch: min(batch, dataset.count)),
+                                   for: "\(config) (vocab_size \(parsed.vocabularySize), width \(parsed.hiddenSize), \(parsed.layers) layers) trained with --batch \(batch)")
+            let built = TransformerArchitecture(config: parsed)
             let fresh = try LoadedModel(source: ParameterSetSource(built.initialParameters(seed: seed), label: config),
                                         architecture: built.architecture)
             try LoadedModel.check(dataset, fits: fresh)

@@ -331,6 +331,14 @@ final class ReliabilityCLITests: XCTestCase {
             (["bench", "transformer", "--sequence", "0"], "--sequence"),
             (["bench", "transformer", "--points", "100000000"], "--points"),
             (["match", model.path, other.path, "--out-dir", out, "--max-rounds", "0"], "--max-rounds"),
+            (["landscape", model.path, "--data", data.path, "--span", "1e30"], "--span must be above 0 and at most 1000"),
+            (["landscape", model.path, "--data", data.path, "--span", "nan"], "--span"),
+            (["landscape", model.path, "--data", data.path, "--grid", "100000"], "--grid"),
+            (["simplex", model.path, other.path, model.path, "--data", data.path, "--grid", "0"], "--grid"),
+            (["barriers", model.path, other.path, "--data", data.path, "--points", "100000000"], "--points"),
+            (["lesson", "--fit-epochs", "0"], "--fit-epochs"),
+            (["path", model.path, other.path, "--data", data.path, "--repair", data.path, "--bn-batch", "0"], "--bn-batch"),
+            (["path", model.path, other.path, "--data", data.path, "--compare"], "--compare needs"),
             (["soup", model.path, other.path, "--evaluate", "true", "--evaluate-timeout", "0"], "--evaluate-timeout must be between 1"),
             (["soup", model.path, other.path, "--evaluate", "true", "--evaluate-timeout", "nan"], "--evaluate-timeout"),
             (["soup", model.path, other.path, "--evaluate", "true", "--evaluate-timeout", "1e9"], "--evaluate-timeout"),
@@ -377,6 +385,35 @@ final class ReliabilityCLITests: XCTestCase {
                              "--evaluate-dir", dir.path, "--out", path("soup.safetensors")],
                             ["every ingredient failed its evaluation", "did not finish within 1 s", "--evaluate-timeout"])
         XCTAssertLessThan(Date().timeIntervalSince(start), 25, r.stderr)
+    }
+
+    /// Inputs added since the first table: a transformer's config.json for `train --config` (sizes each bounded,
+    /// their product estimated), and data sets holding NaN or infinite features.
+    func testTransformerConfigsAndNonFiniteDataAreRefusedBeforeWork() throws {
+        let tokens = Fixtures.url("data/modarith-train.safetensors").path
+        func config(_ name: String, _ json: String) throws -> String {
+            let url = dir.appendingPathComponent(name)
+            try json.write(to: url, atomically: true, encoding: .utf8)
+            return url.path
+        }
+        let positions = try config("positions.json", #"{"model_type": "gpt2", "vocab_size": 27, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 100000000000000}"#)
+        try refused(["train", "--data", tokens, "--config", positions, "--epochs", "1", "--out", path("t1")], [positions, "\"n_positions\"", "at most"])
+        let huge = try config("huge.json", #"{"model_type": "gpt2", "vocab_size": 16777216, "n_embd": 65536, "n_layer": 1, "n_head": 1, "n_positions": 8}"#)
+        try refused(["train", "--data", tokens, "--config", huge, "--epochs", "1", "--out", path("t2")], [huge, "vocab_size 16777216", "needs about", "of memory"])
+        let typed = try config("typed.json", #"{"model_type": "gpt2", "vocab_size": 27, "n_embd": "64", "n_layer": 2, "n_head": 4, "n_positions": 8}"#)
+        try refused(["train", "--data", tokens, "--config", typed, "--epochs", "1", "--out", path("t3")], [typed, #"is "64" (a string)"#])
+
+        // Features with NaN and +Inf: every command that reads the data refuses it by name, before any work.
+        var x = Tensor(shape: [20, 64], repeating: 0.5)
+        x.storage[3 * 64 + 5] = .nan
+        x.storage[7 * 64] = .infinity
+        let bad = dir.appendingPathComponent("nan.safetensors")
+        try Dataset(x: x, y: (0..<20).map { Int32($0 % 10) }).write(to: bad)
+        for args in [["eval", model.path, "--data", bad.path], ["path", model.path, other.path, "--data", bad.path, "--points", "3"],
+                     ["train", "--data", bad.path, "--sizes", "64,8,10", "--epochs", "1", "--out", path("n.safetensors")],
+                     ["soup", model.path, other.path, "--data", bad.path]] {
+            try refused(args, [bad.path, "tensor 'x'", "2 NaN or infinite values", "row 3"])
+        }
     }
 
     // MARK: 4. Non-finite weights

@@ -266,6 +266,11 @@ public struct TransformerConfig: Sendable, Equatable {
         if family == .llama, headDim % 2 != 0 {
             throw TransformerConfigError(.badField, file: file, key: "head_dim", "is \(headDim); rotary embedding needs an even head dimension")
         }
+        // GPT-2's learned position table has n_positions rows: bounded like the other sizes (a table of 10^14
+        // rows trapped in its allocation). LLaMA's max_position_embeddings allocates nothing (RoPE).
+        if family == .gpt2, maxPositions > 1 << 24 {
+            throw TransformerConfigError(.badField, file: file, key: "n_positions", "is \(maxPositions); Basin builds models with at most \(1 << 24)")
+        }
         guard maxPositions > 0 else {
             throw TransformerConfigError(.badField, file: file, key: family == .gpt2 ? "n_positions" : "max_position_embeddings",
                                          "is \(maxPositions); it must be positive")
@@ -298,7 +303,16 @@ struct ConfigReader {
     var prefix = ""
 
     private func bad(_ key: String, _ want: String, _ value: Any) -> TransformerConfigError {
-        TransformerConfigError(.badField, file: file, key: prefix + key, "is \(value); expected \(want)")
+        // The JSON type is named: a string "64" printed bare would read like the integer it is not.
+        let shown: String
+        switch value {
+        case let s as String: shown = "\"\(s)\" (a string)"
+        case let n as NSNumber where Self.isBoolean(n): shown = n.boolValue ? "true" : "false"
+        case is [Any]: shown = "a list"
+        case is [String: Any]: shown = "an object"
+        default: shown = "\(value)"
+        }
+        return TransformerConfigError(.badField, file: file, key: prefix + key, "is \(shown); expected \(want)")
     }
 
     /// JSON true/false: JSONSerialization's boolean NSNumber, whose objCType is "c" (numbers are "q", "d", ...).
