@@ -1,3 +1,5 @@
+import Foundation
+
 /// What widgets need to know besides the area: the theme, colour capability and glyph set.
 package struct RenderContext: Sendable {
     package var theme: Theme
@@ -33,6 +35,15 @@ package final class TestTerminal: Terminal {
         case resize(Size)
         /// Waits (really sleeps) for the given milliseconds then times out: for inbox tests.
         case sleep(Int)
+        /// Stays at the head of the script, timing out every few milliseconds (so background messages arrive
+        /// and the app updates) until `ready` holds; then moves on. If `ready` does not hold within `limitMs`,
+        /// `readKey` throws `WaitTimedOut` naming `what`: a test waits for a state, never for a guessed duration.
+        case until(_ what: String, limitMs: Int, _ ready: @Sendable () -> Bool)
+    }
+    package struct WaitTimedOut: Error, CustomStringConvertible {
+        package var what: String
+        package var limitMs: Int
+        package var description: String { "TestTerminal: waited \(limitMs) ms for \(what) and it did not happen" }
     }
     package struct ScriptExhausted: Error, CustomStringConvertible {
         package var description: String { "TestTerminal: input script exhausted (did the app not quit?)" }
@@ -45,6 +56,8 @@ package final class TestTerminal: Terminal {
     package private(set) var script: [Step]
     /// Number of readKey calls that returned nil.
     package private(set) var timeouts = 0
+    /// When the `until` step at the head of the script started waiting.
+    private var waitingSince: Date?
 
     package init(width: Int, height: Int, context: RenderContext = RenderContext(glyphs: .unicodeSet), script: [Step] = []) {
         self.size = Size(width: width, height: height)
@@ -66,6 +79,22 @@ package final class TestTerminal: Terminal {
 
     package func readKey(timeoutMs: Int) throws -> Key? {
         guard !script.isEmpty else { throw ScriptExhausted() }
+        if case let .until(what, limitMs, ready) = script[0] {
+            let since = waitingSince ?? Date()
+            waitingSince = since
+            timeouts += 1
+            if ready() {
+                waitingSince = nil
+                script.removeFirst()
+                return nil
+            }
+            if Date().timeIntervalSince(since) * 1000 > Double(limitMs) {
+                waitingSince = nil
+                throw WaitTimedOut(what: what, limitMs: limitMs)
+            }
+            usleepShim(2000)
+            return nil
+        }
         switch script.removeFirst() {
         case .key(let k): return k
         case .idle: timeouts += 1; return nil
@@ -75,6 +104,7 @@ package final class TestTerminal: Terminal {
             while remaining > 0 { usleepShim(1000); remaining -= 1 }
             timeouts += 1
             return nil
+        case .until: return nil  // handled above
         }
     }
 

@@ -285,17 +285,27 @@ final class ExplorerExportTests: XCTestCase {
     }
 }
 
+/// Lets a `TestTerminal.until` step read the app inside a running loop (both on the loop's thread).
+final class LoopProbe: @unchecked Sendable {
+    weak var loop: BasinUI.RunLoop<ExplorerApp>?
+    init(_ loop: BasinUI.RunLoop<ExplorerApp>) { self.loop = loop }
+    var idle: Bool { loop?.app.isIdle ?? false }
+}
+
 final class ExplorerRunLoopTests: XCTestCase {
     /// The real loop with threads: keys are handled while curves compute in the background.
     func testRunLoopWithBackgroundJobs() throws {
         let app = ExplorerApp(engine: try sampleEngine(), size: Size(width: 100, height: 30))
-        var script: [TestTerminal.Step] = [.key(.char("l")), .key(.char("m"))]
-        // Generous: the machine may be busy (the loop quits at the end of the script whatever the jobs did).
-        script += Array(repeating: .sleep(20), count: 250)
-        script += [.key(.char("q"))]
-        let term = TestTerminal(width: 100, height: 30, script: script)
         let loop = RunLoop(app: app)
+        // The script waits for the state it checks (every job and curve finished), not for a guessed time: a
+        // busy machine only makes it slower. The bound only turns a hang into a clear failure.
+        let probe = LoopProbe(loop)
+        let script: [TestTerminal.Step] = [.key(.char("l")), .key(.char("m")),
+                                           .until("the match and every curve to finish", limitMs: 600_000) { probe.idle },
+                                           .key(.char("q"))]
+        let term = TestTerminal(width: 100, height: 30, script: script)
         let final = try loop.run(on: term)
+        XCTAssertTrue(final.isIdle)
         XCTAssertEqual(final.state.path.t, 0.55, accuracy: 1e-9)
         XCTAssertEqual(final.state.path.curves[.alignedLine]?.done, true)
         XCTAssertEqual(final.state.path.curves[.linear]?.done, true)

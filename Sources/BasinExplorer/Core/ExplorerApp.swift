@@ -176,6 +176,12 @@ package struct ExplorerApp: App {
         jobCancel[id] = nil
     }
 
+    /// Nothing is computing: no job runs and every curve has all its points (tests wait for this instead of
+    /// sleeping).
+    package var isIdle: Bool {
+        state.jobs.isEmpty && pendingRefresh.isEmpty && state.path.curves.values.allSatisfy(\.done)
+    }
+
     // MARK: Mouse
 
     mutating func mouse(_ ev: MouseEvent) -> [Effect<ExplorerMessage>] {
