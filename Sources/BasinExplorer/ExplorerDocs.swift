@@ -1,4 +1,5 @@
 import BasinFusion
+import BasinNet
 import BasinTensor
 import BasinUI
 import Foundation
@@ -86,6 +87,19 @@ package enum ExplorerDocs {
         dl.keys(.char("L"))
         sections.append(("The guided lesson (`basin lesson`, or `L`)", "A narrated tour over the sample seeds, one step per screen: the barrier, why permutations exist, alignment, a fitted curve, a soup of aligned models, the landscape. Each step sets the view up and names the key to press; the explorer's keys keep working under it. Enter or → goes on, ← back, L closes it, q quits.", dl.text()))
 
+        let cnnArch = samples.appendingPathComponent("cnn/vgg.arch.json")
+        if FileManager.default.fileExists(atPath: cnnArch.path) {
+            progress("CNN samples: BN-reset and REPAIR curves")
+            let cnn = try ExplorerEngine.load(
+                models: [0, 1].map { samples.appendingPathComponent("cnn/vgg-seed\($0).safetensors").path },
+                data: ["train", "test"].map { samples.appendingPathComponent("data/digits-\($0).safetensors").path },
+                architecture: ArchitectureChoice(file: cnnArch))
+            var dc = InlineDriver(cnn, options: o)
+            dc.keys(.char("m"), .char("5"))
+            let barrier = { (id: CurveID) in dc.app.state.path.curves[id]?.barrier(test).map { String(format: "%.2f", $0.height) } ?? "n/a" }
+            sections.append(("BatchNorm networks (the CNN samples)", "`basin explore cnn/vgg-seed0.safetensors cnn/vgg-seed1.safetensors --arch cnn/vgg.arch.json --data train --data test` (or `basin lesson --cnn`): on a network with BatchNorm every straight path comes with two corrected versions in the one list of curves, each with its own glyph: `+reset` recomputes every BatchNorm's running statistics at each point on the first (train) data set, as `basin path --bn-reset` and PyTorch's `update_bn` do (batch 64), and `+REPAIR` renormalises every conv/linear channel to the interpolation of the endpoints' statistics (Jordan et al. 2022; `basin path --repair`). `b` switches the selected curve between naive, BN reset and REPAIR (a fitted curve gets its corrected version when asked); model at t, its metrics and `e` follow the selected curve, and the side panel shows the BN mode. An export of a corrected point writes the corrected model; its recipe's comment gives the command that rebuilds it (`basin merge RECIPE OUT --arch ARCH --bn-reset TRAIN --bn-batch 64`; REPAIR: the recipe rebuilds the point before REPAIR). In the soup view `b` resets the merged model's statistics (exported the same way); the landscape evaluates its plane with the statistics as interpolated (its title says `BN naive`). Here after `m` and `5`: test barrier \(barrier(.linear)) on the straight line, \(barrier(CurveID.linear.with(.bnReset))) with BN reset, \(barrier(.alignedLine)) after weight matching and \(barrier(CurveID.alignedLine.with(.bnReset))) with matching and reset.", dc.text()))
+        }
+
         progress("bench ui (\(settings.benchRepeats) repeats of the key script)")
         let bench = ExplorerBench.run(app: ExplorerApp(engine: two, size: Size(width: 120, height: 40)), repeats: settings.benchRepeats)
 
@@ -97,9 +111,12 @@ package enum ExplorerDocs {
 
             `basin` with no arguments opens the sample session (SampleModels/seeds/mlp-seed0 and mlp-seed1 with the digits
             train and test splits). `basin explore MODEL MODEL [MODEL ...] --data TRAIN --data TEST [--base BASE] [--heldout DATA]
-            [--activation A | --arch FILE] [--theme NAME] [--fit-epochs N] [--points N] [--landscape N]` opens any two or
-            more models of one architecture; greedy soup chooses its ingredients on `--heldout` data, else on the last `--data`
-            (the test split in the sample session, whose seeds trained on all of digits-train). The theme is `--theme NAME|FILE`,
+            [--eval NAME=FILE ...] [--activation A | --arch FILE] [--theme NAME] [--fit-epochs N] [--points N] [--landscape N]`
+            opens any two or more models of one architecture; greedy soup chooses its ingredients on `--heldout` data, else on
+            the last `--data` (the test split in the sample session, whose seeds trained on all of digits-train). Each `--eval
+            NAME=FILE` is a named evaluation set the soup view reports the merged model on, one row per set beside the `--data`
+            sets (e.g. the three modular-arithmetic operations' test sets for the LLaMA fine-tunes in SampleModels, to see a
+            merge trade one task for another). On token data (language models) metrics read loss, perplexity and token accuracy. The theme is `--theme NAME|FILE`,
             else `BASIN_THEME`, else dark.
 
             Everything the explorer computes goes through the engine (BasinFusion: paths and the path evaluator, curve

@@ -43,6 +43,9 @@ struct ExploreCommand: ParsableCommand {
     @Option(help: "Landscape grid points per side.")
     var landscape: Int = 21
 
+    @Option(name: .customLong("eval"), help: ArgumentHelp("A named evaluation set the soup view reports the merged model on, beside the --data sets (repeat it: e.g. one test set per task, to see a merge trade one task for another). NAME= may be left out (then the file's name).", valueName: "NAME=FILE"))
+    var evals: [String] = []
+
     @OptionGroup var nonFinite: NonFiniteOptions
 
     mutating func validate() throws {
@@ -50,6 +53,26 @@ struct ExploreCommand: ParsableCommand {
         try Check.range(points, 3...1001, "--points")
         try Check.range(fitEpochs, 1...10_000, "--fit-epochs")
         try Check.range(landscape, 3...201, "--landscape")
+        let names = try namedEvals.map(\.name)
+        if let dup = names.first(where: { n in names.filter { $0 == n }.count > 1 }) {
+            throw ValidationError("--eval: the name '\(dup)' is given twice (each evaluation set needs its own name)")
+        }
+    }
+
+    /// `--eval NAME=FILE` (or `--eval FILE`, named after the file) as (name, path).
+    var namedEvals: [(name: String, path: String)] {
+        get throws {
+            try evals.map { spec in
+                guard let eq = spec.firstIndex(of: "=") else {
+                    return (URL(fileURLWithPath: spec).deletingPathExtension().lastPathComponent, spec)
+                }
+                let name = String(spec[..<eq]), path = String(spec[spec.index(after: eq)...])
+                guard !name.isEmpty, !path.isEmpty else {
+                    throw ValidationError("--eval '\(spec)': give NAME=FILE (a name, '=', then the data set's file)")
+                }
+                return (name, path)
+            }
+        }
     }
 
     func run() throws {
@@ -69,11 +92,13 @@ struct ExploreCommand: ParsableCommand {
         try io.model(base)
         try io.files(dataPaths)
         try io.file(heldout)
+        let namedEvals = try self.namedEvals
+        try io.files(namedEvals.map(\.path))
         try io.file(architecture.archFile)
         if let theme, theme.contains("/") || theme.hasSuffix(".theme") { try io.file(theme) }
         try io.check()
         let engine = try ExplorerEngine.load(models: modelPaths, data: dataPaths, base: base, heldOut: heldout,
-                                              architecture: architecture.choice)
+                                              architecture: architecture.choice, evals: namedEvals)
         for m in engine.models + (engine.base.map { [$0] } ?? []) { warnNonFinite(m) }
         var options = ExplorerOptions()
         options.fitEpochs = fitEpochs

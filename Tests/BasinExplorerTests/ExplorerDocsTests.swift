@@ -15,15 +15,17 @@ final class ExplorerDocsTests: XCTestCase {
         s.benchRepeats = 1
         var steps: [String] = []
         let doc = try ExplorerDocs.generate(samples: samples, settings: s) { steps.append($0) }
-        XCTAssertEqual(steps.count, 4)
+        XCTAssertEqual(steps.count, 5, "\(steps)")
         let md = doc.markdown
         // The key map lists every binding.
         for b in ExplorerApp.makeKeymap().bindings {
             XCTAssertTrue(md.contains("| \(b.keys.map { "`\($0.description)`" }.joined(separator: " ")) | \(b.description) |"), b.description)
         }
-        // Twelve captures, each a full 100x30 frame; the README's is the path view after m and f.
+        // Thirteen captures (the last: the CNN samples with their BN-reset and REPAIR curves), each a full 100x30
+        // frame; the README's is the path view after m and f.
         let blocks = md.components(separatedBy: "```text\n").dropFirst().map { $0.components(separatedBy: "\n```")[0] }
-        XCTAssertEqual(blocks.count, 12)
+        XCTAssertEqual(blocks.count, 13)
+        XCTAssertTrue(blocks[12].contains("aligned+reset") && blocks[12].contains("BN: reset on train (b)"), blocks[12])
         for b in blocks {
             let lines = b.split(separator: "\n", omittingEmptySubsequences: false)
             XCTAssertEqual(lines.count, 30)

@@ -91,6 +91,33 @@ final class ExportRebuildTests: XCTestCase {
         XCTAssertEqual(m[1].loss, shown[1].loss, accuracy: 1e-5)
     }
 
+    /// Three models: `m` in the soup view aligns them jointly (MergeMany, in A's frame) instead of each to A; the
+    /// soup of the aligned models exports and rebuilds exactly.
+    func testSoupOfThreeAlignsWithMergeManyAndRebuilds() throws {
+        var d = Driver(try sampleEngine(seeds: [0, 1, 2]))
+        d.keys(.char("v"), .char("v"), .char("m"))
+        let e = d.app.engine
+        let expected = try Alignment.alignMany(e.params, spec: try PermutationSpec.make(for: e.models[0].architecture, params: e.params[0]),
+                                               method: .weight, strategy: .mergeMany)
+        for k in [1, 2] {
+            let o = try XCTUnwrap(d.app.state.alignments[0]?[k])
+            XCTAssertEqual(o.strategy, .mergeMany)
+            XCTAssertEqual(o.result.permutations, expected.permutations[k], "model \(k): MergeMany's permutations")
+            XCTAssertEqual(o.metadata["basin.alignment.strategy"], "merge-many")
+        }
+        XCTAssertTrue(d.app.state.lastJobNote?.contains("MergeMany") == true, d.app.state.lastJobNote ?? "")
+        d.keys(.char("a"))
+        XCTAssertTrue(d.app.state.soup.note?.contains("MergeMany") == true, d.app.state.soup.note ?? "")
+        let m = try exportAndRebuild(&d, "merge-many-soup")
+        let shown = try XCTUnwrap(d.app.state.soup.metrics)
+        XCTAssertEqual(m[1].loss, shown[1].loss, accuracy: 1e-5)
+        let meta = try SafeTensorsFile(url: dir.appendingPathComponent("merge-many-soup.mlp-seed2-aligned-to-mlp-seed0.safetensors")).metadata
+        XCTAssertEqual(meta["basin.alignment.strategy"], "merge-many")
+        // In the path view m still aligns each model to A on its own.
+        d.keys(.char("v"), .char("v"), .char("v"), .char("m"))
+        XCTAssertEqual(d.app.state.alignments[0]?[1]?.strategy, .reference)
+    }
+
     func testSoupMethodExportsRebuild() throws {
         let engine = try ExplorerEngine.load(
             models: ["ft-adam-lr1e-3", "ft-sgd-lr5e-2"].map { samples.appendingPathComponent("finetune/\($0).safetensors").path },

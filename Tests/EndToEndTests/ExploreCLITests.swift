@@ -20,6 +20,10 @@ final class ExploreCLITests: XCTestCase {
             (["explore"] + seeds + ["--data", path("data/digits-test.safetensors"), "--theme", "nope"], [:], "theme 'nope' not found"),
             (["explore"] + seeds + ["--data", path("data/digits-test.safetensors")], [:], "needs an interactive terminal"),
             ([], ["BASIN_SAMPLES_DIR": "/nonexistent"], "BASIN_SAMPLES_DIR=/nonexistent"),
+            (["explore"] + seeds + ["--data", path("data/digits-test.safetensors"), "--eval", "test="], [:], "give NAME=FILE"),
+            (["explore"] + seeds + ["--data", path("data/digits-test.safetensors"), "--eval", "a=\(path("data/digits-test.safetensors"))",
+                                    "--eval", "a=\(path("data/digits-val.safetensors"))"], [:], "the name 'a' is given twice"),
+            (["explore"] + seeds + ["--data", path("data/digits-test.safetensors"), "--eval", "x=/nonexistent/set.safetensors"], [:], "/nonexistent/set.safetensors"),
         ]
         for (args, env, message) in cases {
             let r = try BasinBinary.run(args, environment: env)

@@ -177,6 +177,27 @@ final class ExplorerTmuxTests: XCTestCase {
         }
     }
 
+    /// `basin lesson --cnn`: the tour on the CNN samples, with its BatchNorm step; b switches the selected curve
+    /// to its BN-reset version and the side panel says so; q quits cleanly.
+    func testCNNLessonFromTheCommandLine() throws {
+        let basin = BasinBinary.url!.path
+        let command = "cd '\(dir.path)' && LANG=C.UTF-8 LC_ALL=C.UTF-8 '\(basin)' lesson --cnn --fit-epochs 1 2>'\(dir.path)/stderr.txt'; echo exited $? >'\(dir.path)/status.txt'"
+        try start(width: 100, height: 30, command)
+        var s = try waitFor("Lesson 1/9", timeout: 120)
+        XCTAssertTrue(s.contains("small CNN with BatchNorm"), s)
+        XCTAssertTrue(s.contains("BN: naive (b: reset)"), s)
+        try keys("b")
+        s = try waitFor("BN: reset on train (b)", timeout: 120)
+        XCTAssertTrue(s.contains("linear+reset"), s)
+        try keys("q")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("status.txt").path) { usleep(100_000) }
+        let status = try String(contentsOf: dir.appendingPathComponent("status.txt"), encoding: .utf8)
+        XCTAssertEqual(status.trimmingCharacters(in: .whitespacesAndNewlines), "exited 0")
+        XCTAssertEqual(try String(contentsOf: dir.appendingPathComponent("stderr.txt"), encoding: .utf8), "")
+        _ = try? run(["kill-server"])
+    }
+
     /// The guided lesson end to end: `basin lesson` opens on its first step, Enter goes on, the step's key works
     /// (m aligns, 2 selects the aligned line), L closes it, q quits and leaves the terminal clean.
     func testLessonFromTheCommandLine() throws {

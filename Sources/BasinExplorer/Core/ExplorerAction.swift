@@ -21,6 +21,8 @@ package enum ExplorerAction: Hashable, Sendable {
     case aligned
     // Path view.
     case toggleCurve, toggleAccuracy, zoom
+    /// BatchNorm networks: the path view's selected curve naive / BN reset / REPAIR; the soup's BN reset on or off.
+    case bnMode
     // Soup view.
     case nextMethod, previousMethod, uniformSoup, greedySoup
     // Landscape view.

@@ -33,6 +33,8 @@ package struct ExplorerApp: App {
     var bends: [CurveID: [ParameterSet]] = [:]
     /// Curves to evaluate again when their running evaluation ends (a fit moved on meanwhile).
     var pendingRefresh: Set<CurveID> = []
+    /// Corrected versions of fitted curves asked for with b (the straight lines' always exist).
+    var requestedCorrections: Set<CurveID> = []
     /// The soup slider being dragged with the mouse.
     var dragging: Int?
     var curveCancel: [CurveID: CancellationFlag] = [:]
@@ -45,9 +47,12 @@ package struct ExplorerApp: App {
         self.engine = engine
         self.options = options
         self.keymap = ExplorerApp.makeKeymap()
-        state = ExplorerState(modelNames: engine.names, dataNames: engine.dataNames, heldOut: engine.heldOut != nil)
+        state = ExplorerState(modelNames: engine.names, dataNames: engine.dataNames, heldOut: engine.heldOut != nil,
+                              evalNames: engine.evalSets.map(\.name))
         state.size = size
         state.landscape.resolution = options.landscapeResolution
+        state.batchNorm = engine.hasBatchNorm ? engine.correctionDataName : nil
+        state.tokenData = engine.tokenData
     }
 
     // MARK: Update
@@ -142,6 +147,7 @@ package struct ExplorerApp: App {
             state.selection = all[(i + (action == .nextPair ? 1 : all.count - 1)) % all.count]
             bends = [:]
             pendingRefresh = []
+            requestedCorrections = []
             state.permutation.outcome = state.alignment(of: state.selectedModels[1])
             state.permutation.layer = ListState()
             state.permutation.matches = ListState()
@@ -232,14 +238,14 @@ package struct ExplorerApp: App {
                 selectCurve(id)
                 return fx
             }
-            if state.path.selected == id { recomputeCursor() }
-            return refreshCurve(id)
+            if state.path.selected.naive == id { recomputeCursor() }
+            return refreshWithCorrections(id)
         case let .fitted(id, sel, bend, _):
             state.path.fit = nil
             guard sel == state.selection else { return [] }
             bends[id] = [bend]
-            let fx = state.path.curves[id] == nil ? startCurve(id) : refreshCurve(id)
-            selectCurve(id)
+            let fx = state.path.curves[id] == nil ? startCurve(id) : refreshWithCorrections(id)
+            if state.path.selected.naive != id { selectCurve(id) } else { recomputeCursor() }
             return fx + landscapeIfWaiting()
         case .matched(let o):
             state.alignments[o.a, default: [:]][o.b] = o
@@ -252,12 +258,17 @@ package struct ExplorerApp: App {
             if state.soup.useAligned { recomputeSoup() }
             guard state.selectionAligned else { return [] }
             // The aligned curves (and any fitted before between the aligned models) start again with this alignment.
-            var fx = startCurve(.alignedLine)
+            var fx: [Effect<ExplorerMessage>] = []
+            for id in withCorrections(.alignedLine) { fx += startCurve(id) }
             for id in bends.keys.sorted() where id.aligned {
                 bends[id] = nil
-                state.path.curves[id] = nil
+                for c in ExplorerEngine.Correction.allCases {
+                    state.path.curves[id.with(c)] = nil
+                    curveCancel[id.with(c)]?.cancel()
+                    requestedCorrections.remove(id.with(c))
+                }
             }
-            if state.path.selected.aligned { selectCurve(.alignedLine) }
+            if state.path.selected.aligned { selectCurve(state.path.curves[.alignedLine.with(state.path.selected.correction)] != nil ? .alignedLine.with(state.path.selected.correction) : .alignedLine) }
             fx += landscapeIfWaiting()
             return fx
         case .barrierMatrix(let mat):

@@ -41,19 +41,37 @@ package final class ExplorerEngine: Sendable {
     package let network: Network
     /// Where greedy soup chooses its ingredients: a held-out set, else the last data set.
     package let heldOut: Dataset?
+    /// Named evaluation sets (`--eval NAME=FILE`): the soup view reports the merged model on each beside the
+    /// data sets (e.g. one test set per task, to see a merge trade one task for another).
+    package let evalSets: [(name: String, data: Dataset)]
     /// Every file the session read (models with their shards, data sets, the architecture file): an export may
     /// replace none of them (docs/reliability.md).
     package let inputFiles: [URL]
+    /// The data set files in `datasets` order (empty when the engine was made from loaded data sets).
+    package let dataFiles: [URL]
+    /// The architecture file given with --arch (exports name it in the command that rebuilds them).
+    package let architectureFile: URL?
+    /// On a network with BatchNorm: every BatchNorm's running statistics recomputed over the first (train) data
+    /// set, as `basin path --bn-reset TRAIN` does (nil without BatchNorm).
+    package let bnReset: BatchNormReset?
+    /// On a network with BatchNorm: REPAIR on the first (train) data set, as `basin path --repair TRAIN` (nil
+    /// without BatchNorm, or when the network has no site to repair: `repairUnavailable` says why).
+    package let repair: Repair?
+    package let repairUnavailable: String?
+    /// Batch size of the BatchNorm reset and REPAIR passes (update_bn's loader batch; `--bn-batch`'s default).
+    package static let bnBatch = 64
 
     package init(models: [LoadedModel], datasets: [Dataset], base: LoadedModel? = nil, heldOut: Dataset? = nil,
-                 otherInputs: [URL] = []) throws {
+                 otherInputs: [URL] = [], dataFiles: [URL] = [], architectureFile: URL? = nil,
+                 evalSets: [(name: String, data: Dataset)] = []) throws {
         guard models.count >= 2 else { throw ExplorerError(.missingInput, "the explorer needs at least two models (got \(models.count))") }
         guard !datasets.isEmpty else { throw ExplorerError(.missingInput, "the explorer needs a data set (--data)") }
         for m in models.dropFirst() + (base.map { [$0] } ?? []) {
             try models[0].params.checkCompatible(with: m.params, "\(models[0].path) and \(m.path)")
         }
-        for d in datasets + (heldOut.map { [$0] } ?? []) { try LoadedModel.check(d, fits: models[0]) }
+        for d in datasets + (heldOut.map { [$0] } ?? []) + evalSets.map(\.data) { try LoadedModel.check(d, fits: models[0]) }
         self.heldOut = heldOut
+        self.evalSets = evalSets
         self.inputFiles = (models + (base.map { [$0] } ?? [])).flatMap(\.source.files) + otherInputs
         self.models = models
         self.datasets = datasets
@@ -61,15 +79,35 @@ package final class ExplorerEngine: Sendable {
         self.network = models[0].network
         self.names = ExplorerEngine.shortNames(models.map(\.path))
         self.dataNames = datasets.count == 2 ? ["train", "test"] : datasets.map(\.name)
+        self.dataFiles = dataFiles
+        self.architectureFile = architectureFile
+        if BatchNormReset.hasBatchNorm(models[0].architecture) {
+            bnReset = try BatchNormReset(network: network, data: datasets[0], batchSize: Self.bnBatch, model: models[0].path)
+            do {
+                repair = try Repair(network: network, like: models[0].params, data: datasets[0], batchSize: Self.bnBatch, model: models[0].path)
+                repairUnavailable = nil
+            } catch {
+                repair = nil
+                repairUnavailable = "\(error)"
+            }
+        } else {
+            bnReset = nil
+            repair = nil
+            repairUnavailable = "the network has no BatchNorm"
+        }
     }
 
     package static func load(models paths: [String], data: [String], base: String? = nil, heldOut: String? = nil,
-                             architecture: ArchitectureChoice = ArchitectureChoice()) throws -> ExplorerEngine {
+                             architecture: ArchitectureChoice = ArchitectureChoice(),
+                             evals: [(name: String, path: String)] = []) throws -> ExplorerEngine {
         let models = try paths.map { try LoadedModel(path: $0, architecture: architecture) }
         let sets = try data.map { try Dataset(path: $0) }
         let b = try base.map { try LoadedModel(path: $0, architecture: architecture) }
+        let named = try evals.map { (name: $0.name, data: try Dataset(path: $0.path)) }
         return try ExplorerEngine(models: models, datasets: sets, base: b, heldOut: try heldOut.map { try Dataset(path: $0) },
-                                  otherInputs: (data + (heldOut.map { [$0] } ?? [])).map { URL(fileURLWithPath: $0) } + (architecture.file.map { [$0] } ?? []))
+                                  otherInputs: (data + (heldOut.map { [$0] } ?? []) + evals.map(\.path)).map { URL(fileURLWithPath: $0) }
+                                      + (architecture.file.map { [$0] } ?? []),
+                                  dataFiles: data.map { URL(fileURLWithPath: $0) }, architectureFile: architecture.file, evalSets: named)
     }
 
     /// File names without directories and extensions, kept unique.
@@ -91,10 +129,62 @@ package final class ExplorerEngine: Sendable {
         datasets.map { network.evaluate(p, on: $0) }
     }
 
-    /// Evaluates a path at `ts` on every data set, calling `onPoint` after each; stops early when cancelled.
-    package func evaluatePath(_ path: ModelPath, ts: [Double], cancel: CancellationFlag, onPoint: (Double, [Metrics]) -> Void) {
-        let evaluator = PathEvaluator(path: path, network: network, datasets: datasets)
+    /// Evaluates a path at `ts` on every data set, each point corrected as asked, calling `onPoint` after each;
+    /// stops early when cancelled.
+    package func evaluatePath(_ path: ModelPath, ts: [Double], correction: Correction = .naive, cancel: CancellationFlag,
+                              onPoint: (Double, [Metrics]) -> Void) {
+        let evaluator = PathEvaluator(path: path, network: network, datasets: datasets, correction: pointCorrection(correction))
         _ = evaluator.evaluatePoints(ts: ts, cancel: cancel) { i, m in onPoint(ts[i], m) }
+    }
+
+    // MARK: BatchNorm corrections
+
+    /// What is done to a point before it is evaluated or exported: nothing (the running statistics interpolated
+    /// like every other tensor), a BatchNorm reset, or REPAIR, both over the first (train) data set.
+    package enum Correction: String, Sendable, CaseIterable, Comparable {
+        case naive, bnReset, repair
+        package var label: String {
+            switch self {
+            case .naive: "naive"
+            case .bnReset: "BN reset"
+            case .repair: "REPAIR"
+            }
+        }
+        package static func < (l: Correction, r: Correction) -> Bool { allCases.firstIndex(of: l)! < allCases.firstIndex(of: r)! }
+    }
+
+    /// The network has BatchNorm layers (their statistics can be reset along a path).
+    package var hasBatchNorm: Bool { bnReset != nil }
+
+    /// The corrections this session offers: naive, then (with BatchNorm) BN reset and, when it has sites, REPAIR.
+    package var corrections: [Correction] {
+        [.naive] + (bnReset != nil ? [.bnReset] : []) + (repair != nil ? [.repair] : [])
+    }
+
+    package func pointCorrection(_ c: Correction) -> PointCorrection {
+        switch c {
+        case .naive: return .none
+        case .bnReset: return bnReset.map { .bnReset($0) } ?? .none
+        case .repair: return repair.map { .repair($0) } ?? .none
+        }
+    }
+
+    /// The train data set's file name (what the corrections recompute statistics on), for labels and metadata.
+    package var correctionDataName: String {
+        dataFiles.first?.lastPathComponent ?? URL(fileURLWithPath: datasets[0].name).lastPathComponent
+    }
+
+    /// Metrics of the point at t of a path on every data set, corrected as asked.
+    package func evaluatePoint(_ path: ModelPath, t: Double, correction: Correction) -> [Metrics] {
+        if correction == .naive { return evaluate(path.parameters(at: t)) }
+        return PathEvaluator(path: path, network: network, datasets: datasets, fast: false, correction: pointCorrection(correction))
+            .evaluate(at: t)
+    }
+
+    /// The point at t as evaluated with the correction: what an export of it writes.
+    package func correctedParameters(_ path: ModelPath, t: Double, correction: Correction) throws -> ParameterSet {
+        try PathEvaluator(path: path, network: network, datasets: [], fast: false, correction: pointCorrection(correction))
+            .correctedParameters(at: t)
     }
 
     // MARK: Fusion operations (the engine library does the work)
@@ -130,7 +220,32 @@ package final class ExplorerEngine: Sendable {
         package var a: Int
         package var b: Int
         package var result: AlignmentResult
+        /// `.reference`: b matched to a on its own; `.mergeMany`: every model aligned jointly (MergeMany), b's
+        /// permutation expressed in a's frame.
+        package var strategy: AlignmentStrategy = .reference
         package var report: MatchReport { result.report }
+        /// What the permuted copy of b records (as `basin match` / `basin soup --align` write it).
+        package var metadata: [String: String] {
+            var m = result.metadata
+            m["basin.alignment.strategy"] = strategy.rawValue
+            return m
+        }
+    }
+
+    /// MergeMany (Ainsworth et al. 2023): every model weight-matched in turn to the mean of the others until no
+    /// unit moves, in the frame of model `reference` (which stays as loaded). One outcome per other model.
+    /// Throws `CancellationError` when cancelled.
+    package func mergeMany(reference r: Int, cancel: CancellationFlag, progress: (_ round: Int) -> Void = { _ in }) throws -> (outcomes: [MatchOutcome], rounds: Int) {
+        let order = [r] + models.indices.filter { $0 != r }
+        let spec = try PermutationSpec.make(for: models[r].architecture, params: params[r])
+        let result = try Alignment.alignMany(order.map { params[$0] }, spec: spec, method: .weight, strategy: .mergeMany,
+                                             cancel: cancel) { round, _ in progress(round) }
+        let outcomes = (1..<order.count).map { k in
+            MatchOutcome(a: r, b: order[k], result: AlignmentResult(permutations: result.permutations[k], aligned: result.aligned[k],
+                                                                    report: result.reports[k - 1], spec: spec),
+                         strategy: .mergeMany)
+        }
+        return (outcomes, result.rounds)
     }
 
     /// Aligns model b to model a (Git Re-Basin weight matching, or activation matching on the first data set).
@@ -216,8 +331,12 @@ package final class ExplorerEngine: Sendable {
         return try ParameterMerge.merge(recipe, models: p, base: method.needsBase ? base?.params : nil)
     }
 
-    /// The data sets the soup view reports on: every data set, then the held-out set (when given apart).
-    package var soupData: [Dataset] { datasets + (heldOut.map { [$0] } ?? []) }
+    /// The data sets the soup view reports on: every data set, the held-out set (when given apart), then the
+    /// named evaluation sets.
+    package var soupData: [Dataset] { datasets + (heldOut.map { [$0] } ?? []) + evalSets.map(\.data) }
+
+    /// Token data (language models): metrics read loss / perplexity / token accuracy.
+    package var tokenData: Bool { datasets[0].isTokens }
 
     /// Metrics of a merged model on `soupData`.
     package func evaluateSoup(_ p: ParameterSet) -> [Metrics] {

@@ -49,7 +49,7 @@ package struct ExplorerState: Sendable {
     package var view: ExplorerView = .path
     package var modelNames: [String]
     package var dataNames: [String]
-    /// The soup view's rows: the data sets, then "held-out" when a held-out set was given.
+    /// The soup view's rows: the data sets, "held-out" when a held-out set was given, then the named evaluation sets.
     package var soupDataNames: [String]
     package var selection: Selection = .pair(0, 1)
     /// Focused pane in the current view (Tab cycles).
@@ -71,11 +71,15 @@ package struct ExplorerState: Sendable {
     package var prompt: PromptState?
     package var popup: PopupState?
     package var size = Size(width: 80, height: 24)
+    /// A network with BatchNorm: the data set its statistics are recomputed on (nil without BatchNorm).
+    package var batchNorm: String?
+    /// Token data (language models): loss, perplexity and token accuracy instead of loss and accuracy.
+    package var tokenData = false
 
-    package init(modelNames: [String], dataNames: [String], heldOut: Bool = false) {
+    package init(modelNames: [String], dataNames: [String], heldOut: Bool = false, evalNames: [String] = []) {
         self.modelNames = modelNames
         self.dataNames = dataNames
-        soupDataNames = dataNames + (heldOut ? ["held-out"] : [])
+        soupDataNames = dataNames + (heldOut ? ["held-out"] : []) + evalNames
         soup = SoupState(coefficients: Array(repeating: 1 / Double(modelNames.count), count: modelNames.count))
     }
 
@@ -122,7 +126,9 @@ package struct ExplorerState: Sendable {
 
     /// The matching method of the selection's alignments ("weight", "activation"; mixed if they differ).
     package var alignmentMethod: String? {
-        let methods = Set(selectedModels.compactMap { alignment(of: $0)?.report.method.rawValue })
+        let methods = Set(selectedModels.compactMap { i in
+            alignment(of: i).map { ($0.strategy == .mergeMany ? "MergeMany " : "") + $0.report.method.rawValue }
+        })
         return methods.count == 1 ? methods.first : (methods.isEmpty ? nil : "mixed")
     }
 }

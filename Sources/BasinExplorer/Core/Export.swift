@@ -25,15 +25,28 @@ package struct ExportRequest: Sendable {
         package var end: URL
     }
 
+    /// A BatchNorm correction applied to the merged model before it is written (the recipe's comment says
+    /// how to rebuild or evaluate it).
+    package enum Corrected: Sendable {
+        /// Every BatchNorm's statistics recomputed, as `basin merge ... --bn-reset DATA --bn-batch N` does.
+        case bnReset(BatchNormReset)
+        /// REPAIRed to the goal statistics of the point (the interpolation of its control points').
+        case repair(Repair, goal: Repair.Statistics)
+    }
+
     /// The recipe, with absolute paths (it is written beside the export and runs from any folder).
     package var recipe: MergeRecipe
     package var permuted: [Permuted] = []
     package var bends: Bends?
+    package var corrected: Corrected?
+    /// Comment lines written above the recipe (without "# "), given the recipe file.
+    package var comments: @Sendable (URL) -> [String] = { _ in [] }
 
-    package init(recipe: MergeRecipe, permuted: [Permuted] = [], bends: Bends? = nil) {
+    package init(recipe: MergeRecipe, permuted: [Permuted] = [], bends: Bends? = nil, corrected: Corrected? = nil) {
         self.recipe = recipe
         self.permuted = permuted
         self.bends = bends
+        self.corrected = corrected
     }
 }
 
@@ -82,12 +95,32 @@ extension ExplorerEngine {
                                     extraMetadata: [BendsFile.fitKey: "fitted in basin explore"], protecting: inputs)
                 written.append(b.url)
             }
-            try AtomicFile.write(Data(request.recipe.yaml().utf8), to: recipeURL, protecting: inputs)
+            let comments = request.comments(recipeURL).map { "# " + $0 + "\n" }.joined()
+            try AtomicFile.write(Data((comments + request.recipe.yaml()).utf8), to: recipeURL, protecting: inputs)
             written.append(recipeURL)
             // The recipe as `basin merge` will read it, from the file just written.
             let recipe = try MergeRecipe.load(recipeURL)
             let plan = try MergePlan(recipe: recipe)
             _ = try MergeExecutor.run(plan, out: model, options: MergeRunOptions())
+            written.append(model)
+            if let corrected = request.corrected {
+                // As `basin merge --bn-reset` does: the merge as written is read back, corrected, and written again
+                // with the same metadata plus what was done to it.
+                let merged = try LoadedModel(source: try ModelFile.open(model), architecture: network.architecture)
+                let fixed: ParameterSet
+                let extra: [String: String]
+                switch corrected {
+                case let .bnReset(reset):
+                    fixed = reset.apply(merged.params)
+                    extra = ["basin.bn_reset": "data=\(correctionDataName) batch=\(reset.batchSize)"]
+                case let .repair(repair, goal):
+                    fixed = try repair.fold(repair.apply(merged.params, goal: goal))
+                    extra = ["basin.repair": "data=\(correctionDataName) batch=\(repair.batchSize)"]
+                }
+                let dtypes = merged.dtypes
+                let sources = try zip(recipe.inputModels, recipe.modelURLs).map { ($0.model, try ModelFile.open($1) as any TensorSource) }
+                _ = try MergeExport.write(fixed, to: model, dtype: { dtypes[$0] ?? .f32 }, recipe: recipe, inputs: sources, extraMetadata: extra)
+            }
         } catch {
             for f in written { try? FileManager.default.removeItem(at: f) }
             throw error
@@ -122,7 +155,7 @@ extension ExplorerApp {
     func permutedFile(_ i: Int, _ support: (String) -> URL) -> ExportRequest.Permuted? {
         guard let o = state.alignment(of: i) else { return nil }
         var metadata = engine.models[i].source.metadata
-        for (k, v) in o.result.metadata { metadata[k] = v }
+        for (k, v) in o.metadata { metadata[k] = v }
         metadata["basin.alignment.reference"] = engine.models[state.reference].url.lastPathComponent
         return ExportRequest.Permuted(url: support("\(engine.names[i])-aligned-to-\(engine.names[state.reference])"),
                                       params: o.result.aligned, metadata: metadata)
@@ -151,7 +184,36 @@ extension ExplorerApp {
         }
         request.recipe = MergeRecipe(method: .basinPath, models: paths.map { MergeRecipe.ModelEntry(model: $0.path) },
                                      parameters: ["t": .scalar(state.path.t)], pathPoint: point)
+        try correct(&request, id.correction) {
+            let evaluator = PathEvaluator(path: try path(id), network: engine.network, datasets: [], fast: false,
+                                          correction: engine.pointCorrection(.repair))
+            return evaluator.repairGoal(at: state.path.t)!
+        }
         return request
+    }
+
+    /// Adds the BatchNorm correction (and the comment saying how the file was made) to an export.
+    func correct(_ request: inout ExportRequest, _ correction: ExplorerEngine.Correction, repairGoal: () throws -> Repair.Statistics) throws {
+        let data = engine.dataFiles.first?.path ?? engine.correctionDataName
+        let arch = engine.architectureFile.map { " --arch \($0.path)" } ?? ""
+        switch correction {
+        case .naive: return
+        case .bnReset:
+            guard let reset = engine.bnReset else { return }
+            request.corrected = .bnReset(reset)
+            request.comments = { recipe in [
+                "Exported by basin explore, then every BatchNorm's running statistics recomputed on \(data) (batch \(reset.batchSize)).",
+                "Rebuild: basin merge \(recipe.path) OUT\(arch) --bn-reset \(data) --bn-batch \(reset.batchSize)",
+            ] }
+        case .repair:
+            guard let repair = engine.repair else { return }
+            request.corrected = .repair(repair, goal: try repairGoal())
+            request.comments = { recipe in [
+                "Exported by basin explore, then REPAIRed (Jordan et al. 2022) on \(data) (batch \(repair.batchSize)): each conv/linear",
+                "channel's statistics renormalised to the interpolation of the endpoints' and folded into the model's tensors.",
+                "basin merge \(recipe.path) OUT rebuilds the point before REPAIR; basin path\(arch) --repair \(data) evaluates the repaired path.",
+            ] }
+        }
     }
 
     /// The soup as a recipe of its merge method, aligned models by their permuted copies.
@@ -165,6 +227,8 @@ extension ExplorerApp {
         }
         let recipe = try engine.soupRecipe(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
                                            density: state.soup.density, paths: paths)
-        return ExportRequest(recipe: recipe, permuted: permuted)
+        var request = ExportRequest(recipe: recipe, permuted: permuted)
+        if state.soup.bnReset { try correct(&request, .bnReset) { throw ExplorerError("a soup is not REPAIRed") } }
+        return request
     }
 }

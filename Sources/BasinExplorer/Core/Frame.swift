@@ -1,3 +1,4 @@
+import BasinNet
 import BasinUI
 import Foundation
 
@@ -20,6 +21,16 @@ func fmt(_ v: Double, _ digits: Int = 4) -> String {
 }
 
 func pct(_ v: Double) -> String { v.isFinite ? String(format: "%.1f%%", v * 100) : "–" }
+/// Perplexity exp(loss), with fewer decimals as it grows.
+func ppl(_ loss: Double) -> String {
+    let p = exp(loss)
+    guard p.isFinite else { return "–" }
+    return p < 100 ? String(format: "%.2f", p) : p < 100_000 ? String(format: "%.0f", p) : String(format: "%.1e", p)
+}
+/// Loss and accuracy (token data: loss, perplexity and token accuracy) as one cell.
+func metricsCell(_ m: Metrics, tokens: Bool) -> String {
+    tokens ? "\(fmt(m.loss, 4)) \(TextWidth.padLeft(ppl(m.loss), to: 5)) \(pct(m.accuracy))" : "\(fmt(m.loss, 4))  \(pct(m.accuracy))"
+}
 
 /// The frame around the views: tab bar, status bar with key hints and the running job, prompt, help and popup.
 package enum ExplorerRenderer {

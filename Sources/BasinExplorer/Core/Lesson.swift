@@ -29,9 +29,13 @@ enum Lesson {
     }
 
     /// The tour over the sample seeds (any two or more models of one architecture work; the text speaks of the
-    /// first two as A and B).
-    static let steps: [LessonStep] = [
-        LessonStep(title: "Two networks, one task",
+    /// first two as A and B). On a network with BatchNorm (the CNN samples: `basin lesson --cnn`) it gains the
+    /// BN-reset step after alignment.
+    static func steps(batchNorm: Bool) -> [LessonStep] {
+        batchNorm ? cnnSteps : mlpSteps
+    }
+
+    static let start = LessonStep(title: "Two networks, one task",
                    text: "A and B are the same MLP trained on the same digits from different random seeds. Both reach about 94% test accuracy. The plot shows the loss along the straight line between their weights.",
                    key: nil, keyLabel: "", setup: { app in
                        var fx = view(.path)(&app)
@@ -41,7 +45,29 @@ enum Lesson {
                        }
                        app.selectCurve(.linear)
                        return fx
-                   }),
+                   })
+
+    static let mlpSteps: [LessonStep] = [start] + middle(alignedKey: "2") + [
+        LessonStep(title: "That's the tour",
+                   text: "Barriers between seeds come largely from permutations; aligned models share a basin and can be averaged; fitted curves join them anyway. BatchNorm networks add one more step (resetting BN statistics along the path): basin lesson --cnn takes this tour on the CNN samples. Press L to close the lesson, ? for every key.",
+                   key: nil, keyLabel: "", setup: { _ in [] }),
+    ]
+
+    static let cnnSteps: [LessonStep] = {
+        var steps = [start] + middle(alignedKey: "4")
+        steps[0].text = "A and B are the same small CNN with BatchNorm, trained on the same digits from different random seeds. The plot shows the loss along the straight line between their weights (1), and the same line with two BatchNorm corrections (2, 3: see the side panel)."
+        steps.insert(LessonStep(title: "BatchNorm: reset the statistics",
+                                text: "Averaging two networks also averages each BatchNorm's running mean and variance, which then no longer match the activations of the averaged weights: part of the barrier is that mismatch. Press b: the same curve with every BatchNorm's statistics recomputed on the train set (press b again for REPAIR, which renormalises every channel). Matching plus reset is what makes CNNs averageable.",
+                                key: .char("b"), keyLabel: "b", setup: view(.path)), at: 4)
+        steps.append(LessonStep(title: "That's the tour",
+                                text: "Barriers between seeds come largely from permutations and, with BatchNorm, from statistics that no longer fit the averaged weights; aligned models with their statistics reset share a basin. b switches BN modes in the path and soup views. Press L to close the lesson, ? for every key.",
+                                key: nil, keyLabel: "", setup: { _ in [] }))
+        return steps
+    }()
+
+    /// The steps between the first and the last; `alignedKey` selects the aligned line in the curve list.
+    static func middle(alignedKey: String) -> [LessonStep] {
+        [
         LessonStep(title: "The barrier",
                    text: "Halfway between two good models the loss rises far above both: ◆ marks the barrier (how far the path rises above the line joining its ends). Scrub along the path with ← → after the lesson; here press End to see model B itself.",
                    key: .end, keyLabel: "End", setup: view(.path)),
@@ -49,8 +75,8 @@ enum Lesson {
                    text: "Reordering a layer's hidden units (and the next layer's inputs with them) gives the same function at another place in weight space. B may simply number its units differently from A. Weight matching finds the order of B's units that best fits A's. Press m.",
                    key: .char("m"), keyLabel: "m", setup: view(.permutation)),
         LessonStep(title: "Align and watch the barrier vanish",
-                   text: "The aligned curve is the straight line from A to B permuted to A: the same function as B, in A's basin. Press 2 to select it (its barrier is in the legend) and compare it with the straight line (1).",
-                   key: .char("2"), keyLabel: "2", setup: view(.path)),
+                   text: "The aligned curve is the straight line from A to B permuted to A: the same function as B, in A's basin. Press \(alignedKey) to select it (its barrier is in the legend) and compare it with the straight line (1).",
+                   key: .char(Character(alignedKey)), keyLabel: alignedKey, setup: view(.path)),
         LessonStep(title: "A curve without alignment",
                    text: "Even without permuting, A and B are joined by a low-loss curve: fit a quadratic Bezier curve whose bend is trained so the loss stays low along all of it (Garipov et al. 2018). Press 1 to select the straight line, then f, and watch it bend.",
                    key: .char("f"), keyLabel: "1 then f", setup: view(.path)),
@@ -63,10 +89,8 @@ enum Lesson {
                        let fx = view(.landscape)(&app)
                        return fx + (app.state.landscape.grid.isEmpty ? app.startLandscape() : [])
                    }),
-        LessonStep(title: "That's the tour",
-                   text: "Barriers between seeds come largely from permutations; aligned models share a basin and can be averaged; fitted curves join them anyway. BatchNorm networks add one more step (resetting BN statistics along the path), which needs the CNN samples. Press L to close the lesson, ? for every key.",
-                   key: nil, keyLabel: "", setup: { _ in [] }),
-    ]
+        ]
+    }
 }
 
 extension ExplorerApp {
@@ -80,10 +104,13 @@ extension ExplorerApp {
         return goToLessonStep(0)
     }
 
+    /// The lesson of this session (with the BN-reset step on a network with BatchNorm).
+    var lessonSteps: [LessonStep] { Lesson.steps(batchNorm: state.batchNorm != nil) }
+
     mutating func goToLessonStep(_ i: Int) -> [Effect<ExplorerMessage>] {
-        let step = max(0, min(Lesson.steps.count - 1, i))
+        let step = max(0, min(lessonSteps.count - 1, i))
         state.lesson = LessonState(step: step, done: false)
-        return Lesson.steps[step].setup(&self)
+        return lessonSteps[step].setup(&self)
     }
 
     /// Keys while the lesson is open: Enter or → goes on, ← goes back, the rest reach the explorer (the
@@ -92,7 +119,7 @@ extension ExplorerApp {
         guard let lesson = state.lesson else { return nil }
         switch key {
         case .enter, .right:
-            if lesson.step + 1 >= Lesson.steps.count {
+            if lesson.step + 1 >= lessonSteps.count {
                 state.lesson = nil
                 state.lastJobNote = "lesson finished: L starts it again"
                 return []
@@ -101,7 +128,7 @@ extension ExplorerApp {
         case .left:
             return goToLessonStep(lesson.step - 1)
         default:
-            if let k = Lesson.steps[lesson.step].key, k == key { state.lesson?.done = true }
+            if let k = lessonSteps[lesson.step].key, k == key { state.lesson?.done = true }
             return nil
         }
     }
@@ -114,18 +141,19 @@ enum LessonRenderer {
     /// Draws the current step in a box along the bottom of the body.
     static func render(_ state: ExplorerState, into buffer: inout CellBuffer, body: Rect, context: RenderContext) {
         guard let lesson = state.lesson else { return }
-        let step = Lesson.steps[lesson.step]
+        let steps = Lesson.steps(batchNorm: state.batchNorm != nil)
+        let step = steps[lesson.step]
         let h = height(body)
         let area = Rect(x: body.x, y: body.maxY - h, width: body.width, height: h)
         buffer.fill(area)
-        let b = Block(title: "Lesson \(lesson.step + 1)/\(Lesson.steps.count) · \(step.title)", borderStyle: Style(fg: .role(.accent)))
+        let b = Block(title: "Lesson \(lesson.step + 1)/\(steps.count) · \(step.title)", borderStyle: Style(fg: .role(.accent)))
         b.render(into: &buffer, area: area, context: context)
         let inner = b.inner(area).inset(left: 1, right: 1)
         let lines = Paragraph.wrap(step.text, width: inner.width)
         for (i, l) in lines.prefix(max(0, inner.height - 1)).enumerated() {
             buffer.writeFitted(l, in: inner.row(i), style: Style(fg: .role(.foreground)), glyphs: context.glyphs)
         }
-        var hint = lesson.step + 1 < Lesson.steps.count ? "Enter or → next" : "Enter ends the lesson"
+        var hint = lesson.step + 1 < steps.count ? "Enter or → next" : "Enter ends the lesson"
         if lesson.step > 0 { hint += " · ← back" }
         hint += " · L close · q quit"
         let keyPart = step.key == nil ? "" : (lesson.done ? "✓ \(step.keyLabel) pressed   " : "press \(step.keyLabel)   ")

@@ -77,7 +77,7 @@ enum LandscapeView: ExplorerViewModule {
 extension ExplorerApp {
     /// The fitted curve whose bend the landscape's plane goes through: the selected one, else any.
     var bendForPlane: CurveID? {
-        if state.path.selected.type != .linear, bends[state.path.selected] != nil { return state.path.selected }
+        if state.path.selected.type != .linear, bends[state.path.selected.naive] != nil { return state.path.selected.naive }
         return bends.keys.sorted().last
     }
 
@@ -148,7 +148,8 @@ extension ExplorerApp {
         if let drawn {
             l.path = (0...40).map { plane.project(drawn.parameters(at: Double($0) / 40)) }.map { (x: $0.x, y: $0.y) }
         }
-        l.title = title + (available.count > 1 ? "  (o: other plane)" : "")
+        // BatchNorm networks: every point is evaluated with its running statistics as interpolated (no reset).
+        l.title = title + (engine.hasBatchNorm ? " · BN naive" : "") + (available.count > 1 ? "  (o: other plane)" : "")
         l.generation = gen
         l.plane = which
         l.seed = seed

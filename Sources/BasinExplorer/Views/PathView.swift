@@ -20,37 +20,61 @@ extension PathType {
 
 /// A curve of the path view: a `ModelPath` between the selected models, straight (the line, or the chain
 /// through every model) or through a fitted bend, between the models as loaded or with every model but the
-/// reference permuted to it (after m / M). The list of curves is `CurveID.all` filtered by what exists.
+/// reference permuted to it (after m / M), each point evaluated as interpolated or (networks with BatchNorm)
+/// with its statistics reset or REPAIRed. The list of curves is `CurveID.all` filtered by what exists.
 package struct CurveID: Hashable, Sendable, Comparable, CustomStringConvertible {
     package var type: PathType
     /// Through the models aligned to the reference.
     package var aligned: Bool
+    /// What is done to each point before it is evaluated (BatchNorm networks).
+    package var correction: ExplorerEngine.Correction
 
-    package init(_ type: PathType = .linear, aligned: Bool = false) {
+    package init(_ type: PathType = .linear, aligned: Bool = false, correction: ExplorerEngine.Correction = .naive) {
         self.type = type
         self.aligned = aligned
+        self.correction = correction
     }
 
     package static let linear = CurveID(.linear)
     package static let alignedLine = CurveID(.linear, aligned: true)
 
-    /// Every curve in list order (which is also their colour and glyph order).
-    package static let all: [CurveID] = [.linear, .alignedLine, CurveID(.polychain), CurveID(.bezier),
-                                         CurveID(.polychain, aligned: true), CurveID(.bezier, aligned: true)]
+    /// The curves between models, before corrections (their order, colour and glyph order).
+    static let shapes: [CurveID] = [.linear, .alignedLine, CurveID(.polychain), CurveID(.bezier),
+                                    CurveID(.polychain, aligned: true), CurveID(.bezier, aligned: true)]
+
+    /// Every curve in list order: each shape followed by its corrected versions.
+    package static let all: [CurveID] = shapes.flatMap { s in
+        ExplorerEngine.Correction.allCases.map { CurveID(s.type, aligned: s.aligned, correction: $0) }
+    }
+
+    /// The same curve with another correction.
+    package func with(_ c: ExplorerEngine.Correction) -> CurveID { CurveID(type, aligned: aligned, correction: c) }
+    package var naive: CurveID { with(.naive) }
 
     package var rank: Int { CurveID.all.firstIndex(of: self) ?? CurveID.all.count }
     package static func < (l: CurveID, r: CurveID) -> Bool { l.rank < r.rank }
 
+    /// The curve's colour and glyph: the shapes keep 0..<6 (as before corrections existed), BN-reset versions
+    /// 6..<12, REPAIR versions 12..<18.
+    package var styleIndex: Int {
+        let shape = CurveID.shapes.firstIndex(of: naive) ?? 0
+        return shape + 6 * (ExplorerEngine.Correction.allCases.firstIndex(of: correction) ?? 0)
+    }
+
     /// The glyph marking the curve's points and its legend entry: the shape tells curves apart without colour
     /// (monochrome terminals, colour-blind users). Unicode and ASCII forms.
     package var glyph: (unicode: String, ascii: String) {
-        let glyphs = [("●", "o"), ("◆", "#"), ("▲", "^"), ("■", "x"), ("△", "v"), ("□", "%")]
-        return glyphs[rank % glyphs.count]
+        let glyphs = [("●", "o"), ("◆", "#"), ("▲", "^"), ("■", "x"), ("△", "v"), ("□", "%"),
+                      ("▼", "*"), ("◇", "+"), ("◀", "<"), ("◐", "("), ("▣", "="), ("◈", "&"),
+                      ("▽", "w"), ("○", "@"), ("▶", ">"), ("◑", ")"), ("◉", "$"), ("◎", "~")]
+        return glyphs[styleIndex % glyphs.count]
     }
 
     package func glyph(_ glyphs: Glyphs) -> String { glyphs.unicode ? glyph.unicode : glyph.ascii }
 
-    package var description: String { (aligned ? "aligned " : "") + type.rawValue }
+    package var description: String {
+        (aligned ? "aligned " : "") + type.rawValue + (correction == .naive ? "" : " " + correction.rawValue)
+    }
 }
 
 package struct CurvePoint: Sendable, Equatable {
@@ -142,12 +166,13 @@ enum PathView: ExplorerViewModule {
         m.bind([.end], .toEnd, "t = 1 (model B)", context: path)
         m.bind([.up, .char("k")], .up, "previous curve", context: path)
         m.bind([.down, .char("j")], .down, "next curve", hint: "curve", context: path)
-        for n in 1...6 {
-            // One help line for the six keys (the others have no description, so help skips them).
-            m.bind([.char(Character(String(n)))], .select(n), n == 1 ? "1-6: select a curve by its number in the side panel" : "", context: path)
+        for n in 1...9 {
+            // One help line for the nine keys (the others have no description, so help skips them).
+            m.bind([.char(Character(String(n)))], .select(n), n == 1 ? "1-9: select a curve by its number in the side panel" : "", context: path)
         }
         m.bind([.char("x"), .char(" ")], .toggleCurve, "show / hide the selected curve", hint: "show", context: path)
-        m.bind([.char("y")], .toggleAccuracy, "plot accuracy instead of loss", context: path)
+        m.bind([.char("y")], .toggleAccuracy, "plot accuracy (token accuracy on token data) instead of loss", context: path)
+        m.bind([.char("b")], .bnMode, "BatchNorm: the selected curve naive / BN reset / REPAIR (model at t follows)", hint: "BN", context: path)
         m.bind([.char("z")], .zoom, "zoom the y axis on the selected curve / all visible curves", hint: "zoom", context: path)
     }
 
@@ -175,6 +200,7 @@ enum PathView: ExplorerViewModule {
         case .toggleCurve:
             let id = app.state.path.selected
             if app.state.path.hidden.contains(id) { app.state.path.hidden.remove(id) } else { app.state.path.hidden.insert(id) }
+        case .bnMode: return app.cycleCorrection()
         case .toggleAccuracy: app.state.path.showAccuracy.toggle()
         case .zoom: app.state.path.zoomed.toggle()
         case .aligned:
@@ -242,27 +268,41 @@ extension ExplorerApp {
     func path(_ id: CurveID) throws -> ModelPath {
         let models = try curveModels(aligned: id.aligned)
         if id.type == .linear { return try .chain(models) }
-        guard models.count == 2, let b = bends[id] else { throw ExplorerError("the \(id.type.label) curve has no fitted bend yet: press f") }
+        guard models.count == 2, let b = bends[id.naive] else { throw ExplorerError("the \(id.type.label) curve has no fitted bend yet: press f") }
         return try .withBends(id.type, from: models[0], to: models[1], bends: b)
     }
 
     func curveLabel(_ id: CurveID) -> String {
         let chain = state.selection == .chain
+        let shape: String
         switch (id.type, id.aligned) {
-        case (.linear, false): return chain ? "chain" : "linear"
-        case (.linear, true): return chain ? "aligned chain" : "aligned"
-        case (let type, let aligned): return (aligned ? "aligned " : "") + "\(type.label) fit"
+        case (.linear, false): shape = chain ? "chain" : "linear"
+        case (.linear, true): shape = chain ? "aligned chain" : "aligned"
+        case (let type, let aligned): shape = (aligned ? "aligned " : "") + "\(type.label) fit"
+        }
+        switch id.correction {
+        case .naive: return shape
+        case .bnReset: return shape + "+reset"
+        case .repair: return shape + "+REPAIR"
         }
     }
 
     mutating func recomputeCursor() {
         if state.path.curves[state.path.selected] == nil { state.path.selected = .linear }
+        let id = state.path.selected
         do {
-            state.path.cursorMetrics = engine.evaluate(try path(state.path.selected).parameters(at: state.path.t))
+            state.path.cursorMetrics = engine.evaluatePoint(try path(id), t: state.path.t, correction: id.correction)
         } catch {
             state.path.cursorMetrics = nil
             state.lastJobNote = "\(error)"
         }
+    }
+
+    /// A curve and its corrected versions: on a network with BatchNorm the straight lines always come with
+    /// their BN-reset and REPAIR versions; a fitted curve with those asked for (b).
+    func withCorrections(_ id: CurveID) -> [CurveID] {
+        let naive = id.naive
+        return engine.corrections.map { naive.with($0) }.filter { $0.correction == .naive || naive.type == .linear || requestedCorrections.contains($0) }
     }
 
     /// Starts every curve of the selection afresh (a new pair, new alignments).
@@ -270,12 +310,45 @@ extension ExplorerApp {
         for c in curveCancel.values { c.cancel() }
         curveCancel = [:]
         state.path.curves = [:]
-        var fx = startCurve(.linear)
-        if state.selectionAligned { fx += startCurve(.alignedLine) }
-        for id in bends.keys.sorted() where !id.aligned || state.selectionAligned { fx += startCurve(id) }
+        var shapes: [CurveID] = [.linear]
+        if state.selectionAligned { shapes.append(.alignedLine) }
+        shapes += bends.keys.sorted().filter { !$0.aligned || state.selectionAligned }
+        var fx: [Effect<ExplorerMessage>] = []
+        for shape in shapes { for id in withCorrections(shape) { fx += startCurve(id) } }
         if state.path.curves[state.path.selected] == nil { state.path.selected = .linear }
         recomputeCursor()
         return fx
+    }
+
+    /// b: the selected curve's next correction (naive, BN reset, REPAIR), started when it does not exist yet.
+    /// Model at t, its metrics and an export follow the selected curve's correction.
+    mutating func cycleCorrection() -> [Effect<ExplorerMessage>] {
+        let all = engine.corrections
+        guard all.count > 1 else {
+            state.lastJobNote = "no BatchNorm in this network: its points need no statistics reset"
+            return []
+        }
+        let current = state.path.selected
+        let i = all.firstIndex(of: current.correction) ?? 0
+        let next = current.with(all[(i + 1) % all.count])
+        var fx: [Effect<ExplorerMessage>] = []
+        if state.path.curves[next] == nil {
+            if next.correction != .naive { requestedCorrections.insert(next) }
+            fx = startCurve(next)
+        }
+        guard state.path.curves[next] != nil else { return fx }
+        selectCurve(next)
+        state.lastJobNote = "BN mode: " + correctionDescription(next.correction)
+        return fx
+    }
+
+    /// What a correction does, for the side panel and notes.
+    func correctionDescription(_ c: ExplorerEngine.Correction) -> String {
+        switch c {
+        case .naive: return "naive (statistics interpolated)"
+        case .bnReset: return "BN statistics reset on \(engine.correctionDataName)"
+        case .repair: return "REPAIR on \(engine.correctionDataName)"
+        }
     }
 
     /// Evaluates a curve in the background, posting points as they come (latest request wins). A curve still
@@ -297,8 +370,9 @@ extension ExplorerApp {
         curveCancel[id] = flag
         let engine = self.engine
         let ts = ModelPath.grid(n)
+        let correction = id.correction
         return [.spawn { inbox in
-            engine.evaluatePath(modelPath, ts: ts, cancel: flag) { t, m in
+            engine.evaluatePath(modelPath, ts: ts, correction: correction, cancel: flag) { t, m in
                 inbox.post(.curvePoint(id, generation: gen, CurvePoint(t: t, loss: m.map(\.loss), accuracy: m.map(\.accuracy))))
             }
         }]
@@ -311,6 +385,13 @@ extension ExplorerApp {
             return []
         }
         return startCurve(id)
+    }
+
+    /// Refreshes a fitted curve and its corrected versions that exist.
+    mutating func refreshWithCorrections(_ id: CurveID) -> [Effect<ExplorerMessage>] {
+        var fx: [Effect<ExplorerMessage>] = []
+        for c in withCorrections(id) where c == id || state.path.curves[c] != nil { fx += refreshCurve(c) }
+        return fx
     }
 
     mutating func startFit(_ type: PathType) -> [Effect<ExplorerMessage>] {
@@ -419,7 +500,7 @@ enum PathRenderer {
             guard let c = path.curves[id], !c.drawn.isEmpty else { continue }
             for d in 0..<ds {
                 let pts = c.drawn.map { (x: $0.t, y: path.showAccuracy ? $0.accuracy[d] : $0.loss[d]) }
-                var s = PlotSeries(name: d == ds - 1 ? c.label : "", points: pts, index: id.rank)
+                var s = PlotSeries(name: d == ds - 1 ? c.label : "", points: pts, index: id.styleIndex)
                 s.asciiMarker = id.glyph.ascii
                 if d == ds - 1 {
                     s.pointGlyph = id.glyph(glyphs)
@@ -445,14 +526,14 @@ enum PathRenderer {
 
     /// Rows between the side panel's top and its first curve row.
     static func curveListOffset(_ state: ExplorerState) -> Int {
-        2 + state.dataNames.count + 1 + 1
+        2 + state.dataNames.count + 1 + (state.batchNorm == nil ? 0 : 1) + 1
     }
 
     static func render(_ state: ExplorerState, into buffer: inout CellBuffer, area: Rect, context: RenderContext) {
         let path = state.path
         let glyphs = context.glyphs
         let (plotBox, side) = Layout.pathColumns(state, size: Size(width: area.width, height: area.height + 2))
-        let what = path.showAccuracy ? "accuracy" : "loss"
+        let what = path.showAccuracy ? (state.tokenData ? "token accuracy" : "accuracy") : "loss"
         let block = Block(title: TextWidth.fit("\(what) along the path · \(state.selectionLabel)", to: max(0, plotBox.width - 6), ellipsis: glyphs.ellipsis))
         block.render(into: &buffer, area: plotBox, context: context)
         let inner = block.inner(plotBox)
@@ -492,10 +573,11 @@ enum PathRenderer {
         // The selected curve (with the matching that aligned it), then its metrics at t.
         lines.append((path.activeCurve?.label ?? "linear", head))
         let nameW = 6
-        lines.append((TextWidth.padRight("t=" + String(format: "%.3f", path.t), to: nameW + 2) + "loss    acc", muted))
+        lines.append((TextWidth.padRight("t=" + String(format: "%.3f", path.t), to: nameW + 2) + (state.tokenData ? "loss     ppl tok acc" : "loss    acc"), muted))
         for (d, name) in state.dataNames.enumerated() {
             if let m = path.cursorMetrics, d < m.count {
-                lines.append((TextWidth.padRight(TextWidth.fit(name, to: nameW, ellipsis: glyphs.ellipsis), to: nameW) + " \(fmt(m[d].loss)) \(pct(m[d].accuracy))", plain))
+                let cell = state.tokenData ? metricsCell(m[d], tokens: true) : "\(fmt(m[d].loss)) \(pct(m[d].accuracy))"
+                lines.append((TextWidth.padRight(TextWidth.fit(name, to: nameW, ellipsis: glyphs.ellipsis), to: nameW) + " " + cell, plain))
             } else {
                 lines.append((TextWidth.padRight(name, to: nameW) + " –", muted))
             }
@@ -505,6 +587,17 @@ enum PathRenderer {
             lines.append(("by \(method) matching", muted))
         } else {
             lines.append(("", plain))
+        }
+        // BatchNorm networks: the BN mode of the selected curve (what model at t is evaluated and exported with).
+        if state.batchNorm != nil {
+            let mode: String
+            let train = state.dataNames.first ?? "train"
+            switch path.selected.correction {
+            case .naive: mode = "BN: naive (b: reset)"
+            case .bnReset: mode = "BN: reset on \(train) (b)"
+            case .repair: mode = "BN: REPAIR on \(train) (b)"
+            }
+            lines.append((mode, Style(fg: .role(path.selected.correction == .naive ? .warning : .good), attributes: .bold)))
         }
         // The curve list: glyph, number, label, barrier on each data set.
         let ds = state.dataNames.count
@@ -524,7 +617,7 @@ enum PathRenderer {
             }
             let selected = id == path.selected
             let style = selected ? Style(fg: .role(.foreground), bg: .role(.selection), attributes: .bold) : (hidden ? muted : plain)
-            styles[lines.count] = (hidden ? " " : id.glyph(glyphs), Style(fg: .role(Role.series[id.rank % 4]), bg: selected ? .role(.selection) : nil, attributes: .bold))
+            styles[lines.count] = (hidden ? " " : id.glyph(glyphs), Style(fg: .role(Role.series[id.styleIndex % 4]), bg: selected ? .role(.selection) : nil, attributes: .bold))
             lines.append((s, style))
         }
         if path.curves.count > 1 || state.alignments.isEmpty {

@@ -70,6 +70,9 @@ extension ExplorerApp {
         let ref = state.reference
         let b = state.selectedModels[1]
         let targets = [b] + engine.models.indices.filter { $0 != ref && $0 != b }
+        // The soup view with three or more models aligns them jointly (MergeMany): no model but the frame's is
+        // privileged, as a soup of many wants.
+        if method == .weight && state.view == .soup && engine.models.count >= 3 { return startMergeMany() }
         let (id, flag) = beginJob("match \(method.rawValue)")
         let engine = self.engine
         return [.spawn { inbox in
@@ -86,6 +89,29 @@ extension ExplorerApp {
                 }
                 let what = targets.count == 1 ? "\(moved) units moved" : "\(targets.count) models aligned to \(engine.names[ref]), \(moved) units moved"
                 inbox.post(.jobFinished(id: id, note: String(format: "%@ matching: %@ (%.2fs)", method.rawValue, what, seconds)))
+            } catch is CancellationError {
+                inbox.post(.jobFinished(id: id, note: "matching cancelled"))
+            } catch {
+                inbox.post(.jobFailed(id: id, "\(error)"))
+            }
+        }]
+    }
+}
+
+extension ExplorerApp {
+    /// MergeMany over every model, in the frame of the reference (A); each outcome arrives as a `.matched`.
+    mutating func startMergeMany() -> [Effect<ExplorerMessage>] {
+        let ref = state.reference
+        let (id, flag) = beginJob("match merge-many")
+        let engine = self.engine
+        return [.spawn { inbox in
+            do {
+                let r = try engine.mergeMany(reference: ref, cancel: flag) { round in
+                    inbox.post(.jobProgress(id: id, fraction: 0, detail: "round \(round)"))
+                }
+                for o in r.outcomes { inbox.post(.matched(o)) }
+                let moved = r.outcomes.reduce(0) { $0 + $1.report.layers.reduce(0) { $0 + $1.moved } }
+                inbox.post(.jobFinished(id: id, note: "MergeMany: \(engine.models.count) models aligned jointly in \(engine.names[ref])'s frame, \(r.rounds) rounds, \(moved) units moved"))
             } catch is CancellationError {
                 inbox.post(.jobFinished(id: id, note: "matching cancelled"))
             } catch {
@@ -117,7 +143,7 @@ enum PermutationRenderer {
         lb.render(into: &buffer, area: left[0], context: context)
         ListView(report.layers.map { "\($0.name) (\($0.size))" }, state: state.permutation.layer)
             .render(into: &buffer, area: lb.inner(left[0]), context: context)
-        let sb = Block(title: "\(report.method.rawValue) matching")
+        let sb = Block(title: (o.strategy == .mergeMany ? "MergeMany " : "") + "\(report.method.rawValue) matching")
         sb.render(into: &buffer, area: left[1], context: context)
         let si = sb.inner(left[1]).inset(left: 1)
         let lines = [

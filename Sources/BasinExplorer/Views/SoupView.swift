@@ -15,6 +15,9 @@ package struct SoupState: Sendable {
     package var method: ExplorerEngine.SoupMethod = .weighted
     /// Merge B aligned to A (after matching) instead of B as loaded.
     package var useAligned = false
+    /// BatchNorm networks (b): the merged model's running statistics recomputed on the train set before it is
+    /// evaluated and exported.
+    package var bnReset = false
     package var selected = 0
     package var metrics: [Metrics]?
     package var error: String?
@@ -43,6 +46,7 @@ enum SoupView: ExplorerViewModule {
         m.bind([.char("N")], .previousMethod, "previous merge method", context: soup)
         m.bind([.char("u")], .uniformSoup, "uniform soup", hint: "uniform", context: soup)
         m.bind([.char("g")], .greedySoup, "greedy soup", hint: "greedy", context: soup)
+        m.bind([.char("b")], .bnMode, "BatchNorm: the merged model's BN statistics reset on train (on / off)", hint: "BN", context: soup)
     }
 
     static let hints: [ExplorerAction] = [.help, .quit, .down, .right, .nextMethod, .uniformSoup, .greedySoup, .aligned, .export,
@@ -73,9 +77,22 @@ enum SoupView: ExplorerViewModule {
                 return []
             }
             app.state.soup.useAligned.toggle()
+            let jointly = app.state.alignments[ref]?.values.contains { $0.strategy == .mergeMany } == true
             app.state.soup.note = app.state.soup.useAligned
-                ? "using " + aligned.map { app.state.modelNames[$0] }.joined(separator: ", ") + " aligned to \(app.state.modelNames[ref])"
+                ? "using " + aligned.map { app.state.modelNames[$0] }.joined(separator: ", ")
+                    + (jointly ? " aligned jointly with \(app.state.modelNames[ref]) (MergeMany, in its frame)" : " aligned to \(app.state.modelNames[ref])")
                 : "using the models as loaded"
+            app.recomputeSoup()
+            if app.engine.models.count == 3 { fx += app.startTriangle() }
+        case .bnMode:
+            guard app.engine.hasBatchNorm else {
+                app.state.soup.note = "no BatchNorm in this network: the merged model needs no statistics reset"
+                return []
+            }
+            app.state.soup.bnReset.toggle()
+            app.state.soup.note = app.state.soup.bnReset
+                ? "BN statistics of the merged model recomputed on \(app.engine.correctionDataName) (b: off)"
+                : "BN statistics merged like every other tensor (b: reset them)"
             app.recomputeSoup()
             if app.engine.models.count == 3 { fx += app.startTriangle() }
         case .uniformSoup:
@@ -164,9 +181,12 @@ extension ExplorerApp {
         return (state.alignments[state.reference] ?? [:]).mapValues { $0.result.aligned }
     }
 
+    /// The soup as evaluated (and exported): the merge, with its BN statistics reset when b is on.
     func mergedSoup() throws -> ParameterSet {
-        try engine.merge(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda, density: state.soup.density,
-                         replacing: soupReplacements)
+        let merged = try engine.merge(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
+                                      density: state.soup.density, replacing: soupReplacements)
+        guard state.soup.bnReset, let reset = engine.bnReset else { return merged }
+        return reset.apply(merged)
     }
 
     /// The merged model is evaluated synchronously (about a millisecond on the sample models).
@@ -188,6 +208,7 @@ extension ExplorerApp {
         let method = state.soup.method, lambda = state.soup.lambda, density = state.soup.density
         let engine = self.engine
         let replacing = soupReplacements
+        let reset = state.soup.bnReset ? engine.bnReset : nil
         let (id, flag) = beginJob("soup triangle")
         let n = 16
         return [.spawn { inbox in
@@ -195,7 +216,8 @@ extension ExplorerApp {
                 let simplex = try SoupSimplex.compute(resolution: n, network: engine.network, data: engine.shownData, cancel: flag) { done, total in
                     inbox.post(.jobProgress(id: id, fraction: Double(done) / Double(total), detail: ""))
                 } merge: { w in
-                    try engine.merge(method, coefficients: w, lambda: lambda, density: density, replacing: replacing)
+                    let merged = try engine.merge(method, coefficients: w, lambda: lambda, density: density, replacing: replacing)
+                    return reset.map { $0.apply(merged) } ?? merged
                 }
                 guard let simplex else { return inbox.post(.jobFinished(id: id, note: "soup triangle cancelled")) }
                 inbox.post(.soupTriangle(simplex.loss))
@@ -281,7 +303,8 @@ package enum SoupRenderer {
         let s = state.soup
         let glyphs = context.glyphs
         let hasTriangle = state.modelNames.count == 3
-        let lb = Block(title: TextWidth.fit("soup · \(s.method.label) (n)" + (s.useAligned ? " · aligned to \(state.modelNames[state.reference]) (a)" : ""), to: max(0, layout.left.width - 6), ellipsis: glyphs.ellipsis))
+        let bn = state.batchNorm == nil ? "" : (s.bnReset ? " · BN reset (b)" : " · BN naive (b)")
+        let lb = Block(title: TextWidth.fit("soup · \(s.method.label) (n)" + (s.useAligned ? " · aligned to \(state.modelNames[state.reference]) (a)" : "") + bn, to: max(0, layout.left.width - 6), ellipsis: glyphs.ellipsis))
         lb.render(into: &buffer, area: layout.left, context: context)
         let li = lb.inner(layout.left).inset(left: 1, right: 1)
         // Method strip.
@@ -319,12 +342,18 @@ package enum SoupRenderer {
             var rows: [[String]] = []
             let names = state.soupDataNames
             for (d, name) in names.enumerated() {
-                let m = s.metrics.map { d < $0.count ? "\(fmt($0[d].loss, 4))  \(pct($0[d].accuracy))" : "–" } ?? "–"
-                let e = s.ensemble.map { d < $0.count ? "\(fmt($0[d].loss, 4))  \(pct($0[d].accuracy))" : "–" } ?? "n/a"
+                let m = s.metrics.map { d < $0.count ? metricsCell($0[d], tokens: state.tokenData) : "–" } ?? "–"
+                let e = s.ensemble.map { d < $0.count ? metricsCell($0[d], tokens: state.tokenData) : "–" } ?? "n/a"
                 rows.append([name, m, e])
             }
             let nameW = min(9, max(5, names.map { TextWidth.of($0) }.max() ?? 5) + 1)
-            Table(header: ["data", "merged loss  acc", "ensemble loss  acc"], rows: rows, widths: [.fixed(nameW), .fill(1), .fill(1)])
+            // Token data: three figures per cell, named once above the table (the header has no room for them).
+            if state.tokenData {
+                buffer.writeFitted("each cell: loss, perplexity, token accuracy", in: li.row(y - li.y), style: muted, glyphs: glyphs)
+                y += 1
+            }
+            let header = state.tokenData ? ["data", "merged", "ensemble"] : ["data", "merged loss  acc", "ensemble loss  acc"]
+            Table(header: header, rows: rows, widths: [.fixed(nameW), .fill(1), .fill(1)])
                 .render(into: &buffer, area: Rect(x: li.x, y: y, width: li.width, height: min(li.maxY - y, rows.count + 1)), context: context)
             y += rows.count + 2
         }

@@ -1,0 +1,309 @@
+import BasinExplorer
+import BasinFusion
+import BasinIO
+import BasinNet
+import BasinTestSupport
+import BasinUI
+import Foundation
+import XCTest
+
+/// The CNN samples (SampleModels/cnn: a small VGG with BatchNorm, two seeds) with the first 256 rows of the
+/// digits train split and 128 of the test split (written to a temporary folder once): the tests drive a debug
+/// build, where every BatchNorm reset and REPAIR pass over the full splits would take seconds.
+let cnnData: [URL] = {
+    let dir = try! Fixtures.temporaryDirectory()
+    return [("train", 256), ("test", 128)].map { name, rows in
+        let url = dir.appendingPathComponent("digits-\(name).safetensors")
+        try! Dataset(path: samples.appendingPathComponent("data/digits-\(name).safetensors").path).slice(0..<rows).write(to: url)
+        return url
+    }
+}()
+
+func cnnEngine() throws -> ExplorerEngine {
+    try ExplorerEngine.load(
+        models: [0, 1].map { samples.appendingPathComponent("cnn/vgg-seed\($0).safetensors").path },
+        data: cnnData.map(\.path),
+        architecture: ArchitectureChoice(file: samples.appendingPathComponent("cnn/vgg.arch.json")))
+}
+
+extension InlineDriver {
+    /// Five points per curve (each a BatchNorm reset or REPAIR pass on the CNN).
+    init(cnn engine: ExplorerEngine, width: Int = 100, height: Int = 30) {
+        var o = Self.fastOptions
+        o.pathPoints = 5
+        self.init(engine, width: width, height: height, options: o)
+    }
+}
+
+/// Issues 11 §7 and 15: on a network with BatchNorm the BN-reset and REPAIR curves join the path view's list
+/// of curves; b switches the selected curve's correction (model at t and export follow); the soup resets its
+/// merged model's statistics with b; every view works on the CNN samples.
+final class BatchNormExplorerTests: XCTestCase {
+    static let engine = try! cnnEngine()
+
+    func testCurvesOfABatchNormNetworkComeWithTheirCorrections() throws {
+        var d = Driver(cnn: Self.engine)
+        let e = d.app.engine
+        XCTAssertTrue(e.hasBatchNorm)
+        XCTAssertEqual(e.corrections, [.naive, .bnReset, .repair])
+        XCTAssertEqual(d.app.state.path.order, [.linear, .linear.with(.bnReset), .linear.with(.repair)])
+        // Each curve is what BasinFusion's path evaluator gives with that correction (statistics on the train set).
+        let path = try ModelPath.linear(e.params[0], e.params[1])
+        let reset = try BatchNormReset(network: e.network, data: e.datasets[0], batchSize: 64)
+        let repair = try Repair(network: e.network, like: e.params[0], data: e.datasets[0], batchSize: 64)
+        for (id, correction) in [(CurveID.linear, PointCorrection.none), (.linear.with(.bnReset), .bnReset(reset)), (.linear.with(.repair), .repair(repair))] {
+            let curve = try XCTUnwrap(d.app.state.path.curves[id])
+            XCTAssertTrue(curve.done, "\(id)")
+            let mid = try XCTUnwrap(curve.points.first { abs($0.t - 0.5) < 1e-9 })
+            let expected = PathEvaluator(path: path, network: e.network, datasets: e.datasets, correction: correction).evaluate(at: 0.5)
+            XCTAssertEqual(mid.loss[1], expected[1].loss, accuracy: 1e-4, "\(id)")
+            XCTAssertEqual(mid.accuracy[1], expected[1].accuracy, accuracy: 1e-9, "\(id)")
+        }
+        // The CNN story: recomputing the statistics lowers the barrier of the naive line.
+        let naive = try XCTUnwrap(d.app.state.path.curves[.linear]?.barrier(1)?.height)
+        let resetBarrier = try XCTUnwrap(d.app.state.path.curves[.linear.with(.bnReset)]?.barrier(1)?.height)
+        XCTAssertLessThan(resetBarrier, naive)
+        // Each correction has its own glyph.
+        XCTAssertEqual(Set(d.app.state.path.order.map(\.glyph.unicode)).count, 3)
+        XCTAssertEqual(Set(d.app.state.path.order.map(\.glyph.ascii)).count, 3)
+        assertFrame(d.frame(), "cnn-path-100x30")
+    }
+
+    func testBCyclesTheSelectedCurvesCorrectionAndModelAtTFollows() throws {
+        var d = Driver(cnn: Self.engine)
+        let e = d.app.engine
+        let path = try ModelPath.linear(e.params[0], e.params[1])
+        XCTAssertEqual(d.app.state.path.selected, .linear)
+        XCTAssertTrue(d.text().contains("BN: naive (b: reset)"), d.text())
+        d.keys(.char("b"))
+        XCTAssertEqual(d.app.state.path.selected, .linear.with(.bnReset))
+        XCTAssertTrue(d.text().contains("BN: reset on train (b)"), d.text())
+        let reset = try BatchNormReset(network: e.network, data: e.datasets[0])
+        let expected = e.evaluate(reset.apply(path.parameters(at: 0.5)))
+        XCTAssertEqual(d.app.state.path.cursorMetrics![1].loss, expected[1].loss, accuracy: 1e-5)
+        d.keys(.char("b"))
+        XCTAssertEqual(d.app.state.path.selected, .linear.with(.repair))
+        XCTAssertTrue(d.text().contains("BN: REPAIR on train (b)"), d.text())
+        d.keys(.char("b"))
+        XCTAssertEqual(d.app.state.path.selected, .linear)
+        // The keys 1-3 select the three curves.
+        d.keys(.char("3"))
+        XCTAssertEqual(d.app.state.path.selected, .linear.with(.repair))
+    }
+
+    func testAlignmentAndFitsOnTheCNN() throws {
+        var d = Driver(cnn: Self.engine)
+        d.keys(.char("m"))
+        let order = d.app.state.path.order
+        XCTAssertEqual(order, [.linear, .linear.with(.bnReset), .linear.with(.repair),
+                               .alignedLine, .alignedLine.with(.bnReset), .alignedLine.with(.repair)])
+        // Matching + reset: the barrier of the aligned, BN-reset line is below the naive line's.
+        let naive = try XCTUnwrap(d.app.state.path.curves[.linear]?.barrier(1)?.height)
+        let matchedReset = try XCTUnwrap(d.app.state.path.curves[.alignedLine.with(.bnReset)]?.barrier(1)?.height)
+        XCTAssertLessThan(matchedReset, naive)
+        assertFrame(d.frame(), "cnn-path-aligned-100x30")
+        // A fitted curve; b asks for its BN-reset version, which refreshes with it.
+        d.keys(.char("1"), .char("f"))
+        let bezier = CurveID(.bezier)
+        XCTAssertEqual(d.app.state.path.curves[bezier]?.done, true)
+        XCTAssertEqual(d.app.state.path.selected, bezier)
+        d.keys(.char("b"))
+        XCTAssertEqual(d.app.state.path.selected, bezier.with(.bnReset))
+        XCTAssertEqual(d.app.state.path.curves[bezier.with(.bnReset)]?.done, true)
+        XCTAssertNotNil(d.app.state.path.cursorMetrics)
+        // The permutation view shows the CNN's channel groups; the landscape through the bend computes and says
+        // its statistics are interpolated.
+        d.keys(.char("v"))
+        XCTAssertEqual(d.app.state.view, .permutation)
+        XCTAssertNotNil(d.app.state.permutation.outcome)
+        assertFrame(d.frame(), "cnn-permutation-100x30")
+        d.keys(.char("v"), .char("v"))
+        XCTAssertEqual(d.app.state.view, .landscape)
+        if d.app.state.landscape.grid.isEmpty { d.keys(.char("r")) }
+        XCTAssertEqual(d.app.state.landscape.filled, d.app.state.landscape.resolution)
+        XCTAssertTrue(d.app.state.landscape.title.contains("BN naive"), d.app.state.landscape.title)
+        XCTAssertTrue(d.app.state.landscape.grid.joined().allSatisfy(\.isFinite))
+    }
+
+    func testSoupResetsTheMergedModelsStatistics() throws {
+        var d = Driver(cnn: Self.engine)
+        d.keys(.char("v"), .char("v"))
+        XCTAssertEqual(d.app.state.view, .soup)
+        let e = d.app.engine
+        let naive = try XCTUnwrap(d.app.state.soup.metrics)
+        let average = ParameterSet.lerp(e.params[0], e.params[1], 0.5)
+        XCTAssertEqual(naive[1].loss, e.evaluate(average)[1].loss, accuracy: 1e-4)
+        d.keys(.char("b"))
+        XCTAssertTrue(d.app.state.soup.bnReset)
+        let reset = try XCTUnwrap(d.app.state.soup.metrics)
+        let expected = e.evaluate(try BatchNormReset(network: e.network, data: e.datasets[0]).apply(average))
+        XCTAssertEqual(reset[1].loss, expected[1].loss, accuracy: 1e-4)
+        XCTAssertLessThan(reset[1].loss, naive[1].loss)
+        assertFrame(d.frame(), "cnn-soup-bn-reset-100x30")
+    }
+
+    /// On the CNN samples the lesson gains its BN-reset step after alignment (`basin lesson --cnn`).
+    func testLessonOnTheCNNHasTheBatchNormStep() throws {
+        var d = Driver(cnn: Self.engine)
+        d.keys(.char("L"))
+        XCTAssertTrue(d.text().contains("Lesson 1/9"), d.text())
+        XCTAssertTrue(d.text().contains("small CNN with BatchNorm"), d.text())
+        d.keys(.enter, .enter, .char("m"), .enter, .char("4"))
+        XCTAssertEqual(d.app.state.path.selected, .alignedLine, "4 selects the aligned line on a BatchNorm network")
+        XCTAssertEqual(d.app.state.lesson?.done, true)
+        d.keys(.enter)
+        XCTAssertTrue(d.text().contains("Lesson 5/9 · BatchNorm: reset the statistics"), d.text())
+        d.keys(.char("b"))
+        XCTAssertEqual(d.app.state.lesson?.done, true)
+        XCTAssertEqual(d.app.state.path.selected, .alignedLine.with(.bnReset))
+        assertFrame(d.frame(), "cnn-lesson-bn-reset-100x30")
+    }
+
+    func testBOnANetworkWithoutBatchNormSaysSo() throws {
+        var d = Driver(try sampleEngine())
+        XCTAssertEqual(d.app.engine.corrections, [.naive])
+        XCTAssertEqual(d.app.state.path.order, [.linear])
+        d.keys(.char("b"))
+        XCTAssertEqual(d.app.state.path.selected, .linear)
+        XCTAssertTrue(d.app.state.lastJobNote?.contains("no BatchNorm") == true)
+        XCTAssertFalse(d.text().contains("BN:"))
+    }
+}
+
+/// Exports of corrected points: the file holds the corrected model, and the recipe says how it was made
+/// (`basin merge ... --bn-reset` rebuilds a BN-reset export byte for byte).
+final class BatchNormExportTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        guard BasinBinary.url != nil else { throw XCTSkip("basin executable not built") }
+        dir = try Fixtures.temporaryDirectory()
+    }
+
+    override func tearDownWithError() throws {
+        if let dir { try? FileManager.default.removeItem(at: dir) }
+    }
+
+    func export(_ d: inout Driver, _ name: String) -> (model: URL, recipe: URL) {
+        d.keys(.char("e"))
+        for _ in 0..<60 { d.keys(.backspace) }
+        d.type(dir.appendingPathComponent(name).path)
+        d.keys(.enter)
+        XCTAssertEqual(d.app.state.popup?.isError, false, d.app.state.popup?.message ?? "")
+        d.keys(.enter)
+        return (dir.appendingPathComponent(name + ".safetensors"), dir.appendingPathComponent(name + ".recipe.yaml"))
+    }
+
+    func metrics(_ url: URL, _ e: ExplorerEngine) throws -> [Metrics] {
+        let m = try LoadedModel(path: url.path, architecture: ArchitectureChoice(file: e.architectureFile))
+        return e.evaluate(m.params)
+    }
+
+    func testBNResetPathExportRebuildsWithBasinMergeBNReset() throws {
+        var d = Driver(cnn: BatchNormExplorerTests.engine)
+        d.keys(.char("b"), .char("l"))
+        XCTAssertEqual(d.app.state.path.selected, .linear.with(.bnReset))
+        let out = export(&d, "reset")
+        let e = d.app.engine
+        // The file is the corrected model: the metrics model at t showed.
+        let m = try metrics(out.model, e)
+        XCTAssertEqual(m[1].loss, d.app.state.path.cursorMetrics![1].loss, accuracy: 1e-5)
+        XCTAssertEqual(try SafeTensorsFile(url: out.model).metadata["basin.bn_reset"], "data=digits-train.safetensors batch=64")
+        // The recipe's comment gives the command that rebuilds it, which does, byte for byte.
+        let recipe = try String(contentsOf: out.recipe, encoding: .utf8)
+        let train = e.dataFiles[0].path
+        XCTAssertTrue(recipe.contains("--bn-reset \(train) --bn-batch 64"), recipe)
+        let rebuilt = dir.appendingPathComponent("rebuilt.safetensors")
+        let r = try BasinBinary.run(["merge", out.recipe.path, rebuilt.path, "--arch", e.architectureFile!.path, "--bn-reset", train],
+                                    currentDirectory: FileManager.default.temporaryDirectory)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try Data(contentsOf: out.model), try Data(contentsOf: rebuilt))
+    }
+
+    func testRepairExportWritesTheRepairedModel() throws {
+        var d = Driver(cnn: BatchNormExplorerTests.engine)
+        d.keys(.char("b"), .char("b"))
+        XCTAssertEqual(d.app.state.path.selected, .linear.with(.repair))
+        let out = export(&d, "repair")
+        let m = try metrics(out.model, d.app.engine)
+        XCTAssertEqual(m[1].loss, d.app.state.path.cursorMetrics![1].loss, accuracy: 1e-4)
+        XCTAssertEqual(m[1].accuracy, d.app.state.path.cursorMetrics![1].accuracy, accuracy: 2.0 / 497)
+        XCTAssertNotNil(try SafeTensorsFile(url: out.model).metadata["basin.repair"])
+        let recipe = try String(contentsOf: out.recipe, encoding: .utf8)
+        XCTAssertTrue(recipe.contains("REPAIR"), recipe)
+        // The recipe itself still rebuilds the point before REPAIR.
+        let rebuilt = dir.appendingPathComponent("before-repair.safetensors")
+        let r = try BasinBinary.run(["merge", out.recipe.path, rebuilt.path], currentDirectory: FileManager.default.temporaryDirectory)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let e = d.app.engine
+        let before = try metrics(rebuilt, e)
+        let naive = e.evaluate(try ModelPath.linear(e.params[0], e.params[1]).parameters(at: 0.5))
+        XCTAssertEqual(before[1].loss, naive[1].loss, accuracy: 1e-5)
+    }
+
+    func testBNResetSoupExportRebuilds() throws {
+        var d = Driver(cnn: BatchNormExplorerTests.engine)
+        d.keys(.char("v"), .char("v"), .char("b"))
+        let out = export(&d, "soup")
+        let e = d.app.engine
+        let m = try metrics(out.model, e)
+        XCTAssertEqual(m[1].loss, d.app.state.soup.metrics![1].loss, accuracy: 1e-5)
+        let rebuilt = dir.appendingPathComponent("soup-rebuilt.safetensors")
+        let r = try BasinBinary.run(["merge", out.recipe.path, rebuilt.path, "--arch", e.architectureFile!.path, "--bn-reset", e.dataFiles[0].path],
+                                    currentDirectory: FileManager.default.temporaryDirectory)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try Data(contentsOf: out.model), try Data(contentsOf: rebuilt))
+    }
+}
+
+/// Issue 13 §4: named evaluation sets (`--eval NAME=FILE`) in the soup view, side by side, so a merge of the
+/// LLaMA fine-tunes shows one task traded for another; token data reads loss / perplexity / token accuracy.
+final class EvaluationSetTests: XCTestCase {
+    static let engine: ExplorerEngine = {
+        let t = samples.appendingPathComponent("transformers")
+        return try! ExplorerEngine.load(
+            models: ["add", "mul"].map { t.appendingPathComponent("llama-ft-\($0)").path },
+            data: ["train", "test"].map { samples.appendingPathComponent("data/modarith-\($0).safetensors").path },
+            base: t.appendingPathComponent("llama-base").path,
+            evals: ["add", "sub", "mul"].map { (name: $0, path: samples.appendingPathComponent("data/modarith-\($0)-test.safetensors").path) })
+    }()
+
+    func testSoupShowsEveryEvaluationSetAndTheTradeBetweenTasks() throws {
+        var d = Driver(Self.engine)
+        let e = d.app.engine
+        XCTAssertTrue(d.app.state.tokenData)
+        d.keys(.char("v"), .char("v"))
+        XCTAssertEqual(d.app.state.soupDataNames, ["train", "test", "add", "sub", "mul"])
+        let uniform = try XCTUnwrap(d.app.state.soup.metrics)
+        XCTAssertEqual(uniform.count, 5)
+        // Each row is the merged model evaluated on that set.
+        let merged = try e.merge(.weighted, coefficients: [0.5, 0.5], lambda: 1)
+        for (i, set) in e.evalSets.enumerated() {
+            XCTAssertEqual(uniform[2 + i].loss, e.network.evaluate(merged, on: set.data).loss, accuracy: 1e-5, set.name)
+        }
+        let text = d.text()
+        XCTAssertTrue(text.contains("each cell: loss, perplexity, token accuracy"), text)
+        assertFrame(d.frame(), "llama-soup-eval-sets-100x30")
+        // All weight on the add fine-tune, then all on the mul fine-tune: each does better on its own task.
+        func only(_ k: Int) -> [Metrics] {
+            for i in 0..<2 {
+                while d.app.state.soup.selected != i { d.keys(.char("j")) }
+                while d.app.state.soup.coefficients[i] != (i == k ? 1 : 0) { d.keys(.char(i == k ? "l" : "h")) }
+            }
+            return d.app.state.soup.metrics!
+        }
+        let add = only(0), mul = only(1)
+        XCTAssertGreaterThan(add[2].accuracy, mul[2].accuracy, "the add fine-tune wins on add")
+        XCTAssertGreaterThan(mul[4].accuracy, add[4].accuracy, "the mul fine-tune wins on mul")
+    }
+
+    func testPathViewLabelsTokenMetrics() throws {
+        var d = Driver(Self.engine)
+        var text = d.text()
+        XCTAssertTrue(text.contains("ppl tok acc"), text)
+        d.keys(.char("y"))
+        text = d.text()
+        XCTAssertTrue(text.contains("token accuracy along the path"), text)
+        assertFrame(d.frame(), "llama-path-token-accuracy-100x30")
+    }
+}
