@@ -56,6 +56,24 @@ final class ONNXArchitectureTests: XCTestCase {
         assertRefused("unsupported", node: "/wave/Sin", mentions: ["Sin", "not supported", "unsupported.onnx"])
     }
 
+    /// ReduceMean of a 5-D input: over every axis after the channels it is a global mean (logits against
+    /// onnx.reference's, digits rows reshaped to [4, 2, 2, 4]); over only the last two ([-2, -1], which on a
+    /// 4-D input would be H and W) it is refused at load, naming the node, the axes and the input's rank.
+    func testReduceMeanBeyondFourDimensions() throws {
+        let arch = try ONNXArchitecture.load(Fixtures.url("onnx/reduce-mean-5d.onnx"))
+        XCTAssertEqual(arch.nodes.map(\.op.typeName), ["global_avg_pool", "linear"])
+        XCTAssertEqual(arch.inputShape, [4, 2, 2, 4])
+        try assertLogitsMatchReference("reduce-mean-5d")
+        let url = Fixtures.url("onnx/reduce-mean-5d-partial.onnx")
+        XCTAssertThrowsError(try LoadedModel(path: url.path)) { error in
+            guard let e = error as? NetworkError else { return XCTFail("not a NetworkError: \(error)") }
+            XCTAssertEqual(e.kind, .badAttribute, "\(e)")
+            XCTAssertEqual(e.file, url.path)
+            XCTAssertEqual(e.node, "/ReduceMean")
+            for m in ["[-2, -1]", "5-D", "[2, 3, 4]"] { XCTAssertTrue(e.description.contains(m), "mentions \(m): \(e)") }
+        }
+    }
+
     func testWeightStoredInOutIsRefused() {
         assertRefused("gemm-in-out", node: "/Gemm", tensor: "w", mentions: ["Gemm", "[in, out]"])
     }

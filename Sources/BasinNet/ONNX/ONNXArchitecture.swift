@@ -426,7 +426,7 @@ private struct Converter {
         }
     }
 
-    /// ReduceMean over the two spatial axes of [N, C, H, W] (PyTorch's `x.mean((2, 3))`): a global average pool.
+    /// ReduceMean over every axis after the channel axis (PyTorch's `x.mean((2, 3))` of [N, C, H, W]): a global average pool.
     mutating func reduceMean(_ node: ONNXNode) throws {
         let x = try computed(node.inputs[0], of: node, role: "input")
         // Opset 13-17: `axes` attribute; opset 18: second input.
@@ -437,11 +437,15 @@ private struct Converter {
             }
             axes = given
         }
-        let normalised = Set((axes ?? []).map { $0 < 0 ? $0 + 4 : $0 })
-        try require(node, "axes", normalised == [2, 3] && axes?.count == 2,
-                    "ReduceMean over axes \(axes.map { "\($0)" } ?? "all") is not supported (only [2, 3]: the spatial mean of [N, C, H, W])")
+        // Negative axes need the input's rank, known once shapes are inferred: GlobalAvgPool checks them there
+        // (every axis after the channel axis, [2, 3] of [N, C, H, W]; anything else is an error naming the node).
+        guard let axes, !axes.isEmpty else {
+            throw error(.badAttribute, node, key: "axes", "ReduceMean over all axes is not supported (only over every axis after the channel axis, e.g. [2, 3] of [N, C, H, W])")
+        }
+        try require(node, "axes", axes.allSatisfy { $0 >= 2 || $0 < 0 },
+                    "ReduceMean over axes \(axes) is not supported (the batch and channel axes are kept; only the mean over every axis after the channel axis, e.g. [2, 3] of [N, C, H, W])")
         let keep = try int(node, "keepdims", default: 1)
-        emit(node, GlobalAvgPool(keepDims: keep != 0), inputs: [x])
+        emit(node, GlobalAvgPool(keepDims: keep != 0, reduceAxes: axes), inputs: [x])
     }
 
     mutating func reshape(_ node: ONNXNode) throws {

@@ -7,8 +7,16 @@ public struct GlobalAvgPool: Op {
     public static let typeNames = ["global_avg_pool", "globalaveragepool", "adaptive_avg_pool"]
 
     public var keepDims: Bool
+    /// ONNX ReduceMean's `axes` as the graph gives them (negative ones count from the end of the [N, C, ...]
+    /// input). The input's rank is only known when shapes are inferred, so they are checked there: this op is
+    /// ReduceMean only when they are every axis after the channel axis ([2, 3] of a 4-D input, [2, 3, 4] of a
+    /// 5-D one); any other set is an error naming the node. nil for GlobalAveragePool and arch files.
+    public var reduceAxes: [Int]?
 
-    public init(keepDims: Bool = false) { self.keepDims = keepDims }
+    public init(keepDims: Bool = false, reduceAxes: [Int]? = nil) {
+        self.keepDims = keepDims
+        self.reduceAxes = reduceAxes
+    }
 
     public static func read(_ a: inout NodeAttributes, typeName: String) throws -> GlobalAvgPool {
         if typeName == "adaptive_avg_pool", let size = try a.optionalInts("output_size", count: 2, minimum: 1), size != [1, 1] {
@@ -25,6 +33,14 @@ public struct GlobalAvgPool: Op {
         guard let x = inputs[0] else { return nil }
         guard x.count >= 2 else {
             throw NetworkError(.badShape, "global_avg_pool takes [C, positions...] per sample, got \(Shapes.describe(x))")
+        }
+        if let reduceAxes {
+            let rank = x.count + 1
+            let spatial = Array(2..<rank)
+            let normalised = reduceAxes.map { $0 < 0 ? $0 + rank : $0 }
+            guard normalised.sorted() == spatial else {
+                throw NetworkError(.badAttribute, "ReduceMean over axes \(reduceAxes) of a \(rank)-D input [N, C, ...] (\(Shapes.describe(x)) per sample) is not supported: only the mean over every axis after the channel axis (\(spatial))")
+            }
         }
         return keepDims ? [x[0]] + Array(repeating: 1, count: x.count - 1) : [x[0]]
     }

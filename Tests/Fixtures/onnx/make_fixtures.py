@@ -9,7 +9,9 @@ CNN fixtures (../cnn, exported by PyTorch itself) do not exercise:
   - nn.Linear on an input that is not 2-D: Transpose(weight) -> MatMul -> Add(bias);
   - a constant-shape Reshape, Tanh, biased Conv, AveragePool, ReduceMean over H and W, MaxPool with stride 1
     and padding, Gemm with transB = 0 reading Transpose(weight), Identity on a computed value;
-  - two graphs Basin must refuse: an unsupported op (Sin) and a Gemm whose weight is stored [in, out].
+  - two graphs Basin must refuse: an unsupported op (Sin) and a Gemm whose weight is stored [in, out];
+  - ReduceMean of a 5-D input [N, C, D, H, W]: over every axis after the channels (a global mean, supported)
+    and over only two of them, given as [-2, -1] (refused: not a mean over all positions).
 Logits are those of onnx.reference.ReferenceEvaluator (numpy; independent of Basin) on the first 32 rows of
 digits-test, x reshaped to the graph input. Needs: pip install onnx numpy (onnx 1.23.2 was used).
 
@@ -159,21 +161,43 @@ def gemm_in_out():
     return model("gemm_in_out", nodes, inits, [64])
 
 
+def reduce_mean_5d(axes, name):
+    """x [N, 4, 2, 2, 4] (a digits row is 64 values) -> ReduceMean over `axes` -> Gemm."""
+    inits = [init("fc.weight", 10, 4), init("fc.bias", 10, scale=0.1)]
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], name="/ReduceMean", axes=axes, keepdims=0),
+             helper.make_node("Gemm", ["m", "fc.weight", "fc.bias"], ["logits"], name="/fc/Gemm", alpha=1.0, beta=1.0, transB=1)]
+    return model(name, nodes, inits, [4, 2, 2, 4])
+
+
+def reduce_mean_5d_global():
+    return reduce_mean_5d([2, 3, 4], "reduce_mean_5d")
+
+
+def reduce_mean_5d_partial():
+    # Over H and W only (negative axes): on a 5-D input that is not a global mean, so Basin refuses it.
+    inits = [init("fc.weight", 10, 8), init("fc.bias", 10, scale=0.1)]
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], name="/ReduceMean", axes=[-2, -1], keepdims=0),
+             helper.make_node("Flatten", ["m"], ["f"], name="/Flatten", axis=1),
+             helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"], name="/fc/Gemm", alpha=1.0, beta=1.0, transB=1)]
+    return model("reduce_mean_5d_partial", nodes, inits, [4, 2, 2, 4])
+
+
 def main():
     digits = read_safetensors(sys.argv[1])
     x = digits["x"][:ROWS].astype(np.float32)
     expected = {}
-    for make in (mlp_gelu, mlp_matmul_tanh, cnn_pools, unsupported, gemm_in_out):
+    # New graphs go last: the random initializers are drawn in this order, so earlier graphs stay the same.
+    for make in (mlp_gelu, mlp_matmul_tanh, cnn_pools, unsupported, gemm_in_out, reduce_mean_5d_global, reduce_mean_5d_partial):
         m = make()
         name = m.graph.name.replace("_", "-")
         onnx.save(m, os.path.join(HERE, f"{name}.onnx"))
-        if make in (unsupported, gemm_in_out):
+        if make in (unsupported, gemm_in_out, reduce_mean_5d_partial):
             continue
         dims = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim[1:]]
         (logits,) = ReferenceEvaluator(m).run(None, {"x": x.reshape(ROWS, *dims)})
         expected[name] = logits
     write_safetensors(os.path.join(HERE, "expected-logits.safetensors"), expected)
-    print("wrote", ", ".join(sorted(expected)), "and the refused unsupported.onnx, gemm-in-out.onnx")
+    print("wrote", ", ".join(sorted(expected)), "and the refused unsupported.onnx, gemm-in-out.onnx, reduce-mean-5d-partial.onnx")
 
 
 if __name__ == "__main__":
