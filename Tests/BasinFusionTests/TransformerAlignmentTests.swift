@@ -110,6 +110,33 @@ final class TransformerAlignmentTests: XCTestCase {
         }
     }
 
+    /// MergeMany on transformer families: every aligned model is the same function as its input (logits to
+    /// 1e-4) and head permutations keep query heads in their key-value groups. LLaMA with GQA (the base, a
+    /// fine-tune and a planted permutation of the fine-tune), to convergence: the planted copy lands on the model
+    /// it was made from. GPT-2 (the two seeds and a planted permutation of seed 1), one round of at most two
+    /// sweeps (the function is kept whether or not it has converged; a full run takes a minute in a debug build).
+    func testMergeManyOnTransformerFamilies() throws {
+        let x = try data("modarith-test").x.rows(0..<64)
+        for (family, names, rounds, sweeps) in [("llama", ["llama-tiny-base", "llama-tiny-ft-add"], 50, 100),
+                                                 ("gpt2", ["gpt2-tiny-seed0", "gpt2-tiny-seed1"], 1, 2)] {
+            let loaded = try names.map(model)
+            let spec = try PermutationSpec.make(for: loaded[0].architecture, params: loaded[0].params)
+            let planted = spec.apply(randomPermutations(spec, seed: 5), to: loaded[1].params)
+            let inputs = loaded.map(\.params) + [planted]
+            let r = try Alignment.alignMany(inputs, spec: spec, strategy: .mergeMany, seed: 0, maxSweeps: sweeps, maxRounds: rounds)
+            XCTAssertEqual(r.aligned.count, 3, family)
+            XCTAssertLessThanOrEqual(r.rounds, rounds, family)
+            for (k, aligned) in r.aligned.enumerated() {
+                XCTAssertLessThan(maxLogitDifference(loaded[0], inputs[k], aligned, x), 1e-4, "\(family) model \(k)")
+                for h in spec.attentionHeads ?? [] { XCTAssertTrue(h.isValid(r.permutations[k][h.group]), "\(family) model \(k) \(spec.groups[h.group].name)") }
+            }
+            guard family == "llama" else { continue }
+            for n in loaded[1].params.names {
+                XCTAssertLessThan(r.aligned[2][n]!.maxAbsDifference(r.aligned[1][n]!), 1e-6, "\(family) \(n)")
+            }
+        }
+    }
+
     /// The GPT-2 pair: weight matching raises the inner-product objective, keeps seed 1's function, and the
     /// barrier before and after is measured (docs/transformers.md records it; no claim that it falls).
     func testGPT2PairAlignment() throws {
