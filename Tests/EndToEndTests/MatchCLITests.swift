@@ -159,4 +159,23 @@ final class MatchCLITests: XCTestCase {
         XCTAssertEqual(Set(order), ["P_layers.0", "P_layers.1"])
         XCTAssertNotNil((report["timing"] as? [String: Any])?["solverCPUSeconds"])
     }
+
+    /// `bench match --transformer`: two random GPT-2-style models, every group derived (heads, MLP units, the
+    /// residual stream unless left out), the objective never falls; bad sizes are refused.
+    func testBenchMatchOnTransformers() throws {
+        for (extra, groups) in [([String](), 3), (["--no-residual-stream"], 2)] {
+            let r = try BasinBinary.run(["bench", "match", "--transformer", "--layers", "1", "--width", "32", "--heads", "4", "--vocabulary", "50",
+                                         "--max-sweeps", "3", "--json"] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            XCTAssertEqual(report["groups"] as? Int, groups)
+            XCTAssertEqual(report["sizes"] as? [Int], [1, 32, 4, 50])
+            XCTAssertEqual(Set(try XCTUnwrap(report["order"] as? [String])).count, groups)
+            XCTAssertGreaterThanOrEqual(report["objectiveAfter"] as! Double, report["objectiveBefore"] as! Double)
+            XCTAssertTrue((report["model"] as? String)?.hasPrefix("gpt2 1 layers x 32") == true, "\(report)")
+        }
+        let bad = try BasinBinary.run(["bench", "match", "--transformer", "--width", "30", "--heads", "4"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--heads"), bad.stderr)
+    }
 }

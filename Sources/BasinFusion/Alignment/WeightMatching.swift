@@ -448,6 +448,10 @@ public struct WeightMatchingBenchResult: Sendable, Codable, Equatable {
     public var order: [String]
     public var objectiveBefore: Double
     public var objectiveAfter: Double
+    /// For a transformer pair: its shape ("gpt2 12 layers x 768, 12 heads, vocabulary 50257") and parameters.
+    public var model: String? = nil
+    public var parameters: Int? = nil
+    public var groups: Int? = nil
 }
 
 /// CPU seconds used by the whole process so far (all threads).
@@ -469,5 +473,25 @@ extension WeightMatching {
         return WeightMatchingBenchResult(sizes: sizes, seed: seed, seconds: r.seconds, timing: timing, sweeps: r.sweeps,
                                          steps: r.steps.count, order: r.steps.map(\.permutation),
                                          objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter)
+    }
+
+    /// Weight matching of two randomly initialised transformers of `config` (seeds seed + 1 and seed + 2, the
+    /// family's initialisation): every permutation group `TransformerPermutations.spec` derives (attention heads
+    /// as blocks, MLP units, and the residual stream unless `residualStream` is false), for `basin bench match
+    /// --transformer`. `sizes` holds [layers, width, heads, vocabulary].
+    public static func transformerBenchmark(config: TransformerConfig, seed: UInt64 = 0, maxSweeps: Int = 100,
+                                            residualStream: Bool = true) throws -> WeightMatchingBenchResult {
+        let built = TransformerArchitecture(config: config)
+        let a = built.initialParameters(seed: seed &+ 1), b = built.initialParameters(seed: seed &+ 2)
+        let spec = try TransformerPermutations.spec(built.architecture, params: a, residualStream: residualStream)
+        let (result, timing) = try matchTimed(reference: a, model: b, spec: spec, seed: seed, maxSweeps: maxSweeps)
+        let r = result.report
+        return WeightMatchingBenchResult(sizes: [config.layers, config.hiddenSize, config.heads, config.vocabularySize], seed: seed,
+                                         seconds: r.seconds, timing: timing, sweeps: r.sweeps, steps: r.steps.count,
+                                         order: r.steps.map(\.permutation), objectiveBefore: r.objectiveBefore,
+                                         objectiveAfter: r.objectiveAfter,
+                                         model: "\(config.modelType) \(config.layers) layers x \(config.hiddenSize), \(config.heads) heads, vocabulary \(config.vocabularySize)"
+                                            + (residualStream ? ", residual stream included" : ", no residual stream"),
+                                         parameters: a.scalarCount, groups: spec.groups.count)
     }
 }
