@@ -59,8 +59,10 @@ cfg="$here/transformers/configs"
 for seed in 0 1; do
   if want "gpt2-seed$seed"; then
     mkdir -p "$tf"
-    train --config "$cfg/gpt2-tiny.json" --data "$data/modarith-train.safetensors" --optimizer adamw --lr 3e-3 --beta2 0.98 \
-          --weight-decay 1 --epochs 300 --decay 300 --batch 256 --seed "$seed" --out "$tf/gpt2-seed$seed"
+    # lr 1e-2 and 2400 steps: both seeds generalise (77% / 88% test accuracy) for about 2.5 CPU minutes each;
+    # lr 3e-3 and 1200 steps memorised the training set only (21% / 12%).
+    train --config "$cfg/gpt2-tiny.json" --data "$data/modarith-train.safetensors" --optimizer adamw --lr 1e-2 --beta2 0.98 \
+          --weight-decay 1 --epochs 600 --decay 300 --batch 256 --seed "$seed" --out "$tf/gpt2-seed$seed"
   fi
 done
 if want llama-base; then
