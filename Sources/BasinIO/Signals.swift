@@ -86,6 +86,22 @@ public enum CleanupRegistry {
         return SignalTables.cleanup.add("", kind: 3, base: UInt(processGroup), size: 0).map { Token(slot: $0) }
     }
 
+    /// Registers a finished folder Basin made and everything in it (files and symbolic links to unlink, folders
+    /// to remove once empty), e.g. a candidate merge written for an external evaluator. Returns the tokens to
+    /// unregister once the folder is removed.
+    public static func register(tree folder: URL) -> [Token] {
+        var tokens: [Token] = []
+        if let t = register(directory: folder.path) { tokens.append(t) }
+        guard let items = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: [.isDirectoryKey, .isSymbolicLinkKey],
+                                                         options: []) else { return tokens }
+        for case let url as URL in items {
+            let values = try? url.resourceValues(forKeys: [.isDirectoryKey, .isSymbolicLinkKey])
+            let isFolder = values?.isDirectory == true && values?.isSymbolicLink != true
+            if let t = isFolder ? register(directory: url.path) : register(file: url.path) { tokens.append(t) }
+        }
+        return tokens
+    }
+
     public static func unregister(_ token: Token?) {
         guard let token else { return }
         SignalTables.cleanup.remove(token.slot)
@@ -197,24 +213,37 @@ enum SignalTables {
         previousBus = previousBusAction
     }
 
-    /// Stops the registered child process groups, removes the registered files, then the registered folders
-    /// (innermost last registered first). Async-signal-safe: see the note on the values above.
+    /// Removes the registered files, then the registered folders (innermost last registered first), then stops
+    /// the registered child process groups. Async-signal-safe: see the note on the values above.
     static func runCleanup() {
         guard let memory = cleanupMemory else { return }
         let n = cleanupSlots, stride = cleanupStride
         var i = 0
         while i < n {
             let slot = memory + i * stride
-            let kind = slot.load(as: Int.self)
-            if kind == 1 { _ = unlink((slot + SlotTable.header).assumingMemoryBound(to: CChar.self)) }
-            if kind == 3 { _ = kill(-pid_t(truncatingIfNeeded: slot.load(fromByteOffset: 8, as: UInt.self)), SIGTERM) }
+            if slot.load(as: Int.self) == 1 { _ = unlink((slot + SlotTable.header).assumingMemoryBound(to: CChar.self)) }
             i += 1
         }
-        i = n - 1
-        while i >= 0 {
+        // Folders: innermost (last registered) first; a second pass catches a parent whose slot came before its
+        // child's (slots are reused, so registration order is not always slot order).
+        var pass = 0
+        while pass < 2 {
+            i = n - 1
+            while i >= 0 {
+                let slot = memory + i * stride
+                if slot.load(as: Int.self) == 2 { _ = rmdir((slot + SlotTable.header).assumingMemoryBound(to: CChar.self)) }
+                i -= 1
+            }
+            pass += 1
+        }
+        // Child process groups last: a worker thread waiting on an evaluator wakes when it dies and would go on
+        // (writing the next candidate) while the files above were still being removed; the caller ends the
+        // process right after this.
+        i = 0
+        while i < n {
             let slot = memory + i * stride
-            if slot.load(as: Int.self) == 2 { _ = rmdir((slot + SlotTable.header).assumingMemoryBound(to: CChar.self)) }
-            i -= 1
+            if slot.load(as: Int.self) == 3 { _ = kill(-pid_t(truncatingIfNeeded: slot.load(fromByteOffset: 8, as: UInt.self)), SIGTERM) }
+            i += 1
         }
     }
 

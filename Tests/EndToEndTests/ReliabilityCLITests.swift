@@ -506,7 +506,7 @@ final class ReliabilityCLITests: XCTestCase {
     }
 
     /// Basin interrupted while an evaluator runs: the evaluator's process group (here a 30 s sleep it started)
-    /// is stopped too, not left running as an orphan.
+    /// is stopped too, not left running as an orphan, and the soup's candidate folders are removed.
     func testSIGTERMWhileAnEvaluatorRunsStopsIt() throws {
         let pidFile = dir.appendingPathComponent("child.pid")
         let slow = dir.appendingPathComponent("slow.sh")
@@ -523,6 +523,9 @@ final class ReliabilityCLITests: XCTestCase {
             usleep(100_000)
         }
         XCTAssertTrue(gone, "the evaluator's sleep (pid \(child)) is still running")
+        // The candidate folders written for the evaluator (a link to each ingredient, the uniform soup) went too.
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("basin-soup-") }
+        XCTAssertEqual(left, [], "candidate folders left behind")
     }
 
     func testSIGINTDuringAShardedMergeRemovesTheFolderItMade() throws {

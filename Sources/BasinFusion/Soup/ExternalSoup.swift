@@ -57,20 +57,25 @@ public struct ExternalSoup: Sendable {
 
     public func run(greedy: Bool, log: @escaping @Sendable (String) -> Void = { _ in }) throws -> Result {
         try FileManager.default.createDirectory(at: workDirectory, withIntermediateDirectories: true)
+        // Interrupted (SIGINT/SIGTERM/SIGHUP), Basin removes the finished candidates too, not only files being written.
+        let workToken = CleanupRegistry.register(directory: workDirectory.path)
+        defer { CleanupRegistry.unregister(workToken) }
+        let registered = CandidateRegistrations(work: workDirectory)
+        defer { registered.removeAll() }
         let queue = EvaluationQueue(evaluator: evaluator, jobs: jobs)
         let options = MergeRunOptions()
         let soupFolder = workDirectory.appendingPathComponent("uniform-soup")
         // Ingredients and the uniform soup are independent: evaluate them N at a time.
         var candidates: [@Sendable () throws -> URL] = models.indices.map { i in
             let folder = workDirectory.appendingPathComponent("ingredient-\(i)")
-            return { [self] in try ingredientCandidate(i, folder: folder) }
+            return { [self] in registered.track(try ingredientCandidate(i, folder: folder)) }
         }
         let uniform = recipe(Array(models.indices))
-        if models.count > 1 { candidates.append({ try CandidateWriter.write(uniform, into: soupFolder, options: options) }) }
+        if models.count > 1 { candidates.append({ registered.track(try CandidateWriter.write(uniform, into: soupFolder, options: options)) }) }
         log("evaluating \(candidates.count) candidates, \(jobs) at a time")
         let results = queue.evaluateAll(candidates)
-        for i in models.indices { try? FileManager.default.removeItem(at: workDirectory.appendingPathComponent("ingredient-\(i)")) }
-        try? FileManager.default.removeItem(at: soupFolder)
+        for i in models.indices { registered.remove(workDirectory.appendingPathComponent("ingredient-\(i)")) }
+        registered.remove(soupFolder)
         var rows = zip(models, results).map { Self.row($0.0, "ingredient", $0.1) }
         if models.count > 1 { rows.append(Self.row("uniform soup of \(models.count)", "uniform soup", results.last!)) }
         let scored = models.indices.compactMap { i in (try? results[i].get()).map { (i, $0) } }
@@ -92,8 +97,8 @@ public struct ExternalSoup: Sendable {
                 let folder = workDirectory.appendingPathComponent("greedy-\(trial.count)")
                 log("greedy soup: trying \(trial.map { models[$0] }.joined(separator: " + "))")
                 let r = recipe(trial)
-                let result = queue.evaluateAll([{ try CandidateWriter.write(r, into: folder, options: options) }])[0]
-                try? FileManager.default.removeItem(at: folder)
+                let result = queue.evaluateAll([{ registered.track(try CandidateWriter.write(r, into: folder, options: options)) }])[0]
+                registered.remove(folder)
                 if let m = try? result.get(), let v = value(m), isBetterOrEqual(v, current) {
                     chosen = trial
                     current = v
@@ -123,5 +128,42 @@ public struct ExternalSoup: Sendable {
         let accuracies = example.keys.filter { $0.lowercased().hasSuffix("acc") || $0.lowercased().hasSuffix("accuracy") }.sorted()
         if accuracies.count == 1 { return accuracies[0] }
         throw MergeError(.evaluatorFailed, "choose the metric to soup by with --metric (the evaluator reports \(example.keys.sorted().joined(separator: ", ")))")
+    }
+}
+
+/// The candidate folders a soup wrote (never a model folder passed as it is), registered with `CleanupRegistry`
+/// while they exist, so an interrupted soup leaves none behind.
+final class CandidateRegistrations: @unchecked Sendable {
+    private let work: URL
+    private let lock = NSLock()
+    private var tokens: [String: [CleanupRegistry.Token]] = [:]
+
+    init(work: URL) { self.work = work.standardizedFileURL }
+
+    func track(_ folder: URL) -> URL {
+        let path = folder.standardizedFileURL.path
+        guard path.hasPrefix(work.path + "/") else { return folder }
+        let t = CleanupRegistry.register(tree: folder)
+        lock.lock()
+        tokens[path, default: []] += t
+        lock.unlock()
+        return folder
+    }
+
+    /// Removes a candidate folder this soup wrote, then forgets its registrations.
+    func remove(_ folder: URL) {
+        try? FileManager.default.removeItem(at: folder)
+        let path = folder.standardizedFileURL.path
+        lock.lock()
+        let t = tokens.removeValue(forKey: path) ?? []
+        lock.unlock()
+        for token in t { CleanupRegistry.unregister(token) }
+    }
+
+    func removeAll() {
+        lock.lock()
+        let paths = Array(tokens.keys)
+        lock.unlock()
+        for p in paths { remove(URL(fileURLWithPath: p)) }
     }
 }
