@@ -111,6 +111,11 @@ final class ReliabilityCLITests: XCTestCase {
         // soup: --out on the held-out data and on the test data.
         try refused(["soup", model.path, other.path, "--data", data.path, "--out", data.path], "refusing")
         try refused(["soup", model.path, other.path, "--data", data.path, "--test", test.path, "--out", test.path], "refusing")
+        // The correction data sets (--bn-reset, --repair) added since: inputs like any other.
+        let statistics = path("train.safetensors")
+        try FileManager.default.copyItem(at: data, to: URL(fileURLWithPath: statistics))
+        try refused(["soup", model.path, other.path, "--data", data.path, "--bn-reset", statistics, "--out", statistics], "refusing")
+        try refused(["fit", model.path, other.path, "--data", data.path, "--epochs", "1", "--repair", statistics, "--out", statistics], "refusing")
         // split: either output on the input, or both outputs one file.
         try refused(["split", data.path, "--at", "10", data.path, path("t.safetensors")], "refusing")
         try refused(["split", data.path, "--at", "10", path("h.safetensors"), dataName], "refusing")

@@ -262,6 +262,12 @@ private struct Converter {
         guard !node.outputs.isEmpty, !node.outputs[0].isEmpty else {
             throw error(.badGraph, node, "has no output")
         }
+        // The ops below read their first (binary ops: first two) inputs by position (a fuzzed Gemm with one
+        // input trapped on the missing operand).
+        let needed = ["Gemm": 2, "MatMul": 2, "Add": 2, "Div": 2, "Constant": 0, "Identity": 0, "Dropout": 0][node.opType] ?? 1
+        guard node.inputs.count >= needed else {
+            throw error(.badGraph, node, "has \(node.inputs.count) input(s); \(node.opType) takes at least \(needed)")
+        }
         switch node.opType {
         case "Constant":
             break // read before the walk
