@@ -33,6 +33,18 @@ final class StreamingMergeTests: XCTestCase {
         try streamedEqualsInMemory(methods: ["ties"])
     }
 
+    /// The same through the paths large tensors take: four-way threshold histograms and output written whenever the
+    /// write lock is free (made to apply to these small tensors).
+    func testStreamedLargeTensorPaths() throws {
+        StreamingKernels.manyWays = 0
+        StreamingKernels.outputFlushAt = 1024
+        defer {
+            StreamingKernels.manyWays = 1 << 20
+            StreamingKernels.outputFlushAt = 1 << 17
+        }
+        try streamedEqualsInMemory()
+    }
+
     func streamedEqualsInMemory(methods only: Set<String>? = nil) throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -106,6 +118,12 @@ final class StreamingMergeTests: XCTestCase {
         try SafeTensorsWriter.write([("w", Tensor(shape: [50_000], storage: values))], to: c, dtype: { _ in .bf16 }, checkFinite: false)
         let bf16 = MergeRecipe(method: .taskArithmetic, models: [.init(model: c.path, parameters: ["weight": .scalar(1)])], baseModel: b.path)
         XCTAssertThrowsError(try MergeExecutor.run(try MergePlan(recipe: bf16), out: dir.appendingPathComponent("t.safetensors"))) { e in
+            XCTAssertEqual((e as? MergeError)?.kind, .nonFinite)
+            XCTAssertTrue("\(e)".contains("c.safetensors") && "\(e)".contains("2 NaN or infinite"), "\(e)")
+        }
+        // TIES keeping every entry (density 1) has no threshold pass; its merge pass checks the inputs itself.
+        let ties = MergeRecipe(method: .ties, models: [.init(model: c.path, parameters: ["weight": .scalar(1), "density": .scalar(1)])], baseModel: b.path)
+        XCTAssertThrowsError(try MergeExecutor.run(try MergePlan(recipe: ties), out: dir.appendingPathComponent("ties.safetensors"))) { e in
             XCTAssertEqual((e as? MergeError)?.kind, .nonFinite)
             XCTAssertTrue("\(e)".contains("c.safetensors") && "\(e)".contains("2 NaN or infinite"), "\(e)")
         }

@@ -114,8 +114,8 @@ public enum MergeExecutor {
             if !e.isFloatingPoint {
                 work = 0
             } else if StreamingKernels.canStream(e, method: plan.recipe.method) {
-                // Histograms of the TIES threshold passes: 128 KB + up to 16 x 256 KB per model and thread.
-                work = chunkBytes * (k + 6) + (plan.recipe.method == .ties ? options.threads * e.inputs.count * (17 << 18) : 0)
+                // Histograms of the TIES threshold passes, counted four ways: up to 4 x (128 KB + 16 x 256 KB) per model and thread.
+                work = chunkBytes * (k + 6) + (plan.recipe.method == .ties ? options.threads * e.inputs.count * (72 << 18) : 0)
             } else {
                 work = n * 4 * (k + 2 + (plan.recipe.method.isTaskArithmeticFamily ? e.inputs.count + 3 : 1))
             }

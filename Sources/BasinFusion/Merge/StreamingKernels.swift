@@ -22,6 +22,11 @@ enum StreamingKernels {
     static let chunk = 8192
     /// Tests turn the sample's guess of TIES's threshold bins off to exercise the full-histogram path.
     nonisolated(unsafe) package static var sampleGuesses = true
+    /// Ranges at least this long count TIES's threshold histograms four ways (tests lower it to cover that path).
+    nonisolated(unsafe) package static var manyWays = 1 << 20
+    /// A thread writes its buffered output once it holds this many elements and no other thread is writing (tests
+    /// lower it so small tensors take the coalescing path too).
+    nonisolated(unsafe) package static var outputFlushAt = 1 << 17
 
     /// Whether `run` handles this entry (otherwise the executor decodes whole tensors).
     static func canStream(_ e: MergePlan.Entry, method: MergeMethod) -> Bool {
@@ -184,10 +189,15 @@ enum StreamingKernels {
         let allowNonFinite: Bool
         let plan: MergePlan
         private let lock = NSLock()
+        /// Serialises the threads' writes into the output. Without it they contend for the file's inode lock in the
+        /// kernel, which spins (CPU burnt while waiting); with it a thread that finds the lock taken keeps computing
+        /// into its buffer and writes more at once later (see `OutputStream`).
+        let writeLock = NSLock()
         private var nonFinite: [Int: Int] = [:]
         private var outputNonFinite = 0
-        /// Release consumed input pages every this many elements.
-        static let releaseStride = 1 << 19
+        /// Release consumed input pages every this many elements (8 MB of BF16 per source and thread: fewer madvise
+        /// calls, each of which interrupts the other cores to flush their TLBs).
+        static let releaseStride = 1 << 22
 
         init(entry: MergePlan.Entry, n: Int, inputs: [Raw], base: Raw?, writer: CheckpointWriter, outDType: DType, allowNonFinite: Bool,
              plan: MergePlan) {
@@ -246,6 +256,19 @@ enum StreamingKernels {
             return raw.pointer.assumingMemoryBound(to: UInt16.self) + start
         }
 
+        /// Decodes a chunk of source `index` like `load`; BF16 words are widened and watched for NaN/Inf in one pass.
+        @inline(__always)
+        func decodeChecked(_ raw: Raw, _ index: Int, _ start: Int, _ count: Int, _ into: UnsafeMutablePointer<Float>) {
+            guard let s = bf16Words(raw, start) else { return load(raw, index, start, count, into) }
+            var flags: UInt16 = 0
+            for j in 0..<count {
+                into[j] = Float(bitPattern: UInt32(s[j]) << 16)
+                flags |= (s[j] & 0x7F80) &+ 0x0080
+            }
+            // Found some: `load` decodes the same values again and counts them exactly.
+            checkBF16(flags, raw, index, start, count, scratch: into)
+        }
+
         /// After a fused BF16 loop: `flags` has bit 15 set when some word had an all-ones exponent (NaN or
         /// infinity); then count them exactly.
         @inline(__always)
@@ -275,10 +298,12 @@ enum StreamingKernels {
             lock.unlock()
         }
 
-        /// A thread's output: encoded chunks gather in a small buffer written to the file when full (the chunks of a
-        /// range arrive in order, so each write is contiguous).
+        /// A thread's output: encoded chunks gather in a small buffer written to the file (the chunks of a range arrive
+        /// in order, so each write is contiguous). Past `flushAt` elements the thread writes if no other thread is
+        /// writing; otherwise it keeps computing, and waits for the lock only when the buffer is full.
         struct OutputStream {
-            static let capacity = 1 << 17
+            static let capacity = 1 << 19
+            let flushAt = min(StreamingKernels.outputFlushAt, OutputStream.capacity - StreamingKernels.chunk)
             let job: Job
             var start: Int
             var filled = 0
@@ -291,10 +316,34 @@ enum StreamingKernels {
             }
 
             mutating func put(_ values: UnsafePointer<Float>, _ at: Int, _ count: Int) throws {
-                if filled + count > Self.capacity { try flush() }
+                if filled + count > Self.capacity {
+                    try flush()
+                } else if filled >= flushAt && job.writeLock.try() {
+                    defer { job.writeLock.unlock() }
+                    try writeOut()
+                }
                 let encoded = buffer + filled * job.outDType.byteSize
-                DTypeConversion.encode(values, count: count, as: job.outDType, into: encoded)
-                if !job.allowNonFinite {
+                if job.outDType == .bf16 && DTypeConversion.hostIsLittleEndian {
+                    // Round to nearest even (as DTypeConversion.encode) and watch for NaN/Inf in the same pass.
+                    let d = encoded.assumingMemoryBound(to: UInt16.self)
+                    var flags: UInt16 = 0
+                    values.withMemoryRebound(to: UInt32.self, capacity: count) { bits in
+                        for i in 0..<count {
+                            let b = bits[i]
+                            let isNaN = (b & 0x7FFF_FFFF) > 0x7F80_0000
+                            let rounded = (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16
+                            let word = UInt16(truncatingIfNeeded: isNaN ? ((b >> 16) | 0x0040) : rounded)
+                            d[i] = word
+                            flags |= (word & 0x7F80) &+ 0x0080
+                        }
+                    }
+                    if flags & 0x8000 != 0 && !job.allowNonFinite {
+                        job.countOutputNonFinite(StreamingKernels.nonFiniteCount(encoded, count: count, dtype: .bf16))
+                    }
+                } else {
+                    DTypeConversion.encode(values, count: count, as: job.outDType, into: encoded)
+                }
+                if !job.allowNonFinite && !(job.outDType == .bf16 && DTypeConversion.hostIsLittleEndian) {
                     // Finite inputs can still overflow (a sum beyond Float32's range, a value beyond F16's).
                     let bad = StreamingKernels.nonFiniteCount(encoded, count: count, dtype: job.outDType)
                     if bad > 0 { job.countOutputNonFinite(bad) }
@@ -303,6 +352,13 @@ enum StreamingKernels {
             }
 
             mutating func flush() throws {
+                guard filled > 0 else { return }
+                job.writeLock.lock()
+                defer { job.writeLock.unlock() }
+                try writeOut()
+            }
+
+            private mutating func writeOut() throws {
                 guard filled > 0 else { return }
                 let size = job.outDType.byteSize
                 try job.writer.write(job.entry.name, bytes: UnsafeRawBufferPointer(start: buffer, count: filled * size), at: start * size)
@@ -361,6 +417,8 @@ enum StreamingKernels {
             let input = inputs[0]
             if scale == nil && input.dtype == outDType && allowNonFinite {
                 let size = outDType.byteSize
+                writeLock.lock()
+                defer { writeLock.unlock() }
                 try writer.write(entry.name, bytes: UnsafeRawBufferPointer(start: input.pointer + range.lowerBound * size, count: range.count * size),
                                  at: range.lowerBound * size)
                 return
@@ -400,7 +458,7 @@ enum StreamingKernels {
             while c < range.upperBound {
                 releaser.advance(to: c)
                 let m = min(chunk, range.upperBound - c)
-                load(base!, inputs.count, c, m, b)
+                decodeChecked(base!, inputs.count, c, m, b)
                 for j in 0..<m { mixed[j] = 0 }
                 for (i, input) in inputs.enumerated() {
                     let w = weights[i]
@@ -464,50 +522,107 @@ enum StreamingKernels {
                 let bottom = Int(sample[max(0, min(m - 1, Int(r + margin)))] >> 16)
                 if useGuesses && top - bottom < 16 { guesses[i] = bottom...top }
             }
-            // Pass 1: top-16 histograms, and low-16 histograms of the guessed bins.
+            // Pass 1: top-16 histograms, and low-16 histograms of the guessed bins. Histograms are kept `ways` times
+            // over, interleaved by element index, and every element is counted (those outside the guessed bins into a
+            // discard slot): no branch to mispredict, and runs of equal magnitudes (BF16 task vectors are full of
+            // them) do not wait on one counter's increments. The ways are summed at the end.
             let counts = Histograms(ranges: ranges.count, models: k)
             let guessed = guesses, wanted = keep
             try parallel(Array(ranges.indices)) { r in
                 let range = ranges[r]
+                // Small ranges: one way (the histograms would cost more to clear than the elements to count).
+                let ways = range.count >= StreamingKernels.manyWays ? 4 : 1
                 let b = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
                 defer { b.deallocate(); x.deallocate() }
                 let bitsBuffer = UnsafeMutablePointer<UInt32>.allocate(capacity: chunk)
                 defer { bitsBuffer.deallocate() }
-                // Guessed models: count the magnitudes above the guessed bins (a vectorised compare) and histogram the
-                // low bits of the few inside them. Others: a full histogram of the top 16 bits.
                 var high = [[UInt32]](repeating: [], count: k), low = [[UInt32]](repeating: [], count: k)
                 var above = [Int](repeating: 0, count: k)
                 for i in 0..<k where wanted[i] != nil {
-                    if let g = guessed[i] { low[i] = [UInt32](repeating: 0, count: g.count << 16) } else { high[i] = [UInt32](repeating: 0, count: 1 << 15) }
+                    if let g = guessed[i] {
+                        low[i] = [UInt32](repeating: 0, count: ways * ((g.count << 16) + 1))
+                    } else {
+                        high[i] = [UInt32](repeating: 0, count: ways << 15)
+                    }
                 }
                 var c = range.lowerBound
                 while c < range.upperBound {
                     let mm = min(chunk, range.upperBound - c)
-                    load(base!, k, c, mm, b)
+                    decodeChecked(base!, k, c, mm, b)
                     for i in 0..<k where wanted[i] != nil {
-                        if let s = bf16Words(inputs[i], c), allowNonFinite {
-                            for j in 0..<mm { bitsBuffer[j] = abs(Float(bitPattern: UInt32(s[j]) << 16) - b[j]).bitPattern }
+                        if let s = bf16Words(inputs[i], c) {
+                            var flags: UInt16 = 0
+                            for j in 0..<mm {
+                                bitsBuffer[j] = abs(Float(bitPattern: UInt32(s[j]) << 16) - b[j]).bitPattern
+                                flags |= (s[j] & 0x7F80) &+ 0x0080
+                            }
+                            checkBF16(flags, inputs[i], i, c, mm, scratch: x)
                         } else {
                             load(inputs[i], i, c, mm, x)
                             for j in 0..<mm { bitsBuffer[j] = abs(x[j] - b[j]).bitPattern }
                         }
                         if let g = guessed[i] {
                             let lowest = UInt32(g.lowerBound) << 16, highest = UInt32(g.upperBound) << 16 | 0xFFFF
+                            let span = UInt32(g.count) << 16, stride = Int(span) + 1
                             var count = 0
                             for j in 0..<mm { count &+= bitsBuffer[j] > highest ? 1 : 0 }
                             above[i] += count
                             low[i].withUnsafeMutableBufferPointer { l in
-                                for j in 0..<mm where bitsBuffer[j] >= lowest && bitsBuffer[j] <= highest {
-                                    l[Int(bitsBuffer[j] - lowest)] &+= 1
+                                let h = l.baseAddress!
+                                var j = 0
+                                if ways == 4 {
+                                    let h1 = h + stride, h2 = h + 2 * stride, h3 = h + 3 * stride
+                                    while j + 4 <= mm {
+                                        let d0 = bitsBuffer[j] &- lowest, d1 = bitsBuffer[j + 1] &- lowest
+                                        let d2 = bitsBuffer[j + 2] &- lowest, d3 = bitsBuffer[j + 3] &- lowest
+                                        h[Int(d0 < span ? d0 : span)] &+= 1
+                                        h1[Int(d1 < span ? d1 : span)] &+= 1
+                                        h2[Int(d2 < span ? d2 : span)] &+= 1
+                                        h3[Int(d3 < span ? d3 : span)] &+= 1
+                                        j += 4
+                                    }
+                                }
+                                while j < mm {
+                                    let d = bitsBuffer[j] &- lowest
+                                    h[Int(d < span ? d : span)] &+= 1
+                                    j += 1
                                 }
                             }
                         } else {
-                            high[i].withUnsafeMutableBufferPointer { h in
-                                for j in 0..<mm { h[Int(bitsBuffer[j] >> 16)] &+= 1 }
+                            high[i].withUnsafeMutableBufferPointer { l in
+                                let h = l.baseAddress!
+                                var j = 0
+                                if ways == 4 {
+                                    let h1 = h + (1 << 15), h2 = h + (2 << 15), h3 = h + (3 << 15)
+                                    while j + 4 <= mm {
+                                        h[Int(bitsBuffer[j] >> 16)] &+= 1
+                                        h1[Int(bitsBuffer[j + 1] >> 16)] &+= 1
+                                        h2[Int(bitsBuffer[j + 2] >> 16)] &+= 1
+                                        h3[Int(bitsBuffer[j + 3] >> 16)] &+= 1
+                                        j += 4
+                                    }
+                                }
+                                while j < mm {
+                                    h[Int(bitsBuffer[j] >> 16)] &+= 1
+                                    j += 1
+                                }
                             }
                         }
                     }
                     c += mm
+                }
+                // Sum the ways (dropping the discard slots).
+                for i in 0..<k where wanted[i] != nil {
+                    if let g = guessed[i] {
+                        let span = g.count << 16, stride = span + 1
+                        var folded = [UInt32](repeating: 0, count: span)
+                        for w in 0..<ways { for t in 0..<span { folded[t] &+= low[i][w * stride + t] } }
+                        low[i] = folded
+                    } else {
+                        var folded = [UInt32](repeating: 0, count: 1 << 15)
+                        for w in 0..<ways { for t in 0..<(1 << 15) { folded[t] &+= high[i][w << 15 + t] } }
+                        high[i] = folded
+                    }
                 }
                 counts.store(r, high: high, low: low, above: above)
             }
@@ -611,8 +726,8 @@ enum StreamingKernels {
             let b = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
             let d = UnsafeMutablePointer<Float>.allocate(capacity: chunk * k)
             let mass = UnsafeMutablePointer<Float>.allocate(capacity: chunk), mixed = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
-            let divisor = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
-            defer { b.deallocate(); x.deallocate(); d.deallocate(); mass.deallocate(); mixed.deallocate(); divisor.deallocate() }
+            let divisor = UnsafeMutablePointer<Float>.allocate(capacity: chunk), scratch = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+            defer { b.deallocate(); x.deallocate(); d.deallocate(); mass.deallocate(); mixed.deallocate(); divisor.deallocate(); scratch.deallocate() }
             var releaser = Releaser(job: self, done: range.lowerBound)
             defer { releaser.finish(range.upperBound) }
             var output = OutputStream(job: self, start: range.lowerBound)
@@ -621,16 +736,22 @@ enum StreamingKernels {
             while c < range.upperBound {
                 releaser.advance(to: c)
                 let m = min(chunk, range.upperBound - c)
-                load(base!, k, c, m, b)
+                decodeChecked(base!, k, c, m, b)
                 for j in 0..<m { mass[j] = 0; mixed[j] = 0; divisor[j] = 0 }
                 for i in 0..<k {
                     let w = weights[i]
                     let di = d + i * chunk
-                    // The task vector entries (the inputs were checked for non-finite values in the threshold pass).
+                    // The task vector entries (checked for non-finite values again: cheap, and the threshold pass
+                    // does not run when every density is 1).
                     if let s = bf16Words(inputs[i], c) {
-                        for j in 0..<m { x[j] = Float(bitPattern: UInt32(s[j]) << 16) - b[j] }
+                        var flags: UInt16 = 0
+                        for j in 0..<m {
+                            x[j] = Float(bitPattern: UInt32(s[j]) << 16) - b[j]
+                            flags |= (s[j] & 0x7F80) &+ 0x0080
+                        }
+                        checkBF16(flags, inputs[i], i, c, m, scratch: scratch)
                     } else {
-                        inputs[i].decode(c, m, into: x)
+                        load(inputs[i], i, c, m, x)
                         for j in 0..<m { x[j] = x[j] - b[j] }
                     }
                     if let threshold = thresholds[i] {
