@@ -156,13 +156,17 @@ enum StreamingKernels {
         private(set) var high: [[[UInt32]]]
         private(set) var low: [[[UInt32]]]
         private(set) var above: [[Int]]
+        /// Low-16 histograms of each model's candidate bins, one 65,536-entry block per candidate.
+        private(set) var candidates: [[[UInt32]]]
         init(ranges: Int, models: Int) {
+            candidates = Array(repeating: Array(repeating: [], count: models), count: ranges)
             high = Array(repeating: Array(repeating: [], count: models), count: ranges)
             low = Array(repeating: Array(repeating: [], count: models), count: ranges)
             above = Array(repeating: Array(repeating: 0, count: models), count: ranges)
         }
-        func store(_ r: Int, high h: [[UInt32]], low l: [[UInt32]], above a: [Int]) {
+        func store(_ r: Int, high h: [[UInt32]], low l: [[UInt32]], above a: [Int], candidates c: [[UInt32]] = []) {
             lock.lock()
+            if !c.isEmpty { candidates[r] = c }
             high[r] = h
             low[r] = l
             if !a.isEmpty { above[r] = a }
@@ -488,6 +492,9 @@ enum StreamingKernels {
         /// magnitude and, for the few top-16 bins a random sample says the threshold falls in, the low 16 bits too;
         /// a second pass is needed only when the sample guessed the bin wrong. Per-range counts of entries equal to
         /// the threshold let each thread keep ties in index order as the in-memory merge does.
+        /// At most this many candidate bins per model (each costs a 256 KB histogram per way and thread).
+        static let maxCandidates = 8
+
         func selectThresholds(_ ranges: [Range<Int>], useGuesses: Bool = StreamingKernels.sampleGuesses) throws -> Selection? {
             let k = inputs.count
             var keep = [Int?](repeating: nil, count: k)
@@ -503,6 +510,10 @@ enum StreamingKernels {
             var rng = SeededGenerator(seed: TensorMerge.dareSeed(0x71E5, name: entry.name, model: 0))
             let positions = m == n ? Array(0..<n) : (0..<m).map { _ in Int(rng.next() % UInt64(n)) }
             var guesses: [ClosedRange<Int>?] = Array(repeating: nil, count: k)
+            // When the guessed bins span too far (BF16 task vectors: a few distinct magnitudes, powers of two apart),
+            // the distinct bins the sample finds near the k-th value: pass 1 histograms their low bits as it
+            // histograms the top bits of everything, so the threshold is usually found without a second pass.
+            var candidates: [[Int]] = Array(repeating: [], count: k)
             var pair = [Float](repeating: 0, count: 2)
             for i in 0..<k {
                 guard let kk = keep[i] else { continue }
@@ -521,13 +532,29 @@ enum StreamingKernels {
                 let top = Int(sample[max(0, min(m - 1, Int(r - margin)))] >> 16)
                 let bottom = Int(sample[max(0, min(m - 1, Int(r + margin)))] >> 16)
                 if useGuesses && top - bottom < 16 { guesses[i] = bottom...top }
+                if useGuesses && guesses[i] == nil {
+                    let lo = max(0, min(m - 1, Int(r - margin))), hi = max(0, min(m - 1, Int(r + margin)))
+                    var bins: [Int] = []
+                    for v in sample[lo...hi] where bins.last != Int(v >> 16) {
+                        bins.append(Int(v >> 16))
+                        if bins.count > Self.maxCandidates { break }
+                    }
+                    if bins.count <= Self.maxCandidates { candidates[i] = bins }
+                }
             }
             // Pass 1: top-16 histograms, and low-16 histograms of the guessed bins. Histograms are kept `ways` times
             // over, interleaved by element index, and every element is counted (those outside the guessed bins into a
             // discard slot): no branch to mispredict, and runs of equal magnitudes (BF16 task vectors are full of
             // them) do not wait on one counter's increments. The ways are summed at the end.
             let counts = Histograms(ranges: ranges.count, models: k)
-            let guessed = guesses, wanted = keep
+            let guessed = guesses, wanted = keep, candidateBins = candidates
+            // Per model, a table from top-16 bin to candidate slot (0: not a candidate; the slot's block discards).
+            let slotTables: [[UInt8]] = candidateBins.map { bins in
+                guard !bins.isEmpty else { return [] }
+                var t = [UInt8](repeating: 0, count: 1 << 15)
+                for (q, bin) in bins.enumerated() { t[bin] = UInt8(q + 1) }
+                return t
+            }
             try parallel(Array(ranges.indices)) { r in
                 let range = ranges[r]
                 // Small ranges: one way (the histograms would cost more to clear than the elements to count).
@@ -538,11 +565,13 @@ enum StreamingKernels {
                 defer { bitsBuffer.deallocate() }
                 var high = [[UInt32]](repeating: [], count: k), low = [[UInt32]](repeating: [], count: k)
                 var above = [Int](repeating: 0, count: k)
+                var cand = [[UInt32]](repeating: [], count: k)
                 for i in 0..<k where wanted[i] != nil {
                     if let g = guessed[i] {
                         low[i] = [UInt32](repeating: 0, count: ways * ((g.count << 16) + 1))
                     } else {
                         high[i] = [UInt32](repeating: 0, count: ways << 15)
+                        if !candidateBins[i].isEmpty { cand[i] = [UInt32](repeating: 0, count: ways * ((candidateBins[i].count + 1) << 16)) }
                     }
                 }
                 var c = range.lowerBound
@@ -588,6 +617,41 @@ enum StreamingKernels {
                                     j += 1
                                 }
                             }
+                        } else if !cand[i].isEmpty {
+                            // Top-16 histogram of everything and low-16 histograms of the candidate bins, together.
+                            let blocks = (candidateBins[i].count + 1) << 16
+                            slotTables[i].withUnsafeBufferPointer { table in
+                                let slot = table.baseAddress!
+                                high[i].withUnsafeMutableBufferPointer { hh in
+                                    cand[i].withUnsafeMutableBufferPointer { cc in
+                                        let h = hh.baseAddress!, l = cc.baseAddress!
+                                        var j = 0
+                                        if ways == 4 {
+                                            let h1 = h + (1 << 15), h2 = h + (2 << 15), h3 = h + (3 << 15)
+                                            let l1 = l + blocks, l2 = l + 2 * blocks, l3 = l + 3 * blocks
+                                            while j + 4 <= mm {
+                                                let v0 = bitsBuffer[j], v1 = bitsBuffer[j + 1], v2 = bitsBuffer[j + 2], v3 = bitsBuffer[j + 3]
+                                                let t0 = Int(v0 >> 16), t1 = Int(v1 >> 16), t2 = Int(v2 >> 16), t3 = Int(v3 >> 16)
+                                                h[t0] &+= 1
+                                                h1[t1] &+= 1
+                                                h2[t2] &+= 1
+                                                h3[t3] &+= 1
+                                                l[Int(slot[t0]) << 16 | Int(v0 & 0xFFFF)] &+= 1
+                                                l1[Int(slot[t1]) << 16 | Int(v1 & 0xFFFF)] &+= 1
+                                                l2[Int(slot[t2]) << 16 | Int(v2 & 0xFFFF)] &+= 1
+                                                l3[Int(slot[t3]) << 16 | Int(v3 & 0xFFFF)] &+= 1
+                                                j += 4
+                                            }
+                                        }
+                                        while j < mm {
+                                            let v = bitsBuffer[j], t = Int(v >> 16)
+                                            h[t] &+= 1
+                                            l[Int(slot[t]) << 16 | Int(v & 0xFFFF)] &+= 1
+                                            j += 1
+                                        }
+                                    }
+                                }
+                            }
                         } else {
                             high[i].withUnsafeMutableBufferPointer { l in
                                 let h = l.baseAddress!
@@ -622,9 +686,16 @@ enum StreamingKernels {
                         var folded = [UInt32](repeating: 0, count: 1 << 15)
                         for w in 0..<ways { for t in 0..<(1 << 15) { folded[t] &+= high[i][w << 15 + t] } }
                         high[i] = folded
+                        if !cand[i].isEmpty {
+                            // Drop slot 0 (the discard block) of every way.
+                            let blocks = (candidateBins[i].count + 1) << 16
+                            var c = [UInt32](repeating: 0, count: candidateBins[i].count << 16)
+                            for w in 0..<ways { for t in 0..<c.count { c[t] &+= cand[i][w * blocks + (1 << 16) + t] } }
+                            cand[i] = c
+                        }
                     }
                 }
-                counts.store(r, high: high, low: low, above: above)
+                counts.store(r, high: high, low: low, above: above, candidates: cand)
             }
             // Find each threshold's bin: within the guessed bins (if the guess was wrong, start over without guesses),
             // or from the full histogram (then a second pass histograms that bin's low bits).
@@ -659,8 +730,11 @@ enum StreamingKernels {
                 bins[i] = max(bin, 0)
                 aboveBin[i] = total
             }
-            let missed = (0..<k).filter { keep[$0] != nil && guesses[$0] == nil }
+            let missed = (0..<k).filter { keep[$0] != nil && guesses[$0] == nil && !candidates[$0].contains(bins[$0]) }
             var lowOf: [[[UInt32]]] = (0..<ranges.count).map { r in (0..<k).map { i in
+                if guesses[i] == nil, let q = candidates[i].firstIndex(of: bins[i]) {
+                    return Array(counts.candidates[r][i][(q << 16)..<((q + 1) << 16)])
+                }
                 guard let g = guesses[i], g.contains(bins[i]) else { return [] }
                 let start = (bins[i] - g.lowerBound) << 16
                 return Array(counts.low[r][i][start..<(start + (1 << 16))])
@@ -672,19 +746,30 @@ enum StreamingKernels {
                     let range = ranges[r]
                     let b = UnsafeMutablePointer<Float>.allocate(capacity: chunk), x = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
                     defer { b.deallocate(); x.deallocate() }
+                    // The target bin's low 16 bits, branch-free (other bins count into a discard slot at 65,536).
                     var low = [[UInt32]](repeating: [], count: k)
-                    for i in missed { low[i] = [UInt32](repeating: 0, count: 1 << 16) }
+                    for i in missed { low[i] = [UInt32](repeating: 0, count: (1 << 16) + 1) }
                     var c = range.lowerBound
                     while c < range.upperBound {
                         let mm = min(chunk, range.upperBound - c)
-                        load(base!, k, c, mm, b)
+                        // Pass 1 checked these values for NaN/Inf already (not counted twice).
+                        if let s = bf16Words(base!, c) {
+                            for j in 0..<mm { b[j] = Float(bitPattern: UInt32(s[j]) << 16) }
+                        } else {
+                            base!.decode(c, mm, into: b)
+                        }
                         for i in missed {
-                            load(inputs[i], i, c, mm, x)
+                            if let s = bf16Words(inputs[i], c) {
+                                for j in 0..<mm { x[j] = Float(bitPattern: UInt32(s[j]) << 16) }
+                            } else {
+                                inputs[i].decode(c, mm, into: x)
+                            }
                             let bin = UInt32(target[i])
                             low[i].withUnsafeMutableBufferPointer { l in
+                                let h = l.baseAddress!
                                 for j in 0..<mm {
                                     let bits = abs(x[j] - b[j]).bitPattern
-                                    if bits >> 16 == bin { l[Int(bits & 0xFFFF)] &+= 1 }
+                                    h[bits >> 16 == bin ? Int(bits & 0xFFFF) : 1 << 16] &+= 1
                                 }
                             }
                         }
