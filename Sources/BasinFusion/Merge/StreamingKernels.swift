@@ -158,14 +158,18 @@ enum StreamingKernels {
         private(set) var above: [[Int]]
         /// Low-16 histograms of each model's candidate bins, one 65,536-entry block per candidate.
         private(set) var candidates: [[[UInt32]]]
+        /// For each model's candidate values: how many magnitudes are above it and how many at least it.
+        private(set) var values: [[[Int]]]
         init(ranges: Int, models: Int) {
+            values = Array(repeating: Array(repeating: [], count: models), count: ranges)
             candidates = Array(repeating: Array(repeating: [], count: models), count: ranges)
             high = Array(repeating: Array(repeating: [], count: models), count: ranges)
             low = Array(repeating: Array(repeating: [], count: models), count: ranges)
             above = Array(repeating: Array(repeating: 0, count: models), count: ranges)
         }
-        func store(_ r: Int, high h: [[UInt32]], low l: [[UInt32]], above a: [Int], candidates c: [[UInt32]] = []) {
+        func store(_ r: Int, high h: [[UInt32]], low l: [[UInt32]], above a: [Int], candidates c: [[UInt32]] = [], values v: [[Int]] = []) {
             lock.lock()
+            if !v.isEmpty { values[r] = v }
             if !c.isEmpty { candidates[r] = c }
             high[r] = h
             low[r] = l
@@ -494,6 +498,8 @@ enum StreamingKernels {
         /// the threshold let each thread keep ties in index order as the in-memory merge does.
         /// At most this many candidate bins per model (each costs a 256 KB histogram per way and thread).
         static let maxCandidates = 8
+        /// At most this many candidate values per model (each costs two compares per element).
+        static let maxValues = 4
 
         func selectThresholds(_ ranges: [Range<Int>], useGuesses: Bool = StreamingKernels.sampleGuesses) throws -> Selection? {
             let k = inputs.count
@@ -514,6 +520,11 @@ enum StreamingKernels {
             // the distinct bins the sample finds near the k-th value: pass 1 histograms their low bits as it
             // histograms the top bits of everything, so the threshold is usually found without a second pass.
             var candidates: [[Int]] = Array(repeating: [], count: k)
+            // When the sample finds only a few distinct magnitudes near the k-th (BF16 task vectors: differences of a
+            // few units in the last place), the threshold is almost surely one of them: pass 1 then just counts the
+            // magnitudes above and at least each (vectorised compares, no histogram), which settles it exactly
+            // when one of them has fewer than k above it and at least k at or above it.
+            var values: [[UInt32]] = Array(repeating: [], count: k)
             var pair = [Float](repeating: 0, count: 2)
             for i in 0..<k {
                 guard let kk = keep[i] else { continue }
@@ -532,7 +543,19 @@ enum StreamingKernels {
                 let top = Int(sample[max(0, min(m - 1, Int(r - margin)))] >> 16)
                 let bottom = Int(sample[max(0, min(m - 1, Int(r + margin)))] >> 16)
                 if useGuesses && top - bottom < 16 { guesses[i] = bottom...top }
-                if useGuesses && guesses[i] == nil {
+                if useGuesses {
+                    let lo = max(0, min(m - 1, Int(r - margin))), hi = max(0, min(m - 1, Int(r + margin)))
+                    var distinct: [UInt32] = []
+                    for v in sample[lo...hi] where distinct.last != v {
+                        distinct.append(v)
+                        if distinct.count > Self.maxValues { break }
+                    }
+                    if distinct.count <= Self.maxValues {
+                        values[i] = distinct
+                        guesses[i] = nil
+                    }
+                }
+                if useGuesses && guesses[i] == nil && values[i].isEmpty {
                     let lo = max(0, min(m - 1, Int(r - margin))), hi = max(0, min(m - 1, Int(r + margin)))
                     var bins: [Int] = []
                     for v in sample[lo...hi] where bins.last != Int(v >> 16) {
@@ -547,7 +570,7 @@ enum StreamingKernels {
             // discard slot): no branch to mispredict, and runs of equal magnitudes (BF16 task vectors are full of
             // them) do not wait on one counter's increments. The ways are summed at the end.
             let counts = Histograms(ranges: ranges.count, models: k)
-            let guessed = guesses, wanted = keep, candidateBins = candidates
+            let guessed = guesses, wanted = keep, candidateBins = candidates, candidateValues = values
             // Per model, a table from top-16 bin to candidate slot (0: not a candidate; the slot's block discards).
             let slotTables: [[UInt8]] = candidateBins.map { bins in
                 guard !bins.isEmpty else { return [] }
@@ -566,8 +589,11 @@ enum StreamingKernels {
                 var high = [[UInt32]](repeating: [], count: k), low = [[UInt32]](repeating: [], count: k)
                 var above = [Int](repeating: 0, count: k)
                 var cand = [[UInt32]](repeating: [], count: k)
+                var valueCounts = [[Int]](repeating: [], count: k)
                 for i in 0..<k where wanted[i] != nil {
-                    if let g = guessed[i] {
+                    if !candidateValues[i].isEmpty {
+                        valueCounts[i] = [Int](repeating: 0, count: 2 * candidateValues[i].count)
+                    } else if let g = guessed[i] {
                         low[i] = [UInt32](repeating: 0, count: ways * ((g.count << 16) + 1))
                     } else {
                         high[i] = [UInt32](repeating: 0, count: ways << 15)
@@ -590,7 +616,15 @@ enum StreamingKernels {
                             load(inputs[i], i, c, mm, x)
                             for j in 0..<mm { bitsBuffer[j] = abs(x[j] - b[j]).bitPattern }
                         }
-                        if let g = guessed[i] {
+                        if !candidateValues[i].isEmpty {
+                            for (q, t) in candidateValues[i].enumerated() {
+                                var above: UInt32 = 0, atLeast: UInt32 = 0
+                                for j in 0..<mm { above &+= bitsBuffer[j] > t ? 1 : 0 }
+                                for j in 0..<mm { atLeast &+= bitsBuffer[j] >= t ? 1 : 0 }
+                                valueCounts[i][2 * q] += Int(above)
+                                valueCounts[i][2 * q + 1] += Int(atLeast)
+                            }
+                        } else if let g = guessed[i] {
                             let lowest = UInt32(g.lowerBound) << 16, highest = UInt32(g.upperBound) << 16 | 0xFFFF
                             let span = UInt32(g.count) << 16, stride = Int(span) + 1
                             var count = 0
@@ -676,7 +710,7 @@ enum StreamingKernels {
                     c += mm
                 }
                 // Sum the ways (dropping the discard slots).
-                for i in 0..<k where wanted[i] != nil {
+                for i in 0..<k where wanted[i] != nil && candidateValues[i].isEmpty {
                     if let g = guessed[i] {
                         let span = g.count << 16, stride = span + 1
                         var folded = [UInt32](repeating: 0, count: span)
@@ -695,10 +729,36 @@ enum StreamingKernels {
                         }
                     }
                 }
-                counts.store(r, high: high, low: low, above: above, candidates: cand)
+                counts.store(r, high: high, low: low, above: above, candidates: cand, values: valueCounts)
             }
             // Find each threshold's bin: within the guessed bins (if the guess was wrong, start over without guesses),
             // or from the full histogram (then a second pass histograms that bin's low bits).
+            var resolved = [Bool](repeating: false, count: k)
+            for i in 0..<k where !values[i].isEmpty {
+                guard let kk = keep[i] else { continue }
+                var found = false
+                for (q, t) in values[i].enumerated() {
+                    var above = 0, atLeast = 0
+                    for r in ranges.indices {
+                        above += counts.values[r][i][2 * q]
+                        atLeast += counts.values[r][i][2 * q + 1]
+                    }
+                    guard above < kk && kk <= atLeast else { continue }
+                    // t is the k-th largest magnitude; ranges keep entries equal to it in index order.
+                    var budget = kk - above
+                    for r in ranges.indices {
+                        let take = min(counts.values[r][i][2 * q + 1] - counts.values[r][i][2 * q], budget)
+                        selection.equalBudget[i][r] = take
+                        budget -= take
+                    }
+                    selection.threshold[i] = t
+                    found = true
+                    break
+                }
+                // Not among them (unlikely): histograms, from the start.
+                guard found else { return try selectThresholds(ranges, useGuesses: false) }
+                resolved[i] = true
+            }
             var bins = [Int](repeating: -1, count: k), aboveBin = [Int](repeating: 0, count: k)
             for i in 0..<k {
                 guard let kk = keep[i], let g = guesses[i] else { continue }
@@ -718,7 +778,7 @@ enum StreamingKernels {
                 aboveBin[i] = total
             }
             for i in 0..<k {
-                guard let kk = keep[i], guesses[i] == nil else { continue }
+                guard let kk = keep[i], guesses[i] == nil, !resolved[i] else { continue }
                 var total = 0, bin = (1 << 15) - 1
                 while bin >= 0 {
                     var c = 0
@@ -730,7 +790,7 @@ enum StreamingKernels {
                 bins[i] = max(bin, 0)
                 aboveBin[i] = total
             }
-            let missed = (0..<k).filter { keep[$0] != nil && guesses[$0] == nil && !candidates[$0].contains(bins[$0]) }
+            let missed = (0..<k).filter { keep[$0] != nil && !resolved[$0] && guesses[$0] == nil && !candidates[$0].contains(bins[$0]) }
             var lowOf: [[[UInt32]]] = (0..<ranges.count).map { r in (0..<k).map { i in
                 if guesses[i] == nil, let q = candidates[i].firstIndex(of: bins[i]) {
                     return Array(counts.candidates[r][i][(q << 16)..<((q + 1) << 16)])
@@ -781,7 +841,7 @@ enum StreamingKernels {
             }
             // The exact threshold within its bin, and how many entries equal to it each range keeps.
             for i in 0..<k {
-                guard let kk = keep[i] else { continue }
+                guard let kk = keep[i], !resolved[i] else { continue }
                 var total = aboveBin[i], low = (1 << 16) - 1
                 while low >= 0 {
                     var c = 0
