@@ -496,6 +496,29 @@ enum StreamingKernels {
         /// magnitude and, for the few top-16 bins a random sample says the threshold falls in, the low 16 bits too;
         /// a second pass is needed only when the sample guessed the bin wrong. Per-range counts of entries equal to
         /// the threshold let each thread keep ties in index order as the in-memory merge does.
+        /// How many of `values[0..<count]` exceed `t`; magnitudes (sign bit clear) only, so the differences t - v fit
+        /// an Int32 and their sign is the answer: a SIMD subtract, shift and add per 8 values (the compiler had
+        /// turned `count += v > t ? 1 : 0` into a mispredicted branch per value).
+        @inline(__always)
+        static func countAbove(_ values: UnsafePointer<UInt32>, _ count: Int, _ t: UInt32) -> Int {
+            let threshold = Int32(bitPattern: t)
+            let tv = SIMD8<Int32>(repeating: threshold)
+            var acc = SIMD8<Int32>()
+            let raw = UnsafeRawPointer(values)
+            var j = 0
+            while j + 8 <= count {
+                let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Int32>.self)
+                acc &+= (tv &- v) &>> 31
+                j += 8
+            }
+            var total = -Int(acc.wrappedSum())
+            while j < count {
+                total += Int(((threshold &- Int32(bitPattern: values[j])) >> 31) & 1)
+                j += 1
+            }
+            return total
+        }
+
         /// At most this many candidate bins per model (each costs a 256 KB histogram per way and thread).
         static let maxCandidates = 8
         /// At most this many candidate values per model (each costs two compares per element).
@@ -618,18 +641,14 @@ enum StreamingKernels {
                         }
                         if !candidateValues[i].isEmpty {
                             for (q, t) in candidateValues[i].enumerated() {
-                                var above: UInt32 = 0, atLeast: UInt32 = 0
-                                for j in 0..<mm { above &+= bitsBuffer[j] > t ? 1 : 0 }
-                                for j in 0..<mm { atLeast &+= bitsBuffer[j] >= t ? 1 : 0 }
-                                valueCounts[i][2 * q] += Int(above)
-                                valueCounts[i][2 * q + 1] += Int(atLeast)
+                                valueCounts[i][2 * q] += Self.countAbove(bitsBuffer, mm, t)
+                                // At least t: above t - 1 (everything when t is 0).
+                                valueCounts[i][2 * q + 1] += t == 0 ? mm : Self.countAbove(bitsBuffer, mm, t - 1)
                             }
                         } else if let g = guessed[i] {
                             let lowest = UInt32(g.lowerBound) << 16, highest = UInt32(g.upperBound) << 16 | 0xFFFF
                             let span = UInt32(g.count) << 16, stride = Int(span) + 1
-                            var count = 0
-                            for j in 0..<mm { count &+= bitsBuffer[j] > highest ? 1 : 0 }
-                            above[i] += count
+                            above[i] += Self.countAbove(bitsBuffer, mm, highest)
                             low[i].withUnsafeMutableBufferPointer { l in
                                 let h = l.baseAddress!
                                 var j = 0
