@@ -10,7 +10,8 @@ struct MergeBench: ParsableCommand {
         commandName: "merge",
         abstract: "Merge three synthetic 1 GB BF16 checkpoints (LLaMA-shaped names) with linear, task arithmetic and TIES, and compare with cp of one input.",
         discussion: """
-        Prints, for each method, the MB/s of output written (end to end: plan, merge, write, input digests), that
+        Prints, for each method, the MB/s of output written (end to end: plan, merge, write; input digests from the
+        bench's digest cache, or from scratch with --cold-digests, whose cost it prints too), that
         rate as a fraction of cp's in the same run (target >= 50%), and the merge's peak resident memory (target < 1 GB).
         Inputs and outputs go to a temporary folder (--dir, else $TMPDIR) that is removed at the end; it needs about
         5x --size of free disk. Build with -c release to measure.
