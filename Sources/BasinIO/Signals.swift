@@ -109,6 +109,14 @@ public enum CleanupRegistry {
 
     /// The paths registered now (for tests).
     public static var registeredPaths: [String] { SignalTables.cleanup.paths() }
+
+    /// Does now what an interrupt would: stops the registered process groups and removes the registered files
+    /// and folders. For a program that ends with `_exit`, which runs no exit handlers (the explorer after q,
+    /// with an external evaluator still running).
+    public static func cleanUpNow() {
+        SignalTables.prepare()
+        SignalTables.runCleanup()
+    }
 }
 
 /// Memory maps of input files, so the SIGBUS handler can name the file that shrank.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BasinCurses
 import BasinExplorer
+import BasinFusion
 import BasinIO
 import BasinNet
 import BasinUI
@@ -48,11 +49,21 @@ struct ExploreCommand: ParsableCommand {
 
     @OptionGroup var nonFinite: NonFiniteOptions
 
+    @Option(help: "External evaluator for the soup view: a command run with each soup's model folder as its last argument, printing one JSON object of metrics (the contract of basin merge --evaluate, docs/merging.md); its metrics appear in the soup view as they arrive.")
+    var evaluate: String?
+
+    @Option(help: "With --evaluate: seconds an evaluation may take before it (and everything it started) is stopped.")
+    var evaluateTimeout: Double = ExternalEvaluator.defaultTimeout
+
     mutating func validate() throws {
         if models.count == 1 { throw ValidationError("give two or more models (or none for the sample session)") }
         try Check.range(points, 3...1001, "--points")
         try Check.range(fitEpochs, 1...10_000, "--fit-epochs")
         try Check.range(landscape, 3...201, "--landscape")
+        guard ExternalEvaluator.timeoutRange.contains(evaluateTimeout) else {
+            throw ValidationError("--evaluate-timeout must be between 1 and 604800 seconds")
+        }
+        if let evaluate, evaluate.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--evaluate needs a command") }
         let names = try namedEvals.map(\.name)
         if let dup = names.first(where: { n in names.filter { $0 == n }.count > 1 }) {
             throw ValidationError("--eval: the name '\(dup)' is given twice (each evaluation set needs its own name)")
@@ -104,6 +115,7 @@ struct ExploreCommand: ParsableCommand {
         options.fitEpochs = fitEpochs
         options.pathPoints = points
         options.landscapeResolution = landscape
+        options.evaluator = evaluate.map { ExternalEvaluator(command: $0, timeout: evaluateTimeout) }
         try Self.runExplorer(engine: engine, options: options, theme: theme)
     }
 
@@ -113,11 +125,15 @@ struct ExploreCommand: ParsableCommand {
         let terminal = try CursesTerminal(theme: themeValue)
         let app = ExplorerApp(engine: engine, options: options, size: terminal.size)
         let loop = RunLoop(app: app, pollTimeoutMs: 30)
-        do { try loop.run(on: terminal) } catch {
+        let final: ExplorerApp
+        do { final = try loop.run(on: terminal) } catch {
             terminal.shutdown()
+            loop.app.stopExternalEvaluations()
             throw error
         }
         terminal.shutdown()
+        // A running evaluator (--evaluate) is stopped and its candidate folder removed before the process ends.
+        final.stopExternalEvaluations()
         exitLeavingBackgroundThreads()
     }
 }

@@ -177,6 +177,43 @@ final class ExplorerTmuxTests: XCTestCase {
         }
     }
 
+    /// `--evaluate CMD`: the soup's evaluator runs in the background while the UI works; q stops it (and what it
+    /// started) and removes the candidates' temporary folder.
+    func testQuitStopsTheExternalEvaluatorAndRemovesItsFolder() throws {
+        let basin = BasinBinary.url!.path
+        let tmp = dir.appendingPathComponent("tmp")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        let script = dir.appendingPathComponent("slow-eval.sh")
+        try "#!/bin/sh\necho $$ > '\(dir.path)/evaluator.pid'\nsleep 300\necho '{\"x\": 1}'\n".write(to: script, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+        let samples = Fixtures.repositoryRoot.appendingPathComponent("SampleModels").path
+        let command = "cd '\(dir.path)' && TMPDIR='\(tmp.path)' LANG=C.UTF-8 LC_ALL=C.UTF-8 '\(basin)' explore '\(samples)/seeds/mlp-seed0.safetensors' '\(samples)/seeds/mlp-seed1.safetensors' --data '\(samples)/data/digits-train.safetensors' --data '\(samples)/data/digits-test.safetensors' --evaluate '\(script.path)' 2>'\(dir.path)/stderr.txt'; echo exited $? >'\(dir.path)/status.txt'"
+        try start(width: 100, height: 30, command)
+        try waitFor("model at t", timeout: 120)
+        let pidFile = dir.appendingPathComponent("evaluator.pid")
+        let started = Date().addingTimeInterval(120)
+        while Date() < started, !FileManager.default.fileExists(atPath: pidFile.path) { usleep(100_000) }
+        let pid = try XCTUnwrap(Int32(String(contentsOf: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        XCTAssertEqual(kill(pid, 0), 0, "the evaluator runs")
+        try keys("v", "v")
+        try waitFor("external evaluator (--evaluate) running", timeout: 60)
+        try keys("q")
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("status.txt").path) { usleep(100_000) }
+        XCTAssertEqual(try String(contentsOf: dir.appendingPathComponent("status.txt"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), "exited 0")
+        // Alive: it exists and is not a zombie (an orphan may wait for a reaper that never comes in a container).
+        func alive(_ pid: Int32) -> Bool {
+            guard kill(pid, 0) == 0 else { return false }
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            return !(stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") ?? false)
+        }
+        let gone = Date().addingTimeInterval(30)
+        while Date() < gone, alive(pid) { usleep(100_000) }
+        XCTAssertFalse(alive(pid), "q stopped the evaluator")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path).filter { $0.hasPrefix("basin-explore-evaluate") }, [])
+        _ = try? run(["kill-server"])
+    }
+
     /// `basin lesson --cnn`: the tour on the CNN samples, with its BatchNorm step; b switches the selected curve
     /// to its BN-reset version and the side panel says so; q quits cleanly.
     func testCNNLessonFromTheCommandLine() throws {

@@ -15,6 +15,8 @@ package struct ExplorerOptions: Sendable {
     package var exportName = "basin-export.safetensors"
     /// Open the guided lesson at start (`basin lesson`).
     package var startWithLesson = false
+    /// `--evaluate CMD`: the soup view hands each soup (as a model folder) to this evaluator in the background.
+    package var evaluator: ExternalEvaluator?
     package init() {}
 }
 
@@ -42,11 +44,18 @@ package struct ExplorerApp: App {
     var nextJob = 1
     var generation = 0
     var landscapeJob: Int?
+    /// External evaluation of the soup (`--evaluate`): the folder candidates are written in (made on first use,
+    /// removed on quit), and whether one is running (one at a time; the newest soup goes next).
+    package let evaluationFolder: URL
+    var evaluationRunning = false
+    var evaluationSerial = 0
 
     package init(engine: ExplorerEngine, options: ExplorerOptions = ExplorerOptions(), size: Size = Size(width: 120, height: 40)) {
         self.engine = engine
         self.options = options
         self.keymap = ExplorerApp.makeKeymap()
+        evaluationFolder = FileManager.default.temporaryDirectory
+            .appendingPathComponent("basin-explore-evaluate-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))")
         state = ExplorerState(modelNames: engine.names, dataNames: engine.dataNames, heldOut: engine.heldOut != nil,
                               evalNames: engine.evalSets.map(\.name))
         state.size = size
@@ -58,6 +67,12 @@ package struct ExplorerApp: App {
     // MARK: Update
 
     package mutating func update(_ event: AppEvent<ExplorerMessage>) -> [Effect<ExplorerMessage>] {
+        let fx = updateState(event)
+        if fx.contains(where: { if case .quit = $0 { return true } else { return false } }) { return fx }
+        return fx + startExternalEvaluation()
+    }
+
+    mutating func updateState(_ event: AppEvent<ExplorerMessage>) -> [Effect<ExplorerMessage>] {
         switch event {
         case .start:
             var fx = restartCurves()
@@ -185,7 +200,7 @@ package struct ExplorerApp: App {
     /// Nothing is computing: no job runs and every curve has all its points (tests wait for this instead of
     /// sleeping).
     package var isIdle: Bool {
-        state.jobs.isEmpty && pendingRefresh.isEmpty && state.path.curves.values.allSatisfy(\.done)
+        state.jobs.isEmpty && pendingRefresh.isEmpty && !evaluationRunning && state.path.curves.values.allSatisfy(\.done)
     }
 
     // MARK: Mouse
@@ -290,6 +305,18 @@ package struct ExplorerApp: App {
         case .taskVectorsFailed(let message):
             state.taskVectors.computing = false
             state.taskVectors.error = message
+        case let .externalMetrics(signature, result):
+            evaluationRunning = false
+            state.soup.external.running = false
+            state.soup.external.stale = signature != soupSignature
+            switch result {
+            case .success(let m):
+                state.soup.external.metrics = m
+                state.soup.external.failure = nil
+            case .failure(let failure):
+                state.soup.external.metrics = nil
+                state.soup.external.failure = failure.message
+            }
         }
         return []
     }

@@ -150,6 +150,13 @@ package enum ExplorerMessage: Sendable {
     case soupCoefficients([Double], note: String)
     case taskVectors(TaskVectorAnalysis)
     case taskVectorsFailed(String)
+    /// The external evaluator's metrics for the soup with this signature (or why it failed).
+    case externalMetrics(String, Result<[String: Double], ExternalFailure>)
+}
+
+/// An external evaluation that failed: the evaluator's message (with its standard error).
+package struct ExternalFailure: Error, Sendable, Equatable {
+    package var message: String
 }
 
 /// A one-line prompt (export file name).

@@ -1,4 +1,5 @@
 import BasinFusion
+import BasinIO
 import BasinNet
 import BasinUI
 import Foundation
@@ -26,12 +27,29 @@ package struct SoupState: Sendable {
     /// cols = c1; NaN outside.
     package var triangle: [[Double]]?
     package var note: String?
+    /// `--evaluate CMD`: the external evaluator's latest metrics for the soup.
+    package var external = ExternalSoupMetrics()
 
     /// Sliders in order: one coefficient per model, then the base's lambda (task-vector methods), then the
     /// density (TIES, DARE).
     package var sliderCount: Int {
         coefficients.count + (method.needsBase ? 1 : 0) + (method.usesDensity ? 1 : 0)
     }
+}
+
+/// What the external evaluator (`--evaluate CMD`) said about the soup.
+package struct ExternalSoupMetrics: Sendable, Equatable {
+    /// The evaluator's command (nil: no evaluator).
+    package var command: String?
+    package var metrics: [String: Double]?
+    /// The failed evaluation's message (its standard error included).
+    package var failure: String?
+    /// An evaluation is running.
+    package var running = false
+    /// The metrics are for an earlier soup (the current one is queued or running).
+    package var stale = false
+    /// The soup the last evaluation was started for.
+    package var signature: String?
 }
 
 enum SoupView: ExplorerViewModule {
@@ -187,6 +205,66 @@ extension ExplorerApp {
                                       density: state.soup.density, replacing: soupReplacements)
         guard state.soup.bnReset, let reset = engine.bnReset else { return merged }
         return reset.apply(merged)
+    }
+
+    /// What identifies the soup as evaluated: method, coefficients, lambda, density, aligned ingredients, BN reset.
+    var soupSignature: String {
+        let s = state.soup
+        let aligned = soupReplacements.keys.sorted().map { "\($0):\(state.alignments[state.reference]?[$0]?.strategy.rawValue ?? "")" }
+        return "\(s.method.rawValue) \(s.coefficients) \(s.lambda) \(s.density) \(aligned) \(s.bnReset)"
+    }
+
+    /// `--evaluate CMD`: when the soup differs from the one last handed to the evaluator and none is running,
+    /// writes it as a model folder in the session's temporary folder and runs the evaluator on it in the
+    /// background (the folder is removed once evaluated). One at a time: moving a slider while one runs queues
+    /// the newest soup, which starts when the running one ends.
+    mutating func startExternalEvaluation() -> [Effect<ExplorerMessage>] {
+        guard let evaluator = options.evaluator, !evaluationRunning, state.soup.error == nil else { return [] }
+        let signature = soupSignature
+        guard signature != state.soup.external.signature else { return [] }
+        let params: ParameterSet, recipe: MergeRecipe
+        do {
+            params = try mergedSoup()
+            recipe = try engine.soupRecipe(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
+                                           density: state.soup.density)
+        } catch { return [] }
+        evaluationRunning = true
+        evaluationSerial += 1
+        state.soup.external.command = evaluator.command
+        state.soup.external.signature = signature
+        state.soup.external.running = true
+        let folder = evaluationFolder.appendingPathComponent("candidate-\(evaluationSerial)")
+        let root = evaluationFolder
+        let engine = self.engine
+        let (job, _) = beginJob("evaluate")
+        return [.spawn { inbox in
+            let result: Result<[String: Double], ExternalFailure>
+            do {
+                try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+                let dtypes = engine.models[0].dtypes
+                try MergeExport.write(params, to: folder, dtype: { dtypes[$0] ?? .f32 }, recipe: recipe,
+                                      inputs: zip(engine.names, engine.models).map { ($0, $1.source) })
+                result = .success(try evaluator.evaluate(folder))
+            } catch {
+                result = .failure(ExternalFailure(message: "\(error)"))
+            }
+            try? FileManager.default.removeItem(at: folder)
+            inbox.post(.externalMetrics(signature, result))
+            inbox.post(.jobFinished(id: job, note: { if case .success = result { return "evaluator done" } else { return "evaluator failed" } }()))
+        }]
+    }
+
+    /// On quit: stops a running evaluator (its whole process group, through BasinIO's cleanup registry) and
+    /// removes the candidates' folder. Called by the executable once the terminal is restored.
+    package func stopExternalEvaluations() {
+        guard options.evaluator != nil else { return }
+        if evaluationRunning { CleanupRegistry.cleanUpNow() }
+        // The stopped evaluation's job may be removing its candidate at the same moment, which can make one
+        // recursive removal fail half-way: try again until the folder is gone (a few attempts).
+        for _ in 0..<50 where FileManager.default.fileExists(atPath: evaluationFolder.path) {
+            try? FileManager.default.removeItem(at: evaluationFolder)
+            if FileManager.default.fileExists(atPath: evaluationFolder.path) { usleep(20_000) }
+        }
     }
 
     /// The merged model is evaluated synchronously (about a millisecond on the sample models).
@@ -359,6 +437,27 @@ package enum SoupRenderer {
         }
         if let e = s.error, y < li.maxY {
             Paragraph(e, style: Style(fg: .role(.bad))).render(into: &buffer, area: Rect(x: li.x, y: y, width: li.width, height: li.maxY - y), context: context)
+            y = li.maxY
+        }
+        // The external evaluator's metrics (--evaluate), as they arrive.
+        if s.external.command != nil, y < li.maxY {
+            var lines: [(String, Style)] = []
+            let status = s.external.running ? (s.external.metrics == nil && s.external.failure == nil ? "running…" : "running on the new soup…")
+                : (s.external.stale ? "(an earlier soup)" : "")
+            lines.append(("external evaluator (--evaluate) " + status, Style(fg: .role(.title), attributes: .bold)))
+            if let m = s.external.metrics {
+                let w = min(24, m.keys.map { TextWidth.of($0) }.max() ?? 8)
+                for (k, v) in m.sorted(by: { $0.key < $1.key }) {
+                    lines.append((TextWidth.padRight(TextWidth.fit(k, to: w, ellipsis: glyphs.ellipsis), to: w) + "  " + String(format: "%.4g", v), Style(fg: .role(s.external.stale ? .muted : .foreground))))
+                }
+            }
+            if let f = s.external.failure {
+                for l in Paragraph.wrap("failed: " + f, width: li.width) { lines.append((l, Style(fg: .role(.bad)))) }
+            }
+            for (text, style) in lines where y < li.maxY {
+                buffer.writeFitted(text, in: li.row(y - li.y), style: style, glyphs: glyphs)
+                y += 1
+            }
         }
 
         // Right: triangle or help text.
