@@ -73,14 +73,7 @@ struct MergeCommand: ParsableCommand {
     @Flag(help: "Print the plan (tensors, methods, output dtype and files), the peak memory and disk space needed, check the output location, and write nothing.")
     var dryRun = false
 
-    @Option(help: "External evaluator: a command run with the merged model's folder as its last argument, printing one JSON object of metrics.")
-    var evaluate: String?
-
-    @Option(help: "Evaluator runs at a time (basin merge evaluates one candidate; basin soup several).")
-    var evaluateJobs: Int = 1
-
-    @Option(help: "With --evaluate: seconds to wait for the evaluator before it (and everything it started) is stopped and the candidate fails (1 to 604800; default 3600).")
-    var evaluateTimeout: Double?
+    @OptionGroup var evaluator: EvaluatorOptions
 
     @Flag(help: "Merge inputs holding NaN or infinite values instead of refusing them.")
     var allowNonfinite = false
@@ -100,13 +93,12 @@ struct MergeCommand: ParsableCommand {
     mutating func validate() throws {
         if output != nil && out != nil { throw ValidationError("give the output once: as the second argument or with --out") }
         if output == nil && out == nil { throw ValidationError("missing the output: basin merge RECIPE OUT (a folder or a .safetensors file)") }
-        guard evaluateJobs >= 1 && evaluateJobs <= 64 else { throw ValidationError("--evaluate-jobs must be between 1 and 64") }
-        if let evaluateTimeout {
-            guard evaluate != nil else { throw ValidationError("--evaluate-timeout goes with --evaluate") }
-            try Check.range(evaluateTimeout, ExternalEvaluator.timeoutRange, "--evaluate-timeout")
-        }
         _ = try parseByteSize(shardSize, option: "--shard-size")
         try correction.validateOne()
+        // Checked before anything is merged, not once the output is written.
+        if evaluator.evaluate != nil, let o = output ?? out, !CheckpointWriter.isFolder(URL(fileURLWithPath: o)) {
+            throw ValidationError("--evaluate hands the evaluator a model folder: give a folder as the output, not a .safetensors file")
+        }
     }
 
     func run() throws {
@@ -212,13 +204,10 @@ struct MergeCommand: ParsableCommand {
             }
             printError("\(correction.bnReset != nil ? "recomputed the BatchNorm statistics of" : "REPAIRed") \(outputs.last!) on \(correction.dataPath!) (batch \(correction.bnBatch))")
         }
-        if let evaluate {
-            guard CheckpointWriter.isFolder(outURL) else {
-                throw ValidationError("--evaluate hands the evaluator a model folder: give a folder as the output, not a .safetensors file")
-            }
-            let metrics = try ExternalEvaluator(command: evaluate, timeout: evaluateTimeout ?? ExternalEvaluator.defaultTimeout).evaluate(outURL)
+        if let evaluator = evaluator.evaluator {
+            let metrics = try evaluator.evaluate(outURL)
             if json { try printJSON(metrics) } else {
-                print("# \(evaluate) on \(outURL.path)")
+                print("# \(evaluator.command) on \(outURL.path)")
                 for (k, v) in metrics.sorted(by: { $0.key < $1.key }) { print("\(k)  \(v)") }
             }
         }

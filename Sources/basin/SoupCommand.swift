@@ -51,20 +51,9 @@ struct SoupCommand: ParsableCommand {
 
     @OptionGroup var correction: CorrectionOptions
 
-    @Option(help: "External evaluator instead of --data: a command run with each candidate's folder as its last argument, printing one JSON object of metrics (see docs/merging.md). Candidates are streamed to folders, so any model size works.")
-    var evaluate: String?
+    @OptionGroup var evaluator: EvaluatorOptions
 
-    @Option(help: "With --evaluate: candidates evaluated at a time.")
-    var evaluateJobs: Int = 1
-
-    @Option(help: "With --evaluate: seconds to wait for the evaluator before it (and everything it started) is stopped and the candidate fails (1 to 604800; default 3600).")
-    var evaluateTimeout: Double?
-
-    @Option(help: "With --evaluate: the metric the greedy soup chooses by (default: the only one, or the one named like an accuracy).")
-    var metric: String?
-
-    @Flag(help: "With --evaluate: smaller values of the metric are better (default: guessed from its name: loss, perplexity, error are minimised).")
-    var minimize = false
+    @OptionGroup var choice: EvaluatorMetricOptions
 
     @Option(help: "With --evaluate: folder for candidate merges (each removed once evaluated; default: $TMPDIR).")
     var evaluateDir: String?
@@ -78,14 +67,15 @@ struct SoupCommand: ParsableCommand {
         guard models.count >= 1 else { throw ValidationError("give at least one model") }
         try Check.range(steps, 1...Check.maxIterations, "--steps")
         if perLayer && !learned { throw ValidationError("--per-layer goes with --learned") }
-        if evaluate == nil && data == nil { throw ValidationError("give --data (held-out set) or --evaluate CMD to choose the soup by") }
-        if evaluate != nil {
+        if evaluator.evaluate == nil && data == nil { throw ValidationError("give --data (held-out set) or --evaluate CMD to choose the soup by") }
+        if evaluator.evaluate != nil {
             if data != nil || test != nil { throw ValidationError("--evaluate scores candidates itself: drop --data and --test (or drop --evaluate)") }
             if learned || align != nil { throw ValidationError("--learned and --align need Basin's own networks; with --evaluate, soups are uniform or greedy") }
         }
-        try Check.range(evaluateJobs, 1...64, "--evaluate-jobs")
+        try choice.validate(with: evaluator)
+        if evaluateDir != nil && evaluator.evaluate == nil { throw ValidationError("--evaluate-dir goes with --evaluate") }
         try correction.validateOne()
-        if evaluate != nil && correction.dataPath != nil {
+        if evaluator.evaluate != nil && correction.dataPath != nil {
             throw ValidationError("--bn-reset and --repair correct Basin's own networks; with --evaluate the candidates are scored as merged")
         }
         if correction.repair != nil && perLayer {
@@ -93,19 +83,15 @@ struct SoupCommand: ParsableCommand {
             // ingredients' statistics is the soup's (a site's statistics depend on all the layers before it).
             throw ValidationError("--repair does not go with --per-layer: REPAIR's goal is one weighted mean of the ingredients' statistics, and a per-layer soup has a different mean in every layer")
         }
-        if let evaluateTimeout {
-            guard evaluate != nil else { throw ValidationError("--evaluate-timeout goes with --evaluate") }
-            try Check.range(evaluateTimeout, ExternalEvaluator.timeoutRange, "--evaluate-timeout")
-        }
     }
 
     /// The soup chosen by an external evaluator (streamed candidates; any model size).
-    func runExternal(_ command: String) throws {
+    func runExternal(_ evaluator: ExternalEvaluator) throws {
         let work = (evaluateDir.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
             .appendingPathComponent("basin-soup-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(at: work) }
-        let soup = ExternalSoup(models: models, evaluator: ExternalEvaluator(command: command, timeout: evaluateTimeout ?? ExternalEvaluator.defaultTimeout), jobs: evaluateJobs, metric: metric,
-                                higherIsBetter: minimize ? false : nil, workDirectory: work)
+        let soup = ExternalSoup(models: models, evaluator: evaluator, jobs: self.evaluator.evaluateJobs, metric: choice.metric,
+                                higherIsBetter: choice.higherIsBetter, workDirectory: work)
         let quiet = json
         let r = try soup.run(greedy: greedy) { if !quiet { printError($0) } }
         if json {
@@ -114,7 +100,7 @@ struct SoupCommand: ParsableCommand {
             let keys = Array(Set(r.rows.flatMap { $0.metrics.map { Array($0.keys) } ?? [] })).sorted()
             let width = max(24, r.rows.map(\.name.count).max() ?? 0)
             func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s : s + String(repeating: " ", count: w - s.count) }
-            print("# metrics from \(command)")
+            print("# metrics from \(evaluator.command)")
             print(pad("model", width) + "  " + pad("kind", 14) + keys.map { "  " + pad($0, 12) }.joined())
             for row in r.rows {
                 let cells = keys.map { k in "  " + pad(row.metrics?[k].map { String(format: "%.4f", $0) } ?? (row.failure == nil ? "-" : "failed"), 12) }
@@ -140,7 +126,7 @@ struct SoupCommand: ParsableCommand {
         try io.file(correction.repair)
         if let out { io.checkpoint(out) }
         try io.check()
-        if let evaluate { return try runExternal(evaluate) }
+        if let evaluator = evaluator.evaluator { return try runExternal(evaluator) }
         let heldOut = try Dataset(path: data!)
         let testSet = try test.map { try Dataset(path: $0) }
         let loaded = try models.map { try architecture.load($0) }
