@@ -111,17 +111,21 @@ package enum ExplorerDocs {
 
             `basin` with no arguments opens the sample session (SampleModels/seeds/mlp-seed0 and mlp-seed1 with the digits
             train and test splits). `basin explore MODEL MODEL [MODEL ...] --data TRAIN --data TEST [--base BASE] [--heldout DATA]
-            [--eval NAME=FILE ...] [--evaluate CMD] [--activation A | --arch FILE] [--theme NAME] [--fit-epochs N] [--points N] [--landscape N]`
+            [--eval NAME=FILE ...] [--evaluate CMD [--evaluate-jobs N]] [--activation A | --arch FILE] [--theme NAME] [--fit-epochs N] [--points N] [--landscape N]`
             opens any two or more models of one architecture; greedy soup chooses its ingredients on `--heldout` data, else on
             the last `--data` (the test split in the sample session, whose seeds trained on all of digits-train). Each `--eval
             NAME=FILE` is a named evaluation set the soup view reports the merged model on, one row per set beside the `--data`
             sets (e.g. the three modular-arithmetic operations' test sets for the LLaMA fine-tunes in SampleModels, to see a
             merge trade one task for another). On token data (language models) metrics read loss, perplexity and token accuracy.
-            With `--evaluate CMD [--evaluate-timeout S]` the soup view hands each soup, written as a model folder in a
-            temporary folder, to CMD in the background (the contract of `basin merge --evaluate`: one JSON object of named
-            metrics on standard output, a non-zero exit fails the candidate; [merging.md](merging.md)), one at a time with the
-            newest soup next, and shows its metrics as they arrive (or the failure with the evaluator's standard error); each
-            candidate is removed once evaluated, and q stops a running evaluator and removes the folder. The theme is `--theme NAME|FILE`,
+            With `--evaluate CMD [--evaluate-jobs N] [--evaluate-timeout S] [--metric NAME] [--minimize]` the soup view hands
+            each soup, written as a model folder in a temporary folder, to CMD in the background (the contract of `basin merge
+            --evaluate`: one JSON object of named metrics on standard output, a non-zero exit fails the candidate;
+            [merging.md](merging.md)), N at a time (each in its own process group) with the newest soup next, and shows its
+            metrics as they arrive (or the failure with the evaluator's standard error; a soup seen before shows its metrics
+            again without a new run). `g` then chooses the greedy soup by the evaluator's metric, as `basin soup --evaluate
+            --greedy` does: each ingredient and the uniform soup scored N at a time, ingredients added in order of the metric
+            while the soup does not get worse; the view lists each candidate's value. Each candidate is removed once
+            evaluated, and q stops every running evaluator and removes the folder. The theme is `--theme NAME|FILE`,
             else `BASIN_THEME`, else dark.
 
             Everything the explorer computes goes through the engine (BasinFusion: paths and the path evaluator, curve

@@ -49,21 +49,18 @@ struct ExploreCommand: ParsableCommand {
 
     @OptionGroup var nonFinite: NonFiniteOptions
 
-    @Option(help: "External evaluator for the soup view: a command run with each soup's model folder as its last argument, printing one JSON object of metrics (the contract of basin merge --evaluate, docs/merging.md); its metrics appear in the soup view as they arrive.")
-    var evaluate: String?
+    /// `--evaluate CMD` in the soup view: each soup is handed to the evaluator as a model folder in the background and
+    /// its metrics appear as they arrive; greedy soup (g) chooses by the evaluator's metric.
+    @OptionGroup var evaluator: EvaluatorOptions
 
-    @Option(help: "With --evaluate: seconds an evaluation may take before it (and everything it started) is stopped.")
-    var evaluateTimeout: Double = ExternalEvaluator.defaultTimeout
+    @OptionGroup var choice: EvaluatorMetricOptions
 
     mutating func validate() throws {
         if models.count == 1 { throw ValidationError("give two or more models (or none for the sample session)") }
         try Check.range(points, 3...1001, "--points")
         try Check.range(fitEpochs, 1...10_000, "--fit-epochs")
         try Check.range(landscape, 3...201, "--landscape")
-        guard ExternalEvaluator.timeoutRange.contains(evaluateTimeout) else {
-            throw ValidationError("--evaluate-timeout must be between 1 and 604800 seconds")
-        }
-        if let evaluate, evaluate.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--evaluate needs a command") }
+        try choice.validate(with: evaluator)
         let names = try namedEvals.map(\.name)
         if let dup = names.first(where: { n in names.filter { $0 == n }.count > 1 }) {
             throw ValidationError("--eval: the name '\(dup)' is given twice (each evaluation set needs its own name)")
@@ -115,7 +112,10 @@ struct ExploreCommand: ParsableCommand {
         options.fitEpochs = fitEpochs
         options.pathPoints = points
         options.landscapeResolution = landscape
-        options.evaluator = evaluate.map { ExternalEvaluator(command: $0, timeout: evaluateTimeout) }
+        options.evaluator = evaluator.evaluator
+        options.evaluateJobs = evaluator.evaluateJobs
+        options.evaluatorMetric = choice.metric
+        options.evaluatorHigherIsBetter = choice.higherIsBetter
         try Self.runExplorer(engine: engine, options: options, theme: theme)
     }
 

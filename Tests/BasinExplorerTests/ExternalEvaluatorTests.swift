@@ -23,10 +23,62 @@ final class ExplorerEvaluatorTests: XCTestCase {
         return url.path
     }
 
-    func driver(_ command: String) throws -> Driver {
+    func options(_ command: String, jobs: Int = 1) -> ExplorerOptions {
         var o = InlineDriver.fastOptions
         o.evaluator = ExternalEvaluator(command: command, timeout: 600)
-        return Driver(try sampleEngine(), width: 100, height: 30, options: o)
+        o.evaluateJobs = jobs
+        return o
+    }
+
+    func driver(_ command: String, jobs: Int = 1) throws -> Driver {
+        Driver(try sampleEngine(), width: 100, height: 30, options: options(command, jobs: jobs))
+    }
+
+    /// Scores a candidate by what it is: an ingredient (its folder links the model file) by the table, a written
+    /// soup by `soup`. Prints a nested accuracy and a loss, so the metric is chosen as `basin soup` chooses it.
+    func scoringScript(seed0: Double, seed1: Double, soup: Double) throws -> String {
+        try script("""
+            target=$(readlink "$1/model.safetensors")
+            case "$target" in
+              *mlp-seed0*) acc=\(seed0) ;;
+              *mlp-seed1*) acc=\(seed1) ;;
+              *) acc=\(soup) ;;
+            esac
+            echo '{"suite": {"acc": '$acc'}, "loss": 1}'
+            """)
+    }
+
+    /// A background job runner like the run loop's: every spawned job on its own thread, messages fed back
+    /// until the app is idle. Waits on the app's state, never on a duration.
+    struct ThreadedDriver {
+        var app: ExplorerApp
+        let inbox = Inbox<ExplorerMessage>()
+
+        init(_ app: ExplorerApp) {
+            self.app = app
+            send(.start)
+        }
+
+        mutating func send(_ event: AppEvent<ExplorerMessage>) {
+            dispatch(app.update(event))
+        }
+
+        func dispatch(_ fx: [Effect<ExplorerMessage>]) {
+            let inbox = self.inbox
+            for e in fx { if case .spawn(let job) = e { Thread.detachNewThread { job(inbox) } } }
+        }
+
+        /// Feeds messages back until `done` holds (or the generous deadline passes: a hang fails, it does not block).
+        mutating func run(until done: (ExplorerApp) -> Bool, deadline seconds: Double = 300) -> Bool {
+            let end = Date().addingTimeInterval(seconds)
+            while !done(app) {
+                if Date() > end { return false }
+                let msgs = inbox.drain()
+                if msgs.isEmpty { usleep(5_000) }
+                for m in msgs { dispatch(app.update(.message(m))) }
+            }
+            return true
+        }
     }
 
     func testSoupViewShowsTheEvaluatorsMetricsForEachSoup() throws {
@@ -76,5 +128,118 @@ final class ExplorerEvaluatorTests: XCTestCase {
         var bad = try driver(try script("echo not json"))
         XCTAssertTrue(bad.app.state.soup.external.failure?.contains("not json") == true, bad.app.state.soup.external.failure ?? "")
         bad.keys(.char("q"))
+    }
+
+    func testGreedySoupChoosesByTheEvaluatorsMetric() throws {
+        // The evaluator prefers mlp-seed1 alone to the soup of both: greedy soup keeps it alone.
+        var d = try driver(try scoringScript(seed0: 0.5, seed1: 0.9, soup: 0.7))
+        d.keys(.char("v"), .char("v"), .char("g"))
+        XCTAssertEqual(d.app.state.soup.coefficients, [0, 1])
+        XCTAssertEqual(d.app.state.soup.note, "greedy soup by the evaluator's suite.acc: mlp-seed1")
+        XCTAssertEqual(d.app.state.soup.external.greedy, ["greedy soup by suite.acc (larger is better):", "  mlp-seed0  0.5", "  mlp-seed1  0.9", "  uniform soup of 2  0.7"])
+        // The chosen soup's metrics come from the greedy search: shown at once, not evaluated again.
+        XCTAssertEqual(d.app.state.soup.external.metrics, ["suite.acc": 0.9, "loss": 1])
+        XCTAssertEqual(d.app.state.soup.external.source, "from the greedy search")
+        XCTAssertFalse(d.app.state.soup.external.stale)
+        XCTAssertTrue(d.app.isIdle)
+        assertFrame(d.frame(), "soup-external-greedy-100x30")
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: d.app.evaluationFolder.path)) ?? [], [], "greedy candidates are removed")
+
+        // When the soup of both scores better, greedy soup takes both (uniform weights), and smaller-is-better
+        // metrics are honoured as basin soup --minimize does.
+        var both = try driver(try scoringScript(seed0: 0.5, seed1: 0.9, soup: 0.95))
+        both.keys(.char("v"), .char("v"), .char("g"))
+        XCTAssertEqual(both.app.state.soup.coefficients, [0.5, 0.5])
+        var o = options(try scoringScript(seed0: 0.5, seed1: 0.9, soup: 0.7))
+        o.evaluatorMetric = "suite.acc"
+        o.evaluatorHigherIsBetter = false
+        var minimizing = Driver(try sampleEngine(), width: 100, height: 30, options: o)
+        minimizing.keys(.char("v"), .char("v"), .char("g"))
+        XCTAssertEqual(minimizing.app.state.soup.coefficients, [1, 0])
+        XCTAssertEqual(minimizing.app.state.soup.external.greedy.first, "greedy soup by suite.acc (smaller is better):")
+
+        // A metric the evaluator does not report: the greedy soup fails saying so, the coefficients stay.
+        var missing = options(try scoringScript(seed0: 0.5, seed1: 0.9, soup: 0.7))
+        missing.evaluatorMetric = "hellaswag"
+        var m = Driver(try sampleEngine(), width: 100, height: 30, options: missing)
+        m.keys(.char("v"), .char("v"), .char("g"))
+        XCTAssertEqual(m.app.state.soup.coefficients, [0.5, 0.5])
+        let popup = try XCTUnwrap(m.app.state.popup)
+        XCTAssertTrue(popup.message.contains("hellaswag") && popup.message.contains("suite.acc"), popup.message)
+        XCTAssertTrue(m.app.isIdle)
+    }
+
+    func testASoupSeenBeforeShowsItsMetricsWithoutAnotherRun() throws {
+        let log = dir.appendingPathComponent("runs.log")
+        var d = try driver(try script("echo run >> '\(log.path)'; echo '{\"acc\": 0.5}'"))
+        d.keys(.char("v"), .char("v"), .char("l"), .char("h"))
+        XCTAssertEqual(d.app.state.soup.coefficients, [0.5, 0.5])
+        XCTAssertEqual(d.app.state.soup.external.metrics, ["acc": 0.5])
+        XCTAssertFalse(d.app.state.soup.external.stale)
+        XCTAssertEqual(try String(contentsOf: log, encoding: .utf8), "run\nrun\n", "two soups, two runs")
+    }
+
+    func testEvaluateJobsRunsCandidatesSideBySide() throws {
+        // Each evaluation waits until two are running at once, so with one at a time the first would wait alone
+        // (and fail after 120 s); with --evaluate-jobs 2 both finish.
+        let started = dir.appendingPathComponent("started")
+        try FileManager.default.createDirectory(at: started, withIntermediateDirectories: true)
+        let cmd = try script("""
+            touch '\(started.path)'/$$
+            i=0
+            while [ $(ls '\(started.path)' | wc -l) -lt 2 ]; do
+              i=$((i+1)); if [ $i -gt 2400 ]; then echo 'ran alone' >&2; exit 1; fi
+              sleep 0.05
+            done
+            echo '{"acc": 0.5}'
+            """)
+        var t = ThreadedDriver(ExplorerApp(engine: try sampleEngine(), options: options(cmd, jobs: 2), size: Size(width: 100, height: 30)))
+        XCTAssertEqual(t.app.state.soup.external.inFlight, 1)
+        for k in ["v", "v", "l"] { t.send(.key(.char(Character(k)))) }
+        XCTAssertEqual(t.app.state.soup.external.inFlight, 2, "a second soup starts while the first runs")
+        t.send(.key(.char("l")))
+        XCTAssertEqual(t.app.state.soup.external.inFlight, 2, "at most --evaluate-jobs at a time: the newest soup waits")
+        XCTAssertTrue(t.run { $0.state.soup.external.inFlight == 0 && $0.isIdle })
+        XCTAssertEqual(t.app.state.soup.external.metrics, ["acc": 0.5])
+        XCTAssertNil(t.app.state.soup.external.failure)
+        XCTAssertFalse(t.app.state.soup.external.stale, "the waiting soup ran once a slot was free")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: started.path).count, 3)
+        t.app.stopExternalEvaluations()
+    }
+
+    func testQuitStopsEveryRunningEvaluatorAndRemovesTheFolder() throws {
+        let pids = dir.appendingPathComponent("pids")
+        try FileManager.default.createDirectory(at: pids, withIntermediateDirectories: true)
+        // The evaluator starts a child of its own (as a real one would) and both record their pids.
+        let cmd = try script("""
+            sleep 300 & echo $! > '\(pids.path)'/child-$$
+            echo $$ > '\(pids.path)'/shell-$$
+            wait
+            """)
+        var t = ThreadedDriver(ExplorerApp(engine: try sampleEngine(), options: options(cmd, jobs: 2), size: Size(width: 100, height: 30)))
+        for k in ["v", "v", "l"] { t.send(.key(.char(Character(k)))) }
+        XCTAssertEqual(t.app.state.soup.external.inFlight, 2)
+        func recorded() -> [Int32] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: pids.path)) ?? []).compactMap {
+                Int32((try? String(contentsOf: pids.appendingPathComponent($0), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
+            }
+        }
+        XCTAssertTrue(t.run { _ in recorded().count == 4 }, "both evaluators and their children started")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: t.app.evaluationFolder.path))
+        t.send(.key(.char("q")))
+        t.app.stopExternalEvaluations()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: t.app.evaluationFolder.path), "the candidates' folder is removed")
+        // Stopped: gone, or a zombie waiting for a reaper (an orphan in a container may wait for one that never comes).
+        func alive(_ pid: Int32) -> Bool {
+            guard kill(pid, 0) == 0 else { return false }
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            guard let close = stat.lastIndex(of: ")") else { return false }
+            return !stat[close...].dropFirst(2).hasPrefix("Z")
+        }
+        for pid in recorded() {
+            let end = Date().addingTimeInterval(60)
+            while alive(pid) && Date() < end { usleep(20_000) }
+            XCTAssertFalse(alive(pid), "process \(pid) was stopped")
+        }
     }
 }

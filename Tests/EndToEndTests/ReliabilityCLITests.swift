@@ -349,6 +349,15 @@ final class ReliabilityCLITests: XCTestCase {
             (["soup", model.path, other.path, "--evaluate", "true", "--evaluate-timeout", "1e9"], "--evaluate-timeout"),
             (["soup", model.path, other.path, "--data", data.path, "--evaluate-timeout", "5"], "--evaluate-timeout goes with --evaluate"),
             (["merge", "r.yaml", "--out", out, "--evaluate", "true", "--evaluate-timeout", "-1"], "--evaluate-timeout"),
+            // One set of evaluator options (EvaluatorOptions) on merge, soup and explore, with the same checks.
+            (["merge", "r.yaml", "--out", out, "--evaluate", "true", "--evaluate-jobs", "65"], "--evaluate-jobs must be between 1 and 64"),
+            (["soup", model.path, other.path, "--evaluate", "true", "--evaluate-jobs", "0"], "--evaluate-jobs must be between 1 and 64"),
+            (["explore", model.path, other.path, "--data", data.path, "--evaluate", "true", "--evaluate-jobs", "0"], "--evaluate-jobs must be between 1 and 64"),
+            (["explore", model.path, other.path, "--data", data.path, "--evaluate", "true", "--evaluate-timeout", "0"], "--evaluate-timeout must be between 1"),
+            (["explore", model.path, other.path, "--data", data.path, "--evaluate-jobs", "2"], "--evaluate-jobs goes with --evaluate"),
+            (["explore", model.path, other.path, "--data", data.path, "--metric", "acc"], "--metric goes with --evaluate"),
+            (["explore", model.path, other.path, "--data", data.path, "--evaluate", " "], "--evaluate needs a command"),
+            (["merge", "r.yaml", "--out", path("merged.safetensors"), "--evaluate", "true"], "give a folder as the output"),
         ]
         for (args, message) in cases {
             let r = try refused(args, message, status: 64)

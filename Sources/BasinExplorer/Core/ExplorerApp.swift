@@ -17,6 +17,12 @@ package struct ExplorerOptions: Sendable {
     package var startWithLesson = false
     /// `--evaluate CMD`: the soup view hands each soup (as a model folder) to this evaluator in the background.
     package var evaluator: ExternalEvaluator?
+    /// `--evaluate-jobs N`: soups evaluated at a time (each evaluator in its own process group).
+    package var evaluateJobs = 1
+    /// `--metric` / `--minimize`: what greedy soup (g) chooses by when an evaluator is given (nil: `ExternalSoup`'s
+    /// defaults: the only metric or the one named like an accuracy; larger is better unless named like a loss).
+    package var evaluatorMetric: String?
+    package var evaluatorHigherIsBetter: Bool?
     package init() {}
 }
 
@@ -45,9 +51,12 @@ package struct ExplorerApp: App {
     var generation = 0
     var landscapeJob: Int?
     /// External evaluation of the soup (`--evaluate`): the folder candidates are written in (made on first use,
-    /// removed on quit), and whether one is running (one at a time; the newest soup goes next).
+    /// removed on quit), the evaluations running (serial -> soup signature; at most --evaluate-jobs, the newest
+    /// soup next), every soup's outcome this session, and whether greedy soup is choosing by the evaluator.
     package let evaluationFolder: URL
-    var evaluationRunning = false
+    var evaluationsRunning: [Int: String] = [:]
+    var evaluationOutcomes: [String: ExternalOutcome] = [:]
+    var evaluatorGreedyRunning = false
     var evaluationSerial = 0
 
     package init(engine: ExplorerEngine, options: ExplorerOptions = ExplorerOptions(), size: Size = Size(width: 120, height: 40)) {
@@ -69,7 +78,7 @@ package struct ExplorerApp: App {
     package mutating func update(_ event: AppEvent<ExplorerMessage>) -> [Effect<ExplorerMessage>] {
         let fx = updateState(event)
         if fx.contains(where: { if case .quit = $0 { return true } else { return false } }) { return fx }
-        return fx + startExternalEvaluation()
+        return fx + startExternalEvaluations()
     }
 
     mutating func updateState(_ event: AppEvent<ExplorerMessage>) -> [Effect<ExplorerMessage>] {
@@ -200,7 +209,7 @@ package struct ExplorerApp: App {
     /// Nothing is computing: no job runs and every curve has all its points (tests wait for this instead of
     /// sleeping).
     package var isIdle: Bool {
-        state.jobs.isEmpty && pendingRefresh.isEmpty && !evaluationRunning && state.path.curves.values.allSatisfy(\.done)
+        state.jobs.isEmpty && pendingRefresh.isEmpty && evaluationsRunning.isEmpty && !evaluatorGreedyRunning && state.path.curves.values.allSatisfy(\.done)
     }
 
     // MARK: Mouse
@@ -305,18 +314,10 @@ package struct ExplorerApp: App {
         case .taskVectorsFailed(let message):
             state.taskVectors.computing = false
             state.taskVectors.error = message
-        case let .externalMetrics(signature, result):
-            evaluationRunning = false
-            state.soup.external.running = false
-            state.soup.external.stale = signature != soupSignature
-            switch result {
-            case .success(let m):
-                state.soup.external.metrics = m
-                state.soup.external.failure = nil
-            case .failure(let failure):
-                state.soup.external.metrics = nil
-                state.soup.external.failure = failure.message
-            }
+        case let .externalMetrics(serial, signature, result):
+            externalMetricsArrived(serial: serial, signature: signature, result)
+        case .externalGreedy(let outcome):
+            externalGreedyFinished(outcome)
         }
         return []
     }

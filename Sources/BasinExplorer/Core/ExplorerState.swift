@@ -150,8 +150,11 @@ package enum ExplorerMessage: Sendable {
     case soupCoefficients([Double], note: String)
     case taskVectors(TaskVectorAnalysis)
     case taskVectorsFailed(String)
-    /// The external evaluator's metrics for the soup with this signature (or why it failed).
-    case externalMetrics(String, Result<[String: Double], ExternalFailure>)
+    /// The external evaluator's metrics for the soup with this signature (or why it failed); `serial` orders the
+    /// evaluations by when they started.
+    case externalMetrics(serial: Int, signature: String, Result<[String: Double], ExternalFailure>)
+    /// Greedy soup chosen by the external evaluator (or why it failed).
+    case externalGreedy(Result<ExternalGreedyOutcome, ExternalFailure>)
 }
 
 /// An external evaluation that failed: the evaluator's message (with its standard error).

@@ -41,15 +41,40 @@ package struct SoupState: Sendable {
 package struct ExternalSoupMetrics: Sendable, Equatable {
     /// The evaluator's command (nil: no evaluator).
     package var command: String?
+    /// The metrics shown: the current soup's, else (`stale`) the latest an earlier soup got.
     package var metrics: [String: Double]?
     /// The failed evaluation's message (its standard error included).
     package var failure: String?
-    /// An evaluation is running.
+    /// Evaluations are running.
     package var running = false
+    /// How many are running, and how many may (`--evaluate-jobs`).
+    package var inFlight = 0
+    package var jobs = 1
     /// The metrics are for an earlier soup (the current one is queued or running).
     package var stale = false
-    /// The soup the last evaluation was started for.
-    package var signature: String?
+    /// Where the shown metrics came from when not from the soup's own evaluation (e.g. the greedy soup's).
+    package var source: String?
+    /// Greedy soup is choosing by the evaluator (g).
+    package var greedyRunning = false
+    /// The last greedy soup chosen by the evaluator: the metric and each candidate's value.
+    package var greedy: [String] = []
+}
+
+/// One soup's external evaluation, kept for the session (a soup is evaluated once; moving back to it shows it).
+struct ExternalOutcome: Sendable {
+    /// Orders outcomes by when their evaluation started.
+    var serial: Int
+    var result: Result<[String: Double], ExternalFailure>
+    var source: String?
+}
+
+/// Greedy soup chosen by the external evaluator (`ExternalSoup`): the coefficients (uniform over the chosen
+/// ingredients), a summary, and the chosen soup's metrics.
+package struct ExternalGreedyOutcome: Sendable {
+    package var coefficients: [Double]
+    package var note: String
+    package var lines: [String]
+    package var metrics: [String: Double]?
 }
 
 enum SoupView: ExplorerViewModule {
@@ -119,6 +144,7 @@ enum SoupView: ExplorerViewModule {
             app.state.soup.note = "uniform soup"
             app.recomputeSoup()
         case .greedySoup:
+            if app.options.evaluator != nil { return app.startEvaluatorGreedySoup() }
             let (id, _) = app.beginJob("greedy soup")
             let engine = app.engine
             let replacing = app.soupReplacements
@@ -214,29 +240,36 @@ extension ExplorerApp {
         return "\(s.method.rawValue) \(s.coefficients) \(s.lambda) \(s.density) \(aligned) \(s.bnReset)"
     }
 
-    /// `--evaluate CMD`: when the soup differs from the one last handed to the evaluator and none is running,
-    /// writes it as a model folder in the session's temporary folder and runs the evaluator on it in the
-    /// background (the folder is removed once evaluated). One at a time: moving a slider while one runs queues
-    /// the newest soup, which starts when the running one ends.
-    mutating func startExternalEvaluation() -> [Effect<ExplorerMessage>] {
-        guard let evaluator = options.evaluator, !evaluationRunning, state.soup.error == nil else { return [] }
+    /// `--evaluate CMD`: when the soup has not been evaluated this session, is not being evaluated and fewer than
+    /// `--evaluate-jobs` evaluations run, writes it as a model folder in the session's temporary folder and runs the
+    /// evaluator on it in the background (the folder is removed once evaluated). Otherwise the soup waits: the
+    /// newest soup starts when a running evaluation ends. Then shows the soup's metrics, if any.
+    mutating func startExternalEvaluations() -> [Effect<ExplorerMessage>] {
+        guard let evaluator = options.evaluator else { return [] }
+        var fx: [Effect<ExplorerMessage>] = []
         let signature = soupSignature
-        guard signature != state.soup.external.signature else { return [] }
+        if state.soup.error == nil, !evaluatorGreedyRunning, evaluationOutcomes[signature] == nil,
+           !evaluationsRunning.values.contains(signature), evaluationsRunning.count < max(1, options.evaluateJobs) {
+            fx = startExternalEvaluation(evaluator, signature: signature)
+        }
+        showExternalMetrics()
+        return fx
+    }
+
+    mutating func startExternalEvaluation(_ evaluator: ExternalEvaluator, signature: String) -> [Effect<ExplorerMessage>] {
         let params: ParameterSet, recipe: MergeRecipe
         do {
             params = try mergedSoup()
             recipe = try engine.soupRecipe(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
                                            density: state.soup.density)
         } catch { return [] }
-        evaluationRunning = true
         evaluationSerial += 1
-        state.soup.external.command = evaluator.command
-        state.soup.external.signature = signature
-        state.soup.external.running = true
-        let folder = evaluationFolder.appendingPathComponent("candidate-\(evaluationSerial)")
+        let serial = evaluationSerial
+        evaluationsRunning[serial] = signature
+        let folder = evaluationFolder.appendingPathComponent("candidate-\(serial)")
         let root = evaluationFolder
         let engine = self.engine
-        let (job, _) = beginJob("evaluate")
+        let (job, flag) = beginJob("evaluate")
         return [.spawn { inbox in
             let result: Result<[String: Double], ExternalFailure>
             do {
@@ -244,22 +277,125 @@ extension ExplorerApp {
                 let dtypes = engine.models[0].dtypes
                 try MergeExport.write(params, to: folder, dtype: { dtypes[$0] ?? .f32 }, recipe: recipe,
                                       inputs: zip(engine.names, engine.models).map { ($0, $1.source) })
+                // Quitting while the candidate was written: do not start the evaluator.
+                if flag.isCancelled { throw ExternalFailure(message: "cancelled") }
                 result = .success(try evaluator.evaluate(folder))
+            } catch let failure as ExternalFailure {
+                result = .failure(failure)
             } catch {
                 result = .failure(ExternalFailure(message: "\(error)"))
             }
             try? FileManager.default.removeItem(at: folder)
-            inbox.post(.externalMetrics(signature, result))
+            inbox.post(.externalMetrics(serial: serial, signature: signature, result))
             inbox.post(.jobFinished(id: job, note: { if case .success = result { return "evaluator done" } else { return "evaluator failed" } }()))
         }]
     }
 
-    /// On quit: stops a running evaluator (its whole process group, through BasinIO's cleanup registry) and
+    mutating func externalMetricsArrived(serial: Int, signature: String, _ result: Result<[String: Double], ExternalFailure>) {
+        evaluationsRunning[serial] = nil
+        evaluationOutcomes[signature] = ExternalOutcome(serial: serial, result: result, source: nil)
+    }
+
+    /// What the soup view shows: the current soup's outcome, else the latest outcome (marked as an earlier soup's).
+    mutating func showExternalMetrics() {
+        guard let evaluator = options.evaluator else { return }
+        var e = state.soup.external
+        e.command = evaluator.command
+        e.jobs = max(1, options.evaluateJobs)
+        e.inFlight = evaluationsRunning.count
+        e.running = !evaluationsRunning.isEmpty
+        e.greedyRunning = evaluatorGreedyRunning
+        let current = evaluationOutcomes[soupSignature]
+        let shown = current ?? evaluationOutcomes.values.max { $0.serial < $1.serial }
+        e.stale = current == nil && shown != nil
+        e.source = shown?.source
+        switch shown?.result {
+        case .success(let m)?:
+            e.metrics = m
+            e.failure = nil
+        case .failure(let f)?:
+            e.metrics = nil
+            e.failure = f.message
+        case nil:
+            e.metrics = nil
+            e.failure = nil
+        }
+        state.soup.external = e
+    }
+
+    /// g with `--evaluate`: greedy soup chosen by the evaluator's metric, as `basin soup --evaluate --greedy` does
+    /// (BasinFusion's `ExternalSoup`: each ingredient and the uniform soup scored `--evaluate-jobs` at a time, then
+    /// ingredients added in order of the metric while the soup does not get worse), in the background. The
+    /// ingredients are the model files as loaded (the evaluator gets folders written from them).
+    mutating func startEvaluatorGreedySoup() -> [Effect<ExplorerMessage>] {
+        guard let evaluator = options.evaluator else { return [] }
+        guard !evaluatorGreedyRunning else {
+            state.soup.note = "greedy soup by the evaluator is already running"
+            return []
+        }
+        if state.soup.useAligned || state.soup.bnReset {
+            state.soup.note = "greedy soup by the evaluator merges the model files as loaded: switch off "
+                + (state.soup.useAligned ? "a (aligned models)" : "b (BN reset)") + " first"
+            return []
+        }
+        evaluatorGreedyRunning = true
+        evaluationSerial += 1
+        let work = evaluationFolder.appendingPathComponent("greedy-\(evaluationSerial)")
+        let names = engine.names
+        let soup = ExternalSoup(models: engine.models.indices.map(engine.modelPath), evaluator: evaluator, jobs: max(1, options.evaluateJobs),
+                                metric: options.evaluatorMetric, higherIsBetter: options.evaluatorHigherIsBetter, workDirectory: work)
+        let (id, flag) = beginJob("greedy soup (evaluator)")
+        state.soup.note = "greedy soup: the evaluator scores each ingredient and the uniform soup, \(soup.jobs) at a time"
+        showExternalMetrics()
+        return [.spawn { inbox in
+            let outcome: Result<ExternalGreedyOutcome, ExternalFailure>
+            do {
+                let r = try soup.run(greedy: true, cancel: flag) { line in inbox.post(.jobProgress(id: id, fraction: 0, detail: line)) }
+                let k = Double(r.chosen.count)
+                let metric = r.metric ?? ""
+                var lines = ["greedy soup by \(metric) (" + ((soup.higherIsBetter ?? ExternalEvaluator.higherIsBetter(metric)) ? "larger" : "smaller") + " is better):"]
+                for (i, row) in r.rows.enumerated() where row.kind != "greedy soup" {
+                    let name = i < names.count ? names[i] : row.name
+                    let value = row.metrics?[metric].map { String(format: "%.4g", $0) } ?? (row.failure == nil ? "-" : "failed")
+                    lines.append("  \(name)  \(value)")
+                }
+                outcome = .success(ExternalGreedyOutcome(
+                    coefficients: names.indices.map { r.chosen.contains($0) ? 1 / k : 0 },
+                    note: "greedy soup by the evaluator's \(metric): " + r.chosen.map { names[$0] }.joined(separator: " + "),
+                    lines: lines, metrics: r.chosenMetrics))
+            } catch {
+                outcome = .failure(ExternalFailure(message: "\(error)"))
+            }
+            try? FileManager.default.removeItem(at: work)
+            inbox.post(.externalGreedy(outcome))
+            switch outcome {
+            case .success: inbox.post(.jobFinished(id: id, note: "greedy soup chosen by the evaluator"))
+            case .failure(let f): inbox.post(.jobFailed(id: id, f.message))
+            }
+        }]
+    }
+
+    mutating func externalGreedyFinished(_ outcome: Result<ExternalGreedyOutcome, ExternalFailure>) {
+        evaluatorGreedyRunning = false
+        guard case .success(let g) = outcome else { return }
+        state.soup.coefficients = g.coefficients
+        recomputeSoup()
+        state.soup.note = g.note
+        state.soup.external.greedy = g.lines
+        // The chosen soup was scored during the greedy search: show those metrics instead of evaluating it again.
+        if let m = g.metrics {
+            evaluationSerial += 1
+            evaluationOutcomes[soupSignature] = ExternalOutcome(serial: evaluationSerial, result: .success(m), source: "from the greedy search")
+        }
+    }
+
+    /// On quit: stops every running evaluator (their process groups, through BasinIO's cleanup registry) and
     /// removes the candidates' folder. Called by the executable once the terminal is restored.
     package func stopExternalEvaluations() {
         guard options.evaluator != nil else { return }
-        if evaluationRunning { CleanupRegistry.cleanUpNow() }
-        // The stopped evaluation's job may be removing its candidate at the same moment, which can make one
+        for c in jobCancel.values { c.cancel() }
+        if !evaluationsRunning.isEmpty || evaluatorGreedyRunning { CleanupRegistry.cleanUpNow() }
+        // A stopped evaluation's job may be removing its candidate at the same moment, which can make one
         // recursive removal fail half-way: try again until the folder is gone (a few attempts).
         for _ in 0..<50 where FileManager.default.fileExists(atPath: evaluationFolder.path) {
             try? FileManager.default.removeItem(at: evaluationFolder)
@@ -441,19 +577,24 @@ package enum SoupRenderer {
         }
         // The external evaluator's metrics (--evaluate), as they arrive.
         if s.external.command != nil, y < li.maxY {
+            let e = s.external
             var lines: [(String, Style)] = []
-            let status = s.external.running ? (s.external.metrics == nil && s.external.failure == nil ? "running…" : "running on the new soup…")
-                : (s.external.stale ? "(an earlier soup)" : "")
+            let count = e.jobs > 1 ? " \(e.inFlight) of \(e.jobs)" : ""
+            let status: String
+            if e.greedyRunning { status = "choosing the greedy soup…" }
+            else if e.running { status = e.metrics == nil && e.failure == nil ? "running\(count)…" : e.stale ? "running\(count) on the new soup…" : "running\(count) on other soups…" }
+            else { status = e.stale ? "(an earlier soup)" : e.source.map { "(\($0))" } ?? "" }
             lines.append(("external evaluator (--evaluate) " + status, Style(fg: .role(.title), attributes: .bold)))
-            if let m = s.external.metrics {
+            if let m = e.metrics {
                 let w = min(24, m.keys.map { TextWidth.of($0) }.max() ?? 8)
                 for (k, v) in m.sorted(by: { $0.key < $1.key }) {
-                    lines.append((TextWidth.padRight(TextWidth.fit(k, to: w, ellipsis: glyphs.ellipsis), to: w) + "  " + String(format: "%.4g", v), Style(fg: .role(s.external.stale ? .muted : .foreground))))
+                    lines.append((TextWidth.padRight(TextWidth.fit(k, to: w, ellipsis: glyphs.ellipsis), to: w) + "  " + String(format: "%.4g", v), Style(fg: .role(e.stale ? .muted : .foreground))))
                 }
             }
-            if let f = s.external.failure {
+            if let f = e.failure {
                 for l in Paragraph.wrap("failed: " + f, width: li.width) { lines.append((l, Style(fg: .role(.bad)))) }
             }
+            for l in e.greedy { lines.append((l, Style(fg: .role(.muted)))) }
             for (text, style) in lines where y < li.maxY {
                 buffer.writeFitted(text, in: li.row(y - li.y), style: style, glyphs: glyphs)
                 y += 1
@@ -476,7 +617,7 @@ package enum SoupRenderer {
                 buffer.write("computing…", x: ri.x + 1, y: ri.y, style: muted, clip: ri)
             }
         } else {
-            Paragraph("One slider per model; the merged model is evaluated as you move them (keys or mouse: click or drag a slider). u: uniform soup, g: greedy soup (ingredients added in order of held-out accuracy while it improves; held-out data: --heldout, else the last data set). a: merge the models aligned to A (after m). Methods other than weighted need a base for task vectors: start with --base BASE_MODEL. With three models a loss map over the coefficient triangle appears here.", style: muted)
+            Paragraph("One slider per model; the merged model is evaluated as you move them (keys or mouse: click or drag a slider). u: uniform soup, g: greedy soup (ingredients added in order of " + (s.external.command == nil ? "held-out accuracy while it improves; held-out data: --heldout, else the last data set" : "the external evaluator's metric while it does not get worse") + "). a: merge the models aligned to A (after m). Methods other than weighted need a base for task vectors: start with --base BASE_MODEL. With three models a loss map over the coefficient triangle appears here.", style: muted)
                 .render(into: &buffer, area: ri.inset(left: 1, right: 1), context: context)
         }
     }

@@ -20,6 +20,10 @@ public struct ExternalSoup: Sendable {
         public var chosen: [Int]
         /// The recipe of the chosen soup (uniform linear over the chosen ingredients).
         public var recipe: MergeRecipe
+        /// The metric the greedy soup chose by (nil for a uniform soup).
+        public var metric: String?
+        /// Everything the evaluator reported for the chosen soup (nil when it was not evaluated or failed).
+        public var chosenMetrics: [String: Double]?
     }
 
     public var models: [String]
@@ -45,17 +49,22 @@ public struct ExternalSoup: Sendable {
         MergeRecipe(method: .linear, models: members.map { .init(model: models[$0], parameters: ["weight": .scalar(1)]) })
     }
 
-    /// Writes a candidate folder for an ingredient (a folder is passed as it is; a file is linked into a fresh folder).
+    /// Writes a candidate folder for an ingredient (a folder is passed as it is; a safetensors file is linked into a fresh
+    /// folder; another file is written there as safetensors).
     func ingredientCandidate(_ i: Int, folder: URL) throws -> URL {
         let url = URL(fileURLWithPath: models[i])
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue { return url }
+        // Not a safetensors file (an ONNX model): written as a candidate like a soup of one.
+        if url.pathExtension.lowercased() != "safetensors" { return try CandidateWriter.write(recipe([i]), into: folder) }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent(HuggingFaceModel.singleFileName), withDestinationURL: url.standardizedFileURL)
         return folder
     }
 
-    public func run(greedy: Bool, log: @escaping @Sendable (String) -> Void = { _ in }) throws -> Result {
+    /// Evaluates the candidates and chooses the soup. `cancel` (e.g. the explorer quitting) stops it before the next
+    /// candidate is written; the caller stops running evaluators through `CleanupRegistry`.
+    public func run(greedy: Bool, cancel: CancellationFlag? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) throws -> Result {
         try FileManager.default.createDirectory(at: workDirectory, withIntermediateDirectories: true)
         // Interrupted (SIGINT/SIGTERM/SIGHUP), Basin removes the finished candidates too, not only files being written.
         let workToken = CleanupRegistry.register(directory: workDirectory.path)
@@ -73,7 +82,8 @@ public struct ExternalSoup: Sendable {
         let uniform = recipe(Array(models.indices))
         if models.count > 1 { candidates.append({ registered.track(try CandidateWriter.write(uniform, into: soupFolder, options: options)) }) }
         log("evaluating \(candidates.count) candidates, \(jobs) at a time")
-        let results = queue.evaluateAll(candidates)
+        let results = queue.evaluateAll(candidates.map { c in { @Sendable in try Self.check(cancel); return try c() } })
+        try Self.check(cancel)
         for i in models.indices { registered.remove(workDirectory.appendingPathComponent("ingredient-\(i)")) }
         registered.remove(soupFolder)
         var rows = zip(models, results).map { Self.row($0.0, "ingredient", $0.1) }
@@ -87,12 +97,15 @@ public struct ExternalSoup: Sendable {
         func value(_ m: [String: Double]) -> Double? { m[metric] }
         func isBetterOrEqual(_ a: Double, _ b: Double) -> Bool { better ? a >= b : a <= b }
         var chosen = Array(models.indices)
+        var chosenMetrics = models.count > 1 ? try? results.last!.get() : try? results[0].get()
         if greedy {
             let ranked = scored.filter { value($0.1) != nil }.sorted { better ? value($0.1)! > value($1.1)! : value($0.1)! < value($1.1)! }
             guard let best = ranked.first else { throw MergeError(.evaluatorFailed, "no ingredient reported the metric '\(metric)'") }
             chosen = [best.0]
+            chosenMetrics = best.1
             var current = value(best.1)!
             for (i, _) in ranked.dropFirst() {
+                try Self.check(cancel)
                 let trial = chosen + [i]
                 let folder = workDirectory.appendingPathComponent("greedy-\(trial.count)")
                 log("greedy soup: trying \(trial.map { models[$0] }.joined(separator: " + "))")
@@ -101,12 +114,17 @@ public struct ExternalSoup: Sendable {
                 registered.remove(folder)
                 if let m = try? result.get(), let v = value(m), isBetterOrEqual(v, current) {
                     chosen = trial
+                    chosenMetrics = m
                     current = v
                 }
             }
             rows.append(Row(name: "greedy soup (\(chosen.count) of \(models.count))", kind: "greedy soup", metrics: [metric: current], failure: nil))
         }
-        return Result(rows: rows, chosen: chosen, recipe: recipe(chosen))
+        return Result(rows: rows, chosen: chosen, recipe: recipe(chosen), metric: greedy ? metric : nil, chosenMetrics: chosenMetrics)
+    }
+
+    static func check(_ cancel: CancellationFlag?) throws {
+        if cancel?.isCancelled == true { throw MergeError(.invalidRequest, "the soup was cancelled") }
     }
 
     static func row(_ name: String, _ kind: String, _ r: Swift.Result<[String: Double], Error>) -> Row {
