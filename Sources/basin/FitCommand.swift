@@ -202,7 +202,7 @@ struct FitCommand: ParsableCommand {
             let metadata = [BendsFile.fitKey: "optimizer=\(optimizer.rawValue) lr=\(lr) schedule=\(schedule.rawValue) epochs=\(epochs) batch=\(batch) seed=\(seed) l2=\(l2) data=\(URL(fileURLWithPath: data).lastPathComponent)"
                             + (initBends.map { " init=\(URL(fileURLWithPath: $0).lastPathComponent)" } ?? "")]
             try BendsFile.write(result.path, to: URL(fileURLWithPath: outputs[s]), startSHA256: shas[s], endSHA256: shas[s + 1],
-                                extraMetadata: metadata, protecting: inputs)
+                                extraMetadata: metadata, modelDTypes: loaded[s].dtypes, protecting: inputs)
             if output.text {
                 print("wrote \(outputs[s]): \(bends) \(type.rawValue) bend(s)"
                       + (models.count > 2 ? " \(models[s]) -> \(models[s + 1])" : "") + ", final epoch mean loss "

@@ -62,8 +62,9 @@ public enum RecipeExport {
         let bendsURL = companion(of: model, "bends")
         let start = try ModelFile.open(a), end = try ModelFile.open(b)
         let path = try ModelPath.withBends(type, from: ParameterSetSource.load(start), to: ParameterSetSource.load(end), bends: bends)
+        let dtypes = Dictionary(start.names.compactMap { n in start.info(n).map { (n, $0.dtype) } }, uniquingKeysWith: { a, _ in a })
         try BendsFile.write(path, to: bendsURL, startSHA256: try FileDigest.sha256(of: start), endSHA256: try FileDigest.sha256(of: end),
-                            protecting: start.files + end.files)
+                            modelDTypes: dtypes, protecting: start.files + end.files)
         return MergeRecipe(method: .basinPath, models: [.init(model: a.path), .init(model: b.path)], parameters: ["t": .scalar(t)],
                            pathPoint: .init(type: type, bends: bendsURL.path))
     }

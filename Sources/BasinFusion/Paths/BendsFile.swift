@@ -21,19 +21,26 @@ public enum BendsFile {
     public static func tensorName(bend j: Int, _ name: String) -> String { "bend.\(j).\(name)" }
 
     /// Writes `path`'s bends (atomically), refusing to overwrite the endpoints' files.
+    /// `modelDTypes` are the end models' stored dtypes: integer tensors (BatchNorm's `num_batches_tracked`) keep
+    /// theirs, so a bend reads back with the models' kinds (and `basin merge` of a `basin_path` recipe accepts it);
+    /// every other tensor is written in F32, as fitted.
     public static func write(_ path: ModelPath, to url: URL, startSHA256: String, endSHA256: String,
-                             extraMetadata: [String: String] = [:], protecting inputs: [URL] = []) throws {
+                             extraMetadata: [String: String] = [:], modelDTypes: [String: DType] = [:], protecting inputs: [URL] = []) throws {
         guard path.type != .linear else { throw NetworkError("a linear path has no bends to save") }
         var pairs: [(String, Tensor)] = []
+        var dtypes: [String: DType] = [:]
         for (j, bend) in path.bends.enumerated() {
-            for (name, tensor) in bend.pairs { pairs.append((tensorName(bend: j + 1, name), tensor)) }
+            for (name, tensor) in bend.pairs {
+                pairs.append((tensorName(bend: j + 1, name), tensor))
+                if let d = modelDTypes[name], !d.isFloatingPoint { dtypes[tensorName(bend: j + 1, name)] = d }
+            }
         }
         var metadata = extraMetadata
         metadata[typeKey] = path.type.rawValue
         metadata[countKey] = String(path.bends.count)
         metadata[startKey] = startSHA256
         metadata[endKey] = endSHA256
-        try SafeTensorsWriter.write(pairs, to: url, metadata: metadata, protecting: inputs)
+        try SafeTensorsWriter.write(pairs, to: url, dtype: { dtypes[$0] ?? .f32 }, metadata: metadata, protecting: inputs)
     }
 
     public struct Loaded: Sendable {
