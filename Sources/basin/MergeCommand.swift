@@ -146,10 +146,16 @@ struct MergeCommand: ParsableCommand {
         if let flag = correction.bnReset != nil ? "--bn-reset" : correction.repair != nil ? "--repair" : nil {
             guard !dryRun else { throw ValidationError("\(flag) corrects the written merge; it does not go with --dry-run") }
             if correction.repair != nil {
-                let (urls, weights) = try recipe.combinationWeights()
-                let models = try urls.map { try architecture.load($0.path) }
-                for m in models.dropFirst() { try models[0].params.checkCompatible(with: m.params, "merge inputs \(models[0].path) and \(m.path)") }
-                corrector = (CombinationCorrection(try correction.make(for: models[0])!, models: models.map(\.params)), weights)
+                // The models (and a fitted path's bends, which REPAIR measures as models) and their weights.
+                let (members, weights) = try recipe.combinationWeights()
+                var models: [LoadedModel] = []
+                let params = try CombinationMember.load(members) { url in
+                    let m = try architecture.load(url.path)
+                    if let first = models.first { try first.params.checkCompatible(with: m.params, "merge inputs \(first.path) and \(m.path)") }
+                    models.append(m)
+                    return m.params
+                }
+                corrector = (CombinationCorrection(try correction.make(for: models[0])!, models: params), weights)
             } else {
                 guard let first = recipe.modelURLs.first ?? recipe.baseURL else { throw ValidationError("--bn-reset needs a recipe with models") }
                 corrector = (CombinationCorrection(try correction.make(for: try architecture.load(first.path))!, models: []), [])

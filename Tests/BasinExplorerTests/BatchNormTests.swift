@@ -170,89 +170,67 @@ final class BatchNormExplorerTests: XCTestCase {
     }
 }
 
-/// Exports of corrected points: the file holds the corrected model, and the recipe says how it was made
-/// (`basin merge ... --bn-reset` rebuilds a BN-reset export byte for byte).
-final class BatchNormExportTests: XCTestCase {
-    var dir: URL!
-
-    override func setUpWithError() throws {
-        guard BasinBinary.url != nil else { throw XCTSkip("basin executable not built") }
-        dir = try Fixtures.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        if let dir { try? FileManager.default.removeItem(at: dir) }
-    }
-
-    func export(_ d: inout Driver, _ name: String) -> (model: URL, recipe: URL) {
-        d.keys(.char("e"))
-        for _ in 0..<60 { d.keys(.backspace) }
-        d.type(dir.appendingPathComponent(name).path)
-        d.keys(.enter)
-        XCTAssertEqual(d.app.state.popup?.isError, false, d.app.state.popup?.message ?? "")
-        d.keys(.enter)
-        return (dir.appendingPathComponent(name + ".safetensors"), dir.appendingPathComponent(name + ".recipe.yaml"))
-    }
-
+/// Exports of corrected points: the file holds the corrected model, and the recipe and the popup say how it was
+/// made (`basin merge ... --bn-reset` / `--repair` rebuilds the export byte for byte).
+final class BatchNormExportTests: ExportTestCase {
     func metrics(_ url: URL, _ e: ExplorerEngine) throws -> [Metrics] {
         let m = try LoadedModel(path: url.path, architecture: ArchitectureChoice(file: e.architectureFile))
         return e.evaluate(m.params)
+    }
+
+    /// Exports NAME, checks the popup and the recipe's comment give the rebuild command with OPTION TRAIN, runs
+    /// it and compares the bytes.
+    func exportAndRebuild(_ d: inout Driver, _ name: String, _ option: String, file: StaticString = #filePath, line: UInt = #line) throws -> URL {
+        var message = ""
+        let out = export(&d, name, popup: { message = $0 }, file: file, line: line)
+        let e = d.app.engine
+        let options = ["--arch", e.architectureFile!.path, option, e.dataFiles[0].path, "--bn-batch", "64"]
+        let command = "OUT " + options.joined(separator: " ")
+        XCTAssertTrue(message.contains("basin merge \(out.recipe.lastPathComponent) \(command) rebuilds it"), message, file: file, line: line)
+        let recipe = try String(contentsOf: out.recipe, encoding: .utf8)
+        XCTAssertTrue(recipe.contains("Rebuild: basin merge \(out.recipe.path) \(command)"), recipe, file: file, line: line)
+        try assertRebuilds(out, options, file: file, line: line)
+        return out.model
     }
 
     func testBNResetPathExportRebuildsWithBasinMergeBNReset() throws {
         var d = Driver(cnn: BatchNormExplorerTests.engine)
         d.keys(.char("b"), .char("l"))
         XCTAssertEqual(d.app.state.path.selected, .linear.with(.bnReset))
-        let out = export(&d, "reset")
-        let e = d.app.engine
+        let model = try exportAndRebuild(&d, "reset", "--bn-reset")
         // The file is the corrected model: the metrics model at t showed.
-        let m = try metrics(out.model, e)
+        let m = try metrics(model, d.app.engine)
         XCTAssertEqual(m[1].loss, d.app.state.path.cursorMetrics![1].loss, accuracy: 1e-5)
-        XCTAssertEqual(try SafeTensorsFile(url: out.model).metadata["basin.bn_reset"], "data=digits-train.safetensors batch=64")
-        // The recipe's comment gives the command that rebuilds it, which does, byte for byte.
-        let recipe = try String(contentsOf: out.recipe, encoding: .utf8)
-        let train = e.dataFiles[0].path
-        XCTAssertTrue(recipe.contains("--bn-reset \(train) --bn-batch 64"), recipe)
-        let rebuilt = dir.appendingPathComponent("rebuilt.safetensors")
-        let r = try BasinBinary.run(["merge", out.recipe.path, rebuilt.path, "--arch", e.architectureFile!.path, "--bn-reset", train],
-                                    currentDirectory: FileManager.default.temporaryDirectory)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(try Data(contentsOf: out.model), try Data(contentsOf: rebuilt))
+        XCTAssertEqual(try SafeTensorsFile(url: model).metadata["basin.bn_reset"], "data=digits-train.safetensors batch=64")
     }
 
-    func testRepairExportWritesTheRepairedModel() throws {
+    /// A REPAIRed point of the straight line and of a fitted Bezier curve: the file is the repaired model (the
+    /// metrics model at t showed), and `basin merge RECIPE OUT --repair TRAIN` rebuilds it byte for byte (the goal
+    /// over the line's ends, and over the curve's ends and its bend, read from the bends file written beside it).
+    func testRepairExportsRebuildWithBasinMergeRepair() throws {
         var d = Driver(cnn: BatchNormExplorerTests.engine)
-        d.keys(.char("b"), .char("b"))
+        d.keys(.char("b"), .char("b"), .char("l"))
         XCTAssertEqual(d.app.state.path.selected, .linear.with(.repair))
-        let out = export(&d, "repair")
-        let m = try metrics(out.model, d.app.engine)
+        var model = try exportAndRebuild(&d, "repair", "--repair")
+        var m = try metrics(model, d.app.engine)
         XCTAssertEqual(m[1].loss, d.app.state.path.cursorMetrics![1].loss, accuracy: 1e-4)
-        XCTAssertEqual(m[1].accuracy, d.app.state.path.cursorMetrics![1].accuracy, accuracy: 2.0 / 497)
-        XCTAssertNotNil(try SafeTensorsFile(url: out.model).metadata["basin.repair"])
-        let recipe = try String(contentsOf: out.recipe, encoding: .utf8)
-        XCTAssertTrue(recipe.contains("REPAIR"), recipe)
-        // The recipe itself still rebuilds the point before REPAIR.
-        let rebuilt = dir.appendingPathComponent("before-repair.safetensors")
-        let r = try BasinBinary.run(["merge", out.recipe.path, rebuilt.path], currentDirectory: FileManager.default.temporaryDirectory)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let e = d.app.engine
-        let before = try metrics(rebuilt, e)
-        let naive = e.evaluate(try ModelPath.linear(e.params[0], e.params[1]).parameters(at: 0.5))
-        XCTAssertEqual(before[1].loss, naive[1].loss, accuracy: 1e-5)
+        XCTAssertEqual(try SafeTensorsFile(url: model).metadata["basin.repair"], "data=digits-train.safetensors batch=64")
+
+        d.keys(.char("1"), .char("f"), .char("b"), .char("b"))
+        XCTAssertEqual(d.app.state.path.selected, CurveID(.bezier).with(.repair))
+        XCTAssertEqual(d.app.state.path.curves[CurveID(.bezier).with(.repair)]?.done, true)
+        model = try exportAndRebuild(&d, "bezier-repair", "--repair")
+        m = try metrics(model, d.app.engine)
+        XCTAssertEqual(m[1].loss, d.app.state.path.cursorMetrics![1].loss, accuracy: 1e-4)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("bezier-repair.bends.safetensors").path))
     }
 
     func testBNResetSoupExportRebuilds() throws {
         var d = Driver(cnn: BatchNormExplorerTests.engine)
         d.keys(.char("v"), .char("v"), .char("b"))
-        let out = export(&d, "soup")
-        let e = d.app.engine
-        let m = try metrics(out.model, e)
+        let model = try exportAndRebuild(&d, "soup", "--bn-reset")
+        let m = try metrics(model, d.app.engine)
         XCTAssertEqual(m[1].loss, d.app.state.soup.metrics![1].loss, accuracy: 1e-5)
-        let rebuilt = dir.appendingPathComponent("soup-rebuilt.safetensors")
-        let r = try BasinBinary.run(["merge", out.recipe.path, rebuilt.path, "--arch", e.architectureFile!.path, "--bn-reset", e.dataFiles[0].path],
-                                    currentDirectory: FileManager.default.temporaryDirectory)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(try Data(contentsOf: out.model), try Data(contentsOf: rebuilt))
     }
 }
 

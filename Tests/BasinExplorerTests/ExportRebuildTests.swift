@@ -9,41 +9,19 @@ import XCTest
 
 /// Bug 2: every explorer export rebuilds. `basin merge NAME.recipe.yaml OUT` on what the explorer wrote gives
 /// the exported file byte for byte, and the exported model has the metrics the explorer showed.
-final class ExportRebuildTests: XCTestCase {
-    var dir: URL!
-
-    override func setUpWithError() throws {
-        guard BasinBinary.url != nil else { throw XCTSkip("basin executable not built") }
-        dir = try Fixtures.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        if let dir { try? FileManager.default.removeItem(at: dir) }
-    }
-
+final class ExportRebuildTests: ExportTestCase {
     /// Exports with `e`, runs `basin merge` on the recipe (from another folder), compares the bytes and returns
     /// the exported model's metrics on the session's data sets.
     @discardableResult
     func exportAndRebuild(_ d: inout Driver, _ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> [Metrics] {
-        d.keys(.char("e"))
-        for _ in 0..<60 { d.keys(.backspace) }
-        d.type(dir.appendingPathComponent(name).path)
-        d.keys(.enter)
-        XCTAssertEqual(d.app.state.popup?.isError, false, d.app.state.popup?.message ?? "", file: file, line: line)
-        d.keys(.enter)
-        let exported = dir.appendingPathComponent(name + ".safetensors")
-        let recipe = dir.appendingPathComponent(name + ".recipe.yaml")
-        let rebuilt = dir.appendingPathComponent(name + "-rebuilt.safetensors")
-        let r = try BasinBinary.run(["merge", recipe.path, rebuilt.path], currentDirectory: FileManager.default.temporaryDirectory)
-        XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
-        let a = try Data(contentsOf: exported), b = try Data(contentsOf: rebuilt)
-        XCTAssertEqual(a, b, "basin merge on \(name).recipe.yaml rebuilds the exported file byte for byte", file: file, line: line)
+        let out = export(&d, name, file: file, line: line)
+        try assertRebuilds(out, file: file, line: line)
         // The same metadata as a CLI merge.
-        let meta = try SafeTensorsFile(url: exported).metadata
+        let meta = try SafeTensorsFile(url: out.model).metadata
         XCTAssertEqual(meta["format"], "pt", file: file, line: line)
         XCTAssertNotNil(meta["basin.merge_method"], file: file, line: line)
         XCTAssertNotNil(meta["basin.inputs_sha256"], file: file, line: line)
-        let model = try LoadedModel(path: exported.path)
+        let model = try LoadedModel(path: out.model.path)
         return d.app.engine.datasets.map { model.network.evaluate(model.params, on: $0) }
     }
 

@@ -66,3 +66,43 @@ func assertFrame(_ buffer: CellBuffer, _ name: String, file: StaticString = #fil
         XCTFail("snapshot \(name) differs:\n--- expected\n\(norm(expected))\n--- actual\n\(actual)", file: file, line: line)
     }
 }
+
+/// Export tests: a temporary folder per test (removed after it), exports typed into the `e` prompt, and rebuilds
+/// with the `basin` executable compared byte for byte with what the explorer wrote.
+class ExportTestCase: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        guard BasinBinary.url != nil else { throw XCTSkip("basin executable not built") }
+        dir = try Fixtures.temporaryDirectory()
+    }
+
+    override func tearDownWithError() throws {
+        if let dir { try? FileManager.default.removeItem(at: dir) }
+    }
+
+    /// Presses e, types dir/NAME, confirms and dismisses the popup (which must not be an error); returns the
+    /// exported model and its recipe. `popup` receives the popup's message.
+    @discardableResult
+    func export(_ d: inout Driver, _ name: String, popup: ((String) -> Void)? = nil,
+                file: StaticString = #filePath, line: UInt = #line) -> (model: URL, recipe: URL) {
+        d.keys(.char("e"))
+        for _ in 0..<60 { d.keys(.backspace) }
+        d.type(dir.appendingPathComponent(name).path)
+        d.keys(.enter)
+        XCTAssertEqual(d.app.state.popup?.isError, false, d.app.state.popup?.message ?? "", file: file, line: line)
+        popup?(d.app.state.popup?.message ?? "")
+        d.keys(.enter)
+        return (dir.appendingPathComponent(name + ".safetensors"), dir.appendingPathComponent(name + ".recipe.yaml"))
+    }
+
+    /// `basin merge RECIPE NAME-rebuilt.safetensors OPTIONS` (from another folder); asserts it succeeds and writes
+    /// the exported file byte for byte.
+    func assertRebuilds(_ out: (model: URL, recipe: URL), _ options: [String] = [], file: StaticString = #filePath, line: UInt = #line) throws {
+        let rebuilt = out.model.deletingPathExtension().appendingPathExtension("rebuilt.safetensors")
+        let r = try BasinBinary.run(["merge", out.recipe.path, rebuilt.path] + options, currentDirectory: FileManager.default.temporaryDirectory)
+        XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
+        let a = try Data(contentsOf: out.model), b = try Data(contentsOf: rebuilt)
+        XCTAssertEqual(a, b, "basin merge on \(out.recipe.lastPathComponent) rebuilds the exported file byte for byte", file: file, line: line)
+    }
+}

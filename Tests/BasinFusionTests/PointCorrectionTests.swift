@@ -179,4 +179,53 @@ final class PointCorrectionTests: XCTestCase {
             XCTAssertEqual((error as? PointCorrectionError)?.node, "conv")
         }
     }
+
+    /// REPAIR's goal for a `basin_path` recipe is the path's own weights at t over its control points: (1 - t, t)
+    /// on a straight line, the two neighbouring models with local weights on a chain through models, the
+    /// Bernstein weights over [A, bend, B] on a fitted Bezier curve (the bend read from its bends file as a
+    /// member, measured like a model), so `basin merge --repair` reproduces `PathEvaluator`'s goal at t exactly.
+    func testBasinPathRecipesAreWeightedMeansOfTheirControlPoints() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let train = try Dataset(url: Fixtures.digitsTrain).slice(0..<128)
+        let models = try [Fixtures.mlpSeed0, Fixtures.mlpSeed1].map { try LoadedModel(path: $0.path) }
+        let third = dir.appendingPathComponent("third.safetensors")
+        try ParameterSet.lerp(models[0].params, models[1].params, 0.3).write(to: third)
+        func recipe(_ yaml: String) throws -> MergeRecipe {
+            let url = dir.appendingPathComponent("r.yaml")
+            try yaml.write(to: url, atomically: true, encoding: .utf8)
+            return try MergeRecipe.load(url)
+        }
+        let a = Fixtures.mlpSeed0.path, b = Fixtures.mlpSeed1.path
+        // The straight line.
+        var (members, weights) = try recipe("merge_method: basin_path\nbasin_path: {type: linear}\nparameters: {t: 0.3}\nmodels:\n  - model: \(a)\n  - model: \(b)\n").combinationWeights()
+        XCTAssertEqual(members, [.model(Fixtures.mlpSeed0), .model(Fixtures.mlpSeed1)])
+        XCTAssertEqual(weights[0], 0.7, accuracy: 1e-12)
+        XCTAssertEqual(weights[1], 0.3, accuracy: 1e-12)
+        // A chain through three models: t = 0.75 is the middle of the second segment.
+        (members, weights) = try recipe("merge_method: basin_path\nbasin_path: {type: linear}\nparameters: {t: 0.75}\nmodels:\n  - model: \(a)\n  - model: \(third.path)\n  - model: \(b)\n").combinationWeights()
+        XCTAssertEqual(members.count, 3)
+        XCTAssertEqual(weights, [0, 0.5, 0.5])
+        // A Bezier curve with one fitted bend.
+        let bend = ParameterSet.lerp(models[0].params, models[1].params, 0.5).mapTensors { $1 * 1.1 }
+        let path = try ModelPath.withBends(.bezier, from: models[0].params, to: models[1].params, bends: [bend])
+        let bends = dir.appendingPathComponent("bends.safetensors")
+        try BendsFile.write(path, to: bends, startSHA256: "", endSHA256: "")
+        let bezier = try recipe("merge_method: basin_path\nbasin_path: {type: bezier, bends: \(bends.path)}\nparameters: {t: 0.25}\nmodels:\n  - model: \(a)\n  - model: \(b)\n")
+        (members, weights) = try bezier.combinationWeights()
+        XCTAssertEqual(members, [.model(Fixtures.mlpSeed0), .bend(bends, index: 1), .model(Fixtures.mlpSeed1)])
+        XCTAssertEqual(weights, [0.5625, 0.375, 0.0625])
+        let params = try CombinationMember.load(members) { try LoadedModel(path: $0.path).params }
+        XCTAssertEqual(params[1], bend)
+        // The goal is the path evaluator's at the same t, and so is the repaired point.
+        let repair = try Repair(network: models[0].network, like: models[0].params, data: train)
+        let correction = CombinationCorrection(.repair(repair), models: params)
+        let evaluator = PathEvaluator(path: path, network: models[0].network, datasets: [], correction: .repair(repair))
+        XCTAssertEqual(try correction.repairGoal(weights: weights), evaluator.repairGoal(at: 0.25))
+        XCTAssertEqual(try correction.parameters(path.parameters(at: 0.25), weights: weights), try evaluator.correctedParameters(at: 0.25))
+        // A per-layer t has no single goal.
+        XCTAssertThrowsError(try recipe("merge_method: basin_path\nbasin_path: {type: linear}\nparameters: {t: [0.2, 0.8]}\nmodels:\n  - model: \(a)\n  - model: \(b)\n").combinationWeights()) { error in
+            XCTAssertEqual((error as? PointCorrectionError)?.kind, .invalidArgument)
+        }
+    }
 }

@@ -30,8 +30,9 @@ package struct ExportRequest: Sendable {
     package enum Corrected: Sendable {
         /// Every BatchNorm's statistics recomputed, as `basin merge ... --bn-reset DATA --bn-batch N` does.
         case bnReset(BatchNormReset)
-        /// REPAIRed to the goal statistics of the point (the interpolation of its control points').
-        case repair(Repair, goal: Repair.Statistics)
+        /// REPAIRed to the goal the recipe gives (`MergeRecipe.combinationWeights`: the weighted mean of its models'
+        /// and bends' statistics), as `basin merge ... --repair DATA --bn-batch N` does.
+        case repair(Repair)
     }
 
     /// The recipe, with absolute paths (it is written beside the export and runs from any folder).
@@ -41,6 +42,8 @@ package struct ExportRequest: Sendable {
     package var corrected: Corrected?
     /// Comment lines written above the recipe (without "# "), given the recipe file.
     package var comments: @Sendable (URL) -> [String] = { _ in [] }
+    /// What `basin merge RECIPE OUT` needs besides the recipe to rebuild the export (the correction's options).
+    package var rebuildOptions = ""
 
     package init(recipe: MergeRecipe, permuted: [Permuted] = [], bends: Bends? = nil, corrected: Corrected? = nil) {
         self.recipe = recipe
@@ -92,7 +95,7 @@ extension ExplorerEngine {
             }
             if let b = request.bends {
                 try BendsFile.write(b.path, to: b.url, startSHA256: try FileDigest.sha256(b.start), endSHA256: try FileDigest.sha256(b.end),
-                                    extraMetadata: [BendsFile.fitKey: "fitted in basin explore"], protecting: inputs)
+                                    extraMetadata: [BendsFile.fitKey: "fitted in basin explore"], modelDTypes: dtypes, protecting: inputs)
                 written.append(b.url)
             }
             let comments = request.comments(recipeURL).map { "# " + $0 + "\n" }.joined()
@@ -113,8 +116,14 @@ extension ExplorerEngine {
                 case let .bnReset(reset):
                     fixed = reset.apply(merged.params)
                     extra = ["basin.bn_reset": "data=\(correctionDataName) batch=\(reset.batchSize)"]
-                case let .repair(repair, goal):
-                    fixed = try repair.fold(repair.apply(merged.params, goal: goal))
+                case let .repair(repair):
+                    // The goal from the recipe just written, its members read from the files it names: what
+                    // `basin merge --repair` computes, so the rebuild gives these bytes.
+                    let (members, weights) = try recipe.combinationWeights()
+                    let params = try CombinationMember.load(members) {
+                        try LoadedModel(source: try ModelFile.open($0), architecture: network.architecture).params
+                    }
+                    fixed = try CombinationCorrection(.repair(repair), models: params).parameters(merged.params, weights: weights)
                     extra = ["basin.repair": "data=\(correctionDataName) batch=\(repair.batchSize)"]
                 }
                 let dtypes = merged.dtypes
@@ -144,7 +153,7 @@ extension ExplorerApp {
             let out = try engine.export(request, to: urls.model, recipe: urls.recipe)
             state.lastJobNote = "exported \(out.model.lastPathComponent)"
             let extra = out.support.isEmpty ? "" : "\n(with " + out.support.map(\.lastPathComponent).joined(separator: ", ") + ")"
-            state.popup = PopupState(title: "Exported", message: "Wrote \(out.model.path)\nand \(out.recipe.lastPathComponent): basin merge \(out.recipe.lastPathComponent) OUT rebuilds it\(extra)")
+            state.popup = PopupState(title: "Exported", message: "Wrote \(out.model.path)\nand \(out.recipe.lastPathComponent): basin merge \(out.recipe.lastPathComponent) OUT\(request.rebuildOptions) rebuilds it\(extra)")
         } catch {
             state.popup = PopupState(title: "Export failed", message: "\(error)", isError: true)
         }
@@ -184,16 +193,12 @@ extension ExplorerApp {
         }
         request.recipe = MergeRecipe(method: .basinPath, models: paths.map { MergeRecipe.ModelEntry(model: $0.path) },
                                      parameters: ["t": .scalar(state.path.t)], pathPoint: point)
-        try correct(&request, id.correction) {
-            let evaluator = PathEvaluator(path: try path(id), network: engine.network, datasets: [], fast: false,
-                                          correction: engine.pointCorrection(.repair))
-            return evaluator.repairGoal(at: state.path.t)!
-        }
+        correct(&request, id.correction)
         return request
     }
 
     /// Adds the BatchNorm correction (and the comment saying how the file was made) to an export.
-    func correct(_ request: inout ExportRequest, _ correction: ExplorerEngine.Correction, repairGoal: () throws -> Repair.Statistics) throws {
+    func correct(_ request: inout ExportRequest, _ correction: ExplorerEngine.Correction) {
         let data = engine.dataFiles.first?.path ?? engine.correctionDataName
         let arch = engine.architectureFile.map { " --arch \($0.path)" } ?? ""
         switch correction {
@@ -201,17 +206,21 @@ extension ExplorerApp {
         case .bnReset:
             guard let reset = engine.bnReset else { return }
             request.corrected = .bnReset(reset)
+            let options = "\(arch) --bn-reset \(data) --bn-batch \(reset.batchSize)"
+            request.rebuildOptions = options
             request.comments = { recipe in [
                 "Exported by basin explore, then every BatchNorm's running statistics recomputed on \(data) (batch \(reset.batchSize)).",
-                "Rebuild: basin merge \(recipe.path) OUT\(arch) --bn-reset \(data) --bn-batch \(reset.batchSize)",
+                "Rebuild: basin merge \(recipe.path) OUT\(options)",
             ] }
         case .repair:
             guard let repair = engine.repair else { return }
-            request.corrected = .repair(repair, goal: try repairGoal())
+            request.corrected = .repair(repair)
+            let options = "\(arch) --repair \(data) --bn-batch \(repair.batchSize)"
+            request.rebuildOptions = options
             request.comments = { recipe in [
                 "Exported by basin explore, then REPAIRed (Jordan et al. 2022) on \(data) (batch \(repair.batchSize)): each conv/linear",
-                "channel's statistics renormalised to the interpolation of the endpoints' and folded into the model's tensors.",
-                "basin merge \(recipe.path) OUT rebuilds the point before REPAIR; basin path\(arch) --repair \(data) evaluates the repaired path.",
+                "channel's statistics renormalised to the weighted mean of the merged models' (and bends') and folded into the model's tensors.",
+                "Rebuild: basin merge \(recipe.path) OUT\(options)",
             ] }
         }
     }
@@ -228,7 +237,7 @@ extension ExplorerApp {
         let recipe = try engine.soupRecipe(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
                                            density: state.soup.density, paths: paths)
         var request = ExportRequest(recipe: recipe, permuted: permuted)
-        if state.soup.bnReset { try correct(&request, .bnReset) { throw ExplorerError("a soup is not REPAIRed") } }
+        if state.soup.bnReset { correct(&request, .bnReset) }
         return request
     }
 }

@@ -68,16 +68,61 @@ public struct CombinationCorrection: Sendable {
     }
 }
 
+/// One model of a combination, as REPAIR measures it: a model file, or bend `index` (1-based) of a fitted path's
+/// bends file. A bend is a full set of the network's tensors (BatchNorm buffers included), so its statistics are
+/// measured as a model's are -- the definition `basin path --bends BENDS --repair` uses for a fitted curve's control
+/// points.
+public enum CombinationMember: Sendable, Equatable, CustomStringConvertible {
+    case model(URL)
+    case bend(URL, index: Int)
+
+    public var description: String {
+        switch self {
+        case let .model(url): url.path
+        case let .bend(url, j): "\(url.path)#bend.\(j)"
+        }
+    }
+
+    /// The members' parameter sets, in order: models through `load` (the first member is always a model: the
+    /// first model of the recipe), bends read from their files with the first model's tensor names and shapes.
+    public static func load(_ members: [CombinationMember], model load: (URL) throws -> ParameterSet) throws -> [ParameterSet] {
+        var bends: [URL: [ParameterSet]] = [:]
+        var template: ParameterSet?
+        return try members.map { member in
+            switch member {
+            case let .model(url):
+                let p = try load(url)
+                if template == nil { template = p }
+                return p
+            case let .bend(url, j):
+                guard let template else { throw PointCorrectionError(.invalidArgument, file: url.path, "a bend comes before any model") }
+                if bends[url] == nil { bends[url] = try BendsFile.read(url, like: template).bends }
+                guard let all = bends[url], j >= 1, j <= all.count else {
+                    throw PointCorrectionError(.invalidArgument, file: url.path, "has no bend \(j)")
+                }
+                return all[j - 1]
+            }
+        }
+    }
+}
+
 extension MergeRecipe {
-    /// The models and weights (summing to 1) of the combination this recipe makes, for REPAIR's goal: `linear`
-    /// with one scalar `weight` per model (divided by their sum unless `normalize: false`, where they must already
-    /// sum to 1) and `slerp` of two models at a scalar `t` ((1 - t) base + t other: the interpolation of the
-    /// endpoints' statistics, as on a path, although slerp's weights are not on the straight line). Any other
-    /// recipe is not a weighted mean of models -- a task vector added to a base, TIES' or DARE's sparsified
-    /// sums, per-layer gradients or filters, slices -- so REPAIR has no goal for it: `invalidArgument`, saying why.
-    public func combinationWeights() throws -> (models: [URL], weights: [Double]) {
+    /// The members and weights (summing to 1) of the combination this recipe makes, for REPAIR's goal:
+    /// - `linear` with one scalar `weight` per model (divided by their sum unless `normalize: false`, where they must
+    ///   already sum to 1);
+    /// - `slerp` of two models at a scalar `t` ((1 - t) base + t other: the interpolation of the endpoints'
+    ///   statistics, as on a path, although slerp's weights are not on the straight line);
+    /// - `basin_path` at a scalar `t`: the path's own weights over its control points (`ModelPath.weights`): on a
+    ///   straight line (1 - t, t); on a polygonal chain (through the models, or with fitted bends) the two
+    ///   neighbouring control points with their local weights; on a Bezier curve the Bernstein weights over
+    ///   [A, bends..., B]. The bends are members like the models (`CombinationMember.bend`): this is the goal
+    ///   `basin path --repair` gives the same point, so a REPAIRed point exported from a curve rebuilds.
+    /// Any other recipe is not a weighted mean of models -- a task vector added to a base, TIES' or DARE's
+    /// sparsified sums, per-layer gradients or filters, slices -- so REPAIR has no goal for it: `invalidArgument`,
+    /// saying why.
+    public func combinationWeights() throws -> (members: [CombinationMember], weights: [Double]) {
         func refuse(_ why: String) -> PointCorrectionError {
-            PointCorrectionError(.invalidArgument, file: file, "--repair needs a recipe that is a weighted mean of models (linear with scalar weights, or slerp of two models at a scalar t), because REPAIR's goal is the same weighted mean of the models' statistics; " + why)
+            PointCorrectionError(.invalidArgument, file: file, "--repair needs a recipe that is a weighted mean of models (linear with scalar weights, slerp of two models at a scalar t, or a basin_path point at a scalar t), because REPAIR's goal is the same weighted mean of the models' statistics; " + why)
         }
         guard slices.isEmpty else { throw refuse("this recipe uses slices") }
         switch method {
@@ -99,7 +144,7 @@ extension MergeRecipe {
             } else if abs(sum - 1) > 1e-6 {
                 throw refuse("with normalize: false the weights must sum to 1 (they sum to \(sum))")
             }
-            return (models.map { resolve($0.model) }, weights)
+            return (models.map { .model(resolve($0.model)) }, weights)
         case .slerp:
             guard let base = baseURL, inputModels.count == 1 else {
                 throw refuse("slerp needs a base_model and one other model")
@@ -107,7 +152,27 @@ extension MergeRecipe {
             guard case let .scalar(t)? = parameters["t"] ?? inputModels[0].parameters["t"] else {
                 throw refuse("slerp's t is not one scalar (a filtered or gradient t gives each layer its own weight)")
             }
-            return ([base, resolve(inputModels[0].model)], [1 - t, t])
+            return ([.model(base), .model(resolve(inputModels[0].model))], [1 - t, t])
+        case .basinPath:
+            guard let point = pathPoint, models.count >= 2 else { throw refuse("a basin_path recipe needs basin_path: {type, bends} and at least two models") }
+            guard case let .scalar(t)? = parameters["t"] else {
+                throw refuse("basin_path's t is not one scalar (a filtered or gradient t gives each layer its own point)")
+            }
+            var members: [CombinationMember] = models.map { .model(resolve($0.model)) }
+            if let bendsPath = point.bends {
+                guard members.count == 2 else { throw refuse("a \(point.type.rawValue) path with bends runs between exactly two models") }
+                let url = try locate(bendsPath, key: "basin_path.bends")
+                let count: Int
+                do {
+                    let file = try SafeTensorsFile(url: url)
+                    guard file.metadata[BendsFile.typeKey] == point.type.rawValue, let n = file.metadata[BendsFile.countKey].flatMap(Int.init), n >= 1 else {
+                        throw refuse("\(bendsPath) is not a bends file of a \(point.type.rawValue) path")
+                    }
+                    count = n
+                }
+                members = [members[0]] + (1...count).map { .bend(url, index: $0) } + [members[1]]
+            }
+            return (members, ModelPath.weights(type: point.type, count: members.count, at: t))
         default:
             throw refuse("\(method.rawValue) is not one")
         }
