@@ -142,6 +142,44 @@ final class BatchNormExplorerTests: XCTestCase {
         assertFrame(d.frame(), "cnn-soup-bn-reset-100x30")
     }
 
+    /// b in the soup view cycles naive / BN reset / REPAIR as in the path view; REPAIR's goal is the weighted mean
+    /// of the models' statistics with the soup's weights (`basin soup --repair`), so the uniform soup of the two
+    /// seeds is the REPAIR curve's midpoint; methods that add task vectors to a base have no such goal.
+    func testSoupRepairsTheMergedModel() throws {
+        var d = Driver(cnn: Self.engine)
+        d.keys(.char("v"), .char("v"))
+        let e = d.app.engine
+        XCTAssertTrue(d.text().contains("BN: naive (b: reset)"), d.text())
+        d.keys(.char("b"))
+        XCTAssertEqual(d.app.state.soup.correction, .bnReset)
+        XCTAssertTrue(d.text().contains("BN: reset on train (b)"), d.text())
+        d.keys(.char("b"))
+        XCTAssertEqual(d.app.state.soup.correction, .repair)
+        XCTAssertTrue(d.text().contains("BN: REPAIR on train (b)"), d.text())
+        let shown = try XCTUnwrap(d.app.state.soup.metrics)
+        let repair = try XCTUnwrap(e.repair)
+        let average = ParameterSet.lerp(e.params[0], e.params[1], 0.5)
+        let expected = try CombinationCorrection(.repair(repair), models: e.params).evaluate(average, weights: [0.5, 0.5], network: e.network, on: e.datasets)
+        XCTAssertEqual(shown[1].loss, expected[1].loss, accuracy: 1e-4)
+        let midpoint = e.evaluatePoint(try ModelPath.linear(e.params[0], e.params[1]), t: 0.5, correction: .repair)
+        XCTAssertEqual(shown[1].loss, midpoint[1].loss, accuracy: 1e-4, "the uniform soup is the REPAIR curve's midpoint")
+        XCTAssertLessThan(shown[1].loss, e.evaluate(average)[1].loss)
+        assertFrame(d.frame(), "cnn-soup-repair-100x30")
+        // Uneven weights: the goal follows them.
+        d.keys(.char("l"))
+        XCTAssertEqual(d.app.state.soup.coefficients, [0.55, 0.5])
+        let w = [0.55 / 1.05, 0.5 / 1.05]
+        let uneven = try CombinationCorrection(.repair(repair), models: e.params)
+            .evaluate(try e.merge(.weighted, coefficients: [0.55, 0.5], lambda: 1), weights: w, network: e.network, on: e.datasets)
+        XCTAssertEqual(d.app.state.soup.metrics![1].loss, uneven[1].loss, accuracy: 1e-4)
+        // Task vectors added to a base are no weighted mean of the models.
+        XCTAssertThrowsError(try e.soupRepairWeights(.ties, coefficients: [0.5, 0.5], lambda: 1)) { error in
+            XCTAssertEqual((error as? ExplorerError)?.kind, .unsupportedRequest)
+        }
+        d.keys(.char("b"))
+        XCTAssertEqual(d.app.state.soup.correction, .naive)
+    }
+
     /// On the CNN samples the lesson gains its BN-reset step after alignment (`basin lesson --cnn`).
     func testLessonOnTheCNNHasTheBatchNormStep() throws {
         var d = Driver(cnn: Self.engine)
@@ -223,6 +261,21 @@ final class BatchNormExportTests: ExportTestCase {
         m = try metrics(model, d.app.engine)
         XCTAssertEqual(m[1].loss, d.app.state.path.cursorMetrics![1].loss, accuracy: 1e-4)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("bezier-repair.bends.safetensors").path))
+    }
+
+    /// A REPAIRed soup, weighted and SLERP: the file is what the view measured and `basin merge --repair` rebuilds it.
+    func testRepairSoupExportsRebuild() throws {
+        var d = Driver(cnn: BatchNormExplorerTests.engine)
+        d.keys(.char("v"), .char("v"), .char("b"), .char("b"), .char("l"))
+        XCTAssertEqual(d.app.state.soup.correction, .repair)
+        var model = try exportAndRebuild(&d, "soup-repair", "--repair")
+        var m = try metrics(model, d.app.engine)
+        XCTAssertEqual(m[1].loss, d.app.state.soup.metrics![1].loss, accuracy: 1e-5)
+        while d.app.state.soup.method != .slerp { d.keys(.char("n")) }
+        XCTAssertNil(d.app.state.soup.error)
+        model = try exportAndRebuild(&d, "slerp-repair", "--repair")
+        m = try metrics(model, d.app.engine)
+        XCTAssertEqual(m[1].loss, d.app.state.soup.metrics![1].loss, accuracy: 1e-5)
     }
 
     func testBNResetSoupExportRebuilds() throws {

@@ -58,6 +58,8 @@ package struct ExplorerApp: App {
     var evaluationOutcomes: [String: ExternalOutcome] = [:]
     var evaluatorGreedyRunning = false
     var evaluationSerial = 0
+    /// REPAIR statistics of the soup's ingredients (`soupStatisticsKey`), measured once each.
+    var soupRepairStatistics: [String: Repair.Statistics] = [:]
 
     package init(engine: ExplorerEngine, options: ExplorerOptions = ExplorerOptions(), size: Size = Size(width: 120, height: 40)) {
         self.engine = engine
@@ -273,6 +275,7 @@ package struct ExplorerApp: App {
             return fx + landscapeIfWaiting()
         case .matched(let o):
             state.alignments[o.a, default: [:]][o.b] = o
+            soupRepairStatistics["\(o.b):aligned"] = nil
             guard o.a == state.reference, state.selectedModels.contains(o.b) else { return [] }
             if o.b == state.selectedModels[1] {
                 state.permutation.outcome = o

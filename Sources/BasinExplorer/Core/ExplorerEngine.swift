@@ -151,6 +151,14 @@ package final class ExplorerEngine: Sendable {
             }
         }
         package static func < (l: Correction, r: Correction) -> Bool { allCases.firstIndex(of: l)! < allCases.firstIndex(of: r)! }
+        /// The BN mode line of the path and soup views (b switches it), with the data set the statistics come from.
+        package func modeLine(train: String) -> String {
+            switch self {
+            case .naive: "BN: naive (b: reset)"
+            case .bnReset: "BN: reset on \(train) (b)"
+            case .repair: "BN: REPAIR on \(train) (b)"
+            }
+        }
     }
 
     /// The network has BatchNorm layers (their statistics can be reset along a path).
@@ -329,6 +337,34 @@ package final class ExplorerEngine: Sendable {
         for (i, q) in replacing { p[i] = q }
         if method == .slerp { return try ParameterMerge.merge(recipe, models: [p[1]], base: p[0]) }
         return try ParameterMerge.merge(recipe, models: p, base: method.needsBase ? base?.params : nil)
+    }
+
+    /// REPAIR of a soup (the soup view's b): the goal is the weighted mean of the models' statistics with the
+    /// soup's weights, as `basin soup/merge --repair` gives it (`MergeRecipe.combinationWeights` of the soup's
+    /// recipe: the weighted soup's normalised coefficients, SLERP's (1 - t, t)), one weight per model. Task
+    /// arithmetic, TIES and DARE add task vectors to a base: no weighted mean of the models, so no goal.
+    package func soupRepairWeights(_ method: SoupMethod, coefficients: [Double], lambda: Double, density: Double = ExplorerEngine.soupDensity) throws -> [Double] {
+        guard method == .weighted || method == .slerp else {
+            throw ExplorerError(.unsupportedRequest, "REPAIR renormalises the merged model to the weighted mean of the models' statistics; \(method.label) adds task vectors to a base, which is no weighted mean of the models (b: naive, BN reset)")
+        }
+        let weights = try soupRecipe(method, coefficients: coefficients, lambda: lambda, density: density).combinationWeights().weights
+        precondition(weights.count == models.count, "a weighted soup or SLERP weighs every model")
+        return weights
+    }
+
+    /// The merged soup as corrected: BatchNorm statistics reset, or REPAIRed to `soupRepairWeights`' goal and folded
+    /// into the model's own tensors (`statistics`: each model's REPAIR statistics, the aligned copy's when it is
+    /// merged instead), or `merged` itself.
+    package func correctedSoup(_ merged: ParameterSet, correction: Correction, method: SoupMethod, coefficients: [Double], lambda: Double,
+                               density: Double, statistics: [Repair.Statistics]) throws -> ParameterSet {
+        switch correction {
+        case .naive: return merged
+        case .bnReset: return bnReset.map { $0.apply(merged) } ?? merged
+        case .repair:
+            guard let repair else { return merged }
+            let weights = try soupRepairWeights(method, coefficients: coefficients, lambda: lambda, density: density)
+            return try CombinationCorrection(.repair(repair), statistics: statistics).parameters(merged, weights: weights)
+        }
     }
 
     /// The data sets the soup view reports on: every data set, the held-out set (when given apart), then the

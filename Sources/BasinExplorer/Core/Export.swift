@@ -237,7 +237,11 @@ extension ExplorerApp {
         let recipe = try engine.soupRecipe(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
                                            density: state.soup.density, paths: paths)
         var request = ExportRequest(recipe: recipe, permuted: permuted)
-        if state.soup.bnReset { correct(&request, .bnReset) }
+        if state.soup.correction == .repair {
+            // Said the explorer's way before the recipe is refused the CLI's way.
+            _ = try engine.soupRepairWeights(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda, density: state.soup.density)
+        }
+        correct(&request, state.soup.correction)
         return request
     }
 }

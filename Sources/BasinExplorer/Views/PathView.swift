@@ -590,13 +590,7 @@ enum PathRenderer {
         }
         // BatchNorm networks: the BN mode of the selected curve (what model at t is evaluated and exported with).
         if state.batchNorm != nil {
-            let mode: String
-            let train = state.dataNames.first ?? "train"
-            switch path.selected.correction {
-            case .naive: mode = "BN: naive (b: reset)"
-            case .bnReset: mode = "BN: reset on \(train) (b)"
-            case .repair: mode = "BN: REPAIR on \(train) (b)"
-            }
+            let mode = path.selected.correction.modeLine(train: state.dataNames.first ?? "train")
             lines.append((mode, Style(fg: .role(path.selected.correction == .naive ? .warning : .good), attributes: .bold)))
         }
         // The curve list: glyph, number, label, barrier on each data set.

@@ -16,9 +16,11 @@ package struct SoupState: Sendable {
     package var method: ExplorerEngine.SoupMethod = .weighted
     /// Merge B aligned to A (after matching) instead of B as loaded.
     package var useAligned = false
-    /// BatchNorm networks (b): the merged model's running statistics recomputed on the train set before it is
-    /// evaluated and exported.
-    package var bnReset = false
+    /// BatchNorm networks (b, as in the path view): the merged model as merged (naive), with its running
+    /// statistics recomputed on the train set (BN reset), or REPAIRed to the weighted mean of the models'
+    /// statistics (weighted soup and SLERP), before it is evaluated and exported.
+    package var correction: ExplorerEngine.Correction = .naive
+    package var bnReset: Bool { correction == .bnReset }
     package var selected = 0
     package var metrics: [Metrics]?
     package var error: String?
@@ -89,7 +91,7 @@ enum SoupView: ExplorerViewModule {
         m.bind([.char("N")], .previousMethod, "previous merge method", context: soup)
         m.bind([.char("u")], .uniformSoup, "uniform soup", hint: "uniform", context: soup)
         m.bind([.char("g")], .greedySoup, "greedy soup", hint: "greedy", context: soup)
-        m.bind([.char("b")], .bnMode, "BatchNorm: the merged model's BN statistics reset on train (on / off)", hint: "BN", context: soup)
+        m.bind([.char("b")], .bnMode, "BatchNorm: the merged model naive / BN reset / REPAIR", hint: "BN", context: soup)
     }
 
     static let hints: [ExplorerAction] = [.help, .quit, .down, .right, .nextMethod, .uniformSoup, .greedySoup, .aligned, .export,
@@ -128,14 +130,19 @@ enum SoupView: ExplorerViewModule {
             app.recomputeSoup()
             if app.engine.models.count == 3 { fx += app.startTriangle() }
         case .bnMode:
-            guard app.engine.hasBatchNorm else {
+            let all = app.engine.corrections
+            guard all.count > 1 else {
                 app.state.soup.note = "no BatchNorm in this network: the merged model needs no statistics reset"
                 return []
             }
-            app.state.soup.bnReset.toggle()
-            app.state.soup.note = app.state.soup.bnReset
-                ? "BN statistics of the merged model recomputed on \(app.engine.correctionDataName) (b: off)"
-                : "BN statistics merged like every other tensor (b: reset them)"
+            let next = all[((all.firstIndex(of: app.state.soup.correction) ?? 0) + 1) % all.count]
+            app.state.soup.correction = next
+            let train = app.engine.correctionDataName
+            switch next {
+            case .naive: app.state.soup.note = "BN statistics merged like every other tensor (b: reset them)"
+            case .bnReset: app.state.soup.note = "BN statistics of the merged model recomputed on \(train) (b: REPAIR)"
+            case .repair: app.state.soup.note = "REPAIR: each channel renormalised to the weighted mean of the models' statistics (b: naive)"
+            }
             app.recomputeSoup()
             if app.engine.models.count == 3 { fx += app.startTriangle() }
         case .uniformSoup:
@@ -225,19 +232,40 @@ extension ExplorerApp {
         return (state.alignments[state.reference] ?? [:]).mapValues { $0.result.aligned }
     }
 
-    /// The soup as evaluated (and exported): the merge, with its BN statistics reset when b is on.
+    /// The soup as evaluated (and exported): the merge, with its BN statistics reset or REPAIRed (folded into its
+    /// tensors) as b says.
     func mergedSoup() throws -> ParameterSet {
-        let merged = try engine.merge(state.soup.method, coefficients: state.soup.coefficients, lambda: state.soup.lambda,
-                                      density: state.soup.density, replacing: soupReplacements)
-        guard state.soup.bnReset, let reset = engine.bnReset else { return merged }
-        return reset.apply(merged)
+        let s = state.soup
+        let merged = try engine.merge(s.method, coefficients: s.coefficients, lambda: s.lambda, density: s.density, replacing: soupReplacements)
+        return try engine.correctedSoup(merged, correction: s.correction, method: s.method, coefficients: s.coefficients, lambda: s.lambda,
+                                        density: s.density, statistics: s.correction == .repair ? soupStatistics() : [])
+    }
+
+    /// The key of model i's REPAIR statistics: the model as loaded, or its aligned copy when the soup uses it.
+    func soupStatisticsKey(_ i: Int) -> String { soupReplacements[i] != nil ? "\(i):aligned" : "\(i)" }
+
+    /// Every ingredient's REPAIR statistics (one eval pass over the train set each), from the cache when measured.
+    func soupStatistics() -> [Repair.Statistics] {
+        guard let repair = engine.repair else { return [] }
+        let replacing = soupReplacements
+        return engine.models.indices.map { soupRepairStatistics[soupStatisticsKey($0)] ?? repair.statistics(replacing[$0] ?? engine.params[$0]) }
+    }
+
+    /// Measures and keeps the statistics `soupStatistics` needs (before the soup is corrected, so each ingredient
+    /// is measured once, not at every slider step).
+    mutating func cacheSoupStatistics() {
+        guard state.soup.correction == .repair, let repair = engine.repair else { return }
+        let replacing = soupReplacements
+        for i in engine.models.indices where soupRepairStatistics[soupStatisticsKey(i)] == nil {
+            soupRepairStatistics[soupStatisticsKey(i)] = repair.statistics(replacing[i] ?? engine.params[i])
+        }
     }
 
     /// What identifies the soup as evaluated: method, coefficients, lambda, density, aligned ingredients, BN reset.
     var soupSignature: String {
         let s = state.soup
         let aligned = soupReplacements.keys.sorted().map { "\($0):\(state.alignments[state.reference]?[$0]?.strategy.rawValue ?? "")" }
-        return "\(s.method.rawValue) \(s.coefficients) \(s.lambda) \(s.density) \(aligned) \(s.bnReset)"
+        return "\(s.method.rawValue) \(s.coefficients) \(s.lambda) \(s.density) \(aligned) \(s.correction.rawValue)"
     }
 
     /// `--evaluate CMD`: when the soup has not been evaluated this session, is not being evaluated and fewer than
@@ -405,6 +433,7 @@ extension ExplorerApp {
 
     /// The merged model is evaluated synchronously (about a millisecond on the sample models).
     mutating func recomputeSoup() {
+        cacheSoupStatistics()
         do {
             state.soup.metrics = engine.evaluateSoup(try mergedSoup())
             state.soup.error = nil
@@ -422,7 +451,9 @@ extension ExplorerApp {
         let method = state.soup.method, lambda = state.soup.lambda, density = state.soup.density
         let engine = self.engine
         let replacing = soupReplacements
-        let reset = state.soup.bnReset ? engine.bnReset : nil
+        let correction = state.soup.correction
+        cacheSoupStatistics()
+        let statistics = correction == .repair ? soupStatistics() : []
         let (id, flag) = beginJob("soup triangle")
         let n = 16
         return [.spawn { inbox in
@@ -431,7 +462,8 @@ extension ExplorerApp {
                     inbox.post(.jobProgress(id: id, fraction: Double(done) / Double(total), detail: ""))
                 } merge: { w in
                     let merged = try engine.merge(method, coefficients: w, lambda: lambda, density: density, replacing: replacing)
-                    return reset.map { $0.apply(merged) } ?? merged
+                    return try engine.correctedSoup(merged, correction: correction, method: method, coefficients: w, lambda: lambda,
+                                                    density: density, statistics: statistics)
                 }
                 guard let simplex else { return inbox.post(.jobFinished(id: id, note: "soup triangle cancelled")) }
                 inbox.post(.soupTriangle(simplex.loss))
@@ -517,8 +549,7 @@ package enum SoupRenderer {
         let s = state.soup
         let glyphs = context.glyphs
         let hasTriangle = state.modelNames.count == 3
-        let bn = state.batchNorm == nil ? "" : (s.bnReset ? " · BN reset (b)" : " · BN naive (b)")
-        let lb = Block(title: TextWidth.fit("soup · \(s.method.label) (n)" + (s.useAligned ? " · aligned to \(state.modelNames[state.reference]) (a)" : "") + bn, to: max(0, layout.left.width - 6), ellipsis: glyphs.ellipsis))
+        let lb = Block(title: TextWidth.fit("soup · \(s.method.label) (n)" + (s.useAligned ? " · aligned to \(state.modelNames[state.reference]) (a)" : ""), to: max(0, layout.left.width - 6), ellipsis: glyphs.ellipsis))
         lb.render(into: &buffer, area: layout.left, context: context)
         let li = lb.inner(layout.left).inset(left: 1, right: 1)
         // Method strip.
@@ -539,6 +570,12 @@ package enum SoupRenderer {
         var y = layout.below
         let total = s.coefficients.reduce(0, +)
         let muted = Style(fg: .role(.muted))
+        // BatchNorm networks: the BN mode (b), shown as the path view shows its selected curve's.
+        if let train = state.batchNorm, y < li.maxY {
+            buffer.writeFitted(s.correction.modeLine(train: state.dataNames.first ?? train), in: li.row(y - li.y),
+                               style: Style(fg: .role(s.correction == .naive ? .warning : .good), attributes: .bold), glyphs: glyphs)
+            y += 1
+        }
         if s.method == .weighted, y < li.maxY {
             buffer.writeFitted("normalised weights: " + s.coefficients.map { fmt(total > 0 ? $0 / total : 0, 2) }.joined(separator: " "), in: li.row(y - li.y), style: muted, glyphs: glyphs)
             y += 1

@@ -30,6 +30,14 @@ public struct CombinationCorrection: Sendable {
         }
     }
 
+    /// A correction whose models' REPAIR statistics were measured before (`repair.statistics(model)` for each, in
+    /// order), e.g. cached by a UI that corrects many combinations of the same models.
+    public init(_ correction: PointCorrection, statistics: [Repair.Statistics]) {
+        self.correction = correction
+        modelCount = statistics.count
+        if case .repair = correction { self.statistics = statistics } else { self.statistics = [] }
+    }
+
     /// REPAIR's goal for a combination with `weights` (one per model, summing to 1); nil for other corrections.
     public func repairGoal(weights: [Double]) throws -> Repair.Statistics? {
         guard !statistics.isEmpty else { return nil }
