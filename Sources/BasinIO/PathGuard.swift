@@ -114,8 +114,11 @@ public enum OutputGuard {
             }
             if let family = layout.family {
                 if let clash = ins.first(where: { family.contains($0) }) {
-                    throw BasinIOError(.wouldOverwriteInput, file: target.url.path,
-                                       "refusing to write here: a shard or index of this output would replace \(clash.url.path), an input of this command")
+                    // A folder output may write weights, shards, index, config and tokenizer files, so no input may
+                    // live in it; say that, rather than claim the input itself would be replaced.
+                    throw BasinIOError(.wouldOverwriteInput, file: target.url.path, family.stem == nil
+                        ? "refusing to write here: the folder holds \(clash.url.path), an input of this command (a folder output gets weights, config and tokenizer files, so it may hold no input; choose another folder)"
+                        : "refusing to write here: a shard or index of this output would replace \(clash.url.path), an input of this command")
                 }
                 // Hard links: an existing file of the family that is an input under another name.
                 for existing in family.existingMembers() {

@@ -71,6 +71,14 @@ final class ReliabilityTests: XCTestCase {
         try FileManager.default.removeItem(at: shard)
         try FileManager.default.linkItem(at: elsewhere, to: shard)
         XCTAssertEqual(kind { try OutputGuard.check(outputs: [.checkpoint(folder)], inputs: [elsewhere]) }, .wouldOverwriteInput)
+        // A folder output holding an input the merge would not replace (the recipe beside the models): refused,
+        // and the message says why (the folder may hold no input), not that the recipe would be replaced.
+        let recipe = folder.appendingPathComponent("recipe.yml")
+        try Data("merge_method: linear\n".utf8).write(to: recipe)
+        XCTAssertThrowsError(try OutputGuard.check(outputs: [.checkpoint(folder)], inputs: [recipe])) { e in
+            XCTAssertEqual((e as? BasinIOError)?.kind, .wouldOverwriteInput)
+            XCTAssertTrue("\(e)".contains("refusing to write here: the folder holds") && !"\(e)".contains("would replace"), "\(e)")
+        }
         // Unrelated inputs are fine; a regular file is no folder for a sharded output.
         XCTAssertNoThrow(try OutputGuard.check(outputs: [.checkpoint(self.url("fresh"))], inputs: [elsewhere]))
         XCTAssertEqual(kind { try OutputGuard.check(outputs: [.checkpoint(elsewhere.deletingPathExtension())], inputs: []) }, nil)
