@@ -50,9 +50,10 @@ final class MergekitParityTests: XCTestCase {
             }
             XCTAssertLessThanOrEqual(worst, 1e-6, "\(name): max |basin - mergekit| = \(worst) at \(worstTensor)")
             report.append("\(name) \(worst)")
-            // config.json: the donor's, with the new layer count for passthrough.
-            let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as! NSDictionary
-            let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.folder.appendingPathComponent("mergekit/\(name)/config.json"))) as! NSDictionary
+            // config.json: the donor's, with the new layer count for passthrough, byte for byte as mergekit (through
+            // save_pretrained) writes it. Comparing parsed dictionaries let 0.0 and 10000.0 come out as integers.
+            let config = try String(contentsOf: out.appendingPathComponent("config.json"), encoding: .utf8)
+            let expected = try String(contentsOf: Self.folder.appendingPathComponent("mergekit/\(name)/config.json"), encoding: .utf8)
             XCTAssertEqual(config, expected, name)
             XCTAssertEqual((ours as? HuggingFaceModel)?.metadata["format"], "pt")
         }
@@ -60,11 +61,12 @@ final class MergekitParityTests: XCTestCase {
     }
 
     /// bf16 output: computed in float32 and rounded once, every element is mergekit's float32 result rounded to bf16
-    /// or one bf16 step from it.
+    /// or one bf16 step from it (every deterministic method; karcher's float32 differences of up to 7e-7 move 3 of
+    /// 77,504 elements one step).
     func testBF16OutputsRoundOnce() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        for name in ["linear", "task_arithmetic", "ties"] {
+        for name in Self.deterministic {
             let out = dir.appendingPathComponent(name)
             _ = try merge(name, into: out) { $0.outDType = .bf16 }
             let ours = try ModelFile.open(out), theirs = try ModelFile.open(Self.folder.appendingPathComponent("mergekit/\(name)"))

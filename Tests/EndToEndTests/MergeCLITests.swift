@@ -252,6 +252,41 @@ final class MergekitWorkflowCLITests: XCTestCase {
         XCTAssertNotEqual(c.status, 0)
         XCTAssertTrue(c.stderr.contains("one JSON object") && c.stderr.contains("accuracy is 0.7"), c.stderr)
     }
+
+    /// As a mergekit user runs them: every mergekit fixture recipe through the `basin` binary from the folder
+    /// mergekit ran in. Each deterministic output is within 1e-6 of mergekit's, its config.json is mergekit's byte
+    /// for byte; dare_ties with mergekit's `--random-seed 0` rebuilds the same bytes.
+    func testEveryMergekitFixtureRecipeThroughTheCommand() throws {
+        let fixtures = Fixtures.url("transformers")
+        let recipes = try FileManager.default.contentsOfDirectory(atPath: fixtures.appendingPathComponent("mergekit").path)
+            .filter { $0.hasSuffix(".yml") }.sorted()
+        XCTAssertEqual(recipes.count, 10)
+        for file in recipes {
+            let name = String(file.dropLast(4))
+            let out = dir.appendingPathComponent(name)
+            let r = try BasinBinary.run(["merge", "mergekit/\(file)", out.path, "--random-seed", "0"], currentDirectory: fixtures)
+            XCTAssertEqual(r.status, 0, "\(name): \(r.stderr)")
+            let theirs = fixtures.appendingPathComponent("mergekit/\(name)")
+            XCTAssertEqual(try String(contentsOf: out.appendingPathComponent("config.json"), encoding: .utf8),
+                           try String(contentsOf: theirs.appendingPathComponent("config.json"), encoding: .utf8), name)
+            let ours = try ModelFile.open(out), reference = try ModelFile.open(theirs)
+            XCTAssertEqual(Set(ours.names), Set(reference.names), name)
+            if name == "dare_ties" {
+                let again = dir.appendingPathComponent("dare_ties-again")
+                XCTAssertEqual(try BasinBinary.run(["merge", "mergekit/\(file)", again.path, "--random-seed", "0"], currentDirectory: fixtures).status, 0)
+                XCTAssertEqual(try Data(contentsOf: again.appendingPathComponent("model.safetensors")),
+                               try Data(contentsOf: out.appendingPathComponent("model.safetensors")), "same seed, same bytes")
+                continue
+            }
+            var worst: Float = 0
+            for n in reference.names {
+                let a = try ours.tensor(n), b = try reference.tensor(n)
+                XCTAssertEqual(a.shape, b.shape, "\(name) \(n)")
+                for j in 0..<b.count { worst = max(worst, abs(a[j] - b[j])) }
+            }
+            XCTAssertLessThanOrEqual(worst, 1e-6, name)
+        }
+    }
 }
 
 /// docs/examples/evaluate-lm-eval.sh against a stand-in for lm_eval that writes results as lm-evaluation-harness does.

@@ -195,8 +195,8 @@ public enum MergeExecutor {
                 let key = ["num_hidden_layers", "n_layer", "num_layers"].first { config[$0] != nil } ?? "num_hidden_layers"
                 config[key] = layers
             }
-            let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-            files.append((HuggingFaceModel.configName, data + Data("\n".utf8)))
+            // As save_pretrained writes it (floats stay floats: Foundation's writer made 0.0 and 10000.0 integers).
+            files.append((HuggingFaceModel.configName, ConfigJSON.encode(config)))
         }
         var tokenizerModel: HuggingFaceModel?
         switch plan.recipe.tokenizerSource {
