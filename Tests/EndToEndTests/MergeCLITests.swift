@@ -287,6 +287,29 @@ final class MergekitWorkflowCLITests: XCTestCase {
             XCTAssertLessThanOrEqual(worst, 1e-6, name)
         }
     }
+
+    /// A base named by its .safetensors file (not its folder) still gives a folder output a config.json: the first
+    /// Hugging Face folder's among the inputs. tokenizer_source: base still means the base's own tokenizer.
+    func testAFolderOutputGetsAConfigWhenTheBaseIsAFile() throws {
+        let fixtures = Fixtures.url("transformers")
+        let recipe = dir.appendingPathComponent("r.yml")
+        try """
+        merge_method: task_arithmetic
+        base_model: ./llama-tiny-base/model.safetensors
+        models:
+          - {model: ./llama-tiny-ft-add, parameters: {weight: 1.0}}
+          - {model: ./llama-tiny-ft-sub/model.safetensors, parameters: {weight: 1.0}}
+        parameters: {lambda: 0.5}
+        out_dtype: bfloat16
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("out")
+        let r = try BasinBinary.run(["merge", recipe.path, out.path], currentDirectory: fixtures)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let config = try String(contentsOf: out.appendingPathComponent("config.json"), encoding: .utf8)
+        let donor = try String(contentsOf: fixtures.appendingPathComponent("llama-tiny-ft-add/config.json"), encoding: .utf8)
+        XCTAssertEqual(config, donor.replacingOccurrences(of: "\"dtype\": \"float32\"", with: "\"dtype\": \"bfloat16\""))
+        XCTAssertNotNil(try ModelFile.open(out) as? HuggingFaceModel)
+    }
 }
 
 /// docs/examples/evaluate-lm-eval.sh against a stand-in for lm_eval that writes results as lm-evaluation-harness does.

@@ -184,8 +184,11 @@ public enum MergeExecutor {
         }
         var files: [(name: String, data: Data)] = []
         let donor = plan.donor.flatMap { plan.sources[$0] as? HuggingFaceModel }
-        if let donor {
-            var config = donor.config()
+        // A base (or first model) named by its .safetensors file has no config.json; the folder output then takes
+        // the first Hugging Face folder's among the inputs (they share the architecture), so it is still a model
+        // folder. The tokenizer still comes only from the donor (tokenizer_source: base means the base's).
+        if let configDonor = donor ?? plan.sources.lazy.compactMap({ $0 as? HuggingFaceModel }).first {
+            var config = configDonor.config()
             if let d = plan.recipe.outputDType {
                 let name = MergeRecipe.mergekitName(d)
                 if config["torch_dtype"] != nil { config["torch_dtype"] = name }
