@@ -24,6 +24,9 @@ struct LandscapeCommand: ParsableCommand {
             basin landscape A B C --data D              plane through three models (path A -> B -> C drawn)
             basin landscape A B --bends F --data D      plane through A, the fitted bend of F and B (the curve drawn)
             basin landscape A --data D [--seed S]       plane around A along two random filter-normalised directions
+            With --bn-reset TRAIN (networks with BatchNorm) every grid point's BatchNorm statistics are recomputed on
+            TRAIN first, as `basin path --bn-reset` does (REPAIR has no goal on a plane: its points are no weighted
+            mean of models).
             """)
 
     @Argument(help: "One, two or three models (see above).")
@@ -50,6 +53,12 @@ struct LandscapeCommand: ParsableCommand {
     @Option(help: "Margin around the three points, as a fraction of their bounding box (models and bend planes).")
     var margin: Double = 0.2
 
+    @Option(name: .customLong("bn-reset"), help: ArgumentHelp("Recompute every BatchNorm's running statistics of each grid point over this data set (as torch.optim.swa_utils.update_bn and `basin path --bn-reset`) before evaluating it.", valueName: "TRAIN"))
+    var bnReset: String?
+
+    @Option(name: .customLong("bn-batch"), help: "Batch size of the BatchNorm reset pass.")
+    var bnBatch: Int = 64
+
     @OptionGroup var arch: ArchitectureOptions
     @OptionGroup var output: AnalysisOutputOptions
 
@@ -65,6 +74,7 @@ struct LandscapeCommand: ParsableCommand {
         // Li et al. plot spans of about 1; at 10^30 every point's weights overflow and the grid is all NaN.
         guard span > 0, span <= 1000 else { throw ValidationError("--span must be above 0 and at most 1000 (got \(span))") }
         guard margin >= 0, margin <= 10 else { throw ValidationError("--margin must be between 0 and 10 (got \(margin))") }
+        try Check.range(bnBatch, 1...Check.maxBatch, "--bn-batch")
         switch resolvedPlane {
         case .models:
             guard models.count == 3 else { throw ValidationError("the models plane passes through three models (got \(models.count))") }
@@ -84,6 +94,8 @@ struct LandscapeCommand: ParsableCommand {
         var data: String
         var grid: Int
         var seed: UInt64?
+        /// `naive` (running statistics interpolated like every tensor) or `bn_reset`.
+        var correction: String
         var xs: [Double]
         var ys: [Double]
         var loss: [[Double?]]
@@ -106,6 +118,7 @@ struct LandscapeCommand: ParsableCommand {
         try io.files([data])
         try io.file(bends)
         try io.file(arch.archFile)
+        try io.file(bnReset)
         output.plan(&io)
         try io.check()
         let inputs = io.inputs
@@ -114,6 +127,12 @@ struct LandscapeCommand: ParsableCommand {
         try LoadedModel.check(dataset, fits: loaded[0])
         let p = loaded.map(\.params)
         let names = models.map(shortName)
+        var reset: BatchNormReset?
+        if let bnReset {
+            let train = try Dataset(path: bnReset)
+            try LoadedModel.check(train, fits: loaded[0])
+            reset = try BatchNormReset(network: loaded[0].network, data: train, batchSize: bnBatch, model: loaded[0].path)
+        }
 
         let weightPlane: WeightPlane, labels: [String], drawn: ModelPath?, title: String
         switch resolvedPlane {
@@ -140,8 +159,12 @@ struct LandscapeCommand: ParsableCommand {
         }
 
         let progress = ProgressLine(output)
+        func point(_ x: Double, _ y: Double) -> ParameterSet {
+            let q = weightPlane.point(x: x, y: y)
+            return reset.map { $0.apply(q) } ?? q
+        }
         guard let landscape = try LossLandscape.compute(plane: weightPlane, network: loaded[0].network, data: dataset, resolution: grid,
-                                                        onRow: { r, _ in progress.show("row \(r + 1)/\(grid)") }) else { return }
+                                                        reset: reset, onRow: { r, _ in progress.show("row \(r + 1)/\(grid)") }) else { return }
         progress.clear()
         let anchors = zip(weightPlane.anchors, labels).map { FigureAnchor(x: $0.0.x, y: $0.0.y, label: $0.1) }
         let path = drawn.map { d in (0...60).map { weightPlane.project(d.parameters(at: Double($0) / 60)) }.map { FigureAnchor(x: $0.x, y: $0.y, label: "") } } ?? []
@@ -152,14 +175,14 @@ struct LandscapeCommand: ParsableCommand {
                 best = Minimum(x: landscape.xs[c], y: landscape.ys[r], loss: v, accuracy: landscape.accuracy[r][c])
             }
         }
-        let figure = Figure(title: "\(dataset.name) loss · \(title)", valueLabel: "\(dataset.name) loss",
+        let figure = Figure(title: "\(dataset.name) loss · \(title)" + (reset == nil ? "" : " · BN reset"), valueLabel: "\(dataset.name) loss",
                             xLabel: resolvedPlane == .random ? "direction 1" : "x (weight-space distance)",
                             yLabel: resolvedPlane == .random ? "direction 2" : "y (weight-space distance)",
                             body: .heatmap(values: landscape.loss, x: weightPlane.xRange, y: weightPlane.yRange, anchors: anchors, path: path))
 
         if output.json {
             try printJSON(Report(plane: resolvedPlane, models: models, data: dataset.name, grid: grid,
-                                 seed: resolvedPlane == .random ? seed : nil, xs: landscape.xs, ys: landscape.ys,
+                                 seed: resolvedPlane == .random ? seed : nil, correction: reset == nil ? "naive" : "bn_reset", xs: landscape.xs, ys: landscape.ys,
                                  loss: finite(landscape.loss), accuracy: finite(landscape.accuracy), anchors: anchors, path: path,
                                  minimum: best))
         } else if output.csv {
@@ -171,7 +194,7 @@ struct LandscapeCommand: ParsableCommand {
             print(figure.text(width: 72, height: 24))
             print("")
             for a in anchors {
-                let m = loaded[0].network.evaluate(weightPlane.point(x: a.x, y: a.y), on: dataset)
+                let m = loaded[0].network.evaluate(point(a.x, a.y), on: dataset)
                 print(String(format: "%@ at (%.4f, %.4f): loss %.5f, accuracy %.4f", a.label, a.x, a.y, m.loss, m.accuracy))
             }
             print(String(format: "lowest grid loss %.5f (accuracy %.4f) at (%.4f, %.4f)", best.loss, best.accuracy, best.x, best.y))

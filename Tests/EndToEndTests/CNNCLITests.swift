@@ -258,6 +258,29 @@ final class CNNCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("fail.recipe.yaml").path))
     }
 
+    /// `basin landscape --bn-reset TRAIN`: every grid point's BatchNorm statistics recomputed first, so the
+    /// random plane's centre (model A itself) scores what `basin path --bn-reset` gives at t = 0; the naive grid
+    /// does not; a network without BatchNorm is refused, naming it.
+    func testLandscapeWithBatchNormReset() throws {
+        let arch = Fixtures.url("cnn/vgg.arch.json").path
+        let a = Fixtures.url("cnn/vgg-seed0.safetensors").path, b = Fixtures.url("cnn/vgg-seed1.safetensors").path
+        let reset = try runJSON(["landscape", a, "--arch", arch, "--data", Fixtures.digitsTest.path, "--grid", "3",
+                                 "--bn-reset", Fixtures.digitsTrain.path, "--json"]) as! [String: Any]
+        XCTAssertEqual(reset["correction"] as? String, "bn_reset")
+        let naive = try runJSON(["landscape", a, "--arch", arch, "--data", Fixtures.digitsTest.path, "--grid", "3", "--json"]) as! [String: Any]
+        XCTAssertEqual(naive["correction"] as? String, "naive")
+        let path = try runJSON(["path", a, b, "--arch", arch, "--data", Fixtures.digitsTest.path, "--bn-reset", Fixtures.digitsTrain.path,
+                                "--points", "2", "--json"]) as! [String: Any]
+        let start = (path["points"] as! [[String: Any]])[0]
+        let centre = ((reset["loss"] as! [[Double]])[1][1], (naive["loss"] as! [[Double]])[1][1])
+        XCTAssertEqual(centre.0, start["loss"] as! Double, accuracy: 1e-5)
+        XCTAssertNotEqual(centre.0, centre.1, accuracy: 1e-6, "the reset endpoint differs from the trained one")
+        let mlp = try BasinBinary.run(["landscape", Fixtures.mlpSeed0.path, "--data", Fixtures.digitsTest.path, "--grid", "2",
+                                       "--bn-reset", Fixtures.digitsTrain.path])
+        XCTAssertNotEqual(mlp.status, 0)
+        XCTAssertTrue(mlp.stderr.contains("BatchNorm"), mlp.stderr)
+    }
+
     /// `basin fit --bn-reset`: the report's straight line is PyTorch's BN-reset path (1e-3 at t = 0, 1/4, ..., 1)
     /// and the fitted curve's points are what `basin path --bends --bn-reset` gives for the written bends.
     func testFitReportWithBatchNormReset() throws {

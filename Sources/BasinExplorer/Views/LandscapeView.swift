@@ -35,6 +35,9 @@ package struct LandscapeState: Sendable {
     package var plane: LandscapePlane?
     /// Seed of the random directions (d draws the next).
     package var seed: UInt64 = 0
+    /// BatchNorm networks (b): every grid point's statistics recomputed on the train set (as `basin path
+    /// --bn-reset`), else interpolated like every other tensor.
+    package var bnReset = false
 }
 
 enum LandscapeView: ExplorerViewModule {
@@ -42,6 +45,7 @@ enum LandscapeView: ExplorerViewModule {
         m.bind([.char("r")], .computeLandscape, "compute the landscape plane", hint: "compute", context: land)
         m.bind([.char("o")], .otherPlane, "switch plane (bend / three models / aligned / random directions)", hint: "plane", context: land)
         m.bind([.char("d")], .randomPlane, "random filter-normalised directions around A (again: the next seed)", hint: "random", context: land)
+        m.bind([.char("b")], .bnMode, "BatchNorm: every grid point naive / BN reset on train (computed again)", hint: "BN", context: land)
     }
 
     static let hints: [ExplorerAction] = [.help, .quit, .computeLandscape, .otherPlane, .randomPlane, .fit(.bezier), .match(.weight), .export, .nextView]
@@ -53,6 +57,13 @@ enum LandscapeView: ExplorerViewModule {
         case .randomPlane:
             if app.state.landscape.plane == .random { app.state.landscape.seed &+= 1 }
             app.state.landscape.plane = .random
+            return app.startLandscape()
+        case .bnMode:
+            guard app.engine.hasBatchNorm else {
+                app.state.lastJobNote = "no BatchNorm in this network: its points need no statistics reset"
+                return []
+            }
+            app.state.landscape.bnReset.toggle()
             return app.startLandscape()
         case .aligned:
             if app.landscapePlanes.contains(.aligned) {
@@ -101,6 +112,7 @@ extension ExplorerApp {
         if next { choice = (choice + 1) % available.count }
         let which = available[choice]
         let seed = state.landscape.seed
+        let bnReset = state.landscape.bnReset && engine.hasBatchNorm
         var points: [ParameterSet] = [], labels: [String], title: String
         let drawn: ModelPath?
         switch which {
@@ -148,8 +160,10 @@ extension ExplorerApp {
         if let drawn {
             l.path = (0...40).map { plane.project(drawn.parameters(at: Double($0) / 40)) }.map { (x: $0.x, y: $0.y) }
         }
-        // BatchNorm networks: every point is evaluated with its running statistics as interpolated (no reset).
-        l.title = title + (engine.hasBatchNorm ? " · BN naive" : "") + (available.count > 1 ? "  (o: other plane)" : "")
+        // BatchNorm networks: every point evaluated with its running statistics as interpolated, or recomputed (b).
+        let bn = !engine.hasBatchNorm ? "" : bnReset ? " · BN reset" : " · BN naive"
+        l.title = title + bn + (available.count > 1 ? "  (o: other plane)" : "")
+        l.bnReset = bnReset
         l.generation = gen
         l.plane = which
         l.seed = seed
@@ -160,7 +174,7 @@ extension ExplorerApp {
         return [.spawn { inbox in
             do {
                 let done = try LossLandscape.compute(plane: plane, network: engine.network, data: engine.shownData, resolution: n,
-                                                     cancel: flag) { r, row in
+                                                     reset: bnReset ? engine.bnReset : nil, cancel: flag) { r, row in
                     inbox.post(.landscapeRow(generation: gen, row: r, row.map(\.loss)))
                     inbox.post(.jobProgress(id: id, fraction: Double(r + 1) / Double(n), detail: "row \(r + 1)/\(n)"))
                 }
@@ -213,6 +227,11 @@ enum LandscapeRenderer {
             if let c = cell(a.x, a.y) {
                 buffer.write(a.label, x: c.x, y: c.y, style: Style(fg: .role(.marker), bg: .role(.background), attributes: .bold), clip: cells)
             }
+        }
+        // BatchNorm networks: the BN mode (b), as the path and soup views show theirs, beside the colour bar.
+        if state.batchNorm != nil, mapArea.height > 0 {
+            let mode = (l.bnReset ? ExplorerEngine.Correction.bnReset : .naive).modeLine(train: state.dataNames.first ?? "train")
+            buffer.write(" " + mode, in: mapArea.row(mapArea.height - 1), style: Style(fg: .role(l.bnReset ? .good : .warning), attributes: .bold), alignment: .right)
         }
         if l.filled < l.grid.count {
             buffer.write(" filling \(l.filled)/\(l.grid.count) rows ", in: inner.row(0), style: Style(fg: .role(.warning)), alignment: .right)

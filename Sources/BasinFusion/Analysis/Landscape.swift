@@ -92,16 +92,23 @@ public struct LossLandscape: Sendable {
     }
 
     /// Evaluates the network at every grid point, row by row from the top, calling `onRow` after each row.
-    /// Returns nil when `cancel` is set (checked between rows).
+    /// With `reset` (networks with BatchNorm), every point's BatchNorm statistics are recomputed first, as
+    /// `basin path --bn-reset` does for a point of a path (one train-mode pass over the reset's data per point);
+    /// without it a point's running statistics are the plane's combination of the anchors'. Returns nil when
+    /// `cancel` is set (checked between points).
     public static func compute(plane: WeightPlane, network: Network, data: Dataset, resolution n: Int,
-                               cancel: CancellationFlag? = nil,
+                               reset: BatchNormReset? = nil, cancel: CancellationFlag? = nil,
                                onRow: (_ row: Int, _ metrics: [Metrics]) -> Void = { _, _ in }) throws -> LossLandscape? {
         guard n >= 2 else { throw AnalysisError(.invalidArgument, "a landscape grid needs at least 2 points per side (got \(n))") }
         let (xs, ys) = axes(plane, resolution: n)
         var loss: [[Double]] = [], accuracy: [[Double]] = []
         for (r, y) in ys.enumerated() {
-            if cancel?.isCancelled == true { return nil }
-            let row = xs.map { x in network.evaluate(plane.point(x: x, y: y), on: data) }
+            var row: [Metrics] = []
+            for x in xs {
+                if cancel?.isCancelled == true { return nil }
+                let p = plane.point(x: x, y: y)
+                row.append(network.evaluate(reset.map { $0.apply(p) } ?? p, on: data))
+            }
             loss.append(row.map(\.loss))
             accuracy.append(row.map(\.accuracy))
             onRow(r, row)
