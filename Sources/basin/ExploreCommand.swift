@@ -120,21 +120,34 @@ struct ExploreCommand: ParsableCommand {
     }
 
     /// Runs the explorer on the terminal until it quits, then ends the process.
-    static func runExplorer(engine: ExplorerEngine, options: ExplorerOptions, theme: String?) throws -> Never {
+    /// Runs the explorer until it quits. `next` may then give another session to open on the same terminal
+    /// (`basin lesson` going on from the MLP samples to the CNN samples); nil ends the process.
+    static func runExplorer(engine: ExplorerEngine, options: ExplorerOptions, theme: String?,
+                            next: (ExplorerApp) throws -> (ExplorerEngine, ExplorerOptions)? = { _ in nil }) throws -> Never {
         let themeValue = try ThemeLoader.resolve(choice: theme, executablePath: SampleSession.executablePath)
         let terminal = try CursesTerminal(theme: themeValue)
-        let app = ExplorerApp(engine: engine, options: options, size: terminal.size)
-        let loop = RunLoop(app: app, pollTimeoutMs: 30)
-        let final: ExplorerApp
-        do { final = try loop.run(on: terminal) } catch {
-            terminal.shutdown()
-            loop.app.stopExternalEvaluations()
-            throw error
+        var session = (engine, options)
+        while true {
+            let loop = RunLoop(app: ExplorerApp(engine: session.0, options: session.1, size: terminal.size), pollTimeoutMs: 30)
+            let final: ExplorerApp
+            let following: (ExplorerEngine, ExplorerOptions)?
+            do {
+                final = try loop.run(on: terminal)
+                following = try next(final)
+            } catch {
+                terminal.shutdown()
+                loop.app.stopExternalEvaluations()
+                throw error
+            }
+            guard let following else {
+                terminal.shutdown()
+                // A running evaluator (--evaluate) is stopped and its candidate folder removed before the process ends.
+                final.stopExternalEvaluations()
+                exitLeavingBackgroundThreads()
+            }
+            final.stopExternalEvaluations()
+            session = following
         }
-        terminal.shutdown()
-        // A running evaluator (--evaluate) is stopped and its candidate folder removed before the process ends.
-        final.stopExternalEvaluations()
-        exitLeavingBackgroundThreads()
     }
 }
 

@@ -7,10 +7,10 @@ import Foundation
 struct LessonCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lesson",
-        abstract: "A guided lesson over the sample models: the barrier between two seeds, why permutations exist, alignment, a fitted curve, a soup, the landscape; one step per screen (Enter or → goes on, ← back, L closes the lesson, q quits).",
-        discussion: "Runs the explorer on SampleModels/seeds/mlp-seed0 and mlp-seed1 with the digits splits (SampleModels is found next to the executable, or set BASIN_SAMPLES_DIR); with --cnn on SampleModels/cnn/vgg-seed0 and vgg-seed1 (a small CNN with BatchNorm), where the tour gains its BatchNorm-reset step. L starts the same lesson in any explorer session.")
+        abstract: "A guided lesson over the sample models: the barrier between two seeds, why permutations exist, alignment, a fitted curve, a soup, the landscape, then BatchNorm on two CNNs; one step per screen (Enter or → goes on, ← back, L closes the lesson, q quits).",
+        discussion: "Runs the explorer on SampleModels/seeds/mlp-seed0 and mlp-seed1 with the digits splits (SampleModels is found next to the executable, or set BASIN_SAMPLES_DIR); its last MLP step goes on to SampleModels/cnn/vgg-seed0 and vgg-seed1 (a small CNN with BatchNorm) for the BatchNorm steps, when those samples are there. With --cnn the whole tour runs on the CNN samples. L starts the session's lesson in any explorer session.")
 
-    @Flag(help: "Take the tour on the CNN samples (BatchNorm): it gains the step that resets BatchNorm statistics along the path.")
+    @Flag(help: "Take the whole tour on the CNN samples (BatchNorm) instead of the MLPs first.")
     var cnn = false
 
     @Option(help: "Theme name or .theme file (default: BASIN_THEME, then dark).")
@@ -25,23 +25,37 @@ struct LessonCommand: ParsableCommand {
 
     func run() throws {
         let samples = try SampleSession.locate()
-        let models = (cnn ? ["cnn/vgg-seed0.safetensors", "cnn/vgg-seed1.safetensors"] : ["seeds/mlp-seed0.safetensors", "seeds/mlp-seed1.safetensors"])
-            .map { samples.appendingPathComponent($0).path }
+        let mlp = ["seeds/mlp-seed0.safetensors", "seeds/mlp-seed1.safetensors"].map { samples.appendingPathComponent($0).path }
+        let cnnModels = ["cnn/vgg-seed0.safetensors", "cnn/vgg-seed1.safetensors"].map { samples.appendingPathComponent($0).path }
         let data = ["data/digits-train.safetensors", "data/digits-test.safetensors"].map { samples.appendingPathComponent($0).path }
-        let arch = cnn ? samples.appendingPathComponent("cnn/vgg.arch.json") : nil
-        if let arch, !FileManager.default.fileExists(atPath: arch.path) {
-            throw ValidationError("--cnn needs the CNN samples: \(arch.path) does not exist (SampleModels/generate.sh makes them)")
+        let arch = samples.appendingPathComponent("cnn/vgg.arch.json")
+        let cnnPresent = ([arch.path] + cnnModels).allSatisfy { FileManager.default.fileExists(atPath: $0) }
+        if cnn && !cnnPresent {
+            throw ValidationError("--cnn needs the CNN samples: \(arch.path) and \(cnnModels.joined(separator: ", ")) must exist (SampleModels/generate.sh makes them)")
         }
         var io = IOPlan()
-        try io.models(models)
+        try io.models(cnn ? cnnModels : mlp)
+        if cnnPresent && !cnn { try io.models(cnnModels) }
         try io.files(data)
-        try io.file(arch?.path)
+        try io.file(cnnPresent ? arch.path : nil)
         if let theme, theme.contains("/") || theme.hasSuffix(".theme") { try io.file(theme) }
         try io.check()
-        let engine = try ExplorerEngine.load(models: models, data: data, architecture: ArchitectureChoice(file: arch))
+        func cnnEngine() throws -> ExplorerEngine {
+            try ExplorerEngine.load(models: cnnModels, data: data, architecture: ArchitectureChoice(file: arch))
+        }
         var options = ExplorerOptions()
         options.fitEpochs = fitEpochs
         options.startWithLesson = true
-        try ExploreCommand.runExplorer(engine: engine, options: options, theme: theme)
+        if cnn {
+            try ExploreCommand.runExplorer(engine: try cnnEngine(), options: options, theme: theme)
+        }
+        // One tour: the MLPs, then (its last MLP step, Enter) the CNN samples on the same terminal.
+        options.lessonTour = cnnPresent ? .continuingOnCNN : .session
+        try ExploreCommand.runExplorer(engine: try ExplorerEngine.load(models: mlp, data: data), options: options, theme: theme) { final in
+            guard final.continueOnCNN else { return nil }
+            var next = options
+            next.lessonTour = .cnnPart
+            return (try cnnEngine(), next)
+        }
     }
 }

@@ -142,6 +142,38 @@ final class BatchNormExplorerTests: XCTestCase {
         assertFrame(d.frame(), "cnn-soup-bn-reset-100x30")
     }
 
+    /// b in the landscape view recomputes every grid point's BatchNorm statistics on the train set (in the
+    /// background, as every landscape), so the random plane's centre, model A itself, scores A after a reset.
+    func testLandscapeResetsEachPointsStatistics() throws {
+        var o = InlineDriver.fastOptions
+        o.pathPoints = 5
+        o.landscapeResolution = 5
+        var d = Driver(Self.engine, width: 100, height: 30, options: o)
+        d.keys(.char("v"), .char("v"), .char("v"))
+        XCTAssertEqual(d.app.state.view, .landscape)
+        XCTAssertEqual(d.app.state.landscape.plane, .random)
+        XCTAssertTrue(d.app.state.landscape.title.contains("BN naive"), d.app.state.landscape.title)
+        XCTAssertTrue(d.text().contains("BN: naive (b: reset)"), d.text())
+        let e = d.app.engine
+        let naive = d.app.state.landscape.grid[2][2]
+        XCTAssertEqual(naive, e.network.evaluate(e.params[0], on: e.shownData).loss, accuracy: 1e-5)
+        d.keys(.char("b"))
+        XCTAssertTrue(d.app.state.landscape.bnReset)
+        XCTAssertTrue(d.app.state.landscape.title.contains("BN reset"), d.app.state.landscape.title)
+        XCTAssertTrue(d.text().contains("BN: reset on train (b)"), d.text())
+        XCTAssertEqual(d.app.state.landscape.filled, 5)
+        let reset = try BatchNormReset(network: e.network, data: e.datasets[0])
+        XCTAssertEqual(d.app.state.landscape.grid[2][2], e.network.evaluate(reset.apply(e.params[0]), on: e.shownData).loss, accuracy: 1e-5)
+        XCTAssertNotEqual(d.app.state.landscape.grid[2][2], naive, accuracy: 1e-6)
+        assertFrame(d.frame(), "cnn-landscape-bn-reset-100x30")
+        // Another plane keeps the mode; b again goes back to the interpolated statistics.
+        d.keys(.char("d"))
+        XCTAssertTrue(d.app.state.landscape.bnReset)
+        d.keys(.char("b"))
+        XCTAssertFalse(d.app.state.landscape.bnReset)
+        XCTAssertTrue(d.app.state.landscape.title.contains("BN naive"))
+    }
+
     /// b in the soup view cycles naive / BN reset / REPAIR as in the path view; REPAIR's goal is the weighted mean
     /// of the models' statistics with the soup's weights (`basin soup --repair`), so the uniform soup of the two
     /// seeds is the REPAIR curve's midpoint; methods that add task vectors to a base have no such goal.
@@ -195,6 +227,40 @@ final class BatchNormExplorerTests: XCTestCase {
         XCTAssertEqual(d.app.state.lesson?.done, true)
         XCTAssertEqual(d.app.state.path.selected, .alignedLine.with(.bnReset))
         assertFrame(d.frame(), "cnn-lesson-bn-reset-100x30")
+    }
+
+    /// `basin lesson`'s CNN part, numbered after the MLP part: the CNN pair, m, 4, b on the path, then a and b in
+    /// the soup view; ← stays at its first step (the MLP part was another session); the last Enter ends it.
+    func testBasinLessonsCNNPartContinuesTheTour() throws {
+        var o = InlineDriver.fastOptions
+        o.pathPoints = 5
+        o.lessonTour = .cnnPart
+        o.startWithLesson = true
+        var d = Driver(Self.engine, width: 80, height: 24, options: o)
+        XCTAssertTrue(d.text().contains("Lesson 9/14 · Two CNNs with BatchNorm"), d.text())
+        assertFrame(d.frame(), "cnn-lesson-continued-80x24")
+        d.keys(.left)
+        XCTAssertEqual(d.app.state.lesson?.step, 0)
+        d.keys(.enter, .char("m"))
+        XCTAssertEqual(d.app.state.view, .permutation)
+        XCTAssertEqual(d.app.state.lesson?.done, true)
+        d.keys(.enter, .char("4"))
+        XCTAssertEqual(d.app.state.path.selected, .alignedLine)
+        d.keys(.enter)
+        XCTAssertTrue(d.text().contains("Lesson 12/14 · BatchNorm: reset the statistics"), d.text())
+        d.keys(.char("b"))
+        XCTAssertEqual(d.app.state.path.selected, .alignedLine.with(.bnReset))
+        d.keys(.enter, .char("a"), .char("b"))
+        XCTAssertEqual(d.app.state.view, .soup)
+        XCTAssertTrue(d.app.state.soup.useAligned)
+        XCTAssertEqual(d.app.state.soup.correction, .bnReset)
+        XCTAssertEqual(d.app.state.lesson?.done, true)
+        d.keys(.enter)
+        XCTAssertTrue(d.text().contains("Lesson 14/14"), d.text())
+        XCTAssertTrue(d.text().contains("Enter ends the lesson"), d.text())
+        d.keys(.enter)
+        XCTAssertNil(d.app.state.lesson)
+        XCTAssertFalse(d.app.continueOnCNN)
     }
 
     func testBOnANetworkWithoutBatchNormSaysSo() throws {

@@ -125,6 +125,23 @@ final class TeachingViewTests: XCTestCase {
         XCTAssertTrue(fx.contains { if case .quit = $0 { return true } else { return false } })
     }
 
+    /// `basin lesson`: one tour over both samples. Its MLP part ends on the step that goes on to the CNNs, where
+    /// Enter quits the session with `continueOnCNN` set (the command then opens the CNN part on the same terminal).
+    func testBasinLessonsMLPPartHandsOverToTheCNNs() throws {
+        var o = InlineDriver.fastOptions
+        o.lessonTour = .continuingOnCNN
+        o.startWithLesson = true
+        var d = Driver(Self.engine2, width: 100, height: 30, options: o)
+        XCTAssertTrue(d.text().contains("Lesson 1/14 · Two networks, one task"), d.text())
+        for _ in 0..<7 { d.keys(.enter) }
+        XCTAssertTrue(d.text().contains("Lesson 8/14 · BatchNorm: on to two CNNs"), d.text())
+        XCTAssertTrue(d.text().contains("Enter: on to the CNNs"), d.text())
+        XCTAssertFalse(d.app.continueOnCNN)
+        let fx = d.keys(.enter)
+        XCTAssertTrue(fx.contains { if case .quit = $0 { return true } else { return false } })
+        XCTAssertTrue(d.app.continueOnCNN)
+    }
+
     func testLessonAt80x24() throws {
         var d = Driver(Self.engine2, width: 80, height: 24)
         d.keys(.char("L"))

@@ -69,10 +69,28 @@ final class ExplorerTmuxTests: XCTestCase {
         throw XCTSkip("stopping after a failed wait")
     }
 
-    func testExploreScrubFitMatchExportQuit() throws {
+    /// Starts `basin ARGS` in the session from the test's folder, UTF-8, standard error to stderr.txt and the exit
+    /// status to status.txt (read by `quitAndWait`).
+    func startBasin(_ args: String, width: Int, height: Int, environment: String = "") throws {
         let basin = BasinBinary.url!.path
-        let command = "cd '\(dir.path)' && LANG=C.UTF-8 LC_ALL=C.UTF-8 '\(basin)' --fit-epochs 2 2>'\(dir.path)/stderr.txt'; echo exited $? >'\(dir.path)/status.txt'"
-        try start(width: 120, height: 40, command)
+        try start(width: width, height: height, "cd '\(dir.path)' && \(environment)LANG=C.UTF-8 LC_ALL=C.UTF-8 '\(basin)' \(args) 2>'\(dir.path)/stderr.txt'; echo exited $? >'\(dir.path)/status.txt'")
+    }
+
+    /// Presses q and waits (polling, up to `timeout` seconds: a loaded machine took over 20 s) for the process
+    /// to end; checks it exited with 0 and, with `quietStderr`, wrote nothing to standard error.
+    func quitAndWait(timeout: Double = 60, quietStderr: Bool = true, file: StaticString = #filePath, line: UInt = #line) throws {
+        try keys("q")
+        let statusFile = dir.appendingPathComponent("status.txt")
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline, !FileManager.default.fileExists(atPath: statusFile.path) { usleep(100_000) }
+        let stderr = (try? String(contentsOf: dir.appendingPathComponent("stderr.txt"), encoding: .utf8)) ?? ""
+        let status = try String(contentsOf: statusFile, encoding: .utf8)
+        XCTAssertEqual(status.trimmingCharacters(in: .whitespacesAndNewlines), "exited 0", stderr, file: file, line: line)
+        if quietStderr { XCTAssertEqual(stderr, "", file: file, line: line) }
+    }
+
+    func testExploreScrubFitMatchExportQuit() throws {
+        try startBasin("--fit-epochs 2", width: 120, height: 40)
 
         // 1. Opens the sample session on the path view.
         var s = try waitFor("model at t")
@@ -109,13 +127,7 @@ final class ExplorerTmuxTests: XCTestCase {
         try keys("Enter")
 
         // 7. Quit: the process exits cleanly and the terminal is restored.
-        try keys("q")
-        // Polls, so the generous bound costs nothing when the machine is idle (a loaded one took over 20 s).
-        let deadline = Date().addingTimeInterval(90)
-        while Date() < deadline, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("status.txt").path) { usleep(100_000) }
-        let status = try String(contentsOf: dir.appendingPathComponent("status.txt"), encoding: .utf8)
-        XCTAssertEqual(status.trimmingCharacters(in: .whitespacesAndNewlines), "exited 0",
-                       (try? String(contentsOf: dir.appendingPathComponent("stderr.txt"), encoding: .utf8)) ?? "")
+        try quitAndWait(timeout: 90, quietStderr: false)
 
         let out = dir.appendingPathComponent("fused.safetensors")
         let file = try ModelFile.open(out.path)
@@ -180,15 +192,14 @@ final class ExplorerTmuxTests: XCTestCase {
     /// `--evaluate CMD`: the soup's evaluator runs in the background while the UI works; q stops it (and what it
     /// started) and removes the candidates' temporary folder.
     func testQuitStopsTheExternalEvaluatorAndRemovesItsFolder() throws {
-        let basin = BasinBinary.url!.path
         let tmp = dir.appendingPathComponent("tmp")
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
         let script = dir.appendingPathComponent("slow-eval.sh")
         try "#!/bin/sh\necho $$ > '\(dir.path)/evaluator.pid'\nsleep 300\necho '{\"x\": 1}'\n".write(to: script, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
         let samples = Fixtures.repositoryRoot.appendingPathComponent("SampleModels").path
-        let command = "cd '\(dir.path)' && TMPDIR='\(tmp.path)' LANG=C.UTF-8 LC_ALL=C.UTF-8 '\(basin)' explore '\(samples)/seeds/mlp-seed0.safetensors' '\(samples)/seeds/mlp-seed1.safetensors' --data '\(samples)/data/digits-train.safetensors' --data '\(samples)/data/digits-test.safetensors' --evaluate '\(script.path)' 2>'\(dir.path)/stderr.txt'; echo exited $? >'\(dir.path)/status.txt'"
-        try start(width: 100, height: 30, command)
+        try startBasin("explore '\(samples)/seeds/mlp-seed0.safetensors' '\(samples)/seeds/mlp-seed1.safetensors' --data '\(samples)/data/digits-train.safetensors' --data '\(samples)/data/digits-test.safetensors' --evaluate '\(script.path)'",
+                       width: 100, height: 30, environment: "TMPDIR='\(tmp.path)' ")
         try waitFor("model at t", timeout: 120)
         let pidFile = dir.appendingPathComponent("evaluator.pid")
         let started = Date().addingTimeInterval(120)
@@ -197,10 +208,7 @@ final class ExplorerTmuxTests: XCTestCase {
         XCTAssertEqual(kill(pid, 0), 0, "the evaluator runs")
         try keys("v", "v")
         try waitFor("external evaluator (--evaluate) running", timeout: 60)
-        try keys("q")
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("status.txt").path) { usleep(100_000) }
-        XCTAssertEqual(try String(contentsOf: dir.appendingPathComponent("status.txt"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), "exited 0")
+        try quitAndWait(quietStderr: false)
         // Alive: it exists and is not a zombie (an orphan may wait for a reaper that never comes in a container).
         func alive(_ pid: Int32) -> Bool {
             guard kill(pid, 0) == 0 else { return false }
@@ -214,62 +222,89 @@ final class ExplorerTmuxTests: XCTestCase {
         _ = try? run(["kill-server"])
     }
 
-    /// `basin lesson --cnn`: the tour on the CNN samples, with its BatchNorm step; b switches the selected curve
-    /// to its BN-reset version and the side panel says so; q quits cleanly.
+    /// `basin lesson --cnn`: the whole tour on the CNN samples, with its BatchNorm step; b switches the selected
+    /// curve to its BN-reset version and the side panel says so; q quits cleanly.
     func testCNNLessonFromTheCommandLine() throws {
-        let basin = BasinBinary.url!.path
-        let command = "cd '\(dir.path)' && LANG=C.UTF-8 LC_ALL=C.UTF-8 '\(basin)' lesson --cnn --fit-epochs 1 2>'\(dir.path)/stderr.txt'; echo exited $? >'\(dir.path)/status.txt'"
-        try start(width: 100, height: 30, command)
+        try startBasin("lesson --cnn --fit-epochs 1", width: 100, height: 30)
         var s = try waitFor("Lesson 1/9", timeout: 120)
         XCTAssertTrue(s.contains("small CNN with BatchNorm"), s)
         XCTAssertTrue(s.contains("BN: naive (b: reset)"), s)
         try keys("b")
         s = try waitFor("BN: reset on train (b)", timeout: 120)
         XCTAssertTrue(s.contains("linear+reset"), s)
-        try keys("q")
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("status.txt").path) { usleep(100_000) }
-        let status = try String(contentsOf: dir.appendingPathComponent("status.txt"), encoding: .utf8)
-        XCTAssertEqual(status.trimmingCharacters(in: .whitespacesAndNewlines), "exited 0")
-        XCTAssertEqual(try String(contentsOf: dir.appendingPathComponent("stderr.txt"), encoding: .utf8), "")
+        try quitAndWait()
         _ = try? run(["kill-server"])
     }
 
-    /// The guided lesson end to end: `basin lesson` opens on its first step, Enter goes on, the step's key works
-    /// (m aligns, 2 selects the aligned line), L closes it, q quits and leaves the terminal clean.
+    /// The guided lesson end to end, one tour: `basin lesson` opens on its first step, Enter goes on, the step's
+    /// key works (m aligns, 2 selects the aligned line), ← goes back, L closes and reopens it; its last MLP step
+    /// goes on to the CNN samples in the same terminal (Lesson 9/14), where m, 4 and b show the BatchNorm reset
+    /// and the soup's b; q quits and leaves the terminal clean. At 80x24 (the declared minimum) and 120x40.
     func testLessonFromTheCommandLine() throws {
-        let basin = BasinBinary.url!.path
-        let command = "cd '\(dir.path)' && LANG=C.UTF-8 LC_ALL=C.UTF-8 '\(basin)' lesson --fit-epochs 2 2>'\(dir.path)/stderr.txt'; echo exited $? >'\(dir.path)/status.txt'"
-        try start(width: 100, height: 30, command)
-        var s = try waitFor("Lesson 1/8")
-        XCTAssertTrue(s.contains("Two networks, one task") && s.contains("Enter or → next"), s)
-        try keys("Enter")
-        try waitFor("Lesson 2/8")
-        try keys("End")
-        try waitFor("✓ End pressed")
-        try keys("Enter")
-        s = try waitFor("Lesson 3/8")
-        XCTAssertTrue(s.contains("Permutation") && s.contains("press m"), s)
-        try keys("m")
-        try waitFor("✓ m pressed")
-        try waitFor("weight matching:")
-        try keys("Enter")
-        try waitFor("Lesson 4/8")
-        try keys("2")
-        try waitFor("✓ 2 pressed")
-        try keys("Left")
-        try waitFor("Lesson 3/8")
-        try keys("L")
-        let closing = Date().addingTimeInterval(20)
-        while Date() < closing, (try? screen())?.contains("Lesson 3/8") != false { usleep(100_000) }
-        s = try screen()
-        XCTAssertFalse(s.contains("Lesson"), s)
-        XCTAssertTrue(s.contains("Permutation"), s)
-        try keys("q")
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("status.txt").path) { usleep(100_000) }
-        let status = try String(contentsOf: dir.appendingPathComponent("status.txt"), encoding: .utf8)
-        XCTAssertEqual(status.trimmingCharacters(in: .whitespacesAndNewlines), "exited 0")
-        XCTAssertEqual(try String(contentsOf: dir.appendingPathComponent("stderr.txt"), encoding: .utf8), "")
+        for (width, height) in [(80, 24), (120, 40)] {
+            socket = "basin-e2e-\(UUID().uuidString.prefix(8))"
+            try? FileManager.default.removeItem(at: dir.appendingPathComponent("status.txt"))
+            try startBasin("lesson --fit-epochs 2", width: width, height: height)
+            var s = try waitFor("Lesson 1/14")
+            XCTAssertTrue(s.contains("Two networks, one task") && s.contains("Enter or → next"), s)
+            try keys("Enter")
+            try waitFor("Lesson 2/14")
+            try keys("End")
+            try waitFor("✓ End pressed")
+            try keys("Enter")
+            s = try waitFor("Lesson 3/14")
+            XCTAssertTrue(s.contains("Permutation") && s.contains("press m"), s)
+            try keys("m")
+            try waitFor("✓ m pressed")
+            try waitFor("weight matching:")
+            try keys("Enter")
+            try waitFor("Lesson 4/14")
+            try keys("2")
+            try waitFor("✓ 2 pressed")
+            try keys("Left")
+            try waitFor("Lesson 3/14")
+            try keys("L")
+            let closing = Date().addingTimeInterval(20)
+            while Date() < closing, (try? screen())?.contains("Lesson 3/14") != false { usleep(100_000) }
+            s = try screen()
+            XCTAssertFalse(s.contains("Lesson"), s)
+            XCTAssertTrue(s.contains("Permutation"), s)
+            // L opens it again from the start; Enter walks past the fit, the soup and the landscape to the step
+            // that goes on to the CNNs.
+            try keys("L")
+            try waitFor("Lesson 1/14")
+            for step in 2...8 {
+                try keys("Enter")
+                try waitFor("Lesson \(step)/14", timeout: 60)
+            }
+            s = try waitFor("Enter: on to the CNNs")
+            XCTAssertTrue(s.contains("BatchNorm: on to two CNNs"), s)
+            try keys("Enter")
+            s = try waitFor("Lesson 9/14", timeout: 120)
+            XCTAssertTrue(s.contains("vgg-seed0") && s.contains("BN: naive (b: reset)"), s)
+            try keys("Enter")
+            try waitFor("Lesson 10/14")
+            try keys("m")
+            try waitFor("✓ m pressed")
+            try keys("Enter")
+            try waitFor("Lesson 11/14")
+            try keys("4")
+            try waitFor("✓ 4 pressed", timeout: 120)
+            try keys("Enter")
+            try waitFor("Lesson 12/14")
+            try keys("b")
+            s = try waitFor("BN: reset on train (b)", timeout: 120)
+            XCTAssertTrue(s.contains("aligned+reset"), s)
+            try keys("Enter")
+            try waitFor("Lesson 13/14")
+            try keys("a", "b")
+            try waitFor("✓ a then b pressed")
+            try waitFor("BN: reset on train (b)", timeout: 60)
+            try keys("Enter")
+            s = try waitFor("Lesson 14/14")
+            XCTAssertTrue(s.contains("Enter ends the lesson"), s)
+            try quitAndWait()
+            _ = try? run(["kill-server"])
+        }
     }
 }

@@ -15,6 +15,8 @@ package struct ExplorerOptions: Sendable {
     package var exportName = "basin-export.safetensors"
     /// Open the guided lesson at start (`basin lesson`).
     package var startWithLesson = false
+    /// Which tour the lesson takes (`basin lesson` goes on from the MLP samples to the CNN samples).
+    package var lessonTour: LessonTour = .session
     /// `--evaluate CMD`: the soup view hands each soup (as a model folder) to this evaluator in the background.
     package var evaluator: ExternalEvaluator?
     /// `--evaluate-jobs N`: soups evaluated at a time (each evaluator in its own process group).
@@ -60,6 +62,9 @@ package struct ExplorerApp: App {
     var evaluationSerial = 0
     /// REPAIR statistics of the soup's ingredients (`soupStatisticsKey`), measured once each.
     var soupRepairStatistics: [String: Repair.Statistics] = [:]
+    /// The lesson's last MLP step was passed (`LessonTour.continuingOnCNN`): the session quit so that `basin
+    /// lesson` opens the CNN samples next.
+    package internal(set) var continueOnCNN = false
 
     package init(engine: ExplorerEngine, options: ExplorerOptions = ExplorerOptions(), size: Size = Size(width: 120, height: 40)) {
         self.engine = engine
@@ -73,6 +78,7 @@ package struct ExplorerApp: App {
         state.landscape.resolution = options.landscapeResolution
         state.batchNorm = engine.hasBatchNorm ? engine.correctionDataName : nil
         state.tokenData = engine.tokenData
+        state.lessonTour = options.lessonTour
     }
 
     // MARK: Update

@@ -73,6 +73,8 @@ package struct ExplorerState: Sendable {
     package var size = Size(width: 80, height: 24)
     /// A network with BatchNorm: the data set its statistics are recomputed on (nil without BatchNorm).
     package var batchNorm: String?
+    /// The lesson's tour (numbering and steps; the renderer draws from it).
+    package var lessonTour: LessonTour = .session
     /// Token data (language models): loss, perplexity and token accuracy instead of loss and accuracy.
     package var tokenData = false
 
