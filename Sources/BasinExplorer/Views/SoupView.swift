@@ -361,9 +361,9 @@ extension ExplorerApp {
             state.soup.note = "greedy soup by the evaluator is already running"
             return []
         }
-        if state.soup.useAligned || state.soup.bnReset {
+        if state.soup.useAligned || state.soup.correction != .naive {
             state.soup.note = "greedy soup by the evaluator merges the model files as loaded: switch off "
-                + (state.soup.useAligned ? "a (aligned models)" : "b (BN reset)") + " first"
+                + (state.soup.useAligned ? "a (aligned models)" : "b (\(state.soup.correction.label))") + " first"
             return []
         }
         evaluatorGreedyRunning = true
