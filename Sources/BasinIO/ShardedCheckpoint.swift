@@ -133,6 +133,9 @@ public enum ModelFile {
             if indexes.count == 1 { return try ShardedCheckpoint(indexURL: url.appendingPathComponent(indexes[0])) }
             let files = entries.filter { $0.hasSuffix(".safetensors") }
             if indexes.isEmpty, files.count == 1 { return try SafeTensorsFile(url: url.appendingPathComponent(files[0])) }
+            // config.json without weights Basin reads: a Hugging Face folder's own error says what is there instead
+            // (pytorch_model.bin, with the hint to convert it), not "0 index files and 0 safetensors files".
+            if indexes.isEmpty, files.isEmpty, entries.contains(HuggingFaceModel.configName) { return try HuggingFaceModel(directory: url) }
             throw BasinIOError(.unreadable, file: url.path,
                                "is a folder with \(indexes.count) index files and \(files.count) safetensors files; name the file to open")
         }

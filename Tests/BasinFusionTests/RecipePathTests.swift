@@ -44,6 +44,22 @@ final class RecipePathTests: XCTestCase {
         }
     }
 
+    /// When the working directory is the recipe's folder there is one place to look, and the error says so
+    /// plainly ("is not at X", not "is neither at X").
+    func testAMissingModelWithOnePlaceToLook() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("r.yml")
+        try "merge_method: linear\nmodels:\n  - {model: ./gone, parameters: {weight: 1.0}}\n".write(to: file, atomically: true, encoding: .utf8)
+        let previous = FileManager.default.currentDirectoryPath
+        FileManager.default.changeCurrentDirectoryPath(dir.path)
+        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        XCTAssertThrowsError(try MergePlan(recipe: try MergeRecipe.load(file))) { e in
+            XCTAssertEqual((e as? MergeError)?.kind, .missingModel)
+            XCTAssertTrue("\(e)".contains("'./gone' is not at /") && "\(e)".hasSuffix("/gone") && !"\(e)".contains("neither"), "\(e)")
+        }
+    }
+
     /// Every key of mergekit 0.1.5's MergeConfiguration Basin does not implement is refused by name; nothing is ignored.
     func testUnimplementedMergekitKeysAreNamed() throws {
         let cases: [(String, MergeError.Kind, String)] = [

@@ -54,6 +54,19 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(kind { try OutputGuard.check(output: inside, inputs: [folder]) }, .wouldOverwriteInput)
     }
 
+    /// A model folder with config.json but PyTorch pickles instead of safetensors: the error names what is there
+    /// and how to convert it (it said "a folder with 0 index files and 0 safetensors files").
+    func testAModelFolderWithOnlyPicklesSaysSo() throws {
+        let folder = url("pickled")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try Data("{\"model_type\": \"llama\"}".utf8).write(to: folder.appendingPathComponent("config.json"))
+        try Data().write(to: folder.appendingPathComponent("pytorch_model.bin"))
+        XCTAssertThrowsError(try ModelFile.open(folder)) { e in
+            XCTAssertEqual((e as? BasinIOError)?.kind, .unreadable)
+            XCTAssertTrue("\(e)".contains("pytorch_model.bin") && "\(e)".contains("convert"), "\(e)")
+        }
+    }
+
     func testCheckpointOutputRefusesToReplaceAnInputShardOrIndex() throws {
         let folder = url("sharded")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

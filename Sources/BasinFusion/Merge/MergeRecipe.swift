@@ -167,10 +167,10 @@ public struct MergeRecipe: Sendable {
     public func locate(_ path: String, key: String) throws -> URL {
         let c = candidates(path)
         if let hit = c.first(where: { FileManager.default.fileExists(atPath: $0.path) }) { return hit }
-        let places = c.map(\.path).joined(separator: " nor ")
+        let places = c.count == 1 ? "not at \(c[0].path)" : "neither at " + c.map(\.path).joined(separator: " nor ")
         let hub = !path.hasPrefix("/") && !path.hasPrefix(".") && path.split(separator: "/").count == 2
             ? " (Basin reads local models only; download Hub models first, e.g. with `huggingface-cli download`)" : ""
-        throw MergeError(.missingModel, file: file, key: key, "model '\(path)' is neither at \(places)\(hub)")
+        throw MergeError(.missingModel, file: file, key: key, "model '\(path)' is \(places)\(hub)")
     }
 
     /// The models of the `models:` form, resolved (base excluded when it is listed there and the method separates it).
