@@ -26,85 +26,33 @@ public struct HFConv1D: Op {
         if let outFeatures { a["out"] = .int(outFeatures) }
     }
 
-    public var parameters: [ParameterSlot] {
-        [ParameterSlot("weight", weight, channels: [ChannelRef("in"), ChannelRef("out")])]
-            + (bias.map { [ParameterSlot("bias", $0, channels: [ChannelRef("out")])] } ?? [])
-    }
+    /// The shared dense layer (shape checks, parameter shapes, product, gradients) in GPT-2's [in, out] layout.
+    var dense: Dense { Dense(layout: .inOut, weight: weight, bias: bias, outFeatures: outFeatures, what: "a Conv1D (GPT-2) node") }
+
+    public var parameters: [ParameterSlot] { dense.parameters }
 
     public var isLinearInParameters: Bool { true }
 
     public func outputShape(_ inputs: [SampleShape?], shapeOf: (String) -> [Int]?) throws -> SampleShape? {
-        guard let w = shapeOf(weight) else { throw NetworkError(.missingTensor, tensor: weight, "needed by a Conv1D (GPT-2) node is missing") }
-        guard w.count == 2 else { throw NetworkError(.badShape, tensor: weight, "has shape \(w); a GPT-2 Conv1D weight must be [in, out]") }
-        if let outFeatures, outFeatures != w[1] {
-            throw NetworkError(.badShape, tensor: weight, "has shape \(w) but the node declares \"out\": \(outFeatures)")
-        }
-        if let bias {
-            guard let b = shapeOf(bias) else { throw NetworkError(.missingTensor, tensor: bias, "needed by a Conv1D (GPT-2) node is missing") }
-            guard b == [w[1]] else { throw NetworkError(.badShape, tensor: bias, "has shape \(b); expected [\(w[1])] (the weight is [in, out] = \(w))") }
-        }
-        guard let x = inputs[0] else { return [w[1]] }
-        guard let last = x.last else { throw NetworkError(.badShape, tensor: weight, "a Conv1D node cannot take a scalar per sample") }
-        if let last, last != w[0] {
-            throw NetworkError(.badShape, tensor: weight, "has shape \(w) ([in, out], GPT-2's layout) but the node receives \(last) features")
-        }
-        return x.dropLast() + [w[1]]
+        try dense.outputShape(inputs, shapeOf: shapeOf)
     }
 
-    public func inputShapeHint(shapeOf: (String) -> [Int]?) -> SampleShape? {
-        shapeOf(weight).flatMap { $0.count == 2 ? [$0[0]] : nil }
-    }
+    public func inputShapeHint(shapeOf: (String) -> [Int]?) -> SampleShape? { dense.inputShapeHint(shapeOf: shapeOf) }
 
-    public func channelFlow(_ inputs: [SampleShape?]) -> ChannelFlow {
-        let axis = max(0, (inputs[0]?.count ?? 1) - 1)
-        return .axes(inputs: [AxisChannel(axis: axis, ChannelRef("in"))], output: AxisChannel(axis: axis, ChannelRef("out")))
-    }
+    public func channelFlow(_ inputs: [SampleShape?]) -> ChannelFlow { dense.channelFlow(inputs) }
 
-    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] {
-        guard let fanIn = inputs[0]?.last ?? nil else {
-            throw NetworkError(.badShape, tensor: weight, "cannot be initialised: the node's input width is unknown")
-        }
-        guard let fanOut = outFeatures else {
-            throw NetworkError(.badAttribute, tensor: weight, key: "out", "cannot be initialised without the node's \"out\" width")
-        }
-        return [(weight, [fanIn, fanOut])] + (bias.map { [($0, [fanOut])] } ?? [])
-    }
+    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] { try dense.initialParameterShapes(inputs) }
 
     public func initialParameters(_ inputs: [SampleShape?], generator g: inout SeededGenerator) throws -> [(String, Tensor)] {
-        guard let fanIn = inputs[0]?.last ?? nil else {
-            throw NetworkError(.badShape, tensor: weight, "cannot be initialised: the node's input width is unknown")
-        }
-        guard let fanOut = outFeatures else {
-            throw NetworkError(.badAttribute, tensor: weight, key: "out", "cannot be initialised without the node's \"out\" width")
-        }
+        let (fanIn, fanOut) = try dense.fans(inputs)
         var out = [(weight, Tensor(shape: [fanIn, fanOut], storage: (0..<(fanIn * fanOut)).map { _ in Float(g.normal() * 0.02) }))]
         if let bias { out.append((bias, Tensor.zeros([fanOut]))) }
         return out
     }
 
-    /// x [rows, in] W [in, out] + b: the bias broadcast first, then sgemm adds the product.
+    /// x [rows, in] W [in, out] + b (the bias broadcast first, then sgemm adds the product), then `epilogue`.
     public static func apply(_ x: Tensor, weight: Tensor, bias: Tensor?, epilogue: (any ElementwiseOp)? = nil) -> Tensor {
-        let inF = weight.shape[0], outF = weight.shape[1]
-        let n = inF == 0 ? x.rows : x.count / inF
-        var y = Tensor(shape: [n, outF]) { out in
-            if let bias {
-                bias.withUnsafeBufferPointer { b in
-                    for r in 0..<n { (out.baseAddress! + r * outF).update(from: b.baseAddress!, count: outF) }
-                }
-            } else {
-                out.initialize(repeating: 0)
-            }
-        }
-        if n > 0 && inF > 0 {
-            x.withUnsafeBufferPointer { xs in
-                weight.withUnsafeBufferPointer { ws in
-                    y.withUnsafeMutableBufferPointer { ys in
-                        BLAS.sgemm(transA: false, transB: false, m: n, n: outF, k: inF, alpha: 1, a: xs.baseAddress!, lda: inF,
-                                   b: ws.baseAddress!, ldb: outF, beta: 1, c: ys.baseAddress!, ldc: outF)
-                    }
-                }
-            }
-        }
+        var y = Dense.apply(x, weight: weight, bias: bias, layout: .inOut)
         if let epilogue { y.withUnsafeMutableBufferPointer { epilogue.apply($0) } }
         return y
     }
@@ -118,18 +66,7 @@ public struct HFConv1D: Op {
         return y.reshaped(outShape)
     }
 
-    public func backward(_ c: inout BackwardContext) {
-        let x = c.inputs[0]
-        let w = c.parameter(weight)
-        let inF = w.shape[0], outF = w.shape[1]
-        let rows = x.count / max(1, inF)
-        let x2 = x.reshaped([rows, inF])
-        let dy = c.outputGradient.reshaped([rows, outF])
-        // dW = X^T dY [in, out], db = column sums of dY, dX = dY W^T.
-        c.parameterGradients.append((weight, x2.matmul(dy, transposeSelf: true)))
-        if let bias { c.parameterGradients.append((bias, dy.sumRows())) }
-        if c.wantsInputGradient[0] { c.inputGradients[0] = dy.matmul(w, transposeOther: true).reshaped(x.shape) }
-    }
+    public func backward(_ c: inout BackwardContext) { dense.backward(&c) }
 }
 
 /// The output layer of a language model: logits = x W^T (+ b) with W [vocabulary, width] — `lm_head.weight`,
