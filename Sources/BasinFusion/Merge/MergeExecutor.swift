@@ -177,7 +177,8 @@ public enum MergeExecutor {
     /// config.json (the donor's, with the output dtype and layer count) and the tokenizer files, for folder outputs.
     static func extraFiles(_ plan: MergePlan, out: URL, copyTokenizer: Bool) throws -> [(name: String, data: Data)] {
         guard CheckpointWriter.isFolder(out) else {
-            if case .model? = plan.recipe.tokenizerSource {
+            // tokenizer_source asks for a tokenizer a .safetensors file cannot hold (base as much as a named model).
+            if plan.recipe.tokenizerSource != nil {
                 throw MergeError(.output, file: out.path, key: "tokenizer_source", "tokenizer files need a folder output, not a .safetensors file")
             }
             return []
@@ -212,6 +213,7 @@ public enum MergeExecutor {
             }
             let found = HuggingFaceModel.tokenizerFiles.filter { FileManager.default.fileExists(atPath: url.appendingPathComponent($0).path) }
             guard !found.isEmpty else { throw MergeError(.missingModel, file: plan.recipe.file, key: "tokenizer_source", "'\(path)' holds no tokenizer files") }
+            try checkSharedVocabulary(plan, source: url)
             for f in found { files.append((f, try FileCheck.read(url.appendingPathComponent(f)))) }
             return files
         }
@@ -220,12 +222,78 @@ public enum MergeExecutor {
             if found.isEmpty && plan.recipe.tokenizerSource == .base {
                 throw MergeError(.missingModel, file: plan.recipe.file, key: "tokenizer_source", "the base model \(tokenizerModel.displayPath) holds no tokenizer files")
             }
+            if plan.recipe.tokenizerSource == .base { try checkSharedVocabulary(plan, source: tokenizerModel.directory) }
             // FileCheck.read: a FIFO or device among the tokenizer files is refused by name instead of blocking.
             for url in found { files.append((url.lastPathComponent, try FileCheck.read(url))) }
         } else if plan.recipe.tokenizerSource == .base {
             throw MergeError(.missingModel, file: plan.recipe.file, key: "tokenizer_source", "the base model is not a Hugging Face folder, so it has no tokenizer to copy")
         }
         return files
+    }
+
+    // MARK: tokenizer_source
+
+    /// `tokenizer_source` copies one model's tokenizer; mergekit also permutes every model's embedding and LM-head
+    /// rows into that tokenizer's numbering (its `union` path and its model/base path alike). Basin copies only, so a
+    /// model whose own tokenizer numbers the tokens differently would be merged row by row with the wrong tokens,
+    /// silently: that is refused, naming both models and a token whose id differs. Models without tokenizer files
+    /// are taken to share the source's numbering, as mergekit assumes.
+    static func checkSharedVocabulary(_ plan: MergePlan, source: URL) throws {
+        guard let reference = try vocabulary(source) else { return }
+        let sourcePath = source.resolvingSymlinksInPath().standardizedFileURL.path
+        for (label, s) in zip(plan.labels, plan.sources) {
+            guard let hf = s as? HuggingFaceModel, hf.directory.resolvingSymlinksInPath().standardizedFileURL.path != sourcePath,
+                  let theirs = try vocabulary(hf.directory), theirs != reference else { continue }
+            let example: String
+            if let (token, id) = reference.sorted(by: { $0.value < $1.value }).first(where: { theirs[$0.key] != $0.value }) {
+                example = "token \(quoted(token)) is id \(id) there but \(theirs[token].map { "id \($0)" } ?? "absent") in '\(label)'"
+            } else {
+                example = "'\(label)' has \(theirs.count) tokens, \(reference.count) there"
+            }
+            throw MergeError(.incompatibleModels, file: plan.recipe.file, key: "tokenizer_source",
+                             "the tokenizer of '\(label)' numbers its tokens differently from \(source.path)'s (\(example)); mergekit would permute the embedding rows into one vocabulary, which Basin does not do: merge models that share a tokenizer")
+        }
+    }
+
+    /// The token -> id map of a model folder's tokenizer: tokenizer.json's `model.vocab` (a mapping for BPE and
+    /// WordPiece, a list of [piece, score] for Unigram) with its `added_tokens`, else vocab.json with
+    /// added_tokens.json. nil when the folder has neither, or when they hold no vocabulary Basin can read.
+    static func vocabulary(_ folder: URL) throws -> [String: Int]? {
+        func ids(_ object: Any?) -> [String: Int] {
+            guard let d = object as? [String: Any] else { return [:] }
+            var out: [String: Int] = [:]
+            for (k, v) in d { if let n = v as? NSNumber { out[k] = n.intValue } }
+            return out
+        }
+        let fm = FileManager.default
+        let tokenizer = folder.appendingPathComponent("tokenizer.json")
+        if fm.fileExists(atPath: tokenizer.path) {
+            guard let root = try? JSONSerialization.jsonObject(with: FileCheck.read(tokenizer)) as? [String: Any] else { return nil }
+            var map: [String: Int] = [:]
+            let model = root["model"] as? [String: Any]
+            if let list = model?["vocab"] as? [Any] {
+                for (i, entry) in list.enumerated() { if let piece = (entry as? [Any])?.first as? String { map[piece] = i } }
+            } else {
+                map = ids(model?["vocab"])
+            }
+            for case let token as [String: Any] in root["added_tokens"] as? [Any] ?? [] {
+                if let content = token["content"] as? String, let id = token["id"] as? NSNumber { map[content] = id.intValue }
+            }
+            return map.isEmpty ? nil : map
+        }
+        let vocab = folder.appendingPathComponent("vocab.json")
+        guard fm.fileExists(atPath: vocab.path) else { return nil }
+        var map = ids(try? JSONSerialization.jsonObject(with: FileCheck.read(vocab)))
+        let added = folder.appendingPathComponent("added_tokens.json")
+        if fm.fileExists(atPath: added.path) {
+            map.merge(ids(try? JSONSerialization.jsonObject(with: FileCheck.read(added)))) { _, new in new }
+        }
+        return map.isEmpty ? nil : map
+    }
+
+    static func quoted(_ token: String) -> String {
+        let shown = token.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? String(format: "\\u{%x}", $0.value) : String($0) }.joined()
+        return "'" + (shown.count > 40 ? String(shown.prefix(40)) + "…" : shown) + "'"
     }
 }
 
