@@ -37,12 +37,16 @@ struct MergeBench: ParsableCommand {
     @Flag(help: "Keep the generated checkpoints (the folder is printed).")
     var keep = false
 
+    @Option(help: "Rounds of cp then every method; each merge is compared with its round's cp and the medians are printed (1 to 20).")
+    var rounds: Int = 3
+
     @Flag(help: "Every merge hashes its inputs from scratch (default: the digests recorded when the inputs were written are found in the bench's digest cache, as when re-merging the same checkpoints).")
     var coldDigests = false
 
     func validate() throws {
         _ = try parseByteSize(size, option: "--size")
         if let mergeThreads { try Check.range(mergeThreads, 1...Check.maxThreads, "--merge-threads") }
+        try Check.range(rounds, 1...20, "--rounds")
     }
 
     func run() throws {
@@ -64,18 +68,21 @@ struct MergeBench: ParsableCommand {
             }
         }
         let f = try MergeBenchmark.run(directory: folder, bytesPerModel: bytes, sharded: sharded, methods: list, threads: mergeThreads, keep: keep,
-                                       coldDigests: coldDigests) {
+                                       coldDigests: coldDigests, rounds: rounds) {
             if !options.json { printError($0) }
         }
         if options.json { return try printJSON(f) }
         let mb = { (x: Double) in String(format: "%.0f MB/s", x / 1e6) }
         print("inputs: 3 x \(formatBytes(f.bytesPerModel)) BF16 (base + 2 fine-tunes), \(f.tensors) tensors, \(f.layers) LLaMA-shaped layers, \(f.inputShardsPerModel) shard(s) each\(f.outputShardSize.map { ", output shards of \(formatBytes($0))" } ?? ""), \(f.threads) merge threads")
-        print(String(format: "cp of one input: %.2f s, %@ (cp + fsync: %.2f s, %@)", f.copySeconds, mb(f.copyBytesPerSecond), f.copySyncSeconds, mb(f.copySyncBytesPerSecond)))
+        let series = { (xs: [Double], format: String) in xs.map { String(format: format, $0) }.joined(separator: " ") }
+        print(String(format: "cp of one input: %.2f s, %@ (median of %d rounds: %@ s; cp + fsync: %.2f s, %@)", f.copySeconds, mb(f.copyBytesPerSecond),
+                     f.rounds, series(f.copyRoundSeconds, "%.2f"), f.copySyncSeconds, mb(f.copySyncBytesPerSecond)))
         print(String(format: "input digests from scratch (SHA-256 of every input file, all at once): %.2f s, CPU %.2f s; the merges %@",
                      f.digestSeconds, f.digestCPUSeconds, f.coldDigests ? "hash them from scratch again (--cold-digests)" : "find them in the digest cache (recorded as the inputs were written)"))
         for m in f.merges {
-            print(String(format: "%-16@ %.2f s, %@ written = %.0f%% of cp (target >= 50%%), peak RSS %@ (target < 1 GB; %@ before), CPU %.2f s, digests %.2f s %@",
-                         m.method, m.seconds, mb(m.bytesPerSecond), m.fractionOfCopy * 100, m.peakResidentBytes.map(formatBytes) ?? "unknown",
+            print(String(format: "%-16@ %.2f s, %@ written = %.0f%% of cp (target >= 50%%; rounds %@), peak RSS %@ (target < 1 GB; %@ before), CPU %.2f s, digests %.2f s %@",
+                         m.method, m.seconds, mb(m.bytesPerSecond), m.fractionOfCopy * 100, series(m.roundFractions.map { $0 * 100 }, "%.0f%%"),
+                         m.peakResidentBytes.map(formatBytes) ?? "unknown",
                          m.residentBytesBefore.map(formatBytes) ?? "?", m.cpuSeconds, m.hashSeconds, f.coldDigests ? "overlapped" : "(cached)"))
         }
     }

@@ -6,19 +6,25 @@ import Foundation
 /// `basin bench merge`: three synthetic BF16 checkpoints with LLaMA-shaped tensor names (a base and two fine-tunes of
 /// it), `cp` of one of them, and streaming merges of the three with linear, task arithmetic and TIES, each timed end
 /// to end (planning, merging, writing, input digests) with its peak resident memory, all in one run on the
-/// same files so the figures compare.
+/// same files so the figures compare. Rounds of cp then every method repeat it; each merge is compared with its
+/// round's cp and the medians are reported (a loaded machine's figures swing from one second to the next).
 public enum MergeBenchmark {
     public struct MergeFigure: Codable, Sendable {
         public var method: String
+        /// The median over the rounds.
         public var seconds: Double
-        /// Output bytes written per second.
+        /// Output bytes written per second (at the median time).
         public var bytesPerSecond: Double
+        /// The median over the rounds of (cp's rate in that round) / (the merge's rate in that round).
         public var fractionOfCopy: Double
+        /// Each round's time and fraction of that round's cp.
+        public var roundSeconds: [Double]
+        public var roundFractions: [Double]
         public var peakResidentBytes: Int?
         public var outputFiles: Int
         public var streamedTensors: Int
         public var hashSeconds: Double
-        /// CPU time of the process during the merge (user + system), every thread.
+        /// CPU time of the process during the merge (user + system), every thread (median over the rounds).
         public var cpuSeconds: Double
         /// Resident memory just before the merge started (the peak counts from here).
         public var residentBytesBefore: Int?
@@ -31,8 +37,10 @@ public enum MergeBenchmark {
         public var inputShardsPerModel: Int
         public var outputShardSize: Int?
         public var generateSeconds: Double
-        /// `cp` of one input (a file, or the folder of shards), page cache warm, not synced.
+        /// `cp` of one input (a file, or the folder of shards), page cache warm, not synced: the median over the
+        /// rounds, and each round's.
         public var copySeconds: Double
+        public var copyRoundSeconds: [Double]
         public var copyBytesPerSecond: Double
         /// The same copy followed by fsync of what it wrote (for reference: merges fsync only with --sync).
         public var copySyncSeconds: Double
@@ -45,6 +53,14 @@ public enum MergeBenchmark {
         /// Whether the merges hashed their inputs from scratch (else they found the digests the checkpoint writer
         /// recorded in the bench's own digest cache when it wrote the inputs, as in the hand-tuning loop).
         public var coldDigests: Bool
+        /// Rounds: each runs cp, then every method, so a round's merges compare with a cp under the same load.
+        public var rounds: Int
+    }
+
+    static func median(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        guard !s.isEmpty else { return 0 }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
     /// LLaMA-like shapes (TinyLlama: hidden 2048, intermediate 5632, 4 key-value heads of 64, vocab 32000) with as many
@@ -120,7 +136,7 @@ public enum MergeBenchmark {
     /// Runs the benchmark in a fresh folder under `directory`, which is removed at the end.
     public static func run(directory: URL, bytesPerModel: Int = 1_000_000_000, sharded: Bool = false,
                            methods: [MergeMethod] = [.linear, .taskArithmetic, .ties], threads: Int? = nil, keep: Bool = false,
-                           coldDigests: Bool = false, log: (String) -> Void = { _ in }) throws -> Figure {
+                           coldDigests: Bool = false, rounds: Int = 3, log: (String) -> Void = { _ in }) throws -> Figure {
         let root = directory.appendingPathComponent("basin-bench-merge-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         defer { if !keep { try? FileManager.default.removeItem(at: root) } else { log("kept \(root.path)") } }
@@ -167,9 +183,6 @@ public enum MergeBenchmark {
             try FileManager.default.removeItem(at: target)
             return seconds
         }
-        log("copying one input with cp")
-        let copySeconds = try copy(sync: false)
-        let copySyncSeconds = try copy(sync: true)
         // What hashing the inputs from scratch costs (all files at once, as the merge's hasher does).
         log("hashing the inputs from scratch")
         let files = try urls.flatMap { try ModelFile.open($0).files.filter { $0.pathExtension == "safetensors" } }
@@ -178,43 +191,75 @@ public enum MergeBenchmark {
         DispatchQueue.concurrentPerform(iterations: files.count) { i in digestResults.set(i, Result { try FileDigest.sha256(files[i]) }) }
         for i in files.indices { _ = try digestResults.get(i) }
         let digestSeconds = Benchmarks.now() - digestStart, digestCPU = ProcessMemory.cpuSeconds - digestCPU0
-        var figures: [MergeFigure] = []
-        for method in methods {
-            log("merging with \(method.rawValue)")
-            let text: String
-            switch method {
-            case .linear:
-                text = "merge_method: linear\nmodels:\n" + urls.map { "  - model: \($0.path)\n    parameters: {weight: 1.0}\n" }.joined()
-            case .ties:
-                text = "merge_method: ties\nbase_model: \(urls[0].path)\nmodels:\n"
-                    + urls.dropFirst().map { "  - model: \($0.path)\n    parameters: {weight: 1.0, density: 0.5}\n" }.joined()
-            default:
-                text = "merge_method: \(method.rawValue)\nbase_model: \(urls[0].path)\nmodels:\n"
-                    + urls.dropFirst().map { "  - model: \($0.path)\n    parameters: {weight: 1.0}\n" }.joined() + "parameters: {lambda: 0.5}\n"
-            }
-            let out = sharded ? root.appendingPathComponent("merged-\(method.rawValue)") : root.appendingPathComponent("merged-\(method.rawValue).safetensors")
-            ProcessMemory.resetPeak()
-            let before = ProcessMemory.currentResidentBytes
-            let cpu0 = ProcessMemory.cpuSeconds
-            let start = Benchmarks.now()
-            let recipe = try MergeRecipe.parse(text, directory: root)
-            var options = MergeRunOptions()
-            options.shardSize = outputShard
-            if let threads { options.threads = threads }
-            let report = try MergeExecutor.run(try MergePlan(recipe: recipe), out: out, options: options)
-            let seconds = Benchmarks.now() - start
-            let rate = Double(report.outputBytes) / seconds
-            figures.append(MergeFigure(method: method.rawValue, seconds: seconds, bytesPerSecond: rate,
-                                       fractionOfCopy: rate / (Double(modelBytes) / copySeconds), peakResidentBytes: ProcessMemory.peakResidentBytes,
-                                       outputFiles: report.outputFiles.count, streamedTensors: report.streamedTensors, hashSeconds: report.hashSeconds,
-                                       cpuSeconds: ProcessMemory.cpuSeconds - cpu0, residentBytesBefore: before))
-            try FileManager.default.removeItem(at: out)
+        log("copying one input with cp, then fsync")
+        let copySyncSeconds = try copy(sync: true)
+        // Rounds of cp then every method: the machine's load drifts (other processes), so each merge is compared with
+        // the cp of its own round, and the medians are reported.
+        var copyRounds: [Double] = []
+        var times = [[Double]](repeating: [], count: methods.count), cpus = times, fractions = times
+        var peaks = [Int?](repeating: nil, count: methods.count), befores = peaks
+        var reports = [MergeReport?](repeating: nil, count: methods.count)
+        // Before each timed step the dirty pages of the previous one are written out (untimed), so no step pays
+        // for another's write-back: every cp and merge starts from the same state.
+        func settle() {
+            let s = Process()
+            s.executableURL = URL(fileURLWithPath: "/bin/sync")
+            s.arguments = ["-f", root.path]
+            if (try? s.run()) != nil { s.waitUntilExit() }
         }
+        for round in 0..<max(1, rounds) {
+            log("round \(round + 1) of \(max(1, rounds)): cp of one input")
+            settle()
+            let cpSeconds = try copy(sync: false)
+            copyRounds.append(cpSeconds)
+            for (mi, method) in methods.enumerated() {
+                log("round \(round + 1): merging with \(method.rawValue)")
+                let text: String
+                switch method {
+                case .linear:
+                    text = "merge_method: linear\nmodels:\n" + urls.map { "  - model: \($0.path)\n    parameters: {weight: 1.0}\n" }.joined()
+                case .ties:
+                    text = "merge_method: ties\nbase_model: \(urls[0].path)\nmodels:\n"
+                        + urls.dropFirst().map { "  - model: \($0.path)\n    parameters: {weight: 1.0, density: 0.5}\n" }.joined()
+                default:
+                    text = "merge_method: \(method.rawValue)\nbase_model: \(urls[0].path)\nmodels:\n"
+                        + urls.dropFirst().map { "  - model: \($0.path)\n    parameters: {weight: 1.0}\n" }.joined() + "parameters: {lambda: 0.5}\n"
+                }
+                let out = sharded ? root.appendingPathComponent("merged-\(method.rawValue)") : root.appendingPathComponent("merged-\(method.rawValue).safetensors")
+                settle()
+                ProcessMemory.resetPeak()
+                let before = ProcessMemory.currentResidentBytes
+                let cpu0 = ProcessMemory.cpuSeconds
+                let start = Benchmarks.now()
+                let recipe = try MergeRecipe.parse(text, directory: root)
+                var options = MergeRunOptions()
+                options.shardSize = outputShard
+                if let threads { options.threads = threads }
+                let report = try MergeExecutor.run(try MergePlan(recipe: recipe), out: out, options: options)
+                let seconds = Benchmarks.now() - start
+                times[mi].append(seconds)
+                cpus[mi].append(ProcessMemory.cpuSeconds - cpu0)
+                fractions[mi].append((Double(report.outputBytes) / seconds) / (Double(modelBytes) / cpSeconds))
+                if let p = ProcessMemory.peakResidentBytes { peaks[mi] = max(peaks[mi] ?? 0, p) }
+                if befores[mi] == nil { befores[mi] = before }
+                reports[mi] = report
+                try FileManager.default.removeItem(at: out)
+            }
+        }
+        let figures = methods.indices.map { mi in
+            let seconds = median(times[mi])
+            return MergeFigure(method: methods[mi].rawValue, seconds: seconds, bytesPerSecond: Double(reports[mi]!.outputBytes) / seconds,
+                               fractionOfCopy: median(fractions[mi]), roundSeconds: times[mi], roundFractions: fractions[mi],
+                               peakResidentBytes: peaks[mi], outputFiles: reports[mi]!.outputFiles.count,
+                               streamedTensors: reports[mi]!.streamedTensors, hashSeconds: reports[mi]!.hashSeconds,
+                               cpuSeconds: median(cpus[mi]), residentBytesBefore: befores[mi])
+        }
+        let copySeconds = median(copyRounds)
         return Figure(tensors: plan.count, layers: layers, bytesPerModel: modelBytes, inputShardsPerModel: shards,
                       outputShardSize: sharded ? outputShard : nil, generateSeconds: generateSeconds,
-                      copySeconds: copySeconds, copyBytesPerSecond: Double(modelBytes) / copySeconds,
+                      copySeconds: copySeconds, copyRoundSeconds: copyRounds, copyBytesPerSecond: Double(modelBytes) / copySeconds,
                       copySyncSeconds: copySyncSeconds, copySyncBytesPerSecond: Double(modelBytes) / copySyncSeconds,
                       merges: figures, threads: threads ?? MergeRunOptions().threads,
-                      digestSeconds: digestSeconds, digestCPUSeconds: digestCPU, coldDigests: coldDigests)
+                      digestSeconds: digestSeconds, digestCPUSeconds: digestCPU, coldDigests: coldDigests, rounds: max(1, rounds))
     }
 }
