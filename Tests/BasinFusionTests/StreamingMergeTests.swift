@@ -51,13 +51,16 @@ final class StreamingMergeTests: XCTestCase {
         for coarse in [true, false] {
             let urls = (0..<4).map { dir.appendingPathComponent("m\($0)-\(coarse).safetensors") }
             for (i, u) in urls.enumerated() { try writeModel(u, seed: UInt64(i) + (coarse ? 100 : 0), coarse: coarse) }
-            let methods: [(String, String)] = [
-                ("linear", "parameters: {normalize: true}"),
-                ("task_arithmetic", "parameters: {lambda: 0.7}"),
-                ("ties", "parameters: {normalize: true, lambda: 1.3}"),
-                ("ties", "parameters: {normalize: false}"),
+            // (method, parameters, whether the third model joins): TIES of two fine-tunes takes the fused BF16 pass.
+            let methods: [(String, String, Bool)] = [
+                ("linear", "parameters: {normalize: true}", true),
+                ("task_arithmetic", "parameters: {lambda: 0.7}", true),
+                ("ties", "parameters: {normalize: true, lambda: 1.3}", true),
+                ("ties", "parameters: {normalize: false}", true),
+                ("ties", "parameters: {normalize: true, lambda: 0.8}", false),
+                ("ties", "parameters: {normalize: false}", false),
             ]
-            for (method, params) in methods where only?.contains(method) ?? true {
+            for (method, params, third) in methods where only?.contains(method) ?? true {
                 let needsBase = method != "linear"
                 let text = """
                 merge_method: \(method)
@@ -67,14 +70,13 @@ final class StreamingMergeTests: XCTestCase {
                     parameters: {weight: 0.5\(method == "ties" ? ", density: 0.3" : "")}
                   - model: \(urls[2].path)
                     parameters: {weight: [0.2, 0.9]\(method == "ties" ? ", density: [{filter: embed, value: 0.61}, {value: 0.5}]" : "")}
-                  - model: \(urls[3].path)
-                    parameters: {weight: -0.4\(method == "ties" ? ", density: 0.9" : "")}
+                \(third ? "  - model: \(urls[3].path)\n    parameters: {weight: -0.4\(method == "ties" ? ", density: 0.9" : "")}" : "")
                 \(params)
                 out_dtype: bfloat16
                 """
                 let recipe = try MergeRecipe.parse(text, directory: dir)
                 let plan = try MergePlan(recipe: recipe)
-                let out = dir.appendingPathComponent("\(method)-\(coarse).safetensors")
+                let out = dir.appendingPathComponent("\(method)-\(coarse)-\(third).safetensors")
                 var options = MergeRunOptions()
                 options.hashInputs = false
                 options.threads = 2

@@ -150,6 +150,23 @@ enum StreamingKernels {
         }
     }
 
+    /// Each model's sorted sample of magnitudes, filled from several threads.
+    final class SampleBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var samples: [[UInt32]]
+        init(count: Int) { samples = Array(repeating: [], count: count) }
+        func set(_ i: Int, _ s: [UInt32]) {
+            lock.lock()
+            samples[i] = s
+            lock.unlock()
+        }
+        func get(_ i: Int) -> [UInt32] {
+            lock.lock()
+            defer { lock.unlock() }
+            return samples[i]
+        }
+    }
+
     /// Per-range histograms of the threshold passes, filled from several threads.
     final class Histograms: @unchecked Sendable {
         private let lock = NSLock()
@@ -391,6 +408,7 @@ enum StreamingKernels {
             while c < range.upperBound {
                 releaser.advance(to: c)
                 let m = min(chunk, range.upperBound - c)
+                var normalized = false
                 for (i, input) in inputs.enumerated() {
                     let w = weights[i]
                     if let s = bf16Words(input, c) {
@@ -401,6 +419,13 @@ enum StreamingKernels {
                                 acc[j] = w * Float(bitPattern: UInt32(s[j]) << 16)
                                 flags |= (s[j] & 0x7F80) &+ 0x0080
                             }
+                        } else if normalize && i == inputs.count - 1 {
+                            // The last input and the normalisation in one pass (the same two operations per element).
+                            for j in 0..<m {
+                                acc[j] = (acc[j] + w * Float(bitPattern: UInt32(s[j]) << 16)) / total
+                                flags |= (s[j] & 0x7F80) &+ 0x0080
+                            }
+                            normalized = true
                         } else {
                             for j in 0..<m {
                                 acc[j] += w * Float(bitPattern: UInt32(s[j]) << 16)
@@ -413,7 +438,7 @@ enum StreamingKernels {
                     load(input, i, c, m, x)
                     if i == 0 { for j in 0..<m { acc[j] = w * x[j] } } else { for j in 0..<m { acc[j] += w * x[j] } }
                 }
-                if normalize { for j in 0..<m { acc[j] /= total } }
+                if normalize && !normalized { for j in 0..<m { acc[j] /= total } }
                 try output.put(acc, c, m)
                 c += m
             }
@@ -519,6 +544,50 @@ enum StreamingKernels {
             return total
         }
 
+        /// For BF16 words `s` and the widened base `b` (m elements): how many magnitudes |s - b| lie above each
+        /// candidate value t and how many are at least t (`counts[2q]`, `counts[2q + 1]`, added to), eight at a time
+        /// without storing the magnitudes (as `countAbove`: the sign of t - v, for magnitudes whose sign bit is clear).
+        /// NaN/Inf words are counted exactly when there are any, as elsewhere.
+        func countCandidates(_ s: UnsafePointer<UInt16>, _ b: UnsafePointer<Float>, _ m: Int, _ values: [UInt32], into counts: inout [Int],
+                             index: Int, start: Int, scratch: UnsafeMutablePointer<Float>) {
+            typealias I = SIMD8<Int32>
+            // The compare points: t, then t - 1 ("at least t"; none when t is 0: everything is at least 0).
+            var points: [Int32] = []
+            for t in values { points.append(Int32(bitPattern: t)); points.append(t == 0 ? Int32.max : Int32(bitPattern: t - 1)) }
+            let np = points.count
+            let acc = UnsafeMutablePointer<I>.allocate(capacity: np)
+            defer { acc.deallocate() }
+            acc.initialize(repeating: I(), count: np)
+            let pv = points.map { I(repeating: $0) }
+            var flags = SIMD8<UInt16>()
+            let mask7F80 = SIMD8<UInt16>(repeating: 0x7F80), one80 = SIMD8<UInt16>(repeating: 0x0080)
+            var j = 0
+            pv.withUnsafeBufferPointer { pvb in
+                let pts = pvb.baseAddress!
+                while j + 8 <= m {
+                    let h = UnsafeRawPointer(s + j).loadUnaligned(as: SIMD8<UInt16>.self)
+                    flags |= (h & mask7F80) &+ one80
+                    let x = unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: h) &<< 16, to: SIMD8<Float>.self)
+                    let bv = UnsafeRawPointer(b + j).loadUnaligned(as: SIMD8<Float>.self)
+                    let v = unsafeBitCast(x - bv, to: I.self) & I(repeating: 0x7FFF_FFFF)
+                    for q in 0..<np { acc[q] &+= (pts[q] &- v) &>> 31 }
+                    j += 8
+                }
+            }
+            var tail = [Int](repeating: 0, count: np)
+            while j < m {
+                flags[0] |= (s[j] & 0x7F80) &+ 0x0080
+                let v = Int32(bitPattern: abs(Float(bitPattern: UInt32(s[j]) << 16) - b[j]).bitPattern)
+                for q in 0..<np where v > points[q] { tail[q] += 1 }
+                j += 1
+            }
+            for (q, t) in values.enumerated() {
+                counts[2 * q] += tail[2 * q] - Int(acc[2 * q].wrappedSum())
+                counts[2 * q + 1] += t == 0 ? m : tail[2 * q + 1] - Int(acc[2 * q + 1].wrappedSum())
+            }
+            if (0..<8).contains(where: { flags[$0] & 0x8000 != 0 }) { checkBF16(0x8000, inputs[index], index, start, m, scratch: scratch) }
+        }
+
         /// At most this many candidate bins per model (each costs a 256 KB histogram per way and thread).
         static let maxCandidates = 8
         /// At most this many candidate values per model (each costs two compares per element).
@@ -548,19 +617,30 @@ enum StreamingKernels {
             // magnitudes above and at least each (vectorised compares, no histogram), which settles it exactly
             // when one of them has fewer than k above it and at least k at or above it.
             var values: [[UInt32]] = Array(repeating: [], count: k)
-            var pair = [Float](repeating: 0, count: 2)
-            for i in 0..<k {
-                guard let kk = keep[i] else { continue }
+            // Each model's sample on its own thread (reading it faults in pages at random: the slow part), sorted.
+            let samples = SampleBox(count: k)
+            let wantedModels = (0..<k).filter { keep[$0] != nil }
+            try parallel(wantedModels) { i in
                 var sample: [UInt32] = []
                 sample.reserveCapacity(m)
-                for pos in positions {
-                    pair.withUnsafeMutableBufferPointer { s in
-                        base!.decode(pos, 1, into: s.baseAddress!)
-                        inputs[i].decode(pos, 1, into: s.baseAddress! + 1)
-                        sample.append(abs(s[1] - s[0]).bitPattern)
+                if let bw = bf16Words(base!, 0), let iw = bf16Words(inputs[i], 0) {
+                    for pos in positions { sample.append(abs(Float(bitPattern: UInt32(iw[pos]) << 16) - Float(bitPattern: UInt32(bw[pos]) << 16)).bitPattern) }
+                } else {
+                    var pair = [Float](repeating: 0, count: 2)
+                    for pos in positions {
+                        pair.withUnsafeMutableBufferPointer { s in
+                            base!.decode(pos, 1, into: s.baseAddress!)
+                            inputs[i].decode(pos, 1, into: s.baseAddress! + 1)
+                            sample.append(abs(s[1] - s[0]).bitPattern)
+                        }
                     }
                 }
                 sample.sort(by: >)
+                samples.set(i, sample)
+            }
+            for i in 0..<k {
+                guard let kk = keep[i] else { continue }
+                let sample = samples.get(i)
                 let q = Double(kk) / Double(n), r = q * Double(m)
                 let margin = 4 * (Double(m) * q * (1 - q)).squareRoot() + 4
                 let top = Int(sample[max(0, min(m - 1, Int(r - margin)))] >> 16)
@@ -628,6 +708,11 @@ enum StreamingKernels {
                     let mm = min(chunk, range.upperBound - c)
                     decodeChecked(base!, k, c, mm, b)
                     for i in 0..<k where wanted[i] != nil {
+                        if !candidateValues[i].isEmpty, let s = bf16Words(inputs[i], c) {
+                            // BF16 against a few candidate values: magnitudes and every comparison in one pass.
+                            countCandidates(s, b, mm, candidateValues[i], into: &valueCounts[i], index: i, start: c, scratch: x)
+                            continue
+                        }
                         if let s = bf16Words(inputs[i], c) {
                             var flags: UInt16 = 0
                             for j in 0..<mm {
@@ -881,6 +966,154 @@ enum StreamingKernels {
             return selection
         }
 
+        /// BF16 TIES, chunk [c, c + m): entries of input i equal to its threshold are kept below chunk index
+        /// `equalLimit` (the range's budget of them, in index order), and the budget is charged for them.
+        func equalLimit(_ i: Int, _ c: Int, _ m: Int, threshold: UInt32?, budget: inout Int, scratch: UnsafeMutablePointer<Float>) -> Int {
+            guard let t = threshold, budget > 0 else { return 0 }
+            let s = bf16Words(inputs[i], c)!, bw = bf16Words(base!, c)!
+            var equal = 0
+            for j in 0..<m {
+                let bits = abs(Float(bitPattern: UInt32(s[j]) << 16) - Float(bitPattern: UInt32(bw[j]) << 16)).bitPattern
+                equal += bits == t ? 1 : 0
+            }
+            if equal <= budget {
+                budget -= equal
+                return m
+            }
+            // The budget runs out in this chunk: keep equal entries up to (and including) the budget-th.
+            var seen = 0
+            for j in 0..<m {
+                let bits = abs(Float(bitPattern: UInt32(s[j]) << 16) - Float(bitPattern: UInt32(bw[j]) << 16)).bitPattern
+                if bits == t {
+                    seen += 1
+                    if seen == budget {
+                        budget = 0
+                        return j + 1
+                    }
+                }
+            }
+            budget = 0
+            return m
+        }
+
+        /// TIES on BF16 inputs and base in one pass over chunk [c, c + m), eight elements at a time, into `out`:
+        /// every element goes through exactly the Float32 operations of the general pass (and of
+        /// `TensorMerge.ties`) in the same order -- task vector x_i = input_i - base; d_i = (kept ? x_i : 0) * w_i;
+        /// mass = (0 + d_0) + d_1 ...; the entries agreeing with the sign of the mass summed, with their weights;
+        /// normalised, scaled by lambda, added to the base -- so the bytes are identical; only the intermediate
+        /// arrays (ten passes over L2-sized buffers per chunk) are gone. NaN/Inf words are counted as before.
+        func tiesBF16(_ c: Int, _ m: Int, thresholds: [UInt32?], limits: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
+                      scratch: UnsafeMutablePointer<Float>) {
+            let k = inputs.count
+            let weights = p.weights
+            let normalize = p.normalize, lambda = p.lambda
+            let bw = bf16Words(base!, c)!
+            typealias V = SIMD8<Float>
+            typealias U = SIMD8<UInt32>
+            typealias H = SIMD8<UInt16>
+            // Everything the loop reads per input in plain buffers (no arrays or optionals inside it).
+            let words = UnsafeMutablePointer<UnsafePointer<UInt16>>.allocate(capacity: k)
+            let tv = UnsafeMutablePointer<U>.allocate(capacity: k), wv = UnsafeMutablePointer<V>.allocate(capacity: k)
+            let trimmed = UnsafeMutablePointer<Bool>.allocate(capacity: k), limit = UnsafeMutablePointer<Int32>.allocate(capacity: k)
+            let flagv = UnsafeMutablePointer<H>.allocate(capacity: k + 1)
+            defer { words.deallocate(); tv.deallocate(); wv.deallocate(); trimmed.deallocate(); limit.deallocate(); flagv.deallocate() }
+            for i in 0..<k {
+                words[i] = bf16Words(inputs[i], c)!
+                tv[i] = U(repeating: thresholds[i] ?? 0)
+                trimmed[i] = thresholds[i] != nil
+                limit[i] = Int32(limits[i])
+                wv[i] = V(repeating: weights[i])
+            }
+            flagv.initialize(repeating: H(), count: k + 1)
+            typealias I = SIMD8<Int32>
+            @inline(__always) func widen(_ p: UnsafePointer<UInt16>, _ j: Int) -> (V, H) {
+                let h = UnsafeRawPointer(p + j).loadUnaligned(as: H.self)
+                return (unsafeBitCast(U(truncatingIfNeeded: h) &<< 16, to: V.self), h)
+            }
+            @inline(__always) func select(_ mask: I, _ x: V) -> V { unsafeBitCast(unsafeBitCast(x, to: I.self) & mask, to: V.self) }
+            let d = UnsafeMutablePointer<V>.allocate(capacity: k)
+            defer { d.deallocate() }
+            let mask7F80 = H(repeating: 0x7F80), one80 = H(repeating: 0x0080)
+            let lanes = I(0, 1, 2, 3, 4, 5, 6, 7)
+            let zero = V(repeating: 0), oneV = V(repeating: 1), lambdaV = V(repeating: lambda)
+            let magnitude = I(repeating: 0x7FFF_FFFF)
+            var j = 0
+            while j + 8 <= m {
+                let (b, bh) = widen(bw, j)
+                flagv[k] |= (bh & mask7F80) &+ one80
+                var mass = zero
+                for i in 0..<k {
+                    let (xi, xh) = widen(words[i], j)
+                    flagv[i] |= (xh & mask7F80) &+ one80
+                    let x = xi - b
+                    var di = x
+                    if trimmed[i] {
+                        // Kept: magnitude above the threshold (the sign of t - |x|), or equal to it below the limit.
+                        let bits = unsafeBitCast(x, to: I.self) & magnitude
+                        let t = unsafeBitCast(tv[i], to: I.self)
+                        var keep = (t &- bits) &>> 31
+                        if limit[i] > Int32(j) {
+                            let eq = ((bits ^ t) &- 1) & ~(bits ^ t)  // sign bit set where bits == t
+                            let before = (lanes &+ Int32(j)) &- limit[i]  // negative where the index is below the limit
+                            keep |= (eq & before) &>> 31
+                        }
+                        di = select(keep, x)
+                    }
+                    di = di * wv[i]
+                    d[i] = di
+                    mass = i == 0 ? zero + di : mass + di
+                }
+                let positive = mass .>= zero
+                var mixed = zero, divisor = zero
+                for i in 0..<k {
+                    let v = d[i]
+                    let agrees = (positive .& (v .> zero)) .| (.!positive .& (v .< zero))
+                    mixed = mixed + v.replacing(with: zero, where: .!agrees)
+                    divisor = divisor + zero.replacing(with: wv[i], where: agrees)
+                }
+                if normalize { mixed = mixed / divisor.replacing(with: oneV, where: divisor .== zero) }
+                if lambda != 1 { mixed = mixed * lambdaV }
+                UnsafeMutableRawPointer(out + j).storeBytes(of: b + mixed, as: V.self)
+                j += 8
+            }
+            var flags = [H](repeating: H(), count: k + 1)
+            for i in 0...k { flags[i] = flagv[i] }
+            // The last few elements, one at a time (the same operations).
+            while j < m {
+                let b = Float(bitPattern: UInt32(bw[j]) << 16)
+                flags[k][0] |= (bw[j] & 0x7F80) &+ 0x0080
+                var mass: Float = 0
+                var dj = [Float](repeating: 0, count: k)
+                for i in 0..<k {
+                    let w = words[i][j]
+                    flags[i][0] |= (w & 0x7F80) &+ 0x0080
+                    let x = Float(bitPattern: UInt32(w) << 16) - b
+                    var keep = true
+                    if let t = thresholds[i] {
+                        let bits = abs(x).bitPattern
+                        keep = bits > t || (bits == t && j < limits[i])
+                    }
+                    dj[i] = (keep ? x : 0) * weights[i]
+                    mass += dj[i]
+                }
+                var mixed: Float = 0, divisor: Float = 0
+                for i in 0..<k {
+                    let v = dj[i]
+                    let agrees = mass >= 0 ? v > 0 : v < 0
+                    mixed += agrees ? v : 0
+                    divisor += agrees ? weights[i] : 0
+                }
+                if normalize { mixed /= divisor == 0 ? 1 : divisor }
+                if lambda != 1 { mixed *= lambda }
+                out[j] = b + mixed
+                j += 1
+            }
+            // Some word had an all-ones exponent: count exactly (as the general pass does).
+            let any = { (f: H) in (0..<8).contains { f[$0] & 0x8000 != 0 } }
+            for i in 0..<k where any(flags[i]) { checkBF16(0x8000, inputs[i], i, c, m, scratch: scratch) }
+            if any(flags[k]) { checkBF16(0x8000, base!, k, c, m, scratch: scratch) }
+        }
+
         func ties(_ range: Range<Int>, range r: Int, selection: Selection) throws {
             let k = inputs.count
             let weights = p.weights
@@ -897,9 +1130,20 @@ enum StreamingKernels {
             var output = OutputStream(job: self, start: range.lowerBound)
             defer { output.close() }
             var c = range.lowerBound
+            let allBF16 = bf16Words(base!, c) != nil && inputs.allSatisfy { bf16Words($0, c) != nil }
+            let limits = UnsafeMutablePointer<Int>.allocate(capacity: k)
+            defer { limits.deallocate() }
             while c < range.upperBound {
                 releaser.advance(to: c)
                 let m = min(chunk, range.upperBound - c)
+                if allBF16 {
+                    // BF16 inputs and base: one fused pass (see `tiesBF16`).
+                    for i in 0..<k { limits[i] = equalLimit(i, c, m, threshold: thresholds[i], budget: &budgets[i], scratch: x) }
+                    tiesBF16(c, m, thresholds: thresholds, limits: limits, out: x, scratch: scratch)
+                    try output.put(x, c, m)
+                    c += m
+                    continue
+                }
                 decodeChecked(base!, k, c, m, b)
                 for j in 0..<m { mass[j] = 0; mixed[j] = 0; divisor[j] = 0 }
                 for i in 0..<k {
