@@ -325,6 +325,7 @@ final class ReliabilityCLITests: XCTestCase {
             (["bench", "path", "--samples", "0"], "--samples"),
             (["bench", "path", "--points", "0"], "--points"),
             (["bench", "merge", "--size", "9999999999999999999999GB"], "--size"),
+            (["bench", "merge", "--rounds", "0"], "--rounds must be between 1 and 20"),
             (["bench", "ui", "--repeats", "0"], "--repeats"),
             (["bench", "conv", "--batch", "0"], "--batch"),
             (["bench", "conv", "--batch", "99999999999"], "--batch"),
