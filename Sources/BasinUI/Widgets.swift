@@ -514,7 +514,8 @@ package struct HelpOverlay<Action: Hashable & Sendable>: Widget {
                 out.append(Line(head: f.text, text: ""))
                 continue
             }
-            let wrapped = Paragraph.wrap(f.term + ": " + f.text, width: inner)
+            // Continuation lines are indented by two: wrapped two narrower, or their ends were clipped.
+            let wrapped = Paragraph.wrap(f.term + ": " + f.text, width: max(8, inner - 2))
             for (i, w) in wrapped.enumerated() {
                 if i == 0, w.hasPrefix(f.term) {
                     out.append(Line(head: f.term, text: String(w.dropFirst(f.term.count))))

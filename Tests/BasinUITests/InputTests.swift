@@ -46,6 +46,16 @@ final class InputTests: XCTestCase {
              │ ↑      move up    │
              └───────────────────┘
             """)
+        // The footer (a glossary) wraps inside the box: no line is wider than the box's inner width, so none
+        // loses its end.
+        let long = HelpOverlay(keymap: Keymap<String>(), context: "align", title: "Help",
+                               footer: [("barrier", String(repeating: "how far the loss rises above the chord ", count: 6))])
+        for width in [30, 64, 80] {
+            let ls = long.lines(ascii: false, width: width)
+            XCTAssertTrue(ls.allSatisfy { TextWidth.of($0.head) + TextWidth.of($0.text) <= width - 4 }, "\(width): \(ls)")
+            XCTAssertEqual(ls.map { ($0.head + $0.text).trimmingCharacters(in: .whitespaces) }.joined(separator: " ").split(separator: " ").count,
+                           1 + 8 * 6, "every word kept")
+        }
         // Without a context: every binding, once.
         XCTAssertEqual(km.help().count, km.bindings.count)
     }
