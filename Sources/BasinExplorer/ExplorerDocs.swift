@@ -154,6 +154,8 @@ package enum ExplorerDocs {
         #else
         let build = "release"
         #endif
+        // The machine's 1-minute load average when the figures were taken (other work shares the cores).
+        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map { ", load average \($0)" } ?? ""
         md += """
             ## Speed
 
@@ -162,7 +164,7 @@ package enum ExplorerDocs {
             the background jobs running on threads as in the real loop, and prints the keypress-to-frame latency (p50 / p95)
             and the time to render and diff a \(bench.frameWidth)x\(bench.frameHeight) frame. Target: 50 ms per key.
 
-            Measured by `basin docs` (\(build) build, \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS \(BLAS.threads) threads, \(bench.keys) keys): keypress to frame
+            Measured by `basin docs` (\(build) build, \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS \(BLAS.threads) threads\(load), \(bench.keys) keys): keypress to frame
             p50 \(ms(bench.p50Ms)), p95 \(ms(bench.p95Ms)) (max \(ms(bench.maxMs))); \(bench.frameWidth)x\(bench.frameHeight) frame render \(ms(bench.renderMs)), render + diff
             \(ms(bench.renderAndDiffMs)). The soup view evaluates the merged model synchronously; path curves, fits, matching, the
             barrier matrix, the soup triangle and the landscape grid never run on the UI thread.
