@@ -114,3 +114,46 @@ struct Dense {
         }
     }
 }
+
+/// An op that is a dense layer (`Linear`, `HFConv1D`): it names its tensors and declared width and says its
+/// weight's layout; this extension gives it the architecture-file keys, the shape checks, parameter slots, channel
+/// flow, initial shapes and gradients, all through `Dense`. Each op keeps its own initialisation and forward pass.
+public protocol DenseOp: Op {
+    var weight: String { get }
+    var bias: String? { get }
+    /// Output features, for initialisation (nil: read from the weight).
+    var outFeatures: Int? { get }
+    init(weight: String, bias: String?, outFeatures: Int?)
+    /// True for GPT-2's Conv1D layout [in, out]; false for nn.Linear's [out, in].
+    static var storesInputsFirst: Bool { get }
+    /// The op in messages ("a linear node").
+    static var nodeDescription: String { get }
+}
+
+extension DenseOp {
+    var dense: Dense {
+        Dense(layout: Self.storesInputsFirst ? .inOut : .outIn, weight: weight, bias: bias, outFeatures: outFeatures, what: Self.nodeDescription)
+    }
+
+    public static func read(_ a: inout NodeAttributes, typeName: String) throws -> Self {
+        Self(weight: try a.string("weight"), bias: try a.optionalString("bias"), outFeatures: try a.optionalInt("out", minimum: 1))
+    }
+
+    public func write(to a: inout [String: JSONValue]) {
+        a["weight"] = .string(weight)
+        if let bias { a["bias"] = .string(bias) }
+        if let outFeatures { a["out"] = .int(outFeatures) }
+    }
+
+    public var parameters: [ParameterSlot] { dense.parameters }
+    public var isLinearInParameters: Bool { true }
+
+    public func outputShape(_ inputs: [SampleShape?], shapeOf: (String) -> [Int]?) throws -> SampleShape? {
+        try dense.outputShape(inputs, shapeOf: shapeOf)
+    }
+
+    public func inputShapeHint(shapeOf: (String) -> [Int]?) -> SampleShape? { dense.inputShapeHint(shapeOf: shapeOf) }
+    public func channelFlow(_ inputs: [SampleShape?]) -> ChannelFlow { dense.channelFlow(inputs) }
+    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] { try dense.initialParameterShapes(inputs) }
+    public func backward(_ c: inout BackwardContext) { dense.backward(&c) }
+}

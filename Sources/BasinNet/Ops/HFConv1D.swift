@@ -3,7 +3,7 @@ import BasinTensor
 /// Hugging Face's GPT-2 `Conv1D`: a linear layer that stores its weight as [in, out], y = x W + b (the
 /// transpose of nn.Linear's layout). Architecture file: `{"op": "hf_conv1d", "weight": NAME, "bias": NAME?,
 /// "out": N?}` (`out` only to initialise from scratch; N(0, 0.02) weights and zero bias as Hugging Face does).
-public struct HFConv1D: Op {
+public struct HFConv1D: DenseOp {
     public static let typeNames = ["hf_conv1d"]
 
     public var weight: String
@@ -16,32 +16,8 @@ public struct HFConv1D: Op {
         self.outFeatures = outFeatures
     }
 
-    public static func read(_ a: inout NodeAttributes, typeName: String) throws -> HFConv1D {
-        HFConv1D(weight: try a.string("weight"), bias: try a.optionalString("bias"), outFeatures: try a.optionalInt("out", minimum: 1))
-    }
-
-    public func write(to a: inout [String: JSONValue]) {
-        a["weight"] = .string(weight)
-        if let bias { a["bias"] = .string(bias) }
-        if let outFeatures { a["out"] = .int(outFeatures) }
-    }
-
-    /// The shared dense layer (shape checks, parameter shapes, product, gradients) in GPT-2's [in, out] layout.
-    var dense: Dense { Dense(layout: .inOut, weight: weight, bias: bias, outFeatures: outFeatures, what: "a Conv1D (GPT-2) node") }
-
-    public var parameters: [ParameterSlot] { dense.parameters }
-
-    public var isLinearInParameters: Bool { true }
-
-    public func outputShape(_ inputs: [SampleShape?], shapeOf: (String) -> [Int]?) throws -> SampleShape? {
-        try dense.outputShape(inputs, shapeOf: shapeOf)
-    }
-
-    public func inputShapeHint(shapeOf: (String) -> [Int]?) -> SampleShape? { dense.inputShapeHint(shapeOf: shapeOf) }
-
-    public func channelFlow(_ inputs: [SampleShape?]) -> ChannelFlow { dense.channelFlow(inputs) }
-
-    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] { try dense.initialParameterShapes(inputs) }
+    public static let storesInputsFirst = true
+    public static let nodeDescription = "a Conv1D (GPT-2) node"
 
     public func initialParameters(_ inputs: [SampleShape?], generator g: inout SeededGenerator) throws -> [(String, Tensor)] {
         let (fanIn, fanOut) = try dense.fans(inputs)
@@ -66,7 +42,6 @@ public struct HFConv1D: Op {
         return y.reshaped(outShape)
     }
 
-    public func backward(_ c: inout BackwardContext) { dense.backward(&c) }
 }
 
 /// The output layer of a language model: logits = x W^T (+ b) with W [vocabulary, width] — `lm_head.weight`,

@@ -3,7 +3,7 @@ import BasinTensor
 /// y = x W^T + b over the last axis (PyTorch nn.Linear): weight [out, in], bias [out]. Inputs [N, in] or
 /// [N, ..., in]. Architecture file: `{"op": "linear", "weight": NAME, "bias": NAME?, "out": N?}` (`out`
 /// is needed only to initialise from scratch; otherwise the weight says it).
-public struct Linear: Op {
+public struct Linear: DenseOp {
     public static let typeNames = ["linear"]
 
     public var weight: String
@@ -17,32 +17,8 @@ public struct Linear: Op {
         self.outFeatures = outFeatures
     }
 
-    public static func read(_ a: inout NodeAttributes, typeName: String) throws -> Linear {
-        Linear(weight: try a.string("weight"), bias: try a.optionalString("bias"), outFeatures: try a.optionalInt("out", minimum: 1))
-    }
-
-    public func write(to a: inout [String: JSONValue]) {
-        a["weight"] = .string(weight)
-        if let bias { a["bias"] = .string(bias) }
-        if let outFeatures { a["out"] = .int(outFeatures) }
-    }
-
-    /// The shared dense layer (shape checks, parameter shapes, product, gradients) in nn.Linear's [out, in] layout.
-    var dense: Dense { Dense(layout: .outIn, weight: weight, bias: bias, outFeatures: outFeatures, what: "a linear node") }
-
-    public var parameters: [ParameterSlot] { dense.parameters }
-
-    public var isLinearInParameters: Bool { true }
-
-    public func outputShape(_ inputs: [SampleShape?], shapeOf: (String) -> [Int]?) throws -> SampleShape? {
-        try dense.outputShape(inputs, shapeOf: shapeOf)
-    }
-
-    public func inputShapeHint(shapeOf: (String) -> [Int]?) -> SampleShape? { dense.inputShapeHint(shapeOf: shapeOf) }
-
-    public func channelFlow(_ inputs: [SampleShape?]) -> ChannelFlow { dense.channelFlow(inputs) }
-
-    public func initialParameterShapes(_ inputs: [SampleShape?]) throws -> [(String, [Int])] { try dense.initialParameterShapes(inputs) }
+    public static let storesInputsFirst = false
+    public static let nodeDescription = "a linear node"
 
     /// PyTorch's default: weight kaiming-uniform with a = sqrt(5), i.e. uniform in +-1/sqrt(fan_in), then the
     /// bias uniform in +-1/sqrt(fan_in); weight drawn row by row before the bias.
@@ -72,7 +48,6 @@ public struct Linear: Op {
         return Linear.apply(x, weight: w, bias: b).reshaped(outShape)
     }
 
-    public func backward(_ c: inout BackwardContext) { dense.backward(&c) }
 
     /// x [rows, in] W^T + b as [rows, out]: the bias is broadcast into the output first and sgemm adds the
     /// product (beta 1). Training's arithmetic: the sample models are reproduced bit for bit with it.
