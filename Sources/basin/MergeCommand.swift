@@ -45,7 +45,8 @@ struct MergeCommand: ParsableCommand {
         file or an index.
         OUT ending in .safetensors writes one file (split beside it with an index if larger than --shard-size); any other
         OUT is a Hugging Face folder: model.safetensors (or shards + model.safetensors.index.json), config.json from the
-        base (else first) model, and its tokenizer files. See docs/merging.md.
+        base (else first) model, its tokenizer files, and as mergekit-yaml writes them the recipe as mergekit_config.yml
+        (`basin merge OUT/mergekit_config.yml` rebuilds the output) and a README.md model card. See docs/merging.md.
         """)
 
     @Argument(help: "Recipe YAML.")
@@ -80,6 +81,9 @@ struct MergeCommand: ParsableCommand {
 
     @Flag(help: "Folder outputs: do not copy the donor model's tokenizer files (tokenizer_source still copies).")
     var noCopyTokenizer = false
+
+    @Flag(help: "Folder outputs: do not write mergekit's README.md model card and mergekit_config.yml (mergekit-yaml's --no-write-model-card).")
+    var noWriteModelCard = false
 
     @Flag(help: "Do not record the inputs' SHA-256 in the output's metadata.")
     var noDigests = false
@@ -136,6 +140,7 @@ struct MergeCommand: ParsableCommand {
         options.shardSize = shardBytes
         options.allowNonFinite = allowNonfinite
         options.copyTokenizer = !noCopyTokenizer
+        options.writeModelCard = !noWriteModelCard
         options.hashInputs = !noDigests
         options.sync = sync
         let dataset = try data.map { try Dataset(path: $0) }
@@ -173,7 +178,8 @@ struct MergeCommand: ParsableCommand {
             let merged = try MergeExport.dataAwareMerge(recipe, models: models, data: dataset)
             let dtypes = models[0].dtypes
             outputs = try MergeExport.write(merged, to: outURL, dtype: { recipe.outputDType ?? dtypes[$0] ?? .f32 }, recipe: recipe,
-                                            inputs: zip(recipe.models, models).map { ($0.model, $1.source) }, shardSize: shardBytes).map(\.path)
+                                            inputs: zip(recipe.models, models).map { ($0.model, $1.source) }, shardSize: shardBytes,
+                                            modelCard: !noWriteModelCard).map(\.path)
             printError("merged \(merged.count) tensors with \(recipe.method.rawValue) into \(outputs.last!)")
         } else {
             let plan = try MergePlan(recipe: recipe)

@@ -202,7 +202,7 @@ final class MergekitWorkflowCLITests: XCTestCase {
         let r = try BasinBinary.run(["merge", recipe.path, "--out", out.path], currentDirectory: fixtures)
         XCTAssertEqual(r.status, 0, r.stderr)
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: out.path))
-        XCTAssertEqual(files, ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"])
+        XCTAssertEqual(files, ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md", "mergekit_config.yml"])
         let model = try ModelFile.open(out)
         XCTAssertTrue(model is HuggingFaceModel)
         XCTAssertEqual(model.metadata["format"], "pt")
@@ -238,7 +238,8 @@ final class MergekitWorkflowCLITests: XCTestCase {
         let r = try BasinBinary.run(["merge", "mergekit/linear.yml", out.path, "--evaluate", "sh \(script.path)", "--json"], currentDirectory: fixtures)
         XCTAssertEqual(r.status, 0, r.stderr)
         let metrics = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Double]
-        XCTAssertEqual(metrics, ["files": 2, "suite.acc": 0.5, "suite.loss": 1.25])
+        // model.safetensors, config.json, README.md, mergekit_config.yml.
+        XCTAssertEqual(metrics, ["files": 4, "suite.acc": 0.5, "suite.loss": 1.25])
         // A failing evaluator fails the command and shows its standard error.
         let failing = dir.appendingPathComponent("fail.sh")
         try "#!/bin/sh\necho 'CUDA out of memory on the candidate' >&2\nexit 3\n".write(to: failing, atomically: true, encoding: .utf8)
@@ -286,6 +287,54 @@ final class MergekitWorkflowCLITests: XCTestCase {
             }
             XCTAssertLessThanOrEqual(worst, 1e-6, name)
         }
+    }
+
+    /// A folder output gets what mergekit-yaml writes with its defaults: mergekit_config.yml (the recipe) and the
+    /// README.md card of mergekit's card.py; re-reading that mergekit_config.yml rebuilds every file byte for byte,
+    /// also when the seed came from the command line. --no-write-model-card writes neither.
+    func testFolderOutputGetsMergekitConfigAndCardThatRebuildIt() throws {
+        let fixtures = Fixtures.url("transformers")
+        let first = dir.appendingPathComponent("a/merged"), second = dir.appendingPathComponent("b/merged")
+        for (recipe, seed) in [("ties", nil), ("slerp", nil), ("dare_ties", "7")] as [(String, String?)] {
+            let r = try BasinBinary.run(["merge", "mergekit/\(recipe).yml", first.path] + (seed.map { ["--random-seed", $0] } ?? []), currentDirectory: fixtures)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let config = try String(contentsOf: first.appendingPathComponent("mergekit_config.yml"), encoding: .utf8)
+            XCTAssertTrue(config.hasPrefix("merge_method: \(recipe)\n"), config)
+            if let seed { XCTAssertTrue(config.contains("seed: \(seed)"), config) }
+            let card = try String(contentsOf: first.appendingPathComponent("README.md"), encoding: .utf8)
+            let (method, baseText, bullets) = switch recipe {
+            case "ties": ("[TIES](https://arxiv.org/abs/2306.01708)", " using ./llama-tiny-base as a base", ["./llama-tiny-ft-add", "./llama-tiny-ft-sub", "./llama-tiny-ft-mul"])
+            case "slerp": ("[SLERP](https://en.wikipedia.org/wiki/Slerp)", "", ["./llama-tiny-ft-add", "./llama-tiny-ft-sub"])
+            default: ("[DARE TIES](https://arxiv.org/abs/2311.03099)", " using ./llama-tiny-base as a base", ["./llama-tiny-ft-add", "./llama-tiny-ft-sub", "./llama-tiny-ft-mul"])
+            }
+            // mergekit's CARD_TEMPLATE, as generate_card fills it for local models.
+            XCTAssertEqual(card, "---\nbase_model: []\nlibrary_name: transformers\ntags:\n- mergekit\n- merge\n\n---\n# merged\n\n"
+                + "This is a merge of pre-trained language models created using [mergekit](https://github.com/cg123/mergekit).\n\n"
+                + "## Merge Details\n### Merge Method\n\nThis model was merged using the \(method) merge method\(baseText).\n\n"
+                + "### Models Merged\n\nThe following models were included in the merge:\n" + bullets.map { "* \($0)" }.joined(separator: "\n")
+                + "\n\n### Configuration\n\nThe following YAML configuration was used to produce this model:\n\n```yaml\n\(config)\n```\n", recipe)
+            // The written configuration is the recipe: it rebuilds the same folder, file for file.
+            let again = try BasinBinary.run(["merge", first.appendingPathComponent("mergekit_config.yml").path, second.path], currentDirectory: fixtures)
+            XCTAssertEqual(again.status, 0, again.stderr)
+            let names = try FileManager.default.contentsOfDirectory(atPath: first.path).sorted()
+            XCTAssertEqual(names, ["README.md", "config.json", "mergekit_config.yml", "model.safetensors"], recipe)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: second.path).sorted(), names, recipe)
+            for n in names {
+                XCTAssertEqual(try Data(contentsOf: second.appendingPathComponent(n)), try Data(contentsOf: first.appendingPathComponent(n)), "\(recipe): \(n)")
+            }
+            try FileManager.default.removeItem(at: first)
+            try FileManager.default.removeItem(at: second)
+        }
+        // Running the written configuration into its own folder would replace it: refused, nothing touched.
+        XCTAssertEqual(try BasinBinary.run(["merge", "mergekit/linear.yml", first.path], currentDirectory: fixtures).status, 0)
+        let written = try Data(contentsOf: first.appendingPathComponent("mergekit_config.yml"))
+        let clash = try BasinBinary.run(["merge", first.appendingPathComponent("mergekit_config.yml").path, first.path], currentDirectory: fixtures)
+        XCTAssertNotEqual(clash.status, 0)
+        XCTAssertTrue(clash.stderr.contains("input"), clash.stderr)
+        XCTAssertEqual(try Data(contentsOf: first.appendingPathComponent("mergekit_config.yml")), written)
+        // mergekit-yaml's --no-write-model-card: neither file.
+        XCTAssertEqual(try BasinBinary.run(["merge", "mergekit/linear.yml", second.path, "--no-write-model-card"], currentDirectory: fixtures).status, 0)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: second.path).sorted(), ["config.json", "model.safetensors"])
     }
 
     /// A base named by its .safetensors file (not its folder) still gives a folder output a config.json: the first

@@ -47,7 +47,7 @@ public struct MergeDryRun: Sendable, Codable {
         var problems: [String] = []
         if CheckpointWriter.isFolder(out) {
             do {
-                let extras = try MergeExecutor.extraFiles(plan, out: out, copyTokenizer: options.copyTokenizer)
+                let extras = try MergeExecutor.extraFiles(plan, out: out, options: options)
                 files += extras.map { out.appendingPathComponent($0.name).path }
                 extraBytes = extras.reduce(0) { $0 + $1.data.count }
             } catch {

@@ -26,6 +26,9 @@ public struct MergeRunOptions: Sendable {
     public var allowNonFinite = false
     /// Folder outputs: copy the tokenizer files of `tokenizer_source` (else the donor model), as mergekit does.
     public var copyTokenizer = true
+    /// Folder outputs: write mergekit's `mergekit_config.yml` and `README.md` model card beside the weights (ModelCard).
+    /// `basin merge` turns it on, as mergekit-yaml's `write_model_card` default; off for library callers.
+    public var writeModelCard = false
     /// Threads computing (and writing) each tensor.
     public var threads = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
     /// Flush the output to disk before renaming it into place (fsync). Off by default, as for `cp`, mergekit and
@@ -58,7 +61,7 @@ public enum MergeExecutor {
                              "\(plan.recipe.method.rawValue) needs data and a network: it runs in memory (MergeExport.dataAwareMerge), not streamed")
         }
         let start = Benchmarks.now()
-        let extras = try extraFiles(plan, out: out, copyTokenizer: options.copyTokenizer)
+        let extras = try extraFiles(plan, out: out, options: options)
         var meta = plan.metadata()
         meta.merge(options.extraMetadata) { _, new in new }
         // Digests are computed while merging; the header starts with placeholders of the same length.
@@ -174,8 +177,14 @@ public enum MergeExecutor {
 
     // MARK: Hugging Face folder outputs
 
+    /// Everything a folder output gets beside the weights: the donor's files, then the model card if asked for.
+    static func extraFiles(_ plan: MergePlan, out: URL, options: MergeRunOptions) throws -> [(name: String, data: Data)] {
+        let card = options.writeModelCard && CheckpointWriter.isFolder(out) ? ModelCard.files(plan.recipe, out: out) : []
+        return try donorFiles(plan, out: out, copyTokenizer: options.copyTokenizer) + card
+    }
+
     /// config.json (the donor's, with the output dtype and layer count) and the tokenizer files, for folder outputs.
-    static func extraFiles(_ plan: MergePlan, out: URL, copyTokenizer: Bool) throws -> [(name: String, data: Data)] {
+    static func donorFiles(_ plan: MergePlan, out: URL, copyTokenizer: Bool) throws -> [(name: String, data: Data)] {
         guard CheckpointWriter.isFolder(out) else {
             // tokenizer_source asks for a tokenizer a .safetensors file cannot hold (base as much as a named model).
             if plan.recipe.tokenizerSource != nil {

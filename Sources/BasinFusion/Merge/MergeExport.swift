@@ -6,11 +6,12 @@ import Foundation
 /// Writing in-memory merges (soups, Fisher, RegMean) with the same layout, metadata and guarantees as the
 /// streaming export.
 public enum MergeExport {
-    /// Writes `params` in each tensor's `dtype(name)`, with `recipe` (YAML) and the inputs' SHA-256 in the metadata.
+    /// Writes `params` in each tensor's `dtype(name)`, with `recipe` (YAML) and the inputs' SHA-256 in the metadata;
+    /// `modelCard`: a folder output also gets the recipe's mergekit_config.yml and README.md (ModelCard).
     @discardableResult
     public static func write(_ params: ParameterSet, to out: URL, dtype: (String) -> DType, recipe: MergeRecipe?,
                              inputs: [(label: String, source: any TensorSource)], shardSize: Int = CheckpointWriter.defaultShardSize,
-                             extraMetadata: [String: String] = [:]) throws -> [URL] {
+                             extraMetadata: [String: String] = [:], modelCard: Bool = false) throws -> [URL] {
         var meta: [String: String] = ["format": "pt"]
         if let recipe {
             meta["basin.recipe"] = recipe.yaml()
@@ -27,8 +28,10 @@ public enum MergeExport {
         if CheckpointWriter.isFolder(out), let hf = inputs.lazy.compactMap({ $0.source as? HuggingFaceModel }).first {
             extra.append((HuggingFaceModel.configName, hf.configData))
         }
+        if modelCard, CheckpointWriter.isFolder(out), let recipe { extra += ModelCard.files(recipe, out: out) }
         let writer = try CheckpointWriter(out: out, plan: plan, metadata: meta, shardSize: shardSize,
-                                          protecting: inputs.flatMap { $0.source.files }, extraFiles: extra)
+                                          protecting: inputs.flatMap { $0.source.files } + (recipe?.file.map { [URL(fileURLWithPath: $0)] } ?? []),
+                                          extraFiles: extra)
         for (name, t) in params.pairs { try writer.write(name, t) }
         try writer.finish()
         return writer.outputFiles

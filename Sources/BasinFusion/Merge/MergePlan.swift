@@ -41,8 +41,9 @@ public struct MergePlan: Sendable {
     /// Index of the model whose config.json and tokenizer the output takes (the base, else the first model).
     public let donor: Int?
 
-    /// Every input's files (to protect them from being overwritten).
-    public var inputFiles: [URL] { sources.flatMap(\.files) }
+    /// Every input's files and the recipe file (to protect them from being overwritten, e.g. a folder output's
+    /// mergekit_config.yml that is the recipe being run).
+    public var inputFiles: [URL] { sources.flatMap(\.files) + (recipe.file.map { [URL(fileURLWithPath: $0)] } ?? []) }
     public var outputBytes: Int { entries.reduce(0) { $0 + Tensor.elementCount($1.shape) * $1.outputDType.byteSize } }
     public var tensorPlans: [TensorPlan] { entries.map { TensorPlan(name: $0.name, dtype: $0.outputDType, shape: $0.shape) } }
     /// Bytes of input read for one entry.
