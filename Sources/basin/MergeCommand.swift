@@ -112,6 +112,8 @@ struct MergeCommand: ParsableCommand {
         try io.file(self.recipe)
         var recipe = try MergeRecipe.load(URL(fileURLWithPath: self.recipe))
         if let seed { recipe.seed = seed }
+        // Filter entries that can never apply run as mergekit runs them, but are said (the dry run's JSON lists them too).
+        for w in recipe.shadowedFilterWarnings { printError("warning: \(w)") }
         let outPath = output ?? out!
         // Every model the recipe names (models:, base_model, and each slice's sources and base) is an input.
         var modelURLs = recipe.modelURLs + (recipe.baseURL.map { [$0] } ?? [])

@@ -337,6 +337,41 @@ final class MergekitWorkflowCLITests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: second.path).sorted(), ["config.json", "model.safetensors"])
     }
 
+    /// A filter entry after a catch-all never applies: the merge runs (as mergekit's does) and stderr names the
+    /// parameter, the dead entry and the one shadowing it; the dry run's JSON lists it under warnings.
+    func testShadowedFilterEntryIsAWarningNotAnError() throws {
+        let fixtures = Fixtures.url("transformers")
+        let recipe = dir.appendingPathComponent("shadow.yml")
+        try """
+        merge_method: slerp
+        base_model: ./llama-tiny-ft-add
+        models:
+          - model: ./llama-tiny-ft-add
+          - model: ./llama-tiny-ft-sub
+        parameters:
+          t:
+            - value: 0.5
+            - filter: mlp
+              value: 1.0
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        let expected = "warning: \(recipe.path): parameters.t[1] (filter: mlp) never applies: parameters.t[0] (no filter) comes first and matches every tensor"
+        let out = dir.appendingPathComponent("out")
+        let r = try BasinBinary.run(["merge", recipe.path, out.path], currentDirectory: fixtures)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains(expected), r.stderr)
+        let dry = try BasinBinary.run(["merge", recipe.path, dir.appendingPathComponent("dry").path, "--dry-run", "--json"], currentDirectory: fixtures)
+        XCTAssertEqual(dry.status, 0, dry.stderr)
+        XCTAssertTrue(dry.stderr.contains(expected), dry.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(dry.stdout.utf8)) as! [String: Any]
+        let warnings = try XCTUnwrap(report["warnings"] as? [String])
+        XCTAssertEqual(warnings.count, 1)
+        XCTAssertTrue(warnings[0].hasPrefix(String(expected.dropFirst("warning: ".count))), warnings[0])
+        // A recipe without dead entries warns about nothing.
+        let clean = try BasinBinary.run(["merge", "mergekit/slerp.yml", dir.appendingPathComponent("dry2").path, "--dry-run", "--json"], currentDirectory: fixtures)
+        XCTAssertFalse(clean.stderr.contains("warning"), clean.stderr)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(clean.stdout.utf8)) as! [String: Any])["warnings"] as? [String], [])
+    }
+
     /// A base named by its .safetensors file (not its folder) still gives a folder output a config.json: the first
     /// Hugging Face folder's among the inputs. tokenizer_source: base still means the base's own tokenizer.
     func testAFolderOutputGetsAConfigWhenTheBaseIsAFile() throws {

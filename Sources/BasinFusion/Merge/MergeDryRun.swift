@@ -28,9 +28,13 @@ public struct MergeDryRun: Sendable, Codable {
     public var diskBytesFree: Int?
     /// Problems found with the output location (empty: the merge can run).
     public var problems: [String]
+    /// Things in the recipe that run but are likely not what was meant (filter entries that never apply); the command
+    /// prints them on standard error, the JSON report carries them here.
+    public var warnings: [String]
 
     public init(plan: MergePlan, out: URL, options: MergeRunOptions) {
         method = plan.recipe.method.rawValue
+        warnings = plan.recipe.shadowedFilterWarnings
         inputs = Dictionary(zip(plan.labels, plan.sources.map(\.displayPath)), uniquingKeysWith: { a, _ in a })
         let plans = plan.tensorPlans
         let layout = CheckpointWriter.layout(out: out, plan: plans, shardSize: options.shardSize)

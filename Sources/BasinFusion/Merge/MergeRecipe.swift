@@ -546,3 +546,46 @@ private struct RecipeParser {
         return MergeRecipe.PathPoint(type: type, bends: bends)
     }
 }
+
+// MARK: Shadowed filters
+
+extension MergeRecipe {
+    /// Entries of filtered parameter lists that can never apply. mergekit's `evaluate_setting` takes the first entry
+    /// whose filter matches (no filter, `*` or an empty filter match every tensor; otherwise the filter is a substring
+    /// of the name), so an entry after a catch-all, or after a filter that is a substring of its own, is dead. mergekit
+    /// accepts such recipes silently and Basin runs them the same way; each line names the parameter, the shadowed entry
+    /// and the entry shadowing it, for the command to print as a warning.
+    public var shadowedFilterWarnings: [String] {
+        var out: [String] = []
+        func check(_ parameters: [String: ParameterValue], at prefix: String) {
+            for name in parameters.keys.sorted() {
+                guard case let .filtered(entries)? = parameters[name] else { continue }
+                let key = prefix + "parameters." + name
+                for (j, later) in entries.enumerated() {
+                    guard let i = entries[..<j].firstIndex(where: { Self.filter($0.filter, covers: later.filter) }) else { continue }
+                    let all = Self.isCatchAll(entries[i].filter)
+                    out.append("\(file.map { "\($0): " } ?? "")\(key)[\(j)] (\(Self.describe(later.filter))) never applies: \(key)[\(i)] (\(Self.describe(entries[i].filter))) comes first and matches "
+                               + (all ? "every tensor" : "every tensor it matches") + " (mergekit takes the first entry that matches, and accepts this silently)")
+                }
+            }
+        }
+        check(parameters, at: "")
+        for (i, m) in models.enumerated() { check(m.parameters, at: "models[\(i)].") }
+        for (i, s) in slices.enumerated() {
+            check(s.parameters, at: "slices[\(i)].")
+            for (j, src) in s.sources.enumerated() { check(src.parameters, at: "slices[\(i)].sources[\(j)].") }
+        }
+        return out
+    }
+
+    static func isCatchAll(_ filter: String?) -> Bool { filter == nil || filter == "*" || filter == "" }
+
+    /// Whether every tensor name `later` matches is matched by `earlier` too.
+    static func filter(_ earlier: String?, covers later: String?) -> Bool {
+        if isCatchAll(earlier) { return true }
+        guard let earlier, let later, !isCatchAll(later) else { return false }
+        return later.contains(earlier)
+    }
+
+    static func describe(_ filter: String?) -> String { filter.map { "filter: \(quoted($0))" } ?? "no filter" }
+}
