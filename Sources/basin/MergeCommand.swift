@@ -154,15 +154,15 @@ struct MergeCommand: ParsableCommand {
             guard !dryRun else { throw ValidationError("\(flag) corrects the written merge; it does not go with --dry-run") }
             if correction.repair != nil {
                 // The models (and a fitted path's bends, which REPAIR measures as models) and their weights.
-                let (members, weights) = try recipe.combinationWeights()
+                let combination = try recipe.combinationWeights()
                 var models: [LoadedModel] = []
-                let params = try CombinationMember.load(members) { url in
+                let params = try combination.load { url in
                     let m = try architecture.load(url.path)
                     if let first = models.first { try first.params.checkCompatible(with: m.params, "merge inputs \(first.path) and \(m.path)") }
                     models.append(m)
                     return m.params
                 }
-                corrector = (CombinationCorrection(try correction.make(for: models[0])!, models: params), weights)
+                corrector = (CombinationCorrection(try correction.make(for: models[0])!, models: params), combination.weights)
             } else {
                 guard let first = recipe.modelURLs.first ?? recipe.baseURL else { throw ValidationError("--bn-reset needs a recipe with models") }
                 corrector = (CombinationCorrection(try correction.make(for: try architecture.load(first.path))!, models: []), [])

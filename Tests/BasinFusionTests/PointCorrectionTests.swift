@@ -198,12 +198,14 @@ final class PointCorrectionTests: XCTestCase {
         }
         let a = Fixtures.mlpSeed0.path, b = Fixtures.mlpSeed1.path
         // The straight line.
-        var (members, weights) = try recipe("merge_method: basin_path\nbasin_path: {type: linear}\nparameters: {t: 0.3}\nmodels:\n  - model: \(a)\n  - model: \(b)\n").combinationWeights()
+        var c = try recipe("merge_method: basin_path\nbasin_path: {type: linear}\nparameters: {t: 0.3}\nmodels:\n  - model: \(a)\n  - model: \(b)\n").combinationWeights()
+        var (members, weights) = (c.members, c.weights)
         XCTAssertEqual(members, [.model(Fixtures.mlpSeed0), .model(Fixtures.mlpSeed1)])
         XCTAssertEqual(weights[0], 0.7, accuracy: 1e-12)
         XCTAssertEqual(weights[1], 0.3, accuracy: 1e-12)
         // A chain through three models: t = 0.75 is the middle of the second segment.
-        (members, weights) = try recipe("merge_method: basin_path\nbasin_path: {type: linear}\nparameters: {t: 0.75}\nmodels:\n  - model: \(a)\n  - model: \(third.path)\n  - model: \(b)\n").combinationWeights()
+        c = try recipe("merge_method: basin_path\nbasin_path: {type: linear}\nparameters: {t: 0.75}\nmodels:\n  - model: \(a)\n  - model: \(third.path)\n  - model: \(b)\n").combinationWeights()
+        (members, weights) = (c.members, c.weights)
         XCTAssertEqual(members.count, 3)
         XCTAssertEqual(weights, [0, 0.5, 0.5])
         // A Bezier curve with one fitted bend.
@@ -212,11 +214,27 @@ final class PointCorrectionTests: XCTestCase {
         let bends = dir.appendingPathComponent("bends.safetensors")
         try BendsFile.write(path, to: bends, startSHA256: "", endSHA256: "")
         let bezier = try recipe("merge_method: basin_path\nbasin_path: {type: bezier, bends: \(bends.path)}\nparameters: {t: 0.25}\nmodels:\n  - model: \(a)\n  - model: \(b)\n")
-        (members, weights) = try bezier.combinationWeights()
+        c = try bezier.combinationWeights()
+        (members, weights) = (c.members, c.weights)
         XCTAssertEqual(members, [.model(Fixtures.mlpSeed0), .bend(bends, index: 1), .model(Fixtures.mlpSeed1)])
         XCTAssertEqual(weights, [0.5625, 0.375, 0.0625])
-        let params = try CombinationMember.load(members) { try LoadedModel(path: $0.path).params }
+        // The bends file was read once, when the recipe was resolved: the members load without it.
+        let kept = try Data(contentsOf: bends)
+        try FileManager.default.removeItem(at: bends)
+        let params = try c.load { try LoadedModel(path: $0.path).params }
+        try kept.write(to: bends)
         XCTAssertEqual(params[1], bend)
+        // Bends that do not fit the models are refused naming the file and the tensor, when loaded.
+        XCTAssertThrowsError(try c.load { _ in ParameterSet([("other", Tensor(shape: [1], storage: [0]))]) }) { error in
+            XCTAssertEqual((error as? BasinIOError)?.kind, .missingTensor, "\(error)")
+            XCTAssertTrue("\(error)".contains(bends.lastPathComponent), "\(error)")
+        }
+        // A bends file of another path type is no goal for this recipe.
+        let chain = try recipe("merge_method: basin_path\nbasin_path: {type: polychain, bends: \(bends.path)}\nparameters: {t: 0.25}\nmodels:\n  - model: \(a)\n  - model: \(b)\n")
+        XCTAssertThrowsError(try chain.combinationWeights()) { error in
+            XCTAssertEqual((error as? PointCorrectionError)?.kind, .invalidArgument)
+            XCTAssertTrue("\(error)".contains("bezier"), "\(error)")
+        }
         // The goal is the path evaluator's at the same t, and so is the repaired point.
         let repair = try Repair(network: models[0].network, like: models[0].params, data: train)
         let correction = CombinationCorrection(.repair(repair), models: params)

@@ -119,11 +119,11 @@ extension ExplorerEngine {
                 case let .repair(repair):
                     // The goal from the recipe just written, its members read from the files it names: what
                     // `basin merge --repair` computes, so the rebuild gives these bytes.
-                    let (members, weights) = try recipe.combinationWeights()
-                    let params = try CombinationMember.load(members) {
+                    let combination = try recipe.combinationWeights()
+                    let params = try combination.load {
                         try LoadedModel(source: try ModelFile.open($0), architecture: network.architecture).params
                     }
-                    fixed = try CombinationCorrection(.repair(repair), models: params).parameters(merged.params, weights: weights)
+                    fixed = try CombinationCorrection(.repair(repair), models: params).parameters(merged.params, weights: combination.weights)
                     extra = ["basin.repair": "data=\(correctionDataName) batch=\(repair.batchSize)"]
                 }
                 let dtypes = merged.dtypes

@@ -69,25 +69,35 @@ public enum BendsFile {
             }
             bends[j - 1][String(parts[2])] = try file.tensor(name)
         }
-        if let template {
-            for (j, bend) in bends.enumerated() {
-                for name in template.names {
-                    guard let t = bend[name] else {
-                        throw BasinIOError(.missingTensor, file: path, tensor: tensorName(bend: j + 1, name), "is missing (the models have '\(name)')")
-                    }
-                    guard t.shape == template[name]!.shape else {
-                        throw BasinIOError(.badShape, file: path, tensor: tensorName(bend: j + 1, name), "has shape \(t.shape) but the models' '\(name)' is \(template[name]!.shape)")
-                    }
-                }
-                if let extra = bend.names.first(where: { template[$0] == nil }) {
-                    throw BasinIOError(.malformedEntry, file: path, tensor: tensorName(bend: j + 1, extra), "has no counterpart in the models")
-                }
-                bends[j] = ParameterSet(template.names.map { ($0, bend[$0]!) })
-            }
-        }
-        return Loaded(type: type, bends: bends, startSHA256: file.metadata[startKey], endSHA256: file.metadata[endKey], metadata: file.metadata)
+        let loaded = Loaded(type: type, bends: bends, startSHA256: file.metadata[startKey], endSHA256: file.metadata[endKey], metadata: file.metadata)
+        return try template.map { try loaded.conforming(to: $0, file: url) } ?? loaded
     }
+}
 
+extension BendsFile.Loaded {
+    /// The bends checked against the models' tensors (every bend holds exactly `template`'s names and shapes), in
+    /// the template's order; errors name `file` and the bend's tensor.
+    public func conforming(to template: ParameterSet, file url: URL) throws -> BendsFile.Loaded {
+        var out = self
+        for (j, bend) in bends.enumerated() {
+            for name in template.names {
+                guard let t = bend[name] else {
+                    throw BasinIOError(.missingTensor, file: url.path, tensor: BendsFile.tensorName(bend: j + 1, name), "is missing (the models have '\(name)')")
+                }
+                guard t.shape == template[name]!.shape else {
+                    throw BasinIOError(.badShape, file: url.path, tensor: BendsFile.tensorName(bend: j + 1, name), "has shape \(t.shape) but the models' '\(name)' is \(template[name]!.shape)")
+                }
+            }
+            if let extra = bend.names.first(where: { template[$0] == nil }) {
+                throw BasinIOError(.malformedEntry, file: url.path, tensor: BendsFile.tensorName(bend: j + 1, extra), "has no counterpart in the models")
+            }
+            out.bends[j] = ParameterSet(template.names.map { ($0, bend[$0]!) })
+        }
+        return out
+    }
+}
+
+extension BendsFile {
     /// Checks that the file's bends were fitted between these endpoints (by SHA-256), in this order.
     public static func checkEndpoints(_ loaded: Loaded, file: URL, startSHA256: String, endSHA256: String) throws {
         if loaded.startSHA256 == endSHA256 && loaded.endSHA256 == startSHA256 && startSHA256 != endSHA256 {

@@ -90,12 +90,22 @@ public enum CombinationMember: Sendable, Equatable, CustomStringConvertible {
         case let .bend(url, j): "\(url.path)#bend.\(j)"
         }
     }
+}
 
-    /// The members' parameter sets, in order: models through `load` (the first member is always a model: the
-    /// first model of the recipe), bends read from their files with the first model's tensor names and shapes.
-    public static func load(_ members: [CombinationMember], model load: (URL) throws -> ParameterSet) throws -> [ParameterSet] {
-        var bends: [URL: [ParameterSet]] = [:]
+/// The combination a recipe makes, for REPAIR's goal: its members, their weights (summing to 1) and the bends its
+/// bend members come from, read once from the bends file when the recipe was resolved.
+public struct Combination: Sendable {
+    public let members: [CombinationMember]
+    public let weights: [Double]
+    /// The bends file's contents (nil when no member is a bend).
+    let bends: (url: URL, loaded: BendsFile.Loaded)?
+
+    /// The members' parameter sets, in order: models through `load` (the first member is always a model: the first
+    /// model of the recipe), bends from the file read before, checked against the first model's tensor names and
+    /// shapes.
+    public func load(model load: (URL) throws -> ParameterSet) throws -> [ParameterSet] {
         var template: ParameterSet?
+        var conformed: BendsFile.Loaded?
         return try members.map { member in
             switch member {
             case let .model(url):
@@ -104,11 +114,10 @@ public enum CombinationMember: Sendable, Equatable, CustomStringConvertible {
                 return p
             case let .bend(url, j):
                 guard let template else { throw PointCorrectionError(.invalidArgument, file: url.path, "a bend comes before any model") }
-                if bends[url] == nil { bends[url] = try BendsFile.read(url, like: template).bends }
-                guard let all = bends[url], j >= 1, j <= all.count else {
-                    throw PointCorrectionError(.invalidArgument, file: url.path, "has no bend \(j)")
-                }
-                return all[j - 1]
+                guard let (file, loaded) = bends, file == url else { throw PointCorrectionError(.invalidArgument, file: url.path, "was not read with the recipe") }
+                if conformed == nil { conformed = try loaded.conforming(to: template, file: url) }
+                guard j >= 1, j <= conformed!.bends.count else { throw PointCorrectionError(.invalidArgument, file: url.path, "has no bend \(j)") }
+                return conformed!.bends[j - 1]
             }
         }
     }
@@ -127,8 +136,9 @@ extension MergeRecipe {
     ///   `basin path --repair` gives the same point, so a REPAIRed point exported from a curve rebuilds.
     /// Any other recipe is not a weighted mean of models -- a task vector added to a base, TIES' or DARE's
     /// sparsified sums, per-layer gradients or filters, slices -- so REPAIR has no goal for it: `invalidArgument`,
-    /// saying why.
-    public func combinationWeights() throws -> (members: [CombinationMember], weights: [Double]) {
+    /// saying why. A fitted path's bends file is read here, once: its bend count sets the weights, and
+    /// `Combination.load` takes the bends from what was read.
+    public func combinationWeights() throws -> Combination {
         func refuse(_ why: String) -> PointCorrectionError {
             PointCorrectionError(.invalidArgument, file: file, "--repair needs a recipe that is a weighted mean of models (linear with scalar weights, slerp of two models at a scalar t, or a basin_path point at a scalar t), because REPAIR's goal is the same weighted mean of the models' statistics; " + why)
         }
@@ -152,7 +162,7 @@ extension MergeRecipe {
             } else if abs(sum - 1) > 1e-6 {
                 throw refuse("with normalize: false the weights must sum to 1 (they sum to \(sum))")
             }
-            return (models.map { .model(resolve($0.model)) }, weights)
+            return Combination(members: models.map { .model(resolve($0.model)) }, weights: weights, bends: nil)
         case .slerp:
             guard let base = baseURL, inputModels.count == 1 else {
                 throw refuse("slerp needs a base_model and one other model")
@@ -160,27 +170,26 @@ extension MergeRecipe {
             guard case let .scalar(t)? = parameters["t"] ?? inputModels[0].parameters["t"] else {
                 throw refuse("slerp's t is not one scalar (a filtered or gradient t gives each layer its own weight)")
             }
-            return ([.model(base), .model(resolve(inputModels[0].model))], [1 - t, t])
+            return Combination(members: [.model(base), .model(resolve(inputModels[0].model))], weights: [1 - t, t], bends: nil)
         case .basinPath:
             guard let point = pathPoint, models.count >= 2 else { throw refuse("a basin_path recipe needs basin_path: {type, bends} and at least two models") }
             guard case let .scalar(t)? = parameters["t"] else {
                 throw refuse("basin_path's t is not one scalar (a filtered or gradient t gives each layer its own point)")
             }
             var members: [CombinationMember] = models.map { .model(resolve($0.model)) }
+            var bends: (url: URL, loaded: BendsFile.Loaded)?
             if let bendsPath = point.bends {
                 guard members.count == 2 else { throw refuse("a \(point.type.rawValue) path with bends runs between exactly two models") }
                 let url = try locate(bendsPath, key: "basin_path.bends")
-                let count: Int
-                do {
-                    let file = try SafeTensorsFile(url: url)
-                    guard file.metadata[BendsFile.typeKey] == point.type.rawValue, let n = file.metadata[BendsFile.countKey].flatMap(Int.init), n >= 1 else {
-                        throw refuse("\(bendsPath) is not a bends file of a \(point.type.rawValue) path")
-                    }
-                    count = n
+                let loaded: BendsFile.Loaded
+                do { loaded = try BendsFile.read(url) } catch let e as BasinIOError where e.kind == .badMetadata {
+                    throw refuse("\(bendsPath) is not a bends file of a \(point.type.rawValue) path (\(e.problem))")
                 }
-                members = [members[0]] + (1...count).map { .bend(url, index: $0) } + [members[1]]
+                guard loaded.type == point.type else { throw refuse("\(bendsPath) is not a bends file of a \(point.type.rawValue) path (it holds a \(loaded.type.rawValue) path's bends)") }
+                members = [members[0]] + (1...loaded.bends.count).map { .bend(url, index: $0) } + [members[1]]
+                bends = (url, loaded)
             }
-            return (members, ModelPath.weights(type: point.type, count: members.count, at: t))
+            return Combination(members: members, weights: ModelPath.weights(type: point.type, count: members.count, at: t), bends: bends)
         default:
             throw refuse("\(method.rawValue) is not one")
         }
