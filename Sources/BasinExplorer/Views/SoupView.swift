@@ -254,11 +254,8 @@ extension ExplorerApp {
     /// Measures and keeps the statistics `soupStatistics` needs (before the soup is corrected, so each ingredient
     /// is measured once, not at every slider step).
     mutating func cacheSoupStatistics() {
-        guard state.soup.correction == .repair, let repair = engine.repair else { return }
-        let replacing = soupReplacements
-        for i in engine.models.indices where soupRepairStatistics[soupStatisticsKey(i)] == nil {
-            soupRepairStatistics[soupStatisticsKey(i)] = repair.statistics(replacing[i] ?? engine.params[i])
-        }
+        guard state.soup.correction == .repair else { return }
+        for (i, statistics) in soupStatistics().enumerated() { soupRepairStatistics[soupStatisticsKey(i)] = statistics }
     }
 
     /// What identifies the soup as evaluated: method, coefficients, lambda, density, aligned ingredients, BN reset.
