@@ -207,6 +207,27 @@ final class ExplorerEvaluatorTests: XCTestCase {
         t.app.stopExternalEvaluations()
     }
 
+    /// The job system's join: a job spawned through a `JobGroup` is waited for from the moment its effect exists
+    /// (before its thread runs) until its work returns, so quitting removes the candidates' folder once, after the
+    /// cancelled evaluations removed their own candidates.
+    func testJoinWaitsForEveryJobSpawnedThroughTheGroup() throws {
+        let group = JobGroup()
+        let release = DispatchSemaphore(value: 0)
+        let finished = Inbox<Int>()
+        let effect = group.spawn { (inbox: Inbox<Int>) in
+            release.wait()
+            inbox.post(1)
+        }
+        XCTAssertFalse(group.join(timeout: 0.01), "counted before its thread starts")
+        guard case .spawn(let work) = effect else { return XCTFail("not a spawn effect") }
+        Thread.detachNewThread { work(finished) }
+        XCTAssertFalse(group.join(timeout: 0.01), "still running: it waits for the semaphore")
+        release.signal()
+        XCTAssertTrue(group.join(timeout: 300))
+        XCTAssertEqual(finished.drain(), [1], "join returned after the work did")
+        XCTAssertTrue(JobGroup().join(timeout: 0), "nothing spawned: nothing to wait for")
+    }
+
     func testQuitStopsEveryRunningEvaluatorAndRemovesTheFolder() throws {
         let pids = dir.appendingPathComponent("pids")
         try FileManager.default.createDirectory(at: pids, withIntermediateDirectories: true)

@@ -60,6 +60,9 @@ package struct ExplorerApp: App {
     var evaluationOutcomes: [String: ExternalOutcome] = [:]
     var evaluatorGreedyRunning = false
     var evaluationSerial = 0
+    /// The background jobs that write into `evaluationFolder` (each removes what it wrote when it ends), so quitting
+    /// can wait for them (join) before removing the folder.
+    let evaluationJobs = JobGroup()
     /// REPAIR statistics of the soup's ingredients (`soupStatisticsKey`), measured once each.
     var soupRepairStatistics: [String: Repair.Statistics] = [:]
     /// The lesson's last MLP step was passed (`LessonTour.continuingOnCNN`): the session quit so that `basin
@@ -357,5 +360,31 @@ package struct ExplorerApp: App {
 
     package func render(into buffer: inout CellBuffer, context: RenderContext) {
         ExplorerRenderer.render(state, keymap: keymap, into: &buffer, context: context)
+    }
+}
+
+/// Background jobs that can be waited for: `spawn` wraps a job's work so the group counts it from the moment the
+/// effect is made (not only once its thread runs) until the work returns; `join` waits for every such job. Used
+/// where a cancelled job still has something to finish (an evaluation removing its candidate folder) before the
+/// caller may touch what the job was using.
+package final class JobGroup: @unchecked Sendable {
+    private let group = DispatchGroup()
+
+    package init() {}
+
+    package func spawn<Message: Sendable>(_ work: @escaping @Sendable (Inbox<Message>) -> Void) -> Effect<Message> {
+        group.enter()
+        let group = self.group
+        return .spawn { inbox in
+            defer { group.leave() }
+            work(inbox)
+        }
+    }
+
+    /// Waits until every job spawned through the group has returned, at most `timeout` seconds (a safety net: a
+    /// cancelled job normally ends within its current step); whether they all did.
+    @discardableResult
+    package func join(timeout: Double) -> Bool {
+        group.wait(timeout: .now() + timeout) == .success
     }
 }

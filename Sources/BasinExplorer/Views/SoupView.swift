@@ -295,7 +295,7 @@ extension ExplorerApp {
         let root = evaluationFolder
         let engine = self.engine
         let (job, flag) = beginJob("evaluate")
-        return [.spawn { inbox in
+        return [evaluationJobs.spawn { inbox in
             let result: Result<[String: Double], ExternalFailure>
             do {
                 try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
@@ -372,7 +372,7 @@ extension ExplorerApp {
         let (id, flag) = beginJob("greedy soup (evaluator)")
         state.soup.note = "greedy soup: the evaluator scores each ingredient and the uniform soup, \(soup.jobs) at a time"
         showExternalMetrics()
-        return [.spawn { inbox in
+        return [evaluationJobs.spawn { inbox in
             let outcome: Result<ExternalGreedyOutcome, ExternalFailure>
             do {
                 let r = try soup.run(greedy: true, cancel: flag) { line in inbox.post(.jobProgress(id: id, fraction: 0, detail: line)) }
@@ -420,12 +420,11 @@ extension ExplorerApp {
         guard options.evaluator != nil else { return }
         for c in jobCancel.values { c.cancel() }
         if !evaluationsRunning.isEmpty || evaluatorGreedyRunning { CleanupRegistry.cleanUpNow() }
-        // A stopped evaluation's job may be removing its candidate at the same moment, which can make one
-        // recursive removal fail half-way: try again until the folder is gone (a few attempts).
-        for _ in 0..<50 where FileManager.default.fileExists(atPath: evaluationFolder.path) {
-            try? FileManager.default.removeItem(at: evaluationFolder)
-            if FileManager.default.fileExists(atPath: evaluationFolder.path) { usleep(20_000) }
-        }
+        // A stopped evaluation's job may still be removing its candidate (two recursive removals of one tree can
+        // fail each other half-way): wait for the jobs, then remove the folder once. Their evaluators were just
+        // stopped, so they end at once; the bound only keeps q prompt should one be stuck in a write.
+        evaluationJobs.join(timeout: 10)
+        try? FileManager.default.removeItem(at: evaluationFolder)
     }
 
     /// The merged model is evaluated synchronously (about a millisecond on the sample models).
