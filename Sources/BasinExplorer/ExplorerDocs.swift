@@ -132,7 +132,8 @@ package enum ExplorerDocs {
             fitting, weight/activation matching, merge methods, soups, the landscape plane, the soup simplex and the barrier
             matrix). Path curves, fits, matching, barrier matrices, the soup triangle and the landscape run in the
             background and fill in progressively; the status bar shows the job (progress, epoch, loss, time left) and Esc
-            cancels it. The UI never waits for them.
+            cancels it, or, while curves are still being evaluated, which and how many are complete (`BN reset: 1/2 curves`).
+            A landscape with BN reset moves its progress per grid point (each is a train pass). The UI never waits for them.
 
             Themes: the explorer draws with colour roles that a theme maps to colours and attributes. `Themes/` holds `dark`
             (the default, also compiled in), `light`, `mono` and `high-contrast`; `BASIN_THEMES_DIR` adds folders to look in.

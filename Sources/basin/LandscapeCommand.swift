@@ -164,7 +164,10 @@ struct LandscapeCommand: ParsableCommand {
             return reset.map { $0.apply(q) } ?? q
         }
         guard let landscape = try LossLandscape.compute(plane: weightPlane, network: loaded[0].network, data: dataset, resolution: grid,
-                                                        reset: reset, onRow: { r, _ in progress.show("row \(r + 1)/\(grid)") }) else { return }
+                                                        reset: reset, onPoint: { k, total in
+            // A BN-reset point costs a train pass: show every point, not only finished rows.
+            if reset != nil { progress.show("point \(k)/\(total), row \((k - 1) / grid + 1)/\(grid) (BN reset per point)") }
+        }, onRow: { r, _ in if reset == nil { progress.show("row \(r + 1)/\(grid)") } }) else { return }
         progress.clear()
         let anchors = zip(weightPlane.anchors, labels).map { FigureAnchor(x: $0.0.x, y: $0.0.y, label: $0.1) }
         let path = drawn.map { d in (0...60).map { weightPlane.project(d.parameters(at: Double($0) / 60)) }.map { FigureAnchor(x: $0.x, y: $0.y, label: "") } } ?? []

@@ -69,6 +69,36 @@ final class BatchNormExplorerTests: XCTestCase {
         assertFrame(d.frame(), "cnn-path-100x30")
     }
 
+    /// Curves are not jobs: while they compute, the status bar says which and how many are complete instead of
+    /// "ready". The curves' jobs are run one at a time here, so each state in between is seen.
+    func testStatusBarSaysWhichCurvesAreStillComputing() throws {
+        var o = InlineDriver.fastOptions
+        o.pathPoints = 5
+        var app = ExplorerApp(engine: Self.engine, options: o, size: Size(width: 160, height: 30))
+        var jobs = app.update(.start).compactMap { e -> (@Sendable (Inbox<ExplorerMessage>) -> Void)? in
+            if case .spawn(let job) = e { return job } else { return nil }
+        }
+        func status() -> String {
+            var b = CellBuffer(size: Size(width: 160, height: 30))
+            app.render(into: &b, context: RenderContext(theme: .dark, capability: .none, glyphs: .unicodeSet))
+            return b.text().split(separator: "\n", omittingEmptySubsequences: false)[29].trimmingCharacters(in: .whitespaces)
+        }
+        XCTAssertTrue(app.state.jobs.isEmpty, "no job: the status bar would say ready")
+        XCTAssertEqual(jobs.count, 3, "one evaluation per curve")
+        XCTAssertTrue(status().hasSuffix("paths: 0/1 curves · BN reset: 0/1 curves · REPAIR: 0/1 curves"), status())
+        var seen: [String] = []
+        while !jobs.isEmpty {
+            let inbox = Inbox<ExplorerMessage>()
+            jobs.removeFirst()(inbox)
+            for m in inbox.drain() { _ = app.update(.message(m)) }
+            seen.append(status())
+        }
+        XCTAssertTrue(seen[0].hasSuffix("BN reset: 0/1 curves · REPAIR: 0/1 curves") && !seen[0].contains("paths:"), seen[0])
+        XCTAssertTrue(seen[1].hasSuffix("REPAIR: 0/1 curves") && !seen[1].contains("BN reset:"), seen[1])
+        XCTAssertTrue(seen[2].hasSuffix("ready"), seen[2])
+        XCTAssertNil(app.state.path.computing)
+    }
+
     func testBCyclesTheSelectedCurvesCorrectionAndModelAtTFollows() throws {
         var d = Driver(cnn: Self.engine)
         let e = d.app.engine

@@ -44,11 +44,15 @@ final class AnalysisTests: XCTestCase {
         let data = try Dataset(url: Self.samples.appendingPathComponent("data/digits-test.safetensors"))
         let plane = try WeightPlane.through(models[0].params, models[1].params, models[2].params)
         var rows: [Int] = []
-        let land = try XCTUnwrap(LossLandscape.compute(plane: plane, network: models[0].network, data: data, resolution: 5) { r, m in
+        var points: [[Int]] = []
+        let land = try XCTUnwrap(LossLandscape.compute(plane: plane, network: models[0].network, data: data, resolution: 5,
+                                                       onPoint: { points.append([$0, $1]) }) { r, m in
             rows.append(r)
             XCTAssertEqual(m.count, 5)
+            XCTAssertEqual(points.last, [(r + 1) * 5, 25], "a row ends after its last point")
         })
         XCTAssertEqual(rows, [0, 1, 2, 3, 4])
+        XCTAssertEqual(points, (1...25).map { [$0, 25] }, "progress moves per grid point")
         XCTAssertEqual(land.loss.count, 5)
         XCTAssertEqual(land.xs.first, plane.xRange.lowerBound)
         XCTAssertEqual(land.ys.first, plane.yRange.upperBound, "row 0 is the top")

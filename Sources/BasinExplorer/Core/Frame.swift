@@ -61,6 +61,9 @@ package enum ExplorerRenderer {
         if let job = state.jobs.last {
             status = "  \(job.title) \(Int(job.fraction * 100))% (Esc cancels)"
             statusStyle = Style(fg: .role(.warning), attributes: .bold)
+        } else if let computing = state.path.computing {
+            status = "  " + computing + (state.lastJobNote.map { " · " + $0 } ?? "")
+            statusStyle = Style(fg: .role(.warning), attributes: .bold)
         } else {
             status = "  " + (state.lastJobNote ?? "ready")
         }

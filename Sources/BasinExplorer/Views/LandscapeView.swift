@@ -173,10 +173,15 @@ extension ExplorerApp {
         let engine = self.engine
         return [.spawn { inbox in
             do {
+                // With BN reset each point is a train pass: progress moves per point, else per row.
                 let done = try LossLandscape.compute(plane: plane, network: engine.network, data: engine.shownData, resolution: n,
-                                                     reset: bnReset ? engine.bnReset : nil, cancel: flag) { r, row in
+                                                     reset: bnReset ? engine.bnReset : nil, cancel: flag, onPoint: { k, total in
+                    if bnReset {
+                        inbox.post(.jobProgress(id: id, fraction: Double(k) / Double(total), detail: "point \(k)/\(total), row \((k - 1) / n + 1)/\(n) (BN reset per point)"))
+                    }
+                }) { r, row in
                     inbox.post(.landscapeRow(generation: gen, row: r, row.map(\.loss)))
-                    inbox.post(.jobProgress(id: id, fraction: Double(r + 1) / Double(n), detail: "row \(r + 1)/\(n)"))
+                    if !bnReset { inbox.post(.jobProgress(id: id, fraction: Double(r + 1) / Double(n), detail: "row \(r + 1)/\(n)")) }
                 }
                 inbox.post(.jobFinished(id: id, note: done == nil ? "landscape cancelled" : nil))
             } catch {

@@ -139,6 +139,18 @@ package struct PathState: Sendable {
     /// Fitted curves (polychain / Bezier) that exist.
     package var fitted: [CurveID] { order.filter { $0.type != .linear } }
 
+    /// What the curves are still computing, for the status bar (curves are not jobs, so it would otherwise say
+    /// "ready" while, say, BN-reset curves take a train pass per point): for each correction with an unfinished
+    /// curve, its finished curves of all of its curves ("BN reset: 3/8 curves"); nil once every curve is complete.
+    package var computing: String? {
+        let parts = ExplorerEngine.Correction.allCases.compactMap { c -> String? in
+            let mine = curves.filter { $0.key.correction == c }.values
+            guard mine.contains(where: { !$0.done }) else { return nil }
+            return "\(c == .naive ? "paths" : c.label): \(mine.filter(\.done).count)/\(mine.count) curves"
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: " · ")
+    }
+
     /// The y range of the plot: the visible curves' (or, zoomed, the selected curve's) values with a little
     /// room, never below 0 for a loss nor outside [0, 1] for an accuracy.
     package var yRange: ClosedRange<Double>? {

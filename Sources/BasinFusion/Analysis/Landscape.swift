@@ -91,13 +91,16 @@ public struct LossLandscape: Sendable {
         return (xs, ys)
     }
 
-    /// Evaluates the network at every grid point, row by row from the top, calling `onRow` after each row.
+    /// Evaluates the network at every grid point, row by row from the top, calling `onPoint(pointsDone, points)`
+    /// after each point (a BN-reset point costs a train pass: progress per point moves where per row would stall)
+    /// and `onRow` after each row.
     /// With `reset` (networks with BatchNorm), every point's BatchNorm statistics are recomputed first, as
     /// `basin path --bn-reset` does for a point of a path (one train-mode pass over the reset's data per point);
     /// without it a point's running statistics are the plane's combination of the anchors'. Returns nil when
     /// `cancel` is set (checked between points).
     public static func compute(plane: WeightPlane, network: Network, data: Dataset, resolution n: Int,
                                reset: BatchNormReset? = nil, cancel: CancellationFlag? = nil,
+                               onPoint: (_ done: Int, _ total: Int) -> Void = { _, _ in },
                                onRow: (_ row: Int, _ metrics: [Metrics]) -> Void = { _, _ in }) throws -> LossLandscape? {
         guard n >= 2 else { throw AnalysisError(.invalidArgument, "a landscape grid needs at least 2 points per side (got \(n))") }
         let (xs, ys) = axes(plane, resolution: n)
@@ -108,6 +111,7 @@ public struct LossLandscape: Sendable {
                 if cancel?.isCancelled == true { return nil }
                 let p = plane.point(x: x, y: y)
                 row.append(network.evaluate(reset.map { $0.apply(p) } ?? p, on: data))
+                onPoint(r * n + row.count, n * n)
             }
             loss.append(row.map(\.loss))
             accuracy.append(row.map(\.accuracy))
