@@ -1,6 +1,15 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// The merge's hot loops are built twice from one file (Sources/BasinKernels/Kernels.swift): a baseline build and, on
+// x86-64, an AVX2 build that StreamingKernels calls only when the CPU has AVX2 (see that file for why and what keeps
+// it safe). `-Xcc -mavx2` sets the target features of the Swift code generator too; FMA is deliberately not enabled.
+#if arch(x86_64)
+let avx2Flags: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-mavx2"])]
+#else
+let avx2Flags: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "Basin",
     // Linux only (Debian/Ubuntu with libopenblas-dev and libncurses-dev): no platforms are declared because no
@@ -34,8 +43,10 @@ let package = Package(
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], exclude: ["ONNX/onnx.proto", "ONNX/regenerate.sh"]),
         .target(name: "BasinNet", dependencies: ["BasinTensor", "BasinIO"]),
+        .target(name: "BasinKernels"),
+        .target(name: "BasinKernelsAVX2", swiftSettings: avx2Flags),
         .target(name: "BasinFusion", dependencies: [
-            "BasinTensor", "BasinIO", "BasinNet",
+            "BasinTensor", "BasinIO", "BasinNet", "BasinKernels", "BasinKernelsAVX2", "CBLAS",
             .product(name: "Yams", package: "Yams"),
         ]),
 
@@ -60,6 +71,7 @@ let package = Package(
                                                          .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "BasinNetTests", dependencies: ["BasinTestSupport", "BasinNet", "BasinIO", "BasinTensor"]),
         .testTarget(name: "BasinFusionTests", dependencies: ["BasinTestSupport", "BasinFusion", "BasinNet", "BasinIO", "BasinTensor",
+                                                             "BasinKernels", "BasinKernelsAVX2",
                                                              .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "BasinUITests", dependencies: ["BasinTestSupport", "BasinUI"]),
         .testTarget(name: "BasinExplorerTests", dependencies: ["BasinTestSupport", "BasinExplorer", "BasinUI", "BasinFusion", "BasinIO"],

@@ -10,4 +10,15 @@ void sposv_(const char *uplo, const int *n, const int *nrhs, float *a, const int
             float *b, const int *ldb, int *info);
 void dposv_(const char *uplo, const int *n, const int *nrhs, double *a, const int *lda,
             double *b, const int *ldb, int *info);
+
+// Not BLAS, but the only C shim the engine links: whether this CPU (and the OS) can run AVX2, for the merge kernels'
+// runtime dispatch (Sources/BasinKernels/Kernels.swift). Swift has no cpuid.
+static inline int basin_cpu_has_avx2(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
 #endif

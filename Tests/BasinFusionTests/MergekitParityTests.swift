@@ -1,4 +1,4 @@
-import BasinFusion
+@testable import BasinFusion
 import BasinIO
 import BasinTensor
 import BasinTestSupport
@@ -30,6 +30,10 @@ final class MergekitParityTests: XCTestCase {
     }
 
     func testDeterministicMethodsMatchMergekit() throws {
+        try forEachSIMDPath { _ in try deterministicMethodsMatchMergekit() }
+    }
+
+    func deterministicMethodsMatchMergekit() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         var report: [String] = []
@@ -64,6 +68,10 @@ final class MergekitParityTests: XCTestCase {
     /// or one bf16 step from it (every deterministic method; karcher's float32 differences of up to 7e-7 move 3 of
     /// 77,504 elements one step).
     func testBF16OutputsRoundOnce() throws {
+        try forEachSIMDPath { _ in try bf16OutputsRoundOnce() }
+    }
+
+    func bf16OutputsRoundOnce() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         for name in Self.deterministic {

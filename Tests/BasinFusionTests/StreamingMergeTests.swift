@@ -23,14 +23,14 @@ final class StreamingMergeTests: XCTestCase {
     }
 
     func testStreamedEqualsInMemory() throws {
-        try streamedEqualsInMemory()
+        try forEachSIMDPath { _ in try streamedEqualsInMemory() }
     }
 
     /// The same with TIES's thresholds found from full histograms (as when the sample's guess of the bins misses).
     func testStreamedTiesWithoutSampleGuesses() throws {
         StreamingKernels.sampleGuesses = false
         defer { StreamingKernels.sampleGuesses = true }
-        try streamedEqualsInMemory(methods: ["ties"])
+        try forEachSIMDPath { _ in try streamedEqualsInMemory(methods: ["ties"]) }
     }
 
     /// The same through the paths large tensors take: four-way threshold histograms and output written whenever the
@@ -42,7 +42,7 @@ final class StreamingMergeTests: XCTestCase {
             StreamingKernels.manyWays = 1 << 20
             StreamingKernels.outputFlushAt = 1 << 17
         }
-        try streamedEqualsInMemory()
+        try forEachSIMDPath { _ in try streamedEqualsInMemory() }
     }
 
     func streamedEqualsInMemory(methods only: Set<String>? = nil) throws {
@@ -52,31 +52,33 @@ final class StreamingMergeTests: XCTestCase {
             let urls = (0..<4).map { dir.appendingPathComponent("m\($0)-\(coarse).safetensors") }
             for (i, u) in urls.enumerated() { try writeModel(u, seed: UInt64(i) + (coarse ? 100 : 0), coarse: coarse) }
             // (method, parameters, whether the third model joins): TIES of two fine-tunes takes the fused BF16 pass.
-            let methods: [(String, String, Bool)] = [
-                ("linear", "parameters: {normalize: true}", true),
-                ("task_arithmetic", "parameters: {lambda: 0.7}", true),
-                ("ties", "parameters: {normalize: true, lambda: 1.3}", true),
-                ("ties", "parameters: {normalize: false}", true),
-                ("ties", "parameters: {normalize: true, lambda: 0.8}", false),
-                ("ties", "parameters: {normalize: false}", false),
+            // The last: weights whose every sum is a power of two (the fused pass multiplies by the exact reciprocal).
+            let methods: [(String, String, Bool, Bool)] = [
+                ("linear", "parameters: {normalize: true}", true, false),
+                ("task_arithmetic", "parameters: {lambda: 0.7}", true, false),
+                ("ties", "parameters: {normalize: true, lambda: 1.3}", true, false),
+                ("ties", "parameters: {normalize: false}", true, false),
+                ("ties", "parameters: {normalize: true, lambda: 0.8}", false, false),
+                ("ties", "parameters: {normalize: false}", false, false),
+                ("ties", "parameters: {normalize: true}", false, true),
             ]
-            for (method, params, third) in methods where only?.contains(method) ?? true {
+            for (method, params, third, unit) in methods where only?.contains(method) ?? true {
                 let needsBase = method != "linear"
                 let text = """
                 merge_method: \(method)
                 \(needsBase ? "base_model: \(urls[0].path)" : "")
                 models:
                   - model: \(urls[1].path)
-                    parameters: {weight: 0.5\(method == "ties" ? ", density: 0.3" : "")}
+                    parameters: {weight: \(unit ? "1.0" : "0.5")\(method == "ties" ? ", density: 0.3" : "")}
                   - model: \(urls[2].path)
-                    parameters: {weight: [0.2, 0.9]\(method == "ties" ? ", density: [{filter: embed, value: 0.61}, {value: 0.5}]" : "")}
+                    parameters: {weight: \(unit ? "1.0" : "[0.2, 0.9]")\(method == "ties" ? ", density: [{filter: embed, value: 0.61}, {value: 0.5}]" : "")}
                 \(third ? "  - model: \(urls[3].path)\n    parameters: {weight: -0.4\(method == "ties" ? ", density: 0.9" : "")}" : "")
                 \(params)
                 out_dtype: bfloat16
                 """
                 let recipe = try MergeRecipe.parse(text, directory: dir)
                 let plan = try MergePlan(recipe: recipe)
-                let out = dir.appendingPathComponent("\(method)-\(coarse)-\(third).safetensors")
+                let out = dir.appendingPathComponent("\(method)-\(coarse)-\(third)-\(unit).safetensors")
                 var options = MergeRunOptions()
                 options.hashInputs = false
                 options.threads = 2
@@ -94,6 +96,10 @@ final class StreamingMergeTests: XCTestCase {
     }
 
     func testNonFiniteInputsAreRefusedUnlessAllowed() throws {
+        try forEachSIMDPath { _ in try nonFiniteInputsAreRefusedUnlessAllowed() }
+    }
+
+    func nonFiniteInputsAreRefusedUnlessAllowed() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let a = dir.appendingPathComponent("a.safetensors"), b = dir.appendingPathComponent("b.safetensors")
@@ -126,6 +132,17 @@ final class StreamingMergeTests: XCTestCase {
         // TIES keeping every entry (density 1) has no threshold pass; its merge pass checks the inputs itself.
         let ties = MergeRecipe(method: .ties, models: [.init(model: c.path, parameters: ["weight": .scalar(1), "density": .scalar(1)])], baseModel: b.path)
         XCTAssertThrowsError(try MergeExecutor.run(try MergePlan(recipe: ties), out: dir.appendingPathComponent("ties.safetensors"))) { e in
+            XCTAssertEqual((e as? MergeError)?.kind, .nonFinite)
+            XCTAssertTrue("\(e)".contains("c.safetensors") && "\(e)".contains("2 NaN or infinite"), "\(e)")
+        }
+        // All BF16 (the fused TIES pass, no threshold pass before it): the second input's NaN/Inf are blamed on it, not on the clean first.
+        let base16 = dir.appendingPathComponent("base16.safetensors"), clean16 = dir.appendingPathComponent("clean16.safetensors")
+        try SafeTensorsWriter.write([("w", Tensor(shape: [50_000], repeating: 2))], to: base16, dtype: { _ in .bf16 })
+        try SafeTensorsWriter.write([("w", Tensor(shape: [50_000], storage: (0..<50_000).map { Float($0 % 13) }))], to: clean16, dtype: { _ in .bf16 })
+        let fused = MergeRecipe(method: .ties, models: [.init(model: clean16.path, parameters: ["weight": .scalar(1), "density": .scalar(1)]),
+                                                        .init(model: c.path, parameters: ["weight": .scalar(1), "density": .scalar(1)])],
+                                baseModel: base16.path)
+        XCTAssertThrowsError(try MergeExecutor.run(try MergePlan(recipe: fused), out: dir.appendingPathComponent("fused.safetensors"))) { e in
             XCTAssertEqual((e as? MergeError)?.kind, .nonFinite)
             XCTAssertTrue("\(e)".contains("c.safetensors") && "\(e)".contains("2 NaN or infinite"), "\(e)")
         }

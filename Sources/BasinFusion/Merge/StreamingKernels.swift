@@ -1,5 +1,8 @@
 import BasinIO
+import BasinKernels
+import BasinKernelsAVX2
 import BasinTensor
+import CBLAS
 import Dispatch
 import Foundation
 
@@ -27,6 +30,62 @@ enum StreamingKernels {
     /// A thread writes its buffered output once it holds this many elements and no other thread is writing (tests
     /// lower it so small tensors take the coalescing path too).
     nonisolated(unsafe) package static var outputFlushAt = 1 << 17
+
+    /// Which build of the hot loops runs (Sources/BasinKernels/Kernels.swift): the AVX2 build when the CPU has AVX2,
+    /// unless the environment says BASIN_SIMD=baseline; tests switch it to run both and compare.
+    package enum SIMDPath: String, Sendable { case baseline, avx2 }
+    package static let cpuHasAVX2 = basin_cpu_has_avx2() != 0
+    nonisolated(unsafe) package static var simd: SIMDPath =
+        cpuHasAVX2 && ProcessInfo.processInfo.environment["BASIN_SIMD"]?.lowercased() != "baseline" ? .avx2 : .baseline
+
+    /// The kernels of the path chosen by `simd` (one switch per chunk of 8,192 elements).
+    enum K {
+        static func decodeBF16(_ s: UnsafePointer<UInt16>, _ m: Int, into out: UnsafeMutablePointer<Float>) -> UInt16 {
+            simd == .avx2 ? BasinKernelsAVX2.decodeBF16(s, m, into: out) : BasinKernels.decodeBF16(s, m, into: out)
+        }
+        static func linearBF16(_ acc: UnsafeMutablePointer<Float>, _ s: UnsafePointer<UInt16>, _ m: Int, weight w: Float, mode: Int, total: Float) -> UInt16 {
+            simd == .avx2 ? BasinKernelsAVX2.linearBF16(acc, s, m, weight: w, mode: mode, total: total)
+                : BasinKernels.linearBF16(acc, s, m, weight: w, mode: mode, total: total)
+        }
+        static func taskVectorBF16(_ mixed: UnsafeMutablePointer<Float>, _ s: UnsafePointer<UInt16>, _ b: UnsafePointer<Float>, _ m: Int,
+                                   weight w: Float) -> UInt16 {
+            simd == .avx2 ? BasinKernelsAVX2.taskVectorBF16(mixed, s, b, m, weight: w) : BasinKernels.taskVectorBF16(mixed, s, b, m, weight: w)
+        }
+        static func taskArithmeticFinish(_ out: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, _ mixed: UnsafePointer<Float>, _ m: Int,
+                                         normalize: Bool, total: Float, lambda: Float) {
+            if simd == .avx2 {
+                BasinKernelsAVX2.taskArithmeticFinish(out, b, mixed, m, normalize: normalize, total: total, lambda: lambda)
+            } else {
+                BasinKernels.taskArithmeticFinish(out, b, mixed, m, normalize: normalize, total: total, lambda: lambda)
+            }
+        }
+        static func encodeBF16(_ values: UnsafePointer<Float>, _ m: Int, into d: UnsafeMutablePointer<UInt16>) -> UInt16 {
+            simd == .avx2 ? BasinKernelsAVX2.encodeBF16(values, m, into: d) : BasinKernels.encodeBF16(values, m, into: d)
+        }
+        static func magnitudesBF16(_ s: UnsafePointer<UInt16>, _ b: UnsafePointer<Float>, _ m: Int, into out: UnsafeMutablePointer<UInt32>) -> UInt16 {
+            simd == .avx2 ? BasinKernelsAVX2.magnitudesBF16(s, b, m, into: out) : BasinKernels.magnitudesBF16(s, b, m, into: out)
+        }
+        static func countEqualBF16(_ s: UnsafePointer<UInt16>, _ bw: UnsafePointer<UInt16>, _ m: Int, _ t: UInt32) -> Int {
+            simd == .avx2 ? BasinKernelsAVX2.countEqualBF16(s, bw, m, t) : BasinKernels.countEqualBF16(s, bw, m, t)
+        }
+        static func countAboveBF16(_ s: UnsafePointer<UInt16>, _ b: UnsafePointer<Float>, _ m: Int, points: UnsafePointer<Int32>, count np: Int,
+                                   above: UnsafeMutablePointer<Int>) -> UInt16 {
+            simd == .avx2 ? BasinKernelsAVX2.countAboveBF16(s, b, m, points: points, count: np, above: above)
+                : BasinKernels.countAboveBF16(s, b, m, points: points, count: np, above: above)
+        }
+        static func tiesBF16(inputs k: Int, words: UnsafePointer<UnsafePointer<UInt16>>, base bw: UnsafePointer<UInt16>, thresholds: UnsafePointer<UInt32>,
+                             trimmed: UnsafePointer<Bool>, limits: UnsafePointer<Int32>, weights: UnsafePointer<Float>, normalize: Bool,
+                             powerOfTwoDivisors: Bool, lambda: Float, count m: Int, out: UnsafeMutablePointer<Float>, d: UnsafeMutableRawPointer,
+                             flags: UnsafeMutablePointer<UInt16>) -> Int {
+            simd == .avx2
+                ? BasinKernelsAVX2.tiesBF16(inputs: k, words: words, base: bw, thresholds: thresholds, trimmed: trimmed, limits: limits, weights: weights,
+                                            normalize: normalize, powerOfTwoDivisors: powerOfTwoDivisors, lambda: lambda, count: m, out: out, d: d,
+                                            flags: flags)
+                : BasinKernels.tiesBF16(inputs: k, words: words, base: bw, thresholds: thresholds, trimmed: trimmed, limits: limits, weights: weights,
+                                        normalize: normalize, powerOfTwoDivisors: powerOfTwoDivisors, lambda: lambda, count: m, out: out, d: d,
+                                        flags: flags)
+        }
+    }
 
     /// Whether `run` handles this entry (otherwise the executor decodes whole tensors).
     static func canStream(_ e: MergePlan.Entry, method: MergeMethod) -> Bool {
@@ -238,6 +297,22 @@ enum StreamingKernels {
 
         var p: TensorMergeParameters { entry.parameters }
 
+        /// Whether every value TIES's divisor can take -- the sum, in index order from 0, of the weights of any subset
+        /// of the inputs, with 0 read as 1 -- is a power of two whose reciprocal is normal (then the fused pass
+        /// multiplies by the exact reciprocal; see BasinKernels.tiesBF16). Up to 12 inputs are checked, more are not.
+        static func powerOfTwoDivisors(_ w: [Float]) -> Bool {
+            guard w.count <= 12 else { return false }
+            for subset in 0..<(1 << w.count) {
+                var sum: Float = 0
+                for i in w.indices where subset & (1 << i) != 0 { sum = sum + w[i] }
+                let d = sum == 0 ? 1 : sum
+                let bits = d.bitPattern
+                // Positive, normal, no mantissa bits, exponent within [-126, 126].
+                guard bits & 0x807F_FFFF == 0, bits >= 0x0080_0000, bits <= 0x7E80_0000 else { return false }
+            }
+            return true
+        }
+
         /// Lets go of the input pages holding elements [from, to) of every source (whole pages only).
         func release(_ from: Int, _ to: Int) {
             guard to > from else { return }
@@ -285,11 +360,7 @@ enum StreamingKernels {
         @inline(__always)
         func decodeChecked(_ raw: Raw, _ index: Int, _ start: Int, _ count: Int, _ into: UnsafeMutablePointer<Float>) {
             guard let s = bf16Words(raw, start) else { return load(raw, index, start, count, into) }
-            var flags: UInt16 = 0
-            for j in 0..<count {
-                into[j] = Float(bitPattern: UInt32(s[j]) << 16)
-                flags |= (s[j] & 0x7F80) &+ 0x0080
-            }
+            let flags = K.decodeBF16(s, count, into: into)
             // Found some: `load` decodes the same values again and counts them exactly.
             checkBF16(flags, raw, index, start, count, scratch: into)
         }
@@ -350,18 +421,7 @@ enum StreamingKernels {
                 let encoded = buffer + filled * job.outDType.byteSize
                 if job.outDType == .bf16 && DTypeConversion.hostIsLittleEndian {
                     // Round to nearest even (as DTypeConversion.encode) and watch for NaN/Inf in the same pass.
-                    let d = encoded.assumingMemoryBound(to: UInt16.self)
-                    var flags: UInt16 = 0
-                    values.withMemoryRebound(to: UInt32.self, capacity: count) { bits in
-                        for i in 0..<count {
-                            let b = bits[i]
-                            let isNaN = (b & 0x7FFF_FFFF) > 0x7F80_0000
-                            let rounded = (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16
-                            let word = UInt16(truncatingIfNeeded: isNaN ? ((b >> 16) | 0x0040) : rounded)
-                            d[i] = word
-                            flags |= (word & 0x7F80) &+ 0x0080
-                        }
-                    }
+                    let flags = K.encodeBF16(values, count, into: encoded.assumingMemoryBound(to: UInt16.self))
                     if flags & 0x8000 != 0 && !job.allowNonFinite {
                         job.countOutputNonFinite(StreamingKernels.nonFiniteCount(encoded, count: count, dtype: .bf16))
                     }
@@ -412,26 +472,11 @@ enum StreamingKernels {
                 for (i, input) in inputs.enumerated() {
                     let w = weights[i]
                     if let s = bf16Words(input, c) {
-                        // Decode, accumulate and watch for non-finite values in one pass over the raw words.
-                        var flags: UInt16 = 0
-                        if i == 0 {
-                            for j in 0..<m {
-                                acc[j] = w * Float(bitPattern: UInt32(s[j]) << 16)
-                                flags |= (s[j] & 0x7F80) &+ 0x0080
-                            }
-                        } else if normalize && i == inputs.count - 1 {
-                            // The last input and the normalisation in one pass (the same two operations per element).
-                            for j in 0..<m {
-                                acc[j] = (acc[j] + w * Float(bitPattern: UInt32(s[j]) << 16)) / total
-                                flags |= (s[j] & 0x7F80) &+ 0x0080
-                            }
-                            normalized = true
-                        } else {
-                            for j in 0..<m {
-                                acc[j] += w * Float(bitPattern: UInt32(s[j]) << 16)
-                                flags |= (s[j] & 0x7F80) &+ 0x0080
-                            }
-                        }
+                        // Decode, accumulate and watch for non-finite values in one pass over the raw words; the last
+                        // input and the normalisation in one pass too (the same two operations per element).
+                        let mode = i == 0 ? 0 : normalize && i == inputs.count - 1 ? 2 : 1
+                        if mode == 2 { normalized = true }
+                        let flags = K.linearBF16(acc, s, m, weight: w, mode: mode, total: total)
                         checkBF16(flags, input, i, c, m, scratch: x)
                         continue
                     }
@@ -496,20 +541,14 @@ enum StreamingKernels {
                 for (i, input) in inputs.enumerated() {
                     let w = weights[i]
                     if let s = bf16Words(input, c) {
-                        var flags: UInt16 = 0
-                        for j in 0..<m {
-                            mixed[j] += (Float(bitPattern: UInt32(s[j]) << 16) - b[j]) * w
-                            flags |= (s[j] & 0x7F80) &+ 0x0080
-                        }
-                        checkBF16(flags, input, i, c, m, scratch: x)
+                        checkBF16(K.taskVectorBF16(mixed, s, b, m, weight: w), input, i, c, m, scratch: x)
                         continue
                     }
                     load(input, i, c, m, x)
                     for j in 0..<m { mixed[j] += (x[j] - b[j]) * w }
                 }
-                if normalize { for j in 0..<m { mixed[j] /= total } }
-                if lambda != 1 { for j in 0..<m { mixed[j] *= lambda } }
-                for j in 0..<m { x[j] = b[j] + mixed[j] }
+                // x = b + ((mixed / total) * lambda), the divide and multiply only when they apply.
+                K.taskArithmeticFinish(x, b, mixed, m, normalize: normalize, total: total, lambda: lambda)
                 try output.put(x, c, m)
                 c += m
             }
@@ -550,42 +589,19 @@ enum StreamingKernels {
         /// NaN/Inf words are counted exactly when there are any, as elsewhere.
         func countCandidates(_ s: UnsafePointer<UInt16>, _ b: UnsafePointer<Float>, _ m: Int, _ values: [UInt32], into counts: inout [Int],
                              index: Int, start: Int, scratch: UnsafeMutablePointer<Float>) {
-            typealias I = SIMD8<Int32>
             // The compare points: t, then t - 1 ("at least t"; none when t is 0: everything is at least 0).
             var points: [Int32] = []
             for t in values { points.append(Int32(bitPattern: t)); points.append(t == 0 ? Int32.max : Int32(bitPattern: t - 1)) }
             let np = points.count
-            let acc = UnsafeMutablePointer<I>.allocate(capacity: np)
-            defer { acc.deallocate() }
-            acc.initialize(repeating: I(), count: np)
-            let pv = points.map { I(repeating: $0) }
-            var flags = SIMD8<UInt16>()
-            let mask7F80 = SIMD8<UInt16>(repeating: 0x7F80), one80 = SIMD8<UInt16>(repeating: 0x0080)
-            var j = 0
-            pv.withUnsafeBufferPointer { pvb in
-                let pts = pvb.baseAddress!
-                while j + 8 <= m {
-                    let h = UnsafeRawPointer(s + j).loadUnaligned(as: SIMD8<UInt16>.self)
-                    flags |= (h & mask7F80) &+ one80
-                    let x = unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: h) &<< 16, to: SIMD8<Float>.self)
-                    let bv = UnsafeRawPointer(b + j).loadUnaligned(as: SIMD8<Float>.self)
-                    let v = unsafeBitCast(x - bv, to: I.self) & I(repeating: 0x7FFF_FFFF)
-                    for q in 0..<np { acc[q] &+= (pts[q] &- v) &>> 31 }
-                    j += 8
-                }
-            }
-            var tail = [Int](repeating: 0, count: np)
-            while j < m {
-                flags[0] |= (s[j] & 0x7F80) &+ 0x0080
-                let v = Int32(bitPattern: abs(Float(bitPattern: UInt32(s[j]) << 16) - b[j]).bitPattern)
-                for q in 0..<np where v > points[q] { tail[q] += 1 }
-                j += 1
+            var above = [Int](repeating: 0, count: np)
+            let flags = points.withUnsafeBufferPointer { pts in
+                above.withUnsafeMutableBufferPointer { K.countAboveBF16(s, b, m, points: pts.baseAddress!, count: np, above: $0.baseAddress!) }
             }
             for (q, t) in values.enumerated() {
-                counts[2 * q] += tail[2 * q] - Int(acc[2 * q].wrappedSum())
-                counts[2 * q + 1] += t == 0 ? m : tail[2 * q + 1] - Int(acc[2 * q + 1].wrappedSum())
+                counts[2 * q] += above[2 * q]
+                counts[2 * q + 1] += t == 0 ? m : above[2 * q + 1]
             }
-            if (0..<8).contains(where: { flags[$0] & 0x8000 != 0 }) { checkBF16(0x8000, inputs[index], index, start, m, scratch: scratch) }
+            checkBF16(flags, inputs[index], index, start, m, scratch: scratch)
         }
 
         /// At most this many candidate bins per model (each costs a 256 KB histogram per way and thread).
@@ -714,12 +730,7 @@ enum StreamingKernels {
                             continue
                         }
                         if let s = bf16Words(inputs[i], c) {
-                            var flags: UInt16 = 0
-                            for j in 0..<mm {
-                                bitsBuffer[j] = abs(Float(bitPattern: UInt32(s[j]) << 16) - b[j]).bitPattern
-                                flags |= (s[j] & 0x7F80) &+ 0x0080
-                            }
-                            checkBF16(flags, inputs[i], i, c, mm, scratch: x)
+                            checkBF16(K.magnitudesBF16(s, b, mm, into: bitsBuffer), inputs[i], i, c, mm, scratch: x)
                         } else {
                             load(inputs[i], i, c, mm, x)
                             for j in 0..<mm { bitsBuffer[j] = abs(x[j] - b[j]).bitPattern }
@@ -971,11 +982,7 @@ enum StreamingKernels {
         func equalLimit(_ i: Int, _ c: Int, _ m: Int, threshold: UInt32?, budget: inout Int, scratch: UnsafeMutablePointer<Float>) -> Int {
             guard let t = threshold, budget > 0 else { return 0 }
             let s = bf16Words(inputs[i], c)!, bw = bf16Words(base!, c)!
-            var equal = 0
-            for j in 0..<m {
-                let bits = abs(Float(bitPattern: UInt32(s[j]) << 16) - Float(bitPattern: UInt32(bw[j]) << 16)).bitPattern
-                equal += bits == t ? 1 : 0
-            }
+            let equal = K.countEqualBF16(s, bw, m, t)
             if equal <= budget {
                 budget -= equal
                 return m
@@ -1002,82 +1009,32 @@ enum StreamingKernels {
         /// mass = (0 + d_0) + d_1 ...; the entries agreeing with the sign of the mass summed, with their weights;
         /// normalised, scaled by lambda, added to the base -- so the bytes are identical; only the intermediate
         /// arrays (ten passes over L2-sized buffers per chunk) are gone. NaN/Inf words are counted as before.
-        func tiesBF16(_ c: Int, _ m: Int, thresholds: [UInt32?], limits: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
+        func tiesBF16(_ c: Int, _ m: Int, thresholds: [UInt32?], limits: UnsafePointer<Int>, powerOfTwoDivisors: Bool, out: UnsafeMutablePointer<Float>,
                       scratch: UnsafeMutablePointer<Float>) {
             let k = inputs.count
             let weights = p.weights
             let normalize = p.normalize, lambda = p.lambda
             let bw = bf16Words(base!, c)!
-            typealias V = SIMD8<Float>
-            typealias U = SIMD8<UInt32>
-            typealias H = SIMD8<UInt16>
             // Everything the loop reads per input in plain buffers (no arrays or optionals inside it).
             let words = UnsafeMutablePointer<UnsafePointer<UInt16>>.allocate(capacity: k)
-            let tv = UnsafeMutablePointer<U>.allocate(capacity: k), wv = UnsafeMutablePointer<V>.allocate(capacity: k)
+            let tv = UnsafeMutablePointer<UInt32>.allocate(capacity: k), wv = UnsafeMutablePointer<Float>.allocate(capacity: k)
             let trimmed = UnsafeMutablePointer<Bool>.allocate(capacity: k), limit = UnsafeMutablePointer<Int32>.allocate(capacity: k)
-            let flagv = UnsafeMutablePointer<H>.allocate(capacity: k + 1)
-            defer { words.deallocate(); tv.deallocate(); wv.deallocate(); trimmed.deallocate(); limit.deallocate(); flagv.deallocate() }
+            let flagv = UnsafeMutablePointer<UInt16>.allocate(capacity: k + 1)
+            let d = UnsafeMutableRawPointer.allocate(byteCount: 32 * k, alignment: 32)
+            defer { words.deallocate(); tv.deallocate(); wv.deallocate(); trimmed.deallocate(); limit.deallocate(); flagv.deallocate(); d.deallocate() }
             for i in 0..<k {
                 words[i] = bf16Words(inputs[i], c)!
-                tv[i] = U(repeating: thresholds[i] ?? 0)
+                tv[i] = thresholds[i] ?? 0
                 trimmed[i] = thresholds[i] != nil
                 limit[i] = Int32(limits[i])
-                wv[i] = V(repeating: weights[i])
+                wv[i] = weights[i]
             }
-            flagv.initialize(repeating: H(), count: k + 1)
-            typealias I = SIMD8<Int32>
-            @inline(__always) func widen(_ p: UnsafePointer<UInt16>, _ j: Int) -> (V, H) {
-                let h = UnsafeRawPointer(p + j).loadUnaligned(as: H.self)
-                return (unsafeBitCast(U(truncatingIfNeeded: h) &<< 16, to: V.self), h)
-            }
-            @inline(__always) func select(_ mask: I, _ x: V) -> V { unsafeBitCast(unsafeBitCast(x, to: I.self) & mask, to: V.self) }
-            let d = UnsafeMutablePointer<V>.allocate(capacity: k)
-            defer { d.deallocate() }
-            let mask7F80 = H(repeating: 0x7F80), one80 = H(repeating: 0x0080)
-            let lanes = I(0, 1, 2, 3, 4, 5, 6, 7)
-            let zero = V(repeating: 0), oneV = V(repeating: 1), lambdaV = V(repeating: lambda)
-            let magnitude = I(repeating: 0x7FFF_FFFF)
-            var j = 0
-            while j + 8 <= m {
-                let (b, bh) = widen(bw, j)
-                flagv[k] |= (bh & mask7F80) &+ one80
-                var mass = zero
-                for i in 0..<k {
-                    let (xi, xh) = widen(words[i], j)
-                    flagv[i] |= (xh & mask7F80) &+ one80
-                    let x = xi - b
-                    var di = x
-                    if trimmed[i] {
-                        // Kept: magnitude above the threshold (the sign of t - |x|), or equal to it below the limit.
-                        let bits = unsafeBitCast(x, to: I.self) & magnitude
-                        let t = unsafeBitCast(tv[i], to: I.self)
-                        var keep = (t &- bits) &>> 31
-                        if limit[i] > Int32(j) {
-                            let eq = ((bits ^ t) &- 1) & ~(bits ^ t)  // sign bit set where bits == t
-                            let before = (lanes &+ Int32(j)) &- limit[i]  // negative where the index is below the limit
-                            keep |= (eq & before) &>> 31
-                        }
-                        di = select(keep, x)
-                    }
-                    di = di * wv[i]
-                    d[i] = di
-                    mass = i == 0 ? zero + di : mass + di
-                }
-                let positive = mass .>= zero
-                var mixed = zero, divisor = zero
-                for i in 0..<k {
-                    let v = d[i]
-                    let agrees = (positive .& (v .> zero)) .| (.!positive .& (v .< zero))
-                    mixed = mixed + v.replacing(with: zero, where: .!agrees)
-                    divisor = divisor + zero.replacing(with: wv[i], where: agrees)
-                }
-                if normalize { mixed = mixed / divisor.replacing(with: oneV, where: divisor .== zero) }
-                if lambda != 1 { mixed = mixed * lambdaV }
-                UnsafeMutableRawPointer(out + j).storeBytes(of: b + mixed, as: V.self)
-                j += 8
-            }
+            flagv.initialize(repeating: 0, count: k + 1)
+            var j = K.tiesBF16(inputs: k, words: words, base: bw, thresholds: tv, trimmed: trimmed, limits: limit, weights: wv, normalize: normalize,
+                               powerOfTwoDivisors: powerOfTwoDivisors, lambda: lambda, count: m, out: out, d: d, flags: flagv)
+            typealias H = SIMD8<UInt16>
             var flags = [H](repeating: H(), count: k + 1)
-            for i in 0...k { flags[i] = flagv[i] }
+            for i in 0...k { flags[i][0] = flagv[i] }
             // The last few elements, one at a time (the same operations).
             while j < m {
                 let b = Float(bitPattern: UInt32(bw[j]) << 16)
@@ -1131,6 +1088,7 @@ enum StreamingKernels {
             defer { output.close() }
             var c = range.lowerBound
             let allBF16 = bf16Words(base!, c) != nil && inputs.allSatisfy { bf16Words($0, c) != nil }
+            let powerOfTwoDivisors = allBF16 && normalize && Self.powerOfTwoDivisors(weights)
             let limits = UnsafeMutablePointer<Int>.allocate(capacity: k)
             defer { limits.deallocate() }
             while c < range.upperBound {
@@ -1139,7 +1097,7 @@ enum StreamingKernels {
                 if allBF16 {
                     // BF16 inputs and base: one fused pass (see `tiesBF16`).
                     for i in 0..<k { limits[i] = equalLimit(i, c, m, threshold: thresholds[i], budget: &budgets[i], scratch: x) }
-                    tiesBF16(c, m, thresholds: thresholds, limits: limits, out: x, scratch: scratch)
+                    tiesBF16(c, m, thresholds: thresholds, limits: limits, powerOfTwoDivisors: powerOfTwoDivisors, out: x, scratch: scratch)
                     try output.put(x, c, m)
                     c += m
                     continue

@@ -1,0 +1,1 @@
+../BasinKernels/Kernels.swift
