@@ -85,5 +85,10 @@ struct MergeBench: ParsableCommand {
                          m.peakResidentBytes.map(formatBytes) ?? "unknown",
                          m.residentBytesBefore.map(formatBytes) ?? "?", m.cpuSeconds, m.hashSeconds, f.coldDigests ? "overlapped" : "(cached)"))
         }
+        // Best against best: the fastest round of each against the fastest cp (the machine at its quietest).
+        print(String(format: "fastest rounds: cp %.2f s; ", f.copyFastestSeconds) + f.merges.map {
+            String(format: "%@ %.2f s = %.0f%% of the fastest cp (rounds %@ s)", $0.method, $0.fastestSeconds, $0.fractionOfFastestCopy * 100,
+                   series($0.roundSeconds, "%.2f"))
+        }.joined(separator: "; "))
     }
 }

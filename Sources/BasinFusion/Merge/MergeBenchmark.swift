@@ -17,6 +17,10 @@ public enum MergeBenchmark {
         public var bytesPerSecond: Double
         /// The median over the rounds of (cp's rate in that round) / (the merge's rate in that round).
         public var fractionOfCopy: Double
+        /// The fastest round, and its rate as a fraction of the fastest cp's (best against best: both measure the
+        /// machine at its quietest, when other processes' load swings the medians).
+        public var fastestSeconds: Double
+        public var fractionOfFastestCopy: Double
         /// Each round's time and fraction of that round's cp.
         public var roundSeconds: [Double]
         public var roundFractions: [Double]
@@ -41,6 +45,7 @@ public enum MergeBenchmark {
         /// rounds, and each round's.
         public var copySeconds: Double
         public var copyRoundSeconds: [Double]
+        public var copyFastestSeconds: Double
         public var copyBytesPerSecond: Double
         /// The same copy followed by fsync of what it wrote (for reference: merges fsync only with --sync).
         public var copySyncSeconds: Double
@@ -246,10 +251,13 @@ public enum MergeBenchmark {
                 try FileManager.default.removeItem(at: out)
             }
         }
+        let copyFastest = copyRounds.min() ?? 0
         let figures = methods.indices.map { mi in
-            let seconds = median(times[mi])
+            let seconds = median(times[mi]), fastest = times[mi].min() ?? seconds
             return MergeFigure(method: methods[mi].rawValue, seconds: seconds, bytesPerSecond: Double(reports[mi]!.outputBytes) / seconds,
-                               fractionOfCopy: median(fractions[mi]), roundSeconds: times[mi], roundFractions: fractions[mi],
+                               fractionOfCopy: median(fractions[mi]), fastestSeconds: fastest,
+                               fractionOfFastestCopy: (Double(reports[mi]!.outputBytes) / fastest) / (Double(modelBytes) / copyFastest),
+                               roundSeconds: times[mi], roundFractions: fractions[mi],
                                peakResidentBytes: peaks[mi], outputFiles: reports[mi]!.outputFiles.count,
                                streamedTensors: reports[mi]!.streamedTensors, hashSeconds: reports[mi]!.hashSeconds,
                                cpuSeconds: median(cpus[mi]), residentBytesBefore: befores[mi])
@@ -257,7 +265,7 @@ public enum MergeBenchmark {
         let copySeconds = median(copyRounds)
         return Figure(tensors: plan.count, layers: layers, bytesPerModel: modelBytes, inputShardsPerModel: shards,
                       outputShardSize: sharded ? outputShard : nil, generateSeconds: generateSeconds,
-                      copySeconds: copySeconds, copyRoundSeconds: copyRounds, copyBytesPerSecond: Double(modelBytes) / copySeconds,
+                      copySeconds: copySeconds, copyRoundSeconds: copyRounds, copyFastestSeconds: copyFastest, copyBytesPerSecond: Double(modelBytes) / copySeconds,
                       copySyncSeconds: copySyncSeconds, copySyncBytesPerSecond: Double(modelBytes) / copySyncSeconds,
                       merges: figures, threads: threads ?? MergeRunOptions().threads,
                       digestSeconds: digestSeconds, digestCPUSeconds: digestCPU, coldDigests: coldDigests, rounds: max(1, rounds))
