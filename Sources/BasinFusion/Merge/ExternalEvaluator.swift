@@ -129,28 +129,12 @@ public final class EvaluationQueue: @unchecked Sendable {
 
     /// Evaluates every candidate (N at a time) and returns the results in order.
     public func evaluateAll(_ candidates: [@Sendable () throws -> URL]) -> [Result<[String: Double], Error>] {
-        let results = ResultsBox(count: candidates.count)
+        let results = ConcurrentSlots<Result<[String: Double], Error>>(count: candidates.count)
         for (i, c) in candidates.enumerated() {
             submit(c) { results.set(i, $0) }
         }
         waitAll()
-        return results.values
-    }
-}
-
-final class ResultsBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var storage: [Result<[String: Double], Error>?]
-    init(count: Int) { storage = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ r: Result<[String: Double], Error>) {
-        lock.lock()
-        storage[i] = r
-        lock.unlock()
-    }
-    var values: [Result<[String: Double], Error>] {
-        lock.lock()
-        defer { lock.unlock() }
-        return storage.map { $0 ?? .failure(MergeError(.evaluatorFailed, "not evaluated")) }
+        return candidates.indices.map { results[$0] ?? .failure(MergeError(.evaluatorFailed, "not evaluated")) }
     }
 }
 

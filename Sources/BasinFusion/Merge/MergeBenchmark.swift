@@ -192,9 +192,9 @@ public enum MergeBenchmark {
         log("hashing the inputs from scratch")
         let files = try urls.flatMap { try ModelFile.open($0).files.filter { $0.pathExtension == "safetensors" } }
         let digestCPU0 = ProcessMemory.cpuSeconds, digestStart = Benchmarks.now()
-        let digestResults = FileDigests(count: files.count)
+        let digestResults = ConcurrentSlots<Result<String, Error>>(count: files.count)
         DispatchQueue.concurrentPerform(iterations: files.count) { i in digestResults.set(i, Result { try FileDigest.sha256(files[i]) }) }
-        for i in files.indices { _ = try digestResults.get(i) }
+        for i in files.indices { _ = try digestResults.digest(i) }
         let digestSeconds = Benchmarks.now() - digestStart, digestCPU = ProcessMemory.cpuSeconds - digestCPU0
         log("copying one input with cp, then fsync")
         let copySyncSeconds = try copy(sync: true)

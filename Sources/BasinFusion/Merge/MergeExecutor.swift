@@ -335,7 +335,7 @@ final class InputHasher: @unchecked Sendable {
                 // Every input file (each shard) hashed on its own thread, as many at once as there are cores: one
                 // thread hashing several GB in turn was the merge's critical path.
                 let files = jobs.flatMap { $0.source.files.filter { $0.pathExtension == "safetensors" } }
-                let fileDigests = FileDigests(count: files.count)
+                let fileDigests = ConcurrentSlots<Result<String, Error>>(count: files.count)
                 let list = files
                 DispatchQueue.concurrentPerform(iterations: list.count) { i in
                     condition.lock()
@@ -349,7 +349,7 @@ final class InputHasher: @unchecked Sendable {
                 condition.unlock()
                 if !stop {
                     var byPath: [String: String] = [:]
-                    for (i, f) in files.enumerated() { byPath[f.path] = try fileDigests.get(i) }
+                    for (i, f) in files.enumerated() { byPath[f.path] = try fileDigests.digest(i) }
                     for job in jobs {
                         digests[job.label] = try FileDigest.sha256(of: job.source, fileDigest: { url in
                             if let d = byPath[url.path] { return d }
@@ -387,25 +387,6 @@ final class InputHasher: @unchecked Sendable {
         cancelled = true
         while result == nil { condition.wait() }
         condition.unlock()
-    }
-}
-
-/// Per-file digest results filled from several threads.
-final class FileDigests: @unchecked Sendable {
-    private let lock = NSLock()
-    private var results: [Result<String, Error>?]
-    init(count: Int) { results = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ r: Result<String, Error>) {
-        lock.lock()
-        results[i] = r
-        lock.unlock()
-    }
-    func get(_ i: Int) throws -> String {
-        lock.lock()
-        let r = results[i]
-        lock.unlock()
-        guard let r else { throw MergeError(.output, "input digest \(i) was not computed") }
-        return try r.get()
     }
 }
 

@@ -209,23 +209,6 @@ enum StreamingKernels {
         }
     }
 
-    /// Each model's sorted sample of magnitudes, filled from several threads.
-    final class SampleBox: @unchecked Sendable {
-        private let lock = NSLock()
-        private var samples: [[UInt32]]
-        init(count: Int) { samples = Array(repeating: [], count: count) }
-        func set(_ i: Int, _ s: [UInt32]) {
-            lock.lock()
-            samples[i] = s
-            lock.unlock()
-        }
-        func get(_ i: Int) -> [UInt32] {
-            lock.lock()
-            defer { lock.unlock() }
-            return samples[i]
-        }
-    }
-
     /// Per-range histograms of the threshold passes, filled from several threads.
     final class Histograms: @unchecked Sendable {
         private let lock = NSLock()
@@ -634,7 +617,7 @@ enum StreamingKernels {
             // when one of them has fewer than k above it and at least k at or above it.
             var values: [[UInt32]] = Array(repeating: [], count: k)
             // Each model's sample on its own thread (reading it faults in pages at random: the slow part), sorted.
-            let samples = SampleBox(count: k)
+            let samples = ConcurrentSlots<[UInt32]>(count: k)
             let wantedModels = (0..<k).filter { keep[$0] != nil }
             try parallel(wantedModels) { i in
                 var sample: [UInt32] = []
@@ -656,7 +639,7 @@ enum StreamingKernels {
             }
             for i in 0..<k {
                 guard let kk = keep[i] else { continue }
-                let sample = samples.get(i)
+                let sample = samples[i] ?? []
                 let q = Double(kk) / Double(n), r = q * Double(m)
                 let margin = 4 * (Double(m) * q * (1 - q)).squareRoot() + 4
                 let top = Int(sample[max(0, min(m - 1, Int(r - margin)))] >> 16)
