@@ -47,7 +47,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             for shard in index.weightMap.values {
                 // What the reader does with a shard path: it must stay inside the index's folder.
                 let url = name.deletingLastPathComponent().appendingPathComponent(shard).standardizedFileURL
-                precondition(url.path.hasPrefix(name.deletingLastPathComponent().path + "/"), "shard \(shard) escapes the folder")
+                precondition(url.path.hasPathPrefix(name.deletingLastPathComponent().path + "/"), "shard \(shard) escapes the folder")
             }
         case .data:
             guard let file = try? SafeTensorsFile(bytes: bytes, url: name), file.info("x").map({ $0.elementCount <= 1 << 20 }) ?? true,

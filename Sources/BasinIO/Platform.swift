@@ -194,7 +194,7 @@ enum Platform {
     /// The absolute path with symbolic links and `.`/`..` resolved; for a path that does not exist (yet), its
     /// nearest existing ancestor is resolved and the rest appended.
     static func resolvedPath(_ path: String) -> String {
-        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        let absolute = path.isAbsolutePath ? path : FileManager.default.currentDirectoryPath + "/" + path
         if let r = realpath(absolute, nil) {
             defer { free(r) }
             return String(cString: r)
@@ -312,4 +312,14 @@ package enum ProcessMemory {
     package static func resetPeak() -> Bool {
         (try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)) != nil
     }
+}
+
+extension String {
+    /// Path syntax tested on UTF-8 bytes, as the file system reads it. Swift's `hasPrefix` and `split` compare
+    /// Characters (grapheme clusters), and a combining mark after "/" makes the slash part of another Character,
+    /// invisible to them while the kernel still sees a separator.
+    package var isAbsolutePath: Bool { utf8.first == UInt8(ascii: "/") }
+
+    /// Whether this path starts with `prefix`, byte for byte (see `isAbsolutePath`).
+    package func hasPathPrefix(_ prefix: String) -> Bool { utf8.starts(with: prefix.utf8) }
 }

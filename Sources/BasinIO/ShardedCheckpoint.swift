@@ -36,8 +36,14 @@ public final class ShardedCheckpoint: TensorSource, Sendable {
             guard let shard = value as? String else {
                 throw BasinIOError(.badIndex, file: file, tensor: name, "weight_map entry is not a file name")
             }
-            let parts = shard.split(separator: "/", omittingEmptySubsequences: false)
-            guard !shard.isEmpty, !shard.hasPrefix("/"), !shard.contains("\0"), !parts.contains(".."), !parts.contains("."), !parts.contains("") else {
+            // On bytes, as the file system sees the path: Swift compares Strings by grapheme cluster, so a
+            // combining mark after a slash ("../\u{301}x") hid the slash from `split` and `hasPrefix` and let the
+            // shard escape the folder.
+            let slash = UInt8(ascii: "/")
+            let parts = shard.utf8.split(separator: slash, omittingEmptySubsequences: false)
+            let dot = UInt8(ascii: ".")
+            guard !shard.isEmpty, !shard.isAbsolutePath, !shard.utf8.contains(0),
+                  !parts.contains(where: { $0.isEmpty || $0.elementsEqual([dot]) || $0.elementsEqual([dot, dot]) }) else {
                 throw BasinIOError(.shardOutsideFolder, file: file, tensor: name,
                                    "shard \"\(shard)\" must be a file name (or relative path) inside the index's folder: no absolute paths, no '..'")
             }

@@ -160,7 +160,10 @@ final class ReliabilityTests: XCTestCase {
     // MARK: Shards stay inside the index's folder
 
     func testShardPathsMustStayInsideTheIndexFolder() throws {
-        for shard in ["../outside.safetensors", "/etc/passwd", "a/../../x.safetensors", "", ".", "sub//x.safetensors"] {
+        // Combining marks after a slash: Swift's Character-wise split and hasPrefix did not see those slashes, while
+        // the file system does ("../\u{301}x" resolved to "/\u{301}x", outside the folder).
+        for shard in ["../outside.safetensors", "/etc/passwd", "a/../../x.safetensors", "", ".", "sub//x.safetensors",
+                      "../\u{301}x.safetensors", "/\u{301}etc/passwd", "a/../\u{348}../x", "x\0\u{301}y.safetensors"] {
             let json = try JSONSerialization.data(withJSONObject: ["weight_map": ["w": shard]])
             XCTAssertEqual(kind { _ = try ShardedCheckpoint.parseIndex(json, file: "index.json") }, .shardOutsideFolder, shard)
         }
@@ -172,6 +175,9 @@ final class ReliabilityTests: XCTestCase {
         // A subfolder inside is fine.
         let ok = try JSONSerialization.data(withJSONObject: ["weight_map": ["w": "shards/part1.safetensors"]])
         XCTAssertEqual(try ShardedCheckpoint.parseIndex(ok, file: "i").weightMap["w"], "shards/part1.safetensors")
+        // A name that merely starts with a combining mark is a file inside the folder (the fuzzer's input).
+        let mark = try JSONSerialization.data(withJSONObject: ["weight_map": ["b": "\u{348}d"]])
+        XCTAssertEqual(try ShardedCheckpoint.parseIndex(mark, file: "i").weightMap["b"], "\u{348}d")
     }
 
     // MARK: Data

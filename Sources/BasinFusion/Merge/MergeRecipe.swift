@@ -150,7 +150,7 @@ public struct MergeRecipe: Sendable {
     /// The places a model path may be: itself when absolute; else the working directory, then the recipe's folder.
     public func candidates(_ path: String) -> [URL] {
         let expanded = (path as NSString).expandingTildeInPath
-        if expanded.hasPrefix("/") { return [URL(fileURLWithPath: expanded).standardizedFileURL] }
+        if expanded.isAbsolutePath { return [URL(fileURLWithPath: expanded).standardizedFileURL] }
         let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
         let here = cwd.appendingPathComponent(expanded).standardizedFileURL
         let beside = directory.appendingPathComponent(expanded).standardizedFileURL
@@ -168,7 +168,7 @@ public struct MergeRecipe: Sendable {
         let c = candidates(path)
         if let hit = c.first(where: { FileManager.default.fileExists(atPath: $0.path) }) { return hit }
         let places = c.count == 1 ? "not at \(c[0].path)" : "neither at " + c.map(\.path).joined(separator: " nor ")
-        let hub = !path.hasPrefix("/") && !path.hasPrefix(".") && path.split(separator: "/").count == 2
+        let hub = !path.isAbsolutePath && !path.hasPrefix(".") && path.utf8.split(separator: UInt8(ascii: "/")).count == 2
             ? " (Basin reads local models only; download Hub models first, e.g. with `huggingface-cli download`)" : ""
         throw MergeError(.missingModel, file: file, key: key, "model '\(path)' is \(places)\(hub)")
     }

@@ -160,7 +160,7 @@ final class CandidateRegistrations: @unchecked Sendable {
 
     func track(_ folder: URL) -> URL {
         let path = folder.standardizedFileURL.path
-        guard path.hasPrefix(work.path + "/") else { return folder }
+        guard path.hasPathPrefix(work.path + "/") else { return folder }
         let t = CleanupRegistry.register(tree: folder)
         lock.lock()
         tokens[path, default: []] += t
