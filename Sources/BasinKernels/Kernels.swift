@@ -123,138 +123,174 @@ public func countEqualBF16(_ s: UnsafePointer<UInt16>, _ bw: UnsafePointer<UInt1
     return Int(equal)
 }
 
-/// For BF16 words `s` and the widened base `b`: for each compare point p (magnitude bits, as Int32), how many
-/// magnitudes |s - b| are above it (added to `above[q]`), eight at a time without storing them: the sign of p - v,
-/// for magnitudes whose sign bit is clear. Points are taken eight at a time with the counts in registers (missing
-/// points are Int32.max, above which no magnitude lies). Returns the words' NaN/Inf flags.
+/// For BF16 words `s` and base words `bw`: for each compare point p (magnitude bits, as Int32), how many magnitudes
+/// |s - b| are above it (added to `above[q]`), eight at a time without storing them: a signed compare per point (the
+/// magnitudes' sign bit is clear), its all-ones lanes subtracted from a count. Points are taken four at a time, or
+/// eight when more than four remain, with the counts in registers (missing points are Int32.max, above which no
+/// magnitude lies). Returns NaN/Inf flags: bit 15 set when some |s - b| had an all-ones exponent, i.e. the input or
+/// the base was NaN or infinite there (or, rarely, s - b overflowed: the caller's exact count then finds none).
 @inline(never)
-public func countAboveBF16(_ s: UnsafePointer<UInt16>, _ b: UnsafePointer<Float>, _ m: Int, points: UnsafePointer<Int32>, count np: Int,
+public func countAboveBF16(_ s: UnsafePointer<UInt16>, base bw: UnsafePointer<UInt16>, _ m: Int, points: UnsafePointer<Int32>, count np: Int,
                            above: UnsafeMutablePointer<Int>) -> KernelFlags {
     typealias I = SIMD8<Int32>
-    let magnitude = I(repeating: 0x7FFF_FFFF)
-    let mask7F80 = SIMD8<UInt16>(repeating: 0x7F80), one80 = SIMD8<UInt16>(repeating: 0x0080)
-    var flags = SIMD8<UInt16>()
+    typealias U = SIMD8<UInt32>
+    typealias H = SIMD8<UInt16>
+    let magnitude = I(repeating: 0x7FFF_FFFF), exponentOne = I(repeating: 0x0080_0000)
+    @inline(__always) func widen(_ p: UnsafePointer<UInt16>) -> SIMD8<Float> {
+        unsafeBitCast(U(truncatingIfNeeded: UnsafeRawPointer(p).loadUnaligned(as: H.self)) &<< 16, to: SIMD8<Float>.self)
+    }
+    @inline(__always) func magnitudes(_ j: Int) -> I { unsafeBitCast(widen(s + j) - widen(bw + j), to: I.self) & magnitude }
+    @inline(__always) func mask(_ c: SIMDMask<I>) -> I { unsafeBitCast(c, to: I.self) }
+    // OR of magnitude bits + 2^23: the sign bit is set where the exponent was all ones.
+    var seen = I()
     var group = 0
     repeat {
+        let wide = np - group > 4
         @inline(__always) func point(_ q: Int) -> I { I(repeating: group + q < np ? points[group + q] : Int32.max) }
-        let p0 = point(0), p1 = point(1), p2 = point(2), p3 = point(3), p4 = point(4), p5 = point(5), p6 = point(6), p7 = point(7)
-        var a0 = I(), a1 = I(), a2 = I(), a3 = I(), a4 = I(), a5 = I(), a6 = I(), a7 = I()
-        var j = 0
-        while j + 8 <= m {
-            let h = UnsafeRawPointer(s + j).loadUnaligned(as: SIMD8<UInt16>.self)
-            flags |= (h & mask7F80) &+ one80
-            let x = unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: h) &<< 16, to: SIMD8<Float>.self)
-            let bv = UnsafeRawPointer(b + j).loadUnaligned(as: SIMD8<Float>.self)
-            let v = unsafeBitCast(x - bv, to: I.self) & magnitude
-            a0 &+= (p0 &- v) &>> 31
-            a1 &+= (p1 &- v) &>> 31
-            a2 &+= (p2 &- v) &>> 31
-            a3 &+= (p3 &- v) &>> 31
-            a4 &+= (p4 &- v) &>> 31
-            a5 &+= (p5 &- v) &>> 31
-            a6 &+= (p6 &- v) &>> 31
-            a7 &+= (p7 &- v) &>> 31
-            j += 8
-        }
         @inline(__always) func add(_ q: Int, _ a: I) {
             guard group + q < np else { return }
             var t = 0
             for l in 0..<8 { t -= Int(a[l]) }
             above[group + q] += t
         }
-        add(0, a0); add(1, a1); add(2, a2); add(3, a3); add(4, a4); add(5, a5); add(6, a6); add(7, a7)
+        let p0 = point(0), p1 = point(1), p2 = point(2), p3 = point(3)
+        var a0 = I(), a1 = I(), a2 = I(), a3 = I()
+        var j = 0
+        if wide {
+            let p4 = point(4), p5 = point(5), p6 = point(6), p7 = point(7)
+            var a4 = I(), a5 = I(), a6 = I(), a7 = I()
+            while j + 8 <= m {
+                let v = magnitudes(j)
+                seen |= v &+ exponentOne
+                a0 &+= mask(v .> p0)
+                a1 &+= mask(v .> p1)
+                a2 &+= mask(v .> p2)
+                a3 &+= mask(v .> p3)
+                a4 &+= mask(v .> p4)
+                a5 &+= mask(v .> p5)
+                a6 &+= mask(v .> p6)
+                a7 &+= mask(v .> p7)
+                j += 8
+            }
+            add(4, a4); add(5, a5); add(6, a6); add(7, a7)
+        } else {
+            while j + 8 <= m {
+                let v = magnitudes(j)
+                seen |= v &+ exponentOne
+                a0 &+= mask(v .> p0)
+                a1 &+= mask(v .> p1)
+                a2 &+= mask(v .> p2)
+                a3 &+= mask(v .> p3)
+                j += 8
+            }
+        }
+        add(0, a0); add(1, a1); add(2, a2); add(3, a3)
         while j < m {
-            if group == 0 { flags[0] |= (s[j] & 0x7F80) &+ 0x0080 }
-            let v = Int32(bitPattern: abs(Float(bitPattern: UInt32(s[j]) << 16) - b[j]).bitPattern)
-            for q in group..<min(np, group + 8) where v > points[q] { above[q] += 1 }
+            let v = Int32(bitPattern: abs(Float(bitPattern: UInt32(s[j]) << 16) - Float(bitPattern: UInt32(bw[j]) << 16)).bitPattern)
+            seen[0] |= v &+ 0x0080_0000
+            for q in group..<min(np, group + (wide ? 8 : 4)) where v > points[q] { above[q] += 1 }
             j += 1
         }
-        group += 8
+        group += wide ? 8 : 4
     } while group < np
-    var f: UInt16 = 0
-    for l in 0..<8 { f |= flags[l] }
-    return f
+    var any: Int32 = 0
+    for l in 0..<8 { any |= seen[l] }
+    return UInt16(truncatingIfNeeded: UInt32(bitPattern: any) >> 16) & 0x8000
 }
 
 /// TIES on BF16 inputs and base, eight elements at a time over [0, m - m % 8) (the caller does the rest the same way):
-/// per element, task vector x_i = input_i - base; d_i = (kept ? x_i : 0) * w_i, kept when the magnitude's bits are
-/// above `thresholds[i]` or equal to it at an index below `limits[i]` (untrimmed when `trimmed[i]` is false);
-/// mass = (0 + d_0) + d_1 ...; the d_i agreeing with the sign of the mass summed, with their weights; normalised,
-/// scaled by lambda, added to the base. `d` holds 32 bytes per input; `flags` (k + 1 words, the base's last) are
-/// OR-ed with NaN/Inf flags: the base's, and every input's with the inputs' flags together (kept in a register; an
-/// input then recounted exactly finds none of its own). `powerOfTwoDivisors`: the caller found that every sum of
-/// weights the divisor can be is zero or a power of two in [2^-126, 2^126] (the default weights of 1); then the
-/// division by it is a multiplication by its reciprocal, made by integer subtraction from the exponent bits (x * 2^-e
-/// and x / 2^e are the same real number, so rounding gives the same bits; a vector division costs ten times more).
-/// Returns how many elements it did.
+/// per element, task vector x_i = input_i - base; d_i = (kept ? x_i : 0) * w_i, kept when the magnitude's bits (as
+/// Int32) are above `points[i]`, or at least `points[i]` at an index below `limits[i]` (the threshold's ties kept in
+/// index order; an untrimmed input has point -1 and limit 0); mass = (0 + d_0) + d_1 ...; the d_i agreeing with the
+/// sign of the mass summed, with their weights; normalised, scaled by lambda, added to the base. `d` holds 32 bytes
+/// per input. `powerOfTwoDivisors`: the caller found that every sum of weights the divisor can be is zero or a power of
+/// two in [2^-126, 2^126] (the default weights of 1); then the division by it is a multiplication by its reciprocal,
+/// made by integer subtraction from the exponent bits (x * 2^-e and x / 2^e are the same real number, so rounding gives
+/// the same bits; a vector division costs ten times more). Returns how many elements it did and NaN/Inf flags: bit 15
+/// set when some |x_i| had an all-ones exponent, i.e. some input or the base was NaN or infinite there (or, rarely,
+/// x_i overflowed: the caller then counts every source exactly and finds none).
+///
+/// Fewer operations than the literal formula, same bits (the tests compare with it on every BF16 pattern):
+/// - "above p, or at least p below the limit" is "above p - 1" below it: one signed compare per input and block, the
+///   compare point chosen per block (per lane only in the block the limit falls in);
+/// - a weight of 1 is not multiplied (d * 1 is d, NaN and -0 included);
+/// - the mass starts at d_0, not 0 + d_0: they differ only when d_0 is -0, and then every later sum differs at most in
+///   the sign of a zero, which `mass >= 0` does not see;
+/// - d_i agrees with the elected sign iff (d_i with its sign flipped when the mass is not >= 0) > 0: NaN and zeros
+///   never agree, as in `positive ? d > 0 : d < 0`; an agreeing d_i is never a zero, so the sum of agreeing entries
+///   starting at the first (+0 for the others) is the sum starting at 0, and the divisor's sums differ at most in
+///   the sign of a zero, which `divisor == 0` does not see;
+/// - with power-of-two divisors, no agreeing input leaves divisor +0 and the sum +0, and +0 * 2^127 is +0 = +0 / 1.
 @inline(never)
-public func tiesBF16(inputs k: Int, words: UnsafePointer<UnsafePointer<UInt16>>, base bw: UnsafePointer<UInt16>, thresholds: UnsafePointer<UInt32>,
-                     trimmed: UnsafePointer<Bool>, limits: UnsafePointer<Int32>, weights: UnsafePointer<Float>, normalize: Bool,
-                     powerOfTwoDivisors: Bool, lambda: Float, count m: Int, out: UnsafeMutablePointer<Float>, d: UnsafeMutableRawPointer,
-                     flags: UnsafeMutablePointer<UInt16>) -> Int {
+public func tiesBF16(inputs k: Int, words: UnsafePointer<UnsafePointer<UInt16>>, base bw: UnsafePointer<UInt16>, points: UnsafePointer<Int32>,
+                     limits: UnsafePointer<Int32>, weights: UnsafePointer<Float>, normalize: Bool, powerOfTwoDivisors: Bool, lambda: Float,
+                     count m: Int, out: UnsafeMutablePointer<Float>, d: UnsafeMutableRawPointer) -> (done: Int, flags: KernelFlags) {
+    guard k > 0 else { return (0, 0) }
     typealias V = SIMD8<Float>
     typealias U = SIMD8<UInt32>
     typealias H = SIMD8<UInt16>
     typealias I = SIMD8<Int32>
-    let mask7F80 = H(repeating: 0x7F80), one80 = H(repeating: 0x0080)
+    @inline(__always) func widen(_ p: UnsafePointer<UInt16>) -> V {
+        unsafeBitCast(U(truncatingIfNeeded: UnsafeRawPointer(p).loadUnaligned(as: H.self)) &<< 16, to: V.self)
+    }
+    @inline(__always) func bits(_ v: V) -> I { unsafeBitCast(v, to: I.self) }
+    @inline(__always) func float(_ v: I) -> V { unsafeBitCast(v, to: V.self) }
+    // A comparison's lanes as all-ones / all-zeros integers, to mask with (what the compare instruction gives).
+    @inline(__always) func mask(_ c: SIMDMask<I>) -> I { unsafeBitCast(c, to: I.self) }
     let lanes = I(0, 1, 2, 3, 4, 5, 6, 7)
-    let zero = V(repeating: 0), oneV = V(repeating: 1), lambdaV = V(repeating: lambda)
-    let magnitude = I(repeating: 0x7FFF_FFFF)
-    var baseFlags = H()
-    var inputFlags = H()
+    let magnitude = I(repeating: 0x7FFF_FFFF), signBit = I(repeating: Int32.min), exponentOne = I(repeating: 0x0080_0000)
+    let zero = V(), lambdaV = V(repeating: lambda)
+    // OR of |x_i| bits + 2^23: the sign bit is set where the exponent was all ones.
+    var seen = I()
     var j = 0
     while j + 8 <= m {
-        let bh = UnsafeRawPointer(bw + j).loadUnaligned(as: H.self)
-        let b = unsafeBitCast(U(truncatingIfNeeded: bh) &<< 16, to: V.self)
-        baseFlags |= (bh & mask7F80) &+ one80
-        var mass = zero
-        for i in 0..<k {
-            let xh = UnsafeRawPointer(words[i] + j).loadUnaligned(as: H.self)
-            let xi = unsafeBitCast(U(truncatingIfNeeded: xh) &<< 16, to: V.self)
-            inputFlags |= (xh & mask7F80) &+ one80
-            let x = xi - b
-            var di = x
-            if trimmed[i] {
-                // Kept: magnitude above the threshold (the sign of t - |x|), or equal to it below the limit.
-                let bits = unsafeBitCast(x, to: I.self) & magnitude
-                let t = I(repeating: Int32(bitPattern: thresholds[i]))
-                var keep = (t &- bits) &>> 31
-                if limits[i] > Int32(j) {
-                    let eq = ((bits ^ t) &- 1) & ~(bits ^ t)  // sign bit set where bits == t
-                    let before = (lanes &+ Int32(j)) &- limits[i]  // negative where the index is below the limit
-                    keep |= (eq & before) &>> 31
-                }
-                di = unsafeBitCast(unsafeBitCast(x, to: I.self) & keep, to: V.self)
-            }
-            di = di * V(repeating: weights[i])
-            d.storeBytes(of: di, toByteOffset: 32 * i, as: V.self)
-            mass = i == 0 ? zero + di : mass + di
+        let b = widen(bw + j)
+        // Trim and weigh input i's task vector, keeping the NaN/Inf watch.
+        @inline(__always) func trimmed(_ i: Int) -> V {
+            let x = bits(widen(words[i] + j) - b)
+            let magnitudes = x & magnitude
+            seen |= magnitudes &+ exponentOne
+            let p = points[i], limit = limits[i]
+            let point = limit <= Int32(j) ? I(repeating: p)
+                : limit >= Int32(j + 8) ? I(repeating: p &- 1)
+                : I(repeating: p) &+ ((lanes &+ (Int32(j) &- limit)) &>> 31)
+            let di = float(x & mask(magnitudes .> point))
+            let w = weights[i]
+            return w == 1 ? di : di * V(repeating: w)
         }
-        let positive = mass .>= zero
+        var mass = trimmed(0)
+        d.storeBytes(of: mass, as: V.self)
+        for i in 1..<k {
+            let di = trimmed(i)
+            d.storeBytes(of: di, toByteOffset: 32 * i, as: V.self)
+            mass = mass + di
+        }
+        // The sign an agreeing entry must not have: none when the mass is >= 0, else the sign bit.
+        let flip = ~mask(mass .>= zero) & signBit
         var mixed = zero, divisor = zero
         for i in 0..<k {
-            let v = d.load(fromByteOffset: 32 * i, as: V.self)
-            let agrees = (positive .& (v .> zero)) .| (.!positive .& (v .< zero))
-            mixed = mixed + v.replacing(with: zero, where: .!agrees)
-            divisor = divisor + zero.replacing(with: V(repeating: weights[i]), where: agrees)
+            let v = d.load(fromByteOffset: 32 * i, as: I.self)
+            let agrees = mask(float(v ^ flip) .> zero)
+            let a = float(v & agrees)
+            mixed = i == 0 ? a : mixed + a
+            if normalize {
+                let wa = float(bits(V(repeating: weights[i])) & agrees)
+                divisor = i == 0 ? wa : divisor + wa
+            }
         }
         if normalize {
-            let dv = divisor.replacing(with: oneV, where: divisor .== zero)
             if powerOfTwoDivisors {
-                mixed = mixed * unsafeBitCast(I(repeating: 0x7F00_0000) &- unsafeBitCast(dv, to: I.self), to: V.self)
+                mixed = mixed * float(I(repeating: 0x7F00_0000) &- bits(divisor))
             } else {
-                mixed = mixed / dv
+                let none = mask(divisor .== zero)
+                mixed = mixed / float((bits(divisor) & ~none) | (bits(V(repeating: 1)) & none))
             }
         }
         if lambda != 1 { mixed = mixed * lambdaV }
         UnsafeMutableRawPointer(out + j).storeBytes(of: b + mixed, as: V.self)
         j += 8
     }
-    var fi: UInt16 = 0
-    for l in 0..<8 { fi |= inputFlags[l] }
-    for i in 0..<k { flags[i] |= fi }
-    var f: UInt16 = 0
-    for l in 0..<8 { f |= baseFlags[l] }
-    flags[k] |= f
-    return j
+    var any: Int32 = 0
+    for l in 0..<8 { any |= seen[l] }
+    return (j, UInt16(truncatingIfNeeded: UInt32(bitPattern: any) >> 16) & 0x8000)
 }

@@ -38,7 +38,7 @@ final class SIMDKernelTests: XCTestCase {
     func testBothBuildsGiveTheSameBits() throws {
         try XCTSkipUnless(StreamingKernels.cpuHasAVX2, "this CPU has no AVX2: only the baseline build runs here")
         for (n, seed) in [(0, 1), (1, 2), (7, 3), (8, 4), (13, 5), (64, 6), (8191, 7), (8192, 8)] as [(Int, UInt64)] {
-            let s = words(n, seed: seed), t = words(n, seed: seed + 100), u = words(n, seed: seed + 200)
+            let s = words(n, seed: seed), t = words(n, seed: seed + 100)
             let base = s.map { Float(bitPattern: UInt32($0) << 16) }
             // decode, magnitudes
             var a = [Float](repeating: 0, count: n), b = a
@@ -75,48 +75,109 @@ final class SIMDKernelTests: XCTestCase {
             for tBits: UInt32 in [0, 0x3B80_0000, ma.first ?? 1] {
                 XCTAssertEqual(BasinKernels.countEqualBF16(t, s, n, tBits), BasinKernelsAVX2.countEqualBF16(t, s, n, tBits))
             }
-            let points: [Int32] = [0, 0x3B80_0000, 0x3B7F_FFFF, Int32(bitPattern: ma.first ?? 5), 0x7F80_0000, 1, 0x3C00_0000, 0x3A00_0000, Int32.max, 12]
-            for np in [1, 4, 8, 10] {
+            let points: [Int32] = [0, 0x3B80_0000, 0x3B7F_FFFF, Int32(bitPattern: ma.first ?? 5), 0x7F80_0000, 1, 0x3C00_0000, 0x3A00_0000, Int32.max, -1]
+            let mags = (0..<n).map { Int32(bitPattern: abs(Float(bitPattern: UInt32(t[$0]) << 16) - base[$0]).bitPattern) }
+            let anyAllOnes = mags.contains { $0 & 0x7F80_0000 == 0x7F80_0000 }
+            for np in [1, 2, 3, 4, 5, 8, 10] {
                 var ca = [Int](repeating: 3, count: np), cb = ca
-                XCTAssertEqual(BasinKernels.countAboveBF16(t, base, n, points: points, count: np, above: &ca),
-                               BasinKernelsAVX2.countAboveBF16(t, base, n, points: points, count: np, above: &cb))
+                let fa = BasinKernels.countAboveBF16(t, base: s, n, points: points, count: np, above: &ca)
+                XCTAssertEqual(fa, BasinKernelsAVX2.countAboveBF16(t, base: s, n, points: points, count: np, above: &cb))
                 XCTAssertEqual(ca, cb, "count above \(np) \(n)")
-                // and the counts are right
-                let mags = (0..<n).map { Int32(bitPattern: abs(Float(bitPattern: UInt32(t[$0]) << 16) - base[$0]).bitPattern) }
+                // and the counts and the NaN/Inf flag are right
                 XCTAssertEqual(ca, (0..<np).map { q in 3 + mags.filter { $0 > points[q] }.count }, "count above is exact \(np) \(n)")
+                XCTAssertEqual(fa & 0x8000 != 0, anyAllOnes, "count above's NaN/Inf flag \(np) \(n)")
             }
-            // TIES's combine, two and three inputs, trimmed or not, with limits inside the chunk
-            for k in [2, 3] {
-                let inputs = [t, u, s].prefix(k).map { $0 }
-                // Every sum of the weights a power of two: possible for one or two inputs (1 and 1), not for three.
-                for (normalize, pow2) in [(false, false), (true, false), (true, true)] where !pow2 || k == 2 {
-                    let thresholds: [UInt32] = [0x3B80_0000, 0, 0x3A00_0000]
-                    let trimmed = [true, false, true], limits: [Int32] = [Int32(n / 2), 0, Int32(n)]
-                    let weights: [Float] = pow2 ? [1, 1] : [0.5, -0.25, 1.5]
-                    var outA = [Float](repeating: 0, count: n), outB = outA
-                    var fa = [UInt16](repeating: 0, count: k + 1), fb = fa
-                    let d = UnsafeMutableRawPointer.allocate(byteCount: 32 * k, alignment: 32)
-                    defer { d.deallocate() }
-                    let ja = try withWordPointers(inputs) { w in
-                        BasinKernels.tiesBF16(inputs: k, words: w, base: s, thresholds: thresholds, trimmed: trimmed, limits: limits, weights: weights,
-                                              normalize: normalize, powerOfTwoDivisors: pow2, lambda: 0.8, count: n, out: &outA, d: d, flags: &fa)
-                    }
-                    let jb = try withWordPointers(inputs) { w in
-                        BasinKernelsAVX2.tiesBF16(inputs: k, words: w, base: s, thresholds: thresholds, trimmed: trimmed, limits: limits, weights: weights,
-                                                  normalize: normalize, powerOfTwoDivisors: pow2, lambda: 0.8, count: n, out: &outB, d: d, flags: &fb)
-                    }
-                    XCTAssertEqual(ja, n - n % 8)
-                    XCTAssertEqual(ja, jb)
-                    XCTAssertEqual(fa, fb)
-                    same(Array(outA[0..<ja]), Array(outB[0..<jb]), "ties k=\(k) normalize=\(normalize) \(n)")
-                    if pow2 {
-                        // The reciprocal's product is the quotient's bits: the same combine with the division.
-                        var outC = [Float](repeating: 0, count: n), fc = [UInt16](repeating: 0, count: k + 1)
-                        _ = try withWordPointers(inputs) { w in
-                            BasinKernels.tiesBF16(inputs: k, words: w, base: s, thresholds: thresholds, trimmed: trimmed, limits: limits, weights: weights,
-                                                  normalize: true, powerOfTwoDivisors: false, lambda: 0.8, count: n, out: &outC, d: d, flags: &fc)
+        }
+    }
+
+    /// TIES's literal combine, one element at a time (as `TensorMerge.ties` and the general streamed pass): what the
+    /// fused kernel's shortcuts must reproduce bit for bit.
+    func referenceTies(_ inputs: [[UInt16]], base: [UInt16], thresholds: [UInt32?], limits: [Int], weights: [Float], normalize: Bool,
+                       lambda: Float, count n: Int) -> [Float] {
+        (0..<n).map { j in
+            let b = Float(bitPattern: UInt32(base[j]) << 16)
+            var mass: Float = 0
+            var d = [Float]()
+            for (i, words) in inputs.enumerated() {
+                let x = Float(bitPattern: UInt32(words[j]) << 16) - b
+                var keep = true
+                if let t = thresholds[i] {
+                    let bits = abs(x).bitPattern
+                    keep = bits > t || (bits == t && j < limits[i])
+                }
+                d.append((keep ? x : 0) * weights[i])
+                mass = mass + d[i]
+            }
+            var mixed: Float = 0, divisor: Float = 0
+            for (i, v) in d.enumerated() {
+                let agrees = mass >= 0 ? v > 0 : v < 0
+                mixed = mixed + (agrees ? v : 0)
+                divisor = divisor + (agrees ? weights[i] : 0)
+            }
+            if normalize { mixed = mixed / (divisor == 0 ? 1 : divisor) }
+            if lambda != 1 { mixed = mixed * lambda }
+            return b + mixed
+        }
+    }
+
+    /// The fused TIES kernel of both builds against the literal combine: one to three inputs, trimmed or not, weights of
+    /// 1 and others (zero and negative too), every normalisation, lambda or not, the threshold's ties kept below a limit
+    /// that falls at every offset of an eight-wide block, NaN, infinities, denormals and signed zeros among the words,
+    /// and lengths that leave tails of every size.
+    func testTiesKernelIsTheLiteralCombine() throws {
+        for (n, seed) in [(0, 11), (5, 12), (8, 13), (13, 14), (40, 15), (203, 16), (8192, 17)] as [(Int, UInt64)] {
+            let s = words(n, seed: seed), t = words(n, seed: seed + 100), u = words(n, seed: seed + 200), v = words(n, seed: seed + 300)
+            let base = s.map { Float(bitPattern: UInt32($0) << 16) }
+            let all = [t, u, v]
+            // Thresholds with many entries equal to them: each input's median magnitude.
+            let medians: [UInt32] = all.map { w in
+                let mags = (0..<n).map { abs(Float(bitPattern: UInt32(w[$0]) << 16) - base[$0]).bitPattern }.sorted()
+                return mags.isEmpty ? 0 : mags[n / 2]
+            }
+            let weightSets: [[Float]] = [[1, 1, 1], [0.5, -0.25, 1.5], [1, 0, 2], [0.5, 0.5, 1]]
+            let limitSets: [[Int]] = (0..<17).map { [$0, n / 2 + $0 % 8, n - $0] } + [[n, n, n]]
+            for k in 1...3 {
+                let inputs = Array(all.prefix(k))
+                // The long chunk only with the common settings (the short ones cover every combination).
+                for (weightIndex, weights) in weightSets.enumerated() where n < 1000 || weightIndex < 2 {
+                    let w = Array(weights.prefix(k))
+                    let pow2 = StreamingKernels.Job.powerOfTwoDivisors(w)
+                    for (normalize, lambda) in [(false, Float(1)), (true, 1), (true, 0.8), (false, 0.3)] {
+                        for (li, limits) in limitSets.enumerated() where li == 0 || li == limitSets.count - 1 || (n <= 203 && weightIndex == 0 && normalize && lambda == 1) {
+                            for trimmedSet in [[true, true, true], [true, false, true], [false, false, false], [true, true, false]].prefix(n < 1000 ? 4 : 2) {
+                                let thresholds: [UInt32?] = (0..<k).map { trimmedSet[$0] ? (medians[$0] == 0 ? 0 : medians[$0]) : nil }
+                                // The kernel's compare points and limits, as the executor sets them (untrimmed: above -1).
+                                let points = (0..<k).map { thresholds[$0].map { Int32(bitPattern: $0) } ?? -1 }
+                                let kernelLimits = (0..<k).map { thresholds[$0] == nil ? Int32(0) : Int32(limits[$0]) }
+                                let expected = referenceTies(inputs, base: s, thresholds: thresholds, limits: limits, weights: w, normalize: normalize,
+                                                             lambda: lambda, count: n)
+                                let d = UnsafeMutableRawPointer.allocate(byteCount: 32 * k, alignment: 32)
+                                defer { d.deallocate() }
+                                for path in [StreamingKernels.SIMDPath.baseline, .avx2] where path == .baseline || StreamingKernels.cpuHasAVX2 {
+                                    for p2 in [false, pow2] where !p2 || normalize {
+                                        var out = [Float](repeating: .nan, count: n)
+                                        let (done, flags) = try withWordPointers(inputs) { wp in
+                                            path == .avx2
+                                                ? BasinKernelsAVX2.tiesBF16(inputs: k, words: wp, base: s, points: points, limits: kernelLimits, weights: w,
+                                                                            normalize: normalize, powerOfTwoDivisors: p2, lambda: lambda, count: n, out: &out, d: d)
+                                                : BasinKernels.tiesBF16(inputs: k, words: wp, base: s, points: points, limits: kernelLimits, weights: w,
+                                                                        normalize: normalize, powerOfTwoDivisors: p2, lambda: lambda, count: n, out: &out, d: d)
+                                        }
+                                        let what = "\(path) n=\(n) k=\(k) w=\(w) normalize=\(normalize) pow2=\(p2) lambda=\(lambda) limits=\(limits) trimmed=\(trimmedSet)"
+                                        XCTAssertEqual(done, n - n % 8, what)
+                                        same(Array(out[0..<done]), Array(expected[0..<done]), what)
+                                        // Flagged iff some |input - base| in the done part had an all-ones exponent, which every NaN or
+                                        // infinite word there (input or base) gives.
+                                        let allOnes = (0..<done).contains { j in
+                                            inputs.contains { abs(Float(bitPattern: UInt32($0[j]) << 16) - base[j]).bitPattern & 0x7F80_0000 == 0x7F80_0000 }
+                                        }
+                                        let nonFinite = (0..<done).contains { j in ([s] + inputs).contains { $0[j] & 0x7F80 == 0x7F80 } }
+                                        XCTAssertEqual(flags & 0x8000 != 0, allOnes, what)
+                                        if nonFinite { XCTAssertNotEqual(flags & 0x8000, 0, what) }
+                                    }
+                                }
+                            }
                         }
-                        same(Array(outA[0..<ja]), Array(outC[0..<ja]), "ties reciprocal = division k=\(k) \(n)")
                     }
                 }
             }

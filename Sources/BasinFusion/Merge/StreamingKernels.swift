@@ -68,22 +68,19 @@ enum StreamingKernels {
         static func countEqualBF16(_ s: UnsafePointer<UInt16>, _ bw: UnsafePointer<UInt16>, _ m: Int, _ t: UInt32) -> Int {
             simd == .avx2 ? BasinKernelsAVX2.countEqualBF16(s, bw, m, t) : BasinKernels.countEqualBF16(s, bw, m, t)
         }
-        static func countAboveBF16(_ s: UnsafePointer<UInt16>, _ b: UnsafePointer<Float>, _ m: Int, points: UnsafePointer<Int32>, count np: Int,
+        static func countAboveBF16(_ s: UnsafePointer<UInt16>, base bw: UnsafePointer<UInt16>, _ m: Int, points: UnsafePointer<Int32>, count np: Int,
                                    above: UnsafeMutablePointer<Int>) -> UInt16 {
-            simd == .avx2 ? BasinKernelsAVX2.countAboveBF16(s, b, m, points: points, count: np, above: above)
-                : BasinKernels.countAboveBF16(s, b, m, points: points, count: np, above: above)
+            simd == .avx2 ? BasinKernelsAVX2.countAboveBF16(s, base: bw, m, points: points, count: np, above: above)
+                : BasinKernels.countAboveBF16(s, base: bw, m, points: points, count: np, above: above)
         }
-        static func tiesBF16(inputs k: Int, words: UnsafePointer<UnsafePointer<UInt16>>, base bw: UnsafePointer<UInt16>, thresholds: UnsafePointer<UInt32>,
-                             trimmed: UnsafePointer<Bool>, limits: UnsafePointer<Int32>, weights: UnsafePointer<Float>, normalize: Bool,
-                             powerOfTwoDivisors: Bool, lambda: Float, count m: Int, out: UnsafeMutablePointer<Float>, d: UnsafeMutableRawPointer,
-                             flags: UnsafeMutablePointer<UInt16>) -> Int {
+        static func tiesBF16(inputs k: Int, words: UnsafePointer<UnsafePointer<UInt16>>, base bw: UnsafePointer<UInt16>, points: UnsafePointer<Int32>,
+                             limits: UnsafePointer<Int32>, weights: UnsafePointer<Float>, normalize: Bool, powerOfTwoDivisors: Bool, lambda: Float,
+                             count m: Int, out: UnsafeMutablePointer<Float>, d: UnsafeMutableRawPointer) -> (done: Int, flags: UInt16) {
             simd == .avx2
-                ? BasinKernelsAVX2.tiesBF16(inputs: k, words: words, base: bw, thresholds: thresholds, trimmed: trimmed, limits: limits, weights: weights,
-                                            normalize: normalize, powerOfTwoDivisors: powerOfTwoDivisors, lambda: lambda, count: m, out: out, d: d,
-                                            flags: flags)
-                : BasinKernels.tiesBF16(inputs: k, words: words, base: bw, thresholds: thresholds, trimmed: trimmed, limits: limits, weights: weights,
-                                        normalize: normalize, powerOfTwoDivisors: powerOfTwoDivisors, lambda: lambda, count: m, out: out, d: d,
-                                        flags: flags)
+                ? BasinKernelsAVX2.tiesBF16(inputs: k, words: words, base: bw, points: points, limits: limits, weights: weights, normalize: normalize,
+                                            powerOfTwoDivisors: powerOfTwoDivisors, lambda: lambda, count: m, out: out, d: d)
+                : BasinKernels.tiesBF16(inputs: k, words: words, base: bw, points: points, limits: limits, weights: weights, normalize: normalize,
+                                        powerOfTwoDivisors: powerOfTwoDivisors, lambda: lambda, count: m, out: out, d: d)
         }
     }
 
@@ -566,27 +563,6 @@ enum StreamingKernels {
             return total
         }
 
-        /// For BF16 words `s` and the widened base `b` (m elements): how many magnitudes |s - b| lie above each
-        /// candidate value t and how many are at least t (`counts[2q]`, `counts[2q + 1]`, added to), eight at a time
-        /// without storing the magnitudes (as `countAbove`: the sign of t - v, for magnitudes whose sign bit is clear).
-        /// NaN/Inf words are counted exactly when there are any, as elsewhere.
-        func countCandidates(_ s: UnsafePointer<UInt16>, _ b: UnsafePointer<Float>, _ m: Int, _ values: [UInt32], into counts: inout [Int],
-                             index: Int, start: Int, scratch: UnsafeMutablePointer<Float>) {
-            // The compare points: t, then t - 1 ("at least t"; none when t is 0: everything is at least 0).
-            var points: [Int32] = []
-            for t in values { points.append(Int32(bitPattern: t)); points.append(t == 0 ? Int32.max : Int32(bitPattern: t - 1)) }
-            let np = points.count
-            var above = [Int](repeating: 0, count: np)
-            let flags = points.withUnsafeBufferPointer { pts in
-                above.withUnsafeMutableBufferPointer { K.countAboveBF16(s, b, m, points: pts.baseAddress!, count: np, above: $0.baseAddress!) }
-            }
-            for (q, t) in values.enumerated() {
-                counts[2 * q] += above[2 * q]
-                counts[2 * q + 1] += t == 0 ? m : above[2 * q + 1]
-            }
-            checkBF16(flags, inputs[index], index, start, m, scratch: scratch)
-        }
-
         /// At most this many candidate bins per model (each costs a 256 KB histogram per way and thread).
         static let maxCandidates = 8
         /// At most this many candidate values per model (each costs two compares per element).
@@ -602,10 +578,18 @@ enum StreamingKernels {
             var selection = Selection(threshold: Array(repeating: nil, count: k),
                                       equalBudget: Array(repeating: Array(repeating: 0, count: ranges.count), count: k))
             if keep.allSatisfy({ $0 == nil }) { return selection }
-            // Guess the threshold's top-16 bin(s) from a sample.
-            let m = min(n, 16384)
+            // Guess the threshold's top-16 bin(s) from a sample: one run of `run` neighbours at a random place in each
+            // of m / run equal strata, in index order. Reading runs in order costs a cache miss per run, not per
+            // element (single random elements were most of the sampling's time), and stratifying keeps the sample
+            // spread over the whole tensor. The sample only guides: every threshold is then counted exactly, and a
+            // guess the counts refute is redone without it (slower, same result).
+            let m = min(n, 16384), run = 8
             var rng = SeededGenerator(seed: TensorMerge.dareSeed(0x71E5, name: entry.name, model: 0))
-            let positions = m == n ? Array(0..<n) : (0..<m).map { _ in Int(rng.next() % UInt64(n)) }
+            let stratum = n / max(1, m / run)
+            let positions = m == n ? Array(0..<n) : (0..<(m / run)).flatMap { q -> Range<Int> in
+                let start = q * stratum + Int(rng.next() % UInt64(stratum - run + 1))
+                return start..<(start + run)
+            }
             var guesses: [ClosedRange<Int>?] = Array(repeating: nil, count: k)
             // When the guessed bins span too far (BF16 task vectors: a few distinct magnitudes, powers of two apart),
             // the distinct bins the sample finds near the k-th value: pass 1 histograms their low bits as it
@@ -634,7 +618,9 @@ enum StreamingKernels {
                         }
                     }
                 }
-                sample.sort(by: >)
+                // Largest first (the default ascending sort, reversed, is several times faster than sort(by: >)).
+                sample.sort()
+                sample.reverse()
                 samples.set(i, sample)
             }
             for i in 0..<k {
@@ -673,6 +659,13 @@ enum StreamingKernels {
             // them) do not wait on one counter's increments. The ways are summed at the end.
             let counts = Histograms(ranges: ranges.count, models: k)
             let guessed = guesses, wanted = keep, candidateBins = candidates, candidateValues = values
+            // BF16 models with a few candidate values only count, per value t, the magnitudes above t and above t - 1
+            // (at least t; everything when t is 0, as -1 is below every magnitude): SIMD compares against these points
+            // on the raw words, nothing stored (BasinKernels.countAboveBF16), the base widened as they go.
+            let bf16Base = bf16Words(base!, 0) != nil
+            let countsOnly = (0..<k).map { wanted[$0] != nil && !candidateValues[$0].isEmpty && bf16Base && bf16Words(inputs[$0], 0) != nil }
+            let valuePoints = candidateValues.map { $0.flatMap { [Int32(bitPattern: $0), Int32(bitPattern: $0) &- 1] } }
+            let widenBase = (0..<k).contains { wanted[$0] != nil && !countsOnly[$0] }
             // Per model, a table from top-16 bin to candidate slot (0: not a candidate; the slot's block discards).
             let slotTables: [[UInt8]] = candidateBins.map { bins in
                 guard !bins.isEmpty else { return [] }
@@ -705,11 +698,22 @@ enum StreamingKernels {
                 var c = range.lowerBound
                 while c < range.upperBound {
                     let mm = min(chunk, range.upperBound - c)
-                    decodeChecked(base!, k, c, mm, b)
+                    if widenBase { decodeChecked(base!, k, c, mm, b) }
+                    var baseChecked = widenBase
                     for i in 0..<k where wanted[i] != nil {
-                        if !candidateValues[i].isEmpty, let s = bf16Words(inputs[i], c) {
-                            // BF16 against a few candidate values: magnitudes and every comparison in one pass.
-                            countCandidates(s, b, mm, candidateValues[i], into: &valueCounts[i], index: i, start: c, scratch: x)
+                        if countsOnly[i] {
+                            let flags = valuePoints[i].withUnsafeBufferPointer { points in
+                                valueCounts[i].withUnsafeMutableBufferPointer {
+                                    K.countAboveBF16(bf16Words(inputs[i], c)!, base: bf16Words(base!, c)!, mm, points: points.baseAddress!,
+                                                     count: points.count, above: $0.baseAddress!)
+                                }
+                            }
+                            // NaN or infinity in the input or the base: count each exactly (the base once per chunk).
+                            if flags & 0x8000 != 0 {
+                                checkBF16(flags, inputs[i], i, c, mm, scratch: x)
+                                if !baseChecked { checkBF16(flags, base!, k, c, mm, scratch: x) }
+                                baseChecked = true
+                            }
                             continue
                         }
                         if let s = bf16Words(inputs[i], c) {
@@ -990,8 +994,9 @@ enum StreamingKernels {
         /// every element goes through exactly the Float32 operations of the general pass (and of
         /// `TensorMerge.ties`) in the same order -- task vector x_i = input_i - base; d_i = (kept ? x_i : 0) * w_i;
         /// mass = (0 + d_0) + d_1 ...; the entries agreeing with the sign of the mass summed, with their weights;
-        /// normalised, scaled by lambda, added to the base -- so the bytes are identical; only the intermediate
-        /// arrays (ten passes over L2-sized buffers per chunk) are gone. NaN/Inf words are counted as before.
+        /// normalised, scaled by lambda, added to the base -- or ones that give the same bits (BasinKernels.tiesBF16
+        /// says which), so the bytes are identical; only the intermediate arrays are gone. NaN/Inf words are counted
+        /// as before.
         func tiesBF16(_ c: Int, _ m: Int, thresholds: [UInt32?], limits: UnsafePointer<Int>, powerOfTwoDivisors: Bool, out: UnsafeMutablePointer<Float>,
                       scratch: UnsafeMutablePointer<Float>) {
             let k = inputs.count
@@ -1000,33 +1005,27 @@ enum StreamingKernels {
             let bw = bf16Words(base!, c)!
             // Everything the loop reads per input in plain buffers (no arrays or optionals inside it).
             let words = UnsafeMutablePointer<UnsafePointer<UInt16>>.allocate(capacity: k)
-            let tv = UnsafeMutablePointer<UInt32>.allocate(capacity: k), wv = UnsafeMutablePointer<Float>.allocate(capacity: k)
-            let trimmed = UnsafeMutablePointer<Bool>.allocate(capacity: k), limit = UnsafeMutablePointer<Int32>.allocate(capacity: k)
-            let flagv = UnsafeMutablePointer<UInt16>.allocate(capacity: k + 1)
+            let points = UnsafeMutablePointer<Int32>.allocate(capacity: k), limit = UnsafeMutablePointer<Int32>.allocate(capacity: k)
+            let wv = UnsafeMutablePointer<Float>.allocate(capacity: k), dj = UnsafeMutablePointer<Float>.allocate(capacity: k)
             let d = UnsafeMutableRawPointer.allocate(byteCount: 32 * k, alignment: 32)
-            defer { words.deallocate(); tv.deallocate(); wv.deallocate(); trimmed.deallocate(); limit.deallocate(); flagv.deallocate(); d.deallocate() }
+            defer { words.deallocate(); points.deallocate(); limit.deallocate(); wv.deallocate(); dj.deallocate(); d.deallocate() }
             for i in 0..<k {
                 words[i] = bf16Words(inputs[i], c)!
-                tv[i] = thresholds[i] ?? 0
-                trimmed[i] = thresholds[i] != nil
-                limit[i] = Int32(limits[i])
+                // Kept: magnitude bits above the threshold (or at least it below the limit); untrimmed: above -1.
+                points[i] = thresholds[i].map { Int32(bitPattern: $0) } ?? -1
+                limit[i] = thresholds[i] == nil ? 0 : Int32(limits[i])
                 wv[i] = weights[i]
             }
-            flagv.initialize(repeating: 0, count: k + 1)
-            var j = K.tiesBF16(inputs: k, words: words, base: bw, thresholds: tv, trimmed: trimmed, limits: limit, weights: wv, normalize: normalize,
-                               powerOfTwoDivisors: powerOfTwoDivisors, lambda: lambda, count: m, out: out, d: d, flags: flagv)
-            typealias H = SIMD8<UInt16>
-            var flags = [H](repeating: H(), count: k + 1)
-            for i in 0...k { flags[i][0] = flagv[i] }
-            // The last few elements, one at a time (the same operations).
+            var (j, flags) = K.tiesBF16(inputs: k, words: words, base: bw, points: points, limits: limit, weights: wv, normalize: normalize,
+                                        powerOfTwoDivisors: powerOfTwoDivisors, lambda: lambda, count: m, out: out, d: d)
+            // The last few elements, one at a time (the same operations as the general pass).
             while j < m {
                 let b = Float(bitPattern: UInt32(bw[j]) << 16)
-                flags[k][0] |= (bw[j] & 0x7F80) &+ 0x0080
+                flags |= (bw[j] & 0x7F80) &+ 0x0080
                 var mass: Float = 0
-                var dj = [Float](repeating: 0, count: k)
                 for i in 0..<k {
                     let w = words[i][j]
-                    flags[i][0] |= (w & 0x7F80) &+ 0x0080
+                    flags |= (w & 0x7F80) &+ 0x0080
                     let x = Float(bitPattern: UInt32(w) << 16) - b
                     var keep = true
                     if let t = thresholds[i] {
@@ -1048,10 +1047,10 @@ enum StreamingKernels {
                 out[j] = b + mixed
                 j += 1
             }
-            // Some word had an all-ones exponent: count exactly (as the general pass does).
-            let any = { (f: H) in (0..<8).contains { f[$0] & 0x8000 != 0 } }
-            for i in 0..<k where any(flags[i]) { checkBF16(0x8000, inputs[i], i, c, m, scratch: scratch) }
-            if any(flags[k]) { checkBF16(0x8000, base!, k, c, m, scratch: scratch) }
+            // Some source had an all-ones exponent in this chunk: count each one's exactly (as the general pass does).
+            guard flags & 0x8000 != 0 else { return }
+            for i in 0..<k { checkBF16(0x8000, inputs[i], i, c, m, scratch: scratch) }
+            checkBF16(0x8000, base!, k, c, m, scratch: scratch)
         }
 
         func ties(_ range: Range<Int>, range r: Int, selection: Selection) throws {
